@@ -1,0 +1,120 @@
+//! The one error type of the library.
+//!
+//! Every message says what went wrong *and* what the caller can do next, because the people who
+//! read these are app developers at 3 a.m. and operators on the admin socket, not the authors.
+
+use std::path::PathBuf;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in recostore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A record handed to a write call failed validation; nothing of the call was stored.
+    #[error("invalid {what} `{id}`: {reason}. Nothing from this call was stored; fix the record and retry")]
+    InvalidRecord {
+        /// `"item"` or `"user"`.
+        what: &'static str,
+        /// The caller's id (possibly truncated for display).
+        id: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The store directory is already opened by another process (or another `Store` here).
+    #[error("store at {dir} is locked by another process or handle; close it first, or open a different --dir")]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+    },
+
+    /// The durable layer (sled) failed.
+    #[error("durable storage failed: {0}. The store may need to be reopened; if it persists, restore from a backup")]
+    Durable(#[from] sled::Error),
+
+    /// A value read back from sled could not be decoded.
+    #[error("stored record under key {key} is unreadable: {reason}. The store was written by an incompatible version or is damaged")]
+    CorruptRecord {
+        /// Printable form of the key.
+        key: String,
+        /// Decoder message.
+        reason: String,
+    },
+
+    /// A segment file failed validation and automatic repair is off.
+    #[error("segment {path} is damaged: {reason}. Reopen with Config::repair_segments = true (the default) to rebuild it from the durable records")]
+    CorruptSegment {
+        /// The offending file.
+        path: PathBuf,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// The store on disk was written by a newer or unknown format.
+    #[error("store at {dir} has format version {found}, this build understands {expected}; use a matching recostore version")]
+    IncompatibleStore {
+        /// The store directory.
+        dir: PathBuf,
+        /// Version on disk.
+        found: u32,
+        /// Version this build writes.
+        expected: u32,
+    },
+
+    /// A filesystem operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we were doing, e.g. `"writing segment"`.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An id space is exhausted (more than `u32::MAX - 1` items, users or tags).
+    #[error("too many {0}: the dense id space (u32) is exhausted; shard the catalogue across stores")]
+    IdSpaceExhausted(&'static str),
+
+    /// An import or input file had a bad row and `--strict` was set.
+    #[error("{source_name} line {line}: {reason} (run without --strict to skip and count bad rows)")]
+    BadInput {
+        /// File name or `"stdin"`.
+        source_name: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with the row.
+        reason: String,
+    },
+
+    /// The thing asked for does not exist.
+    #[error("no {what} with id `{id}` in this store; check the id (ids are case-sensitive)")]
+    NotFound {
+        /// `"item"` or `"user"`.
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+}
+
+impl Error {
+    /// Wrap an `io::Error` with the action and path, so the message names the file.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, id: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidRecord {
+            what,
+            id: crate::model::display_id(id),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Importers for real public data sets, turning raw files into items and users with tags.
+//!
+//! * [`movielens`] — MovieLens (`movies.csv`, `ratings.csv`, `tags.csv`).
+//! * [`retail`] — UCI Online Retail invoice lines (`.csv` or `.csv.gz`).
+//! * [`report`] — the shared summary and bad-row accounting.
+
+pub mod movielens;
+pub mod report;
+pub mod retail;
+
+pub use report::{BadRow, ImportOptions, ImportSummary};

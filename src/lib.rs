@@ -1,0 +1,49 @@
+//! # recostore
+//!
+//! An embedded recommendation store: durable item and user tag records in sled, an immutable
+//! memory-mapped rkyv segment for reads, and recommendation queries over both.
+//!
+//! ```
+//! use recostore::{Item, Store, User};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! store.upsert_items(&[
+//!     Item::new("mug-red", [("category:kitchen/mugs", 1.0), ("colour:red", 1.0)]),
+//!     Item::new("mug-blue", [("category:kitchen/mugs", 1.0), ("colour:blue", 1.0)]),
+//!     Item::new("tshirt-red", [("category:apparel/tops", 1.0), ("colour:red", 1.0)]),
+//! ])?;
+//! store.upsert_user(&User::new("user-9", [("colour:red", 2.0), ("tier:prime", 1.0)]))?;
+//! store.flush()?; // acknowledged: survives kill -9 from here on
+//!
+//! let similar = store.similar_items("mug-red", 2)?;
+//! assert_eq!(similar.len(), 2);
+//! assert!(similar.iter().any(|r| r.id == "mug-blue"));
+//! assert_eq!(store.get_user("user-9").unwrap().tags.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the codemap and `FORMAT.md` for the bytes on disk.
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod config;
+pub mod delta;
+
+pub mod error;
+pub mod import;
+
+pub mod model;
+mod rebuild;
+pub mod segment;
+pub mod similar;
+pub mod snapshot;
+pub mod store;
+mod write;
+
+pub use config::{Config, Durability, SegmentVerify};
+pub use error::{Error, Result};
+pub use model::{Item, Tag, User};
+pub use similar::Recommendation;
+pub use store::{RebuildReport, Stats, Store};

@@ -1,0 +1,179 @@
+//! The records callers write and read: items and users with weighted tags.
+//!
+//! These are the *public*, string-keyed shapes. Inside the store every id and tag name is a
+//! dense `u32` (see [`crate::codec`] and [`crate::segment`]); conversion happens at the API edge.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Longest id (item, user) accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+/// Longest tag name accepted, in bytes.
+pub const MAX_TAG_BYTES: usize = 1024;
+/// Longest category path or title accepted, in bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// A weighted tag such as `("colour:red", 1.0)`. Names are namespaced by convention
+/// (`category:`, `brand:`, `colour:`, `size:`, `price:`, `for:` ...).
+pub type Tag = (String, f32);
+
+/// A catalogue item: its tags plus the attributes filters and ranking need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Item {
+    /// The shop's id, e.g. `"sku-123"`. Non-empty, at most [`MAX_ID_BYTES`].
+    pub id: String,
+    /// Weighted tags. Weights must be finite and non-negative; zero weights are dropped.
+    /// Names must be unique within the record.
+    pub tags: Vec<Tag>,
+    /// Human-readable title, shown in explanations and the CLI. May be empty.
+    pub title: String,
+    /// Category path such as `kitchen/mugs`. May be empty.
+    pub category: String,
+    /// Unit price in the shop's currency. Finite and non-negative.
+    pub price: f32,
+    /// Units in stock.
+    pub stock: u32,
+    /// Only members may buy it (campaigns show these first to members).
+    pub members_only: bool,
+    /// Creation time, seconds since the Unix epoch (0 if unknown).
+    pub created_at: u64,
+}
+
+/// A customer: tags the app sets plus tags derived from behaviour, and recent items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct User {
+    /// The shop's id, e.g. `"user-9"`. Non-empty, at most [`MAX_ID_BYTES`].
+    pub id: String,
+    /// Weighted tags (explicit such as `tier:prime`, or derived such as `colour:red`).
+    pub tags: Vec<Tag>,
+    /// Item ids the user interacted with most recently, newest last. Ids that are not (yet)
+    /// in the store are kept out; the list is capped by `Config::max_recent_items`.
+    pub recent_items: Vec<String>,
+}
+
+impl Item {
+    /// An item with an id and tags and default attributes.
+    pub fn new(id: impl Into<String>, tags: impl IntoIterator<Item = (impl Into<String>, f32)>) -> Self {
+        Item {
+            id: id.into(),
+            tags: tags.into_iter().map(|(n, w)| (n.into(), w)).collect(),
+            ..Item::default()
+        }
+    }
+}
+
+impl User {
+    /// A user with an id and tags.
+    pub fn new(id: impl Into<String>, tags: impl IntoIterator<Item = (impl Into<String>, f32)>) -> Self {
+        User {
+            id: id.into(),
+            tags: tags.into_iter().map(|(n, w)| (n.into(), w)).collect(),
+            recent_items: Vec::new(),
+        }
+    }
+}
+
+/// Shorten an id for error messages so a 1 MiB garbage id does not flood a log line.
+pub(crate) fn display_id(id: &str) -> String {
+    const SHOW: usize = 64;
+    if id.len() <= SHOW {
+        return id.to_string();
+    }
+    let mut end = SHOW;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &id[..end], id.len())
+}
+
+pub(crate) fn validate_id(what: &'static str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(what, id, "the id is empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(
+            what,
+            id,
+            format!("the id is {} bytes, the limit is {MAX_ID_BYTES}", id.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Check tags and return them with zero weights dropped. Rejects the whole record on any fault
+/// so nothing is stored half-written.
+pub(crate) fn validate_tags<'a>(
+    what: &'static str,
+    id: &str,
+    tags: &'a [Tag],
+    max_tags: usize,
+) -> Result<Vec<(&'a str, f32)>> {
+    if tags.len() > max_tags {
+        return Err(Error::invalid(
+            what,
+            id,
+            format!("{} tags, the limit is {max_tags} (Config::max_tags_per_record)", tags.len()),
+        ));
+    }
+    let mut out: Vec<(&str, f32)> = Vec::with_capacity(tags.len());
+    for (name, w) in tags {
+        if name.is_empty() {
+            return Err(Error::invalid(what, id, "a tag name is empty"));
+        }
+        if name.len() > MAX_TAG_BYTES {
+            return Err(Error::invalid(
+                what,
+                id,
+                format!("tag `{}` is {} bytes, the limit is {MAX_TAG_BYTES}", display_id(name), name.len()),
+            ));
+        }
+        if !w.is_finite() || *w < 0.0 {
+            return Err(Error::invalid(
+                what,
+                id,
+                format!("tag `{}` has weight {w}; weights must be finite and >= 0", display_id(name)),
+            ));
+        }
+        if *w > 0.0 {
+            out.push((name.as_str(), *w));
+        }
+    }
+    let mut names: Vec<&str> = out.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    if let Some(dup) = names.windows(2).find(|p| p[0] == p[1]) {
+        return Err(Error::invalid(
+            what,
+            id,
+            format!("tag `{}` appears twice; merge the weights before writing", display_id(dup[0])),
+        ));
+    }
+    Ok(out)
+}
+
+pub(crate) fn validate_item(item: &Item, max_tags: usize) -> Result<Vec<(&str, f32)>> {
+    validate_id("item", &item.id)?;
+    if !item.price.is_finite() || item.price < 0.0 {
+        return Err(Error::invalid("item", &item.id, format!("price {} must be finite and >= 0", item.price)));
+    }
+    for (field, text) in [("title", &item.title), ("category", &item.category)] {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Error::invalid(
+                "item",
+                &item.id,
+                format!("{field} is {} bytes, the limit is {MAX_TEXT_BYTES}", text.len()),
+            ));
+        }
+    }
+    validate_tags("item", &item.id, &item.tags, max_tags)
+}
+
+pub(crate) fn validate_user(user: &User, max_tags: usize) -> Result<Vec<(&str, f32)>> {
+    validate_id("user", &user.id)?;
+    for r in &user.recent_items {
+        validate_id("user", r).map_err(|_| {
+            Error::invalid("user", &user.id, format!("recent item id `{}` is empty or too long", display_id(r)))
+        })?;
+    }
+    validate_tags("user", &user.id, &user.tags, max_tags)
+}

@@ -1,0 +1,112 @@
+//! Making segments: from a snapshot (the normal fold of the delta) or from sled (first open,
+//! or repair of a damaged segment), and loading the dirty log back into a delta on open.
+
+use std::sync::Arc;
+
+use crate::codec::{self, Kind, StoredItem, StoredUser};
+use crate::delta::Delta;
+use crate::error::Result;
+use crate::segment::{SegmentBuilder, SegmentData};
+use crate::snapshot::Snapshot;
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Fold `snap` (segment + delta) into the columns of generation `generation`.
+pub(crate) fn from_snapshot(snap: &Snapshot, generation: u64) -> SegmentData {
+    let mut b = SegmentBuilder::new();
+    for t in 0..snap.tag_id_bound() {
+        b.push_tag(t, snap.tag_name(t).unwrap_or(""));
+    }
+    for id in 0..snap.item_id_bound() {
+        b.push_item(id, snap.stored_item(id).as_ref());
+    }
+    for id in 0..snap.user_id_bound() {
+        b.push_user(id, snap.stored_user(id).as_ref());
+    }
+    b.finish(generation, snap.seq, now_secs())
+}
+
+/// Build generation `generation` straight from the durable records in sled.
+pub(crate) fn from_sled(tree: &sled::Tree, generation: u64, max_seq: u64) -> Result<SegmentData> {
+    let mut b = SegmentBuilder::new();
+    for kv in tree.scan_prefix(b"T") {
+        let (k, v) = kv?;
+        let id = codec::record_key_id(&k)?;
+        b.push_tag(id, &String::from_utf8_lossy(&v));
+    }
+    for kv in tree.scan_prefix(codec::record_prefix(Kind::Item)) {
+        let (k, v) = kv?;
+        let row: StoredItem = codec::decode(&k, &v)?;
+        b.push_item(codec::record_key_id(&k)?, Some(&row));
+    }
+    for kv in tree.scan_prefix(codec::record_prefix(Kind::User)) {
+        let (k, v) = kv?;
+        let row: StoredUser = codec::decode(&k, &v)?;
+        b.push_user(codec::record_key_id(&k)?, Some(&row));
+    }
+    Ok(b.finish(generation, max_seq, now_secs()))
+}
+
+/// Rebuild the delta of writes that reached sled after the segment was built: every dirty-log
+/// entry newer than `max_seq`, plus tag names the segment lacks.
+pub(crate) fn delta_from_dirty_log(tree: &sled::Tree, snap_seg: &crate::segment::Segment) -> Result<Delta> {
+    let seg = snap_seg.data();
+    let max_seq = seg.max_seq.to_native();
+    let mut d = Delta::default();
+    for kv in tree.scan_prefix(b"D") {
+        let (k, v) = kv?;
+        let seq = codec::decode_u64(&k, &v)?;
+        if seq <= max_seq {
+            continue;
+        }
+        let (kind, id) = codec::parse_dirty_key(&k)?;
+        let key = codec::record_key(kind, id);
+        let value = tree.get(key)?;
+        match kind {
+            Kind::Item => {
+                let row = value.map(|v| codec::decode::<StoredItem>(&key, &v)).transpose()?;
+                if let Some(r) = &row {
+                    if seg.items.names.lookup(&r.name) != Some(id) {
+                        d.item_names.insert(Arc::from(r.name.as_str()), id);
+                    }
+                }
+                d.put_item(id, seq, row.map(Arc::new));
+            }
+            Kind::User => {
+                let row = value.map(|v| codec::decode::<StoredUser>(&key, &v)).transpose()?;
+                if let Some(r) = &row {
+                    if seg.users.names.lookup(&r.name) != Some(id) {
+                        d.user_names.insert(Arc::from(r.name.as_str()), id);
+                    }
+                }
+                d.put_user(id, seq, row.map(Arc::new));
+            }
+        }
+    }
+    let seg_tags = seg.tags.len() as u32;
+    for kv in tree.range(codec::tag_key(seg_tags)..codec::tag_key(u32::MAX)) {
+        let (k, v) = kv?;
+        let id = codec::record_key_id(&k)?;
+        let name: Arc<str> = Arc::from(String::from_utf8_lossy(&v).as_ref());
+        d.tags.insert(name.clone(), id);
+        d.tag_names.insert(id, name);
+    }
+    Ok(d)
+}
+
+/// Stage removal of dirty-log entries already folded into a segment built at `max_seq`.
+pub(crate) fn clean_dirty_log(tree: &sled::Tree, max_seq: u64, batch: &mut sled::Batch) -> Result<usize> {
+    let mut n = 0;
+    for kv in tree.scan_prefix(b"D") {
+        let (k, v) = kv?;
+        if codec::decode_u64(&k, &v)? <= max_seq {
+            batch.remove(k);
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,215 @@
+//! A segment file on disk: atomic publication, validated opening, and deletion once retired.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use memmap2::Mmap;
+
+use super::format::{schema_hash, ArchivedSegmentData, Footer, SegmentData, FOOTER_LEN, FORMAT_VERSION};
+use crate::config::SegmentVerify;
+use crate::error::{Error, Result};
+
+/// File name of generation `g` inside the segments directory.
+pub fn file_name(generation: u64) -> String {
+    format!("{generation:020}.seg")
+}
+
+/// Parse a generation back out of a file name made by [`file_name`].
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg")?.parse().ok()
+}
+
+/// fsync a directory so a rename inside it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+/// Serialise `data` and publish it as `dir/<generation>.seg`: write a temporary file, fsync it,
+/// rename it into place, fsync the directory. Readers never see a partial file.
+pub fn write(dir: &Path, data: &SegmentData) -> Result<PathBuf> {
+    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(data).map_err(|e| Error::CorruptSegment {
+        path: dir.to_path_buf(),
+        reason: format!("could not serialise segment: {e}"),
+    })?;
+    let footer = Footer {
+        version: FORMAT_VERSION,
+        schema_hash: schema_hash(),
+        payload_len: payload.len() as u64,
+        payload_xxh3: xxhash_rust::xxh3::xxh3_64(&payload),
+    };
+    let path = dir.join(file_name(data.generation));
+    let tmp = dir.join(format!("{}.tmp", file_name(data.generation)));
+    let res = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&payload)?;
+        f.write_all(&footer.to_bytes())?;
+        f.sync_all()
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("writing segment", &tmp, e));
+    }
+    fs::rename(&tmp, &path).map_err(|e| Error::io("publishing segment", &path, e))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// An open, validated, memory-mapped segment. Shared between readers through `Arc`; when the
+/// store has moved on to a newer generation it is *retired*, and the file is deleted when the
+/// last reader drops it (the mapping goes with it).
+pub struct Segment {
+    map: Mmap,
+    payload_len: usize,
+    path: PathBuf,
+    generation: u64,
+    retired: AtomicBool,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("generation", &self.generation)
+            .field("bytes", &self.map.len())
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Map and validate `path`. Any failure is [`Error::CorruptSegment`] (or `Io` when the file
+    /// cannot be read at all); nothing here panics on hostile bytes.
+    pub fn open(path: &Path, verify: SegmentVerify) -> Result<Segment> {
+        let bad = |reason: String| Error::CorruptSegment {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::open(path).map_err(|e| Error::io("opening segment", path, e))?;
+        let len = file.metadata().map_err(|e| Error::io("reading segment size", path, e))?.len() as usize;
+        if len < FOOTER_LEN {
+            return Err(bad(format!("file is {len} bytes, shorter than the {FOOTER_LEN}-byte footer (truncated)")));
+        }
+        // SAFETY: segment files are immutable once published (written to a temporary name and
+        // renamed), and the store never opens one for writing again. The mapping is read-only,
+        // so the only way its contents change under us is another process writing into our
+        // store directory, which is outside the contract documented in FORMAT.md.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mapping segment", path, e))?;
+        let footer = Footer::parse(&map[len - FOOTER_LEN..]).map_err(bad)?;
+        if footer.version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {} but this build reads {FORMAT_VERSION}",
+                footer.version
+            )));
+        }
+        if footer.schema_hash != schema_hash() {
+            return Err(bad("schema hash differs: written by a build with other segment types".into()));
+        }
+        let payload_len = len - FOOTER_LEN;
+        if footer.payload_len != payload_len as u64 {
+            return Err(bad(format!(
+                "footer says {} payload bytes, file has {payload_len} (truncated or appended to)",
+                footer.payload_len
+            )));
+        }
+        if verify == SegmentVerify::Checksum {
+            let sum = checksum_by_reading(&file, payload_len).map_err(|e| Error::io("checksumming segment", path, e))?;
+            if sum != footer.payload_xxh3 {
+                return Err(bad("payload checksum mismatch (bytes changed on disk)".into()));
+            }
+        }
+        let data = rkyv::access::<ArchivedSegmentData, rkyv::rancor::Error>(&map[..payload_len])
+            .map_err(|e| bad(format!("structure invalid: {e}")))?;
+        let generation = data.generation.to_native();
+        let named = path.file_name().and_then(|n| n.to_str()).and_then(parse_file_name);
+        if named.is_some_and(|g| g != generation) {
+            return Err(bad(format!("file name says generation {named:?}, contents say {generation}")));
+        }
+        Ok(Segment {
+            map,
+            payload_len,
+            path: path.to_path_buf(),
+            generation,
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    /// The archived root. Zero-copy: this is a view into the mapping.
+    pub fn data(&self) -> &ArchivedSegmentData {
+        // SAFETY: `open` ran `rkyv::access` (full bytecheck validation) on exactly these bytes,
+        // and the mapping is immutable and lives as long as `self`, so the root is valid.
+        unsafe { rkyv::access_unchecked::<ArchivedSegmentData>(&self.map[..self.payload_len]) }
+    }
+
+    /// Generation number.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the file in bytes.
+    pub fn file_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Recompute the full payload checksum (used by `Store::verify`).
+    pub fn verify_checksum(&self) -> Result<()> {
+        let footer = Footer::parse(&self.map[self.payload_len..]).map_err(|r| Error::CorruptSegment {
+            path: self.path.clone(),
+            reason: r,
+        })?;
+        let f = File::open(&self.path).map_err(|e| Error::io("opening segment", &self.path, e))?;
+        let sum = checksum_by_reading(&f, self.payload_len).map_err(|e| Error::io("checksumming segment", &self.path, e))?;
+        if sum != footer.payload_xxh3 {
+            return Err(Error::CorruptSegment {
+                path: self.path.clone(),
+                reason: "payload checksum mismatch (bytes changed on disk)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Mark for deletion once the last reader lets go.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            if let Err(e) = fs::remove_file(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not delete retired segment");
+            } else {
+                tracing::debug!(path = %self.path.display(), "deleted retired segment");
+            }
+        }
+    }
+}
+
+/// Hash the payload through `read(2)` rather than the mapping: the page cache is used, but the
+/// pages never enter this process's RSS, so opening stays cheap in memory.
+fn checksum_by_reading(file: &File, payload_len: usize) -> std::io::Result<u64> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = payload_len;
+    let mut r = file;
+    use std::io::Seek;
+    r.seek(std::io::SeekFrom::Start(0))?;
+    while left > 0 {
+        let want = left.min(buf.len());
+        let n = r.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shorter than its footer says"));
+        }
+        h.update(&buf[..n]);
+        left -= n;
+    }
+    Ok(h.digest())
+}

@@ -1,0 +1,15 @@
+//! The immutable read side: one rkyv archive per generation, memory-mapped and read zero-copy.
+//!
+//! * [`format`] — the archived types and the footer (the byte layout is in `FORMAT.md`).
+//! * [`builder`] — records in, columns out.
+//! * [`read`] — checked accessors over archived columns.
+//! * [`file`] — atomic publication and validated opening of segment files.
+
+pub mod builder;
+pub mod file;
+pub mod format;
+pub mod read;
+
+pub use builder::SegmentBuilder;
+pub use file::Segment;
+pub use format::SegmentData;

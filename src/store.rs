@@ -1,0 +1,428 @@
+//! [`Store`]: the handle an app holds. Opening and recovery, the write API, rebuilds, stats.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+
+use crate::codec::{self, Kind};
+use crate::config::{Config, Durability, SegmentVerify};
+use crate::error::{Error, Result};
+use crate::model::{self, Item, User};
+use crate::rebuild;
+use crate::segment::{self, Segment};
+use crate::snapshot::Snapshot;
+use crate::write::{Counters, Pending};
+
+/// An open recommendation store. Cheap to share: it is `Send + Sync`; put it in an `Arc` and
+/// use it from every request thread. Reads never block; writes are serialised internally.
+///
+/// Dropping the store waits for a running background rebuild and flushes sled.
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    seg_dir: PathBuf,
+    config: Config,
+    db: sled::Db,
+    tree: sled::Tree,
+    snapshot: ArcSwap<Snapshot>,
+    writer: Mutex<Counters>,
+    rebuild_lock: Mutex<()>,
+    rebuild_running: AtomicBool,
+    rebuild_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// The new segment generation.
+    pub generation: u64,
+    /// Records folded in from the delta.
+    pub folded: usize,
+    /// Size of the new segment file in bytes.
+    pub bytes: usize,
+}
+
+/// A summary of the store's size and state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Live items.
+    pub items: usize,
+    /// Live users.
+    pub users: usize,
+    /// Distinct tag names ever written.
+    pub tags: usize,
+    /// Current segment generation.
+    pub generation: u64,
+    /// Bytes of the current segment file.
+    pub segment_bytes: usize,
+    /// Records changed since the segment (in the in-memory delta).
+    pub delta_records: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of our locks cannot leave the guarded data half-updated (the
+    // counters are written back only after the batch succeeds), so poison carries no meaning.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
+    match tree.get(key)? {
+        None => Ok(0),
+        Some(v) if v.len() == 4 => Ok(u64::from(codec::decode_u32(key, Some(&v))?)),
+        Some(v) => codec::decode_u64(key, &v),
+    }
+}
+
+fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
+    let flush_ms = match config.durability {
+        Durability::GroupCommit { ms } => ms.max(1),
+        Durability::Immediate => 500,
+    };
+    sled::Config::new()
+        .path(dir.join("db"))
+        .cache_capacity(config.cache_capacity_bytes)
+        .flush_every_ms(Some(flush_ms))
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(ref io)
+                if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+            {
+                Error::Locked { dir: dir.to_path_buf() }
+            }
+            other => Error::Durable(other),
+        })
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` with default [`Config`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, Config::default())
+    }
+
+    /// Open (or create) the store in `dir`.
+    ///
+    /// Recovery: the segment named by sled's meta is mapped and validated; if it is missing or
+    /// damaged it is rebuilt from sled (unless `config.repair_segments` is off, then
+    /// [`Error::CorruptSegment`]). Writes newer than the segment are replayed from sled's dirty
+    /// log into the delta, so everything acknowledged before a crash is visible again.
+    pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
+        let db = open_sled(&dir, &config)?;
+        let tree: sled::Tree = (*db).clone();
+
+        match tree.get(codec::META_FORMAT)? {
+            None => {
+                tree.insert(codec::META_FORMAT, &codec::STORE_FORMAT.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
+                if found != codec::STORE_FORMAT {
+                    return Err(Error::IncompatibleStore { dir, found, expected: codec::STORE_FORMAT });
+                }
+            }
+        }
+        let counters = Counters {
+            next_item: meta_u64(&tree, codec::META_NEXT_ITEM)? as u32,
+            next_user: meta_u64(&tree, codec::META_NEXT_USER)? as u32,
+            next_tag: meta_u64(&tree, codec::META_NEXT_TAG)? as u32,
+            seq: meta_u64(&tree, codec::META_SEQ)?,
+        };
+        let generation = meta_u64(&tree, codec::META_GENERATION)?;
+        let segment = Arc::new(Self::recover_segment(&tree, &seg_dir, generation, counters.seq, &config)?);
+        if segment.generation() != generation {
+            // Record the repaired generation and drop dirty entries it already contains.
+            let mut batch = sled::Batch::default();
+            batch.insert(codec::META_GENERATION, &segment.generation().to_be_bytes());
+            rebuild::clean_dirty_log(&tree, segment.data().max_seq.to_native(), &mut batch)?;
+            tree.apply_batch(batch)?;
+            db.flush()?;
+        }
+        remove_stray_files(&seg_dir, segment.generation());
+        let delta = rebuild::delta_from_dirty_log(&tree, &segment)?;
+        tracing::info!(
+            dir = %dir.display(),
+            generation = segment.generation(),
+            delta = delta.changed(),
+            "store opened"
+        );
+        let snapshot = Snapshot { segment, delta, seq: counters.seq };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir,
+                seg_dir,
+                config,
+                db,
+                tree,
+                snapshot: ArcSwap::from_pointee(snapshot),
+                writer: Mutex::new(counters),
+                rebuild_lock: Mutex::new(()),
+                rebuild_running: AtomicBool::new(false),
+                rebuild_thread: Mutex::new(None),
+            }),
+        })
+    }
+
+    fn recover_segment(tree: &sled::Tree, seg_dir: &Path, generation: u64, seq: u64, config: &Config) -> Result<Segment> {
+        if generation > 0 {
+            let path = seg_dir.join(segment::file::file_name(generation));
+            match Segment::open(&path, config.segment_verify) {
+                Ok(s) => return Ok(s),
+                Err(e @ (Error::CorruptSegment { .. } | Error::Io { .. })) if config.repair_segments => {
+                    tracing::warn!(error = %e, "segment unusable; rebuilding it from the durable records");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Pick a generation above every file present, so the repair never collides with one.
+        let next = highest_generation_on_disk(seg_dir).max(generation) + 1;
+        let data = rebuild::from_sled(tree, next, seq)?;
+        let path = segment::file::write(seg_dir, &data)?;
+        Segment::open(&path, SegmentVerify::Structure)
+    }
+
+    /// The directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The current snapshot. Hold it for the length of one query; a newer one may be published
+    /// meanwhile and this one stays valid.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.snapshot.load_full()
+    }
+
+    /// Insert or replace one item.
+    pub fn upsert_item(&self, item: &Item) -> Result<()> {
+        self.upsert_items(std::slice::from_ref(item))
+    }
+
+    /// Insert or replace many items in one atomic batch: either all are stored or none.
+    pub fn upsert_items(&self, items: &[Item]) -> Result<()> {
+        let max = self.inner.config.max_tags_per_record;
+        let tags = items.iter().map(|i| model::validate_item(i, max)).collect::<Result<Vec<_>>>()?;
+        self.write(|p| items.iter().zip(&tags).try_for_each(|(i, t)| p.upsert_item(i, t)))
+    }
+
+    /// Insert or replace one user.
+    pub fn upsert_user(&self, user: &User) -> Result<()> {
+        self.upsert_users(std::slice::from_ref(user))
+    }
+
+    /// Insert or replace many users in one atomic batch.
+    pub fn upsert_users(&self, users: &[User]) -> Result<()> {
+        let max = self.inner.config.max_tags_per_record;
+        let tags = users.iter().map(|u| model::validate_user(u, max)).collect::<Result<Vec<_>>>()?;
+        self.write(|p| users.iter().zip(&tags).try_for_each(|(u, t)| p.upsert_user(u, t)))
+    }
+
+    /// Look up an item by id. Sees every write that has returned.
+    pub fn get_item(&self, id: &str) -> Option<Item> {
+        self.snapshot().item(id)
+    }
+
+    /// Look up a user by id.
+    pub fn get_user(&self, id: &str) -> Option<User> {
+        self.snapshot().user(id)
+    }
+
+    /// Delete an item. Returns whether it existed.
+    pub fn delete_item(&self, id: &str) -> Result<bool> {
+        Ok(self.delete_items(&[id])? == 1)
+    }
+
+    /// Delete many items in one batch. Returns how many existed.
+    pub fn delete_items(&self, ids: &[&str]) -> Result<usize> {
+        let mut n = 0;
+        self.write(|p| {
+            n = ids.iter().filter(|id| p.delete(Kind::Item, id)).count();
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Delete a user ("forget me"). Returns whether it existed.
+    ///
+    /// The user's record and id mapping leave sled in this call's batch and the user disappears
+    /// from every read at once. The copy inside the current segment file is erased by a rebuild,
+    /// which this call starts in the background; call [`Store::rebuild`] to wait for erasure.
+    pub fn delete_user(&self, id: &str) -> Result<bool> {
+        Ok(self.delete_users(&[id])? == 1)
+    }
+
+    /// Delete many users in one batch. Returns how many existed. See [`Store::delete_user`].
+    pub fn delete_users(&self, ids: &[&str]) -> Result<usize> {
+        let mut n = 0;
+        self.write(|p| {
+            n = ids.iter().filter(|id| p.delete(Kind::User, id)).count();
+            Ok(())
+        })?;
+        if n > 0 {
+            self.rebuild_in_background();
+        }
+        Ok(n)
+    }
+
+    /// Make every write that has returned durable (fsync). After this returns, those writes
+    /// survive `kill -9` and power loss. See [`Durability`] for the automatic alternatives.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
+        let inner = &self.inner;
+        let changed = {
+            let mut counters = lock(&inner.writer);
+            let base = inner.snapshot.load_full();
+            let mut p = Pending::new(&base, *counters, inner.config.max_recent_items);
+            stage(&mut p)?;
+            let (batch, delta, next) = p.finish();
+            if next.seq == counters.seq && next.next_tag == counters.next_tag {
+                return Ok(()); // nothing changed
+            }
+            inner.tree.apply_batch(batch)?;
+            if inner.config.durability == Durability::Immediate {
+                inner.db.flush()?;
+            }
+            *counters = next;
+            let changed = delta.changed();
+            inner.snapshot.store(Arc::new(Snapshot {
+                segment: base.segment.clone(),
+                delta,
+                seq: next.seq,
+            }));
+            changed
+        };
+        if inner.config.rebuild_threshold.is_some_and(|t| changed >= t) {
+            self.rebuild_in_background();
+        }
+        Ok(())
+    }
+
+    /// Fold the delta into a new segment now and publish it; returns when it is live. Readers
+    /// keep using the old segment until they finish; its file is deleted when the last lets go.
+    pub fn rebuild(&self) -> Result<RebuildReport> {
+        self.inner.rebuild()
+    }
+
+    fn rebuild_in_background(&self) {
+        if self.inner.rebuild_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new().name("recostore-rebuild".into()).spawn(move || {
+            if let Err(e) = inner.rebuild() {
+                tracing::error!(error = %e, "background rebuild failed; the delta keeps serving reads");
+            }
+            inner.rebuild_running.store(false, Ordering::Release);
+        });
+        match spawned {
+            Ok(h) => {
+                if let Some(old) = lock(&self.inner.rebuild_thread).replace(h) {
+                    let _ = old.join();
+                }
+            }
+            Err(e) => {
+                self.inner.rebuild_running.store(false, Ordering::Release);
+                tracing::error!(error = %e, "could not start the rebuild thread");
+            }
+        }
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Stats {
+        let s = self.snapshot();
+        Stats {
+            items: s.live_items(),
+            users: s.live_users(),
+            tags: s.tag_id_bound() as usize,
+            generation: s.segment.generation(),
+            segment_bytes: s.segment.file_len(),
+            delta_records: s.delta.changed(),
+        }
+    }
+
+    /// Recompute the current segment's full checksum.
+    pub fn verify(&self) -> Result<()> {
+        self.snapshot().segment.verify_checksum()
+    }
+}
+
+impl Inner {
+    fn rebuild(&self) -> Result<RebuildReport> {
+        let _one_at_a_time = lock(&self.rebuild_lock);
+        let base = self.snapshot.load_full();
+        let generation = base.segment.generation() + 1;
+        let data = rebuild::from_snapshot(&base, generation);
+        let path = segment::file::write(&self.seg_dir, &data)?;
+        drop(data);
+        let seg = Arc::new(Segment::open(&path, SegmentVerify::Structure)?);
+        let tag_slots = seg.data().tags.len() as u32;
+        let counters = lock(&self.writer);
+        let cur = self.snapshot.load_full();
+        let mut batch = sled::Batch::default();
+        batch.insert(codec::META_GENERATION, &generation.to_be_bytes());
+        rebuild::clean_dirty_log(&self.tree, base.seq, &mut batch)?;
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        let bytes = seg.file_len();
+        self.snapshot.store(Arc::new(Snapshot {
+            segment: seg,
+            delta: cur.delta.since(base.seq, tag_slots),
+            seq: counters.seq,
+        }));
+        drop(counters);
+        cur.segment.retire();
+        tracing::info!(generation, folded = base.delta.changed(), bytes, "segment rebuilt");
+        Ok(RebuildReport { generation, folded: base.delta.changed(), bytes })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(h) = lock(&self.inner.rebuild_thread).take() {
+            let _ = h.join();
+        }
+        if let Err(e) = self.inner.db.flush() {
+            tracing::error!(error = %e, "flush on close failed; writes since the last flush may be lost");
+        }
+    }
+}
+
+fn highest_generation_on_disk(seg_dir: &Path) -> u64 {
+    std::fs::read_dir(seg_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(segment::file::parse_file_name))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Delete segment files other than `keep` (older generations, unfinished temporaries). A file
+/// still mapped by this process cannot exist here: this runs before any snapshot is shared.
+fn remove_stray_files(seg_dir: &Path, keep: u64) {
+    for e in std::fs::read_dir(seg_dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let current = segment::file::parse_file_name(&name) == Some(keep);
+        if !current && (name.ends_with(".seg") || name.ends_with(".tmp")) {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!(file = %name, error = %err, "could not remove stale segment file");
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The write path: validate, resolve names to dense ids, write one atomic sled batch, then
+//! publish a new snapshot. Writers are serialised by one mutex (sled is the bottleneck anyway);
+//! readers never wait for it.
+
+use std::sync::Arc;
+
+use sled::Batch;
+
+use crate::codec::{self, Kind, StoredItem, StoredUser};
+use crate::delta::Delta;
+use crate::error::{Error, Result};
+use crate::model::{Item, User};
+use crate::segment::format::ArchivedSegmentData;
+use crate::snapshot::Snapshot;
+
+/// Id and sequence counters, persisted under `M*` keys in the same batch as each write.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub next_item: u32,
+    pub next_user: u32,
+    pub next_tag: u32,
+    pub seq: u64,
+}
+
+impl Counters {
+    fn alloc(next: &mut u32, what: &'static str) -> Result<u32> {
+        if *next == u32::MAX {
+            return Err(Error::IdSpaceExhausted(what));
+        }
+        let id = *next;
+        *next += 1;
+        Ok(id)
+    }
+
+    fn persist(&self, batch: &mut Batch) {
+        batch.insert(codec::META_NEXT_ITEM, &self.next_item.to_be_bytes());
+        batch.insert(codec::META_NEXT_USER, &self.next_user.to_be_bytes());
+        batch.insert(codec::META_NEXT_TAG, &self.next_tag.to_be_bytes());
+        batch.insert(codec::META_SEQ, &self.seq.to_be_bytes());
+    }
+}
+
+/// One write call in progress: a private copy of the delta and counters, plus the sled batch.
+/// Nothing is visible to anyone until [`Pending::commit`] hands back the new snapshot.
+pub(crate) struct Pending<'a> {
+    seg: &'a ArchivedSegmentData,
+    pub delta: Delta,
+    pub counters: Counters,
+    pub batch: Batch,
+    max_recent: usize,
+}
+
+impl<'a> Pending<'a> {
+    pub fn new(base: &'a Snapshot, counters: Counters, max_recent: usize) -> Self {
+        Pending {
+            seg: base.seg(),
+            delta: base.delta.clone(),
+            counters,
+            batch: Batch::default(),
+            max_recent,
+        }
+    }
+
+    fn item_id(&self, name: &str) -> Option<u32> {
+        self.delta.item_names.get(name).copied().or_else(|| self.seg.items.names.lookup(name))
+    }
+
+    fn user_id(&self, name: &str) -> Option<u32> {
+        self.delta.user_names.get(name).copied().or_else(|| self.seg.users.names.lookup(name))
+    }
+
+    fn item_live(&self, id: u32) -> bool {
+        match self.delta.items.get(&id) {
+            Some(e) => e.row.is_some(),
+            None => self.seg.items.is_live(id),
+        }
+    }
+
+    fn user_live(&self, id: u32) -> bool {
+        match self.delta.users.get(&id) {
+            Some(e) => e.row.is_some(),
+            None => self.seg.users.is_live(id),
+        }
+    }
+
+    fn tag_id(&mut self, name: &str) -> Result<u32> {
+        if let Some(id) = self.delta.tags.get(name).copied().or_else(|| self.seg.tags.lookup(name)) {
+            return Ok(id);
+        }
+        let id = Counters::alloc(&mut self.counters.next_tag, "tags")?;
+        self.batch.insert(&codec::tag_key(id), name.as_bytes());
+        self.batch.insert(codec::tag_name_key(name), &id.to_be_bytes());
+        let n: Arc<str> = Arc::from(name);
+        self.delta.tags.insert(n.clone(), id);
+        self.delta.tag_names.insert(id, n);
+        Ok(id)
+    }
+
+    fn resolve_tags(&mut self, tags: &[(&str, f32)]) -> Result<Vec<(u32, f32)>> {
+        let mut out = Vec::with_capacity(tags.len());
+        for &(n, w) in tags {
+            out.push((self.tag_id(n)?, w));
+        }
+        out.sort_unstable_by_key(|&(t, _)| t);
+        Ok(out)
+    }
+
+    /// Find or allocate the dense id for `name`, (re-)writing the name key when the record is
+    /// new or was deleted.
+    fn claim(&mut self, kind: Kind, name: &str) -> Result<u32> {
+        let (found, live) = match kind {
+            Kind::Item => {
+                let f = self.item_id(name);
+                (f, f.is_some_and(|i| self.item_live(i)))
+            }
+            Kind::User => {
+                let f = self.user_id(name);
+                (f, f.is_some_and(|i| self.user_live(i)))
+            }
+        };
+        let id = match found {
+            Some(id) => id,
+            None => match kind {
+                Kind::Item => Counters::alloc(&mut self.counters.next_item, "items")?,
+                Kind::User => Counters::alloc(&mut self.counters.next_user, "users")?,
+            },
+        };
+        if !live {
+            self.batch.insert(codec::name_key(kind, name), &id.to_be_bytes());
+            let n: Arc<str> = Arc::from(name);
+            match kind {
+                Kind::Item => self.delta.item_names.insert(n, id),
+                Kind::User => self.delta.user_names.insert(n, id),
+            };
+        }
+        Ok(id)
+    }
+
+    fn next_seq(&mut self, kind: Kind, id: u32) -> u64 {
+        self.counters.seq += 1;
+        let seq = self.counters.seq;
+        self.batch.insert(&codec::dirty_key(kind, id), &seq.to_be_bytes());
+        seq
+    }
+
+    /// Stage an item upsert. `tags` are the validated tags of `item`.
+    pub fn upsert_item(&mut self, item: &Item, tags: &[(&str, f32)]) -> Result<()> {
+        let id = self.claim(Kind::Item, &item.id)?;
+        let row = StoredItem {
+            name: item.id.clone(),
+            tags: self.resolve_tags(tags)?,
+            title: item.title.clone(),
+            category: item.category.clone(),
+            price: item.price,
+            stock: item.stock,
+            members_only: item.members_only,
+            created_at: item.created_at,
+        };
+        self.batch.insert(&codec::record_key(Kind::Item, id), codec::encode(&row));
+        let seq = self.next_seq(Kind::Item, id);
+        self.delta.put_item(id, seq, Some(Arc::new(row)));
+        Ok(())
+    }
+
+    /// Stage a user upsert. Recent items that are not in the store are dropped.
+    pub fn upsert_user(&mut self, user: &User, tags: &[(&str, f32)]) -> Result<()> {
+        let id = self.claim(Kind::User, &user.id)?;
+        let mut recent: Vec<u32> = user
+            .recent_items
+            .iter()
+            .filter_map(|r| self.item_id(r).filter(|&i| self.item_live(i)))
+            .collect();
+        if recent.len() > self.max_recent {
+            recent.drain(..recent.len() - self.max_recent);
+        }
+        let row = StoredUser {
+            name: user.id.clone(),
+            tags: self.resolve_tags(tags)?,
+            recent,
+        };
+        self.batch.insert(&codec::record_key(Kind::User, id), codec::encode(&row));
+        let seq = self.next_seq(Kind::User, id);
+        self.delta.put_user(id, seq, Some(Arc::new(row)));
+        Ok(())
+    }
+
+    /// Stage a delete. Returns whether the record existed.
+    pub fn delete(&mut self, kind: Kind, name: &str) -> bool {
+        let (id, live) = match kind {
+            Kind::Item => match self.item_id(name) {
+                Some(i) => (i, self.item_live(i)),
+                None => return false,
+            },
+            Kind::User => match self.user_id(name) {
+                Some(i) => (i, self.user_live(i)),
+                None => return false,
+            },
+        };
+        if !live {
+            return false;
+        }
+        self.batch.remove(&codec::record_key(kind, id));
+        self.batch.remove(codec::name_key(kind, name));
+        let seq = self.next_seq(kind, id);
+        match kind {
+            Kind::Item => self.delta.put_item(id, seq, None),
+            Kind::User => self.delta.put_user(id, seq, None),
+        }
+        true
+    }
+
+    /// Finish: persist counters into the batch and return what to apply and publish.
+    pub fn finish(mut self) -> (Batch, Delta, Counters) {
+        self.counters.persist(&mut self.batch);
+        (self.batch, self.delta, self.counters)
+    }
+}
