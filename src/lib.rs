@@ -30,6 +30,7 @@
 pub mod codec;
 pub mod config;
 pub mod delta;
+pub mod demo;
 
 pub mod error;
 pub mod import;

@@ -120,10 +120,14 @@ impl Snapshot {
         }
     }
 
+    /// Tags by name, sorted by name so the public order does not depend on dense ids.
     fn tags_public(&self, tags: &[(u32, f32)]) -> Vec<(String, f32)> {
-        tags.iter()
+        let mut out: Vec<(String, f32)> = tags
+            .iter()
             .filter_map(|&(t, w)| Some((self.tag_name(t)?.to_string(), w)))
-            .collect()
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// The public form of item `name`.
