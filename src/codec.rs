@@ -8,12 +8,13 @@
 //! |--------|---------------------|---------------------------------|
 //! | `M`    | meta name (ASCII)   | meta value (u32/u64 big-endian) |
 //! | `I`    | item id (u32 BE)    | `VERSION ++ bincode(StoredItem)`|
-//! | `i`    | item name (UTF-8)   | item id (u32 BE)                |
 //! | `U`    | user id (u32 BE)    | `VERSION ++ bincode(StoredUser)`|
-//! | `u`    | user name (UTF-8)   | user id (u32 BE)                |
 //! | `T`    | tag id (u32 BE)     | tag name (UTF-8)                |
-//! | `t`    | tag name (UTF-8)    | tag id (u32 BE)                 |
 //! | `D`    | kind byte + id (BE) | seq (u64 BE) of the last write  |
+//!
+//! There is deliberately no name → id index in sled: it would cost a key per record on the
+//! write path and is never needed, because the names are inside the records and the segment's
+//! hash dictionaries (rebuilt from them) serve every look-up.
 //!
 //! Big-endian ids make sled's byte order equal numeric order, so prefix scans come out sorted.
 
@@ -49,12 +50,6 @@ impl Kind {
         match self {
             Kind::Item => b'I',
             Kind::User => b'U',
-        }
-    }
-    fn name_prefix(self) -> u8 {
-        match self {
-            Kind::Item => b'i',
-            Kind::User => b'u',
         }
     }
 }
@@ -98,13 +93,6 @@ pub(crate) fn record_key(kind: Kind, id: u32) -> [u8; 5] {
     k
 }
 
-pub(crate) fn name_key(kind: Kind, name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + name.len());
-    k.push(kind.name_prefix());
-    k.extend_from_slice(name.as_bytes());
-    k
-}
-
 pub(crate) fn record_prefix(kind: Kind) -> [u8; 1] {
     [kind.record_prefix()]
 }
@@ -112,13 +100,6 @@ pub(crate) fn record_prefix(kind: Kind) -> [u8; 1] {
 pub(crate) fn tag_key(id: u32) -> [u8; 5] {
     let mut k = [b'T', 0, 0, 0, 0];
     k[1..].copy_from_slice(&id.to_be_bytes());
-    k
-}
-
-pub(crate) fn tag_name_key(name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + name.len());
-    k.push(b't');
-    k.extend_from_slice(name.as_bytes());
     k
 }
 

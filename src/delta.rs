@@ -103,10 +103,30 @@ impl Delta {
         }
         // Keep a name mapping only if its record changed after `seq`; older ones are now in
         // the new segment's dictionaries.
-        d.item_names = self.item_names.iter().filter(|(_, id)| d.items.contains_key(id)).map(|(n, i)| (n.clone(), *i)).collect();
-        d.user_names = self.user_names.iter().filter(|(_, id)| d.users.contains_key(id)).map(|(n, i)| (n.clone(), *i)).collect();
-        d.tags = self.tags.iter().filter(|(_, id)| **id >= tag_slots).map(|(n, i)| (n.clone(), *i)).collect();
-        d.tag_names = self.tag_names.iter().filter(|(id, _)| **id >= tag_slots).map(|(i, n)| (*i, n.clone())).collect();
+        d.item_names = self
+            .item_names
+            .iter()
+            .filter(|(_, id)| d.items.contains_key(id))
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        d.user_names = self
+            .user_names
+            .iter()
+            .filter(|(_, id)| d.users.contains_key(id))
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        d.tags = self
+            .tags
+            .iter()
+            .filter(|(_, id)| **id >= tag_slots)
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        d.tag_names = self
+            .tag_names
+            .iter()
+            .filter(|(id, _)| **id >= tag_slots)
+            .map(|(i, n)| (*i, n.clone()))
+            .collect();
         d
     }
 }

@@ -26,7 +26,11 @@ pub struct DemoConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        DemoConfig { items: 50_000, users: 10_000, seed: 42 }
+        DemoConfig {
+            items: 50_000,
+            users: 10_000,
+            seed: 42,
+        }
     }
 }
 
@@ -51,30 +55,174 @@ struct Category {
 }
 
 const CATEGORIES: &[Category] = &[
-    Category { path: "apparel/tops", noun: "tee", brands: &["northwind", "loom", "acme"], sized: true, price: (8.0, 60.0), complements: &["apparel/bottoms", "accessories/belts"] },
-    Category { path: "apparel/bottoms", noun: "jeans", brands: &["northwind", "loom", "denimco"], sized: true, price: (20.0, 90.0), complements: &["apparel/tops", "footwear/sneakers"] },
-    Category { path: "footwear/sneakers", noun: "sneakers", brands: &["stride", "acme", "runfast"], sized: true, price: (30.0, 160.0), complements: &["apparel/socks"] },
-    Category { path: "apparel/socks", noun: "socks", brands: &["loom", "stride"], sized: true, price: (3.0, 15.0), complements: &["footwear/sneakers"] },
-    Category { path: "accessories/belts", noun: "belt", brands: &["hideaway", "northwind"], sized: true, price: (10.0, 70.0), complements: &["apparel/bottoms"] },
-    Category { path: "electronics/phones", noun: "phone", brands: &["pear", "galaxia", "nokto"], sized: false, price: (150.0, 1100.0), complements: &["electronics/phone-cases", "electronics/chargers"] },
-    Category { path: "electronics/phone-cases", noun: "phone case", brands: &["shellit", "pear"], sized: false, price: (5.0, 45.0), complements: &["electronics/phones", "electronics/chargers"] },
-    Category { path: "electronics/chargers", noun: "charger", brands: &["voltix", "pear", "galaxia"], sized: false, price: (8.0, 60.0), complements: &["electronics/phones"] },
-    Category { path: "kitchen/mugs", noun: "mug", brands: &["potters", "acme"], sized: false, price: (4.0, 30.0), complements: &["kitchen/coffee"] },
-    Category { path: "kitchen/coffee", noun: "coffee beans", brands: &["roastery", "beanhouse"], sized: false, price: (6.0, 35.0), complements: &["kitchen/mugs", "kitchen/grinders"] },
-    Category { path: "kitchen/grinders", noun: "grinder", brands: &["beanhouse", "steelworks"], sized: false, price: (20.0, 200.0), complements: &["kitchen/coffee"] },
-    Category { path: "home/bedding", noun: "duvet cover", brands: &["sleepwell", "loom"], sized: true, price: (25.0, 180.0), complements: &["home/pillows"] },
-    Category { path: "home/pillows", noun: "pillow", brands: &["sleepwell", "featherly"], sized: false, price: (10.0, 80.0), complements: &["home/bedding"] },
-    Category { path: "books/fiction", noun: "novel", brands: &["penwright", "inkhouse"], sized: false, price: (6.0, 30.0), complements: &["books/fiction"] },
-    Category { path: "toys/puzzles", noun: "puzzle", brands: &["brainy", "funbox"], sized: false, price: (8.0, 60.0), complements: &["toys/board-games"] },
-    Category { path: "toys/board-games", noun: "board game", brands: &["funbox", "brainy"], sized: false, price: (15.0, 80.0), complements: &["toys/puzzles"] },
-    Category { path: "beauty/skincare", noun: "moisturiser", brands: &["glowlab", "purely"], sized: false, price: (8.0, 90.0), complements: &["beauty/cleansers"] },
-    Category { path: "beauty/cleansers", noun: "cleanser", brands: &["glowlab", "purely"], sized: false, price: (6.0, 40.0), complements: &["beauty/skincare"] },
-    Category { path: "garden/tools", noun: "trowel", brands: &["greenthumb", "steelworks"], sized: false, price: (8.0, 120.0), complements: &["garden/gloves"] },
-    Category { path: "garden/gloves", noun: "gloves", brands: &["greenthumb", "hideaway"], sized: true, price: (5.0, 35.0), complements: &["garden/tools"] },
+    Category {
+        path: "apparel/tops",
+        noun: "tee",
+        brands: &["northwind", "loom", "acme"],
+        sized: true,
+        price: (8.0, 60.0),
+        complements: &["apparel/bottoms", "accessories/belts"],
+    },
+    Category {
+        path: "apparel/bottoms",
+        noun: "jeans",
+        brands: &["northwind", "loom", "denimco"],
+        sized: true,
+        price: (20.0, 90.0),
+        complements: &["apparel/tops", "footwear/sneakers"],
+    },
+    Category {
+        path: "footwear/sneakers",
+        noun: "sneakers",
+        brands: &["stride", "acme", "runfast"],
+        sized: true,
+        price: (30.0, 160.0),
+        complements: &["apparel/socks"],
+    },
+    Category {
+        path: "apparel/socks",
+        noun: "socks",
+        brands: &["loom", "stride"],
+        sized: true,
+        price: (3.0, 15.0),
+        complements: &["footwear/sneakers"],
+    },
+    Category {
+        path: "accessories/belts",
+        noun: "belt",
+        brands: &["hideaway", "northwind"],
+        sized: true,
+        price: (10.0, 70.0),
+        complements: &["apparel/bottoms"],
+    },
+    Category {
+        path: "electronics/phones",
+        noun: "phone",
+        brands: &["pear", "galaxia", "nokto"],
+        sized: false,
+        price: (150.0, 1100.0),
+        complements: &["electronics/phone-cases", "electronics/chargers"],
+    },
+    Category {
+        path: "electronics/phone-cases",
+        noun: "phone case",
+        brands: &["shellit", "pear"],
+        sized: false,
+        price: (5.0, 45.0),
+        complements: &["electronics/phones", "electronics/chargers"],
+    },
+    Category {
+        path: "electronics/chargers",
+        noun: "charger",
+        brands: &["voltix", "pear", "galaxia"],
+        sized: false,
+        price: (8.0, 60.0),
+        complements: &["electronics/phones"],
+    },
+    Category {
+        path: "kitchen/mugs",
+        noun: "mug",
+        brands: &["potters", "acme"],
+        sized: false,
+        price: (4.0, 30.0),
+        complements: &["kitchen/coffee"],
+    },
+    Category {
+        path: "kitchen/coffee",
+        noun: "coffee beans",
+        brands: &["roastery", "beanhouse"],
+        sized: false,
+        price: (6.0, 35.0),
+        complements: &["kitchen/mugs", "kitchen/grinders"],
+    },
+    Category {
+        path: "kitchen/grinders",
+        noun: "grinder",
+        brands: &["beanhouse", "steelworks"],
+        sized: false,
+        price: (20.0, 200.0),
+        complements: &["kitchen/coffee"],
+    },
+    Category {
+        path: "home/bedding",
+        noun: "duvet cover",
+        brands: &["sleepwell", "loom"],
+        sized: true,
+        price: (25.0, 180.0),
+        complements: &["home/pillows"],
+    },
+    Category {
+        path: "home/pillows",
+        noun: "pillow",
+        brands: &["sleepwell", "featherly"],
+        sized: false,
+        price: (10.0, 80.0),
+        complements: &["home/bedding"],
+    },
+    Category {
+        path: "books/fiction",
+        noun: "novel",
+        brands: &["penwright", "inkhouse"],
+        sized: false,
+        price: (6.0, 30.0),
+        complements: &["books/fiction"],
+    },
+    Category {
+        path: "toys/puzzles",
+        noun: "puzzle",
+        brands: &["brainy", "funbox"],
+        sized: false,
+        price: (8.0, 60.0),
+        complements: &["toys/board-games"],
+    },
+    Category {
+        path: "toys/board-games",
+        noun: "board game",
+        brands: &["funbox", "brainy"],
+        sized: false,
+        price: (15.0, 80.0),
+        complements: &["toys/puzzles"],
+    },
+    Category {
+        path: "beauty/skincare",
+        noun: "moisturiser",
+        brands: &["glowlab", "purely"],
+        sized: false,
+        price: (8.0, 90.0),
+        complements: &["beauty/cleansers"],
+    },
+    Category {
+        path: "beauty/cleansers",
+        noun: "cleanser",
+        brands: &["glowlab", "purely"],
+        sized: false,
+        price: (6.0, 40.0),
+        complements: &["beauty/skincare"],
+    },
+    Category {
+        path: "garden/tools",
+        noun: "trowel",
+        brands: &["greenthumb", "steelworks"],
+        sized: false,
+        price: (8.0, 120.0),
+        complements: &["garden/gloves"],
+    },
+    Category {
+        path: "garden/gloves",
+        noun: "gloves",
+        brands: &["greenthumb", "hideaway"],
+        sized: true,
+        price: (5.0, 35.0),
+        complements: &["garden/tools"],
+    },
 ];
 
-const COLOURS: &[&str] = &["black", "white", "grey", "red", "blue", "green", "yellow", "pink"];
-const MATERIALS: &[&str] = &["cotton", "wool", "leather", "steel", "ceramic", "plastic", "bamboo"];
+const COLOURS: &[&str] = &[
+    "black", "white", "grey", "red", "blue", "green", "yellow", "pink",
+];
+const MATERIALS: &[&str] = &[
+    "cotton", "wool", "leather", "steel", "ceramic", "plastic", "bamboo",
+];
 const SIZES: &[&str] = &["xs", "s", "m", "l", "xl"];
 const RECIPIENTS: &[&str] = &["parent", "partner", "kid", "friend"];
 
@@ -92,7 +240,9 @@ pub fn price_band(p: f32) -> &'static str {
 
 fn title_case(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// A hidden taste: what a user tends to buy.
@@ -119,24 +269,37 @@ pub fn generate(cfg: DemoConfig) -> Shop {
         let price = ((lo + (hi - lo) * rng.gen::<f32>().powi(2)) * 100.0).round() / 100.0;
         let mut tags: Vec<(String, f32)> = vec![
             (format!("category:{}", cat.path), 1.0),
-            (format!("dept:{}", cat.path.split('/').next().unwrap_or(cat.path)), 0.5),
+            (
+                format!("dept:{}", cat.path.split('/').next().unwrap_or(cat.path)),
+                0.5,
+            ),
             (format!("brand:{brand}"), 0.8),
             (format!("colour:{colour}"), 0.6),
             (format!("material:{material}"), 0.4),
             (price_band(price).to_string(), 0.5),
         ];
         if cat.sized {
-            tags.push((format!("size:{}", SIZES[rng.gen_range(0..SIZES.len())]), 0.3));
+            tags.push((
+                format!("size:{}", SIZES[rng.gen_range(0..SIZES.len())]),
+                0.3,
+            ));
         }
         if rng.gen_bool(0.15) {
-            tags.push((format!("for:{}", RECIPIENTS[rng.gen_range(0..RECIPIENTS.len())]), 0.5));
+            tags.push((
+                format!("for:{}", RECIPIENTS[rng.gen_range(0..RECIPIENTS.len())]),
+                0.5,
+            ));
         }
         items.push(Item {
             id: format!("sku-{i:06}"),
             title: format!("{} {colour} {material} {}", title_case(brand), cat.noun),
             category: cat.path.to_string(),
             price,
-            stock: if rng.gen_bool(0.1) { 0 } else { rng.gen_range(1..500) },
+            stock: if rng.gen_bool(0.1) {
+                0
+            } else {
+                rng.gen_range(1..500)
+            },
             members_only: rng.gen_bool(0.05),
             created_at: 1_700_000_000 + rng.gen_range(0..30_000_000),
             tags,
@@ -148,10 +311,12 @@ pub fn generate(cfg: DemoConfig) -> Shop {
         .iter()
         .map(|members| {
             let mut acc = 0.0;
-            (1..=members.len()).map(|k| {
-                acc += 1.0 / k as f64;
-                acc
-            }).collect()
+            (1..=members.len())
+                .map(|k| {
+                    acc += 1.0 / k as f64;
+                    acc
+                })
+                .collect()
         })
         .collect();
     let pick = |rng: &mut ChaCha8Rng, c: usize| -> Option<usize> {
@@ -161,13 +326,19 @@ pub fn generate(cfg: DemoConfig) -> Shop {
         let k = cum.partition_point(|&v| v < x).min(cum.len() - 1);
         Some(by_cat[c][k])
     };
-    let cat_index: HashMap<&str, usize> = CATEGORIES.iter().enumerate().map(|(i, c)| (c.path, i)).collect();
+    let cat_index: HashMap<&str, usize> = CATEGORIES
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.path, i))
+        .collect();
 
     let mut users = Vec::with_capacity(cfg.users);
     let mut baskets = Vec::with_capacity(cfg.users);
     for u in 0..cfg.users {
         let taste = Taste {
-            categories: (0..rng.gen_range(1..=3)).map(|_| rng.gen_range(0..CATEGORIES.len())).collect(),
+            categories: (0..rng.gen_range(1..=3))
+                .map(|_| rng.gen_range(0..CATEGORIES.len()))
+                .collect(),
             colour: COLOURS[rng.gen_range(0..COLOURS.len())],
             brand_bias: rng.gen(),
             budget: [15.0f32, 60.0, 400.0][rng.gen_range(0..3)],
@@ -186,10 +357,16 @@ pub fn generate(cfg: DemoConfig) -> Shop {
             for _ in 0..6 {
                 let Some(i) = pick(&mut rng, c) else { break };
                 let it = &items[i];
-                let likes = it.tags.iter().any(|(t, _)| t.strip_prefix("colour:") == Some(taste.colour));
+                let likes = it
+                    .tags
+                    .iter()
+                    .any(|(t, _)| t.strip_prefix("colour:") == Some(taste.colour));
                 let affordable = it.price <= taste.budget * 1.5;
                 let brand_ok = (taste.brand_bias as usize + i) % 3 != 0;
-                let p = 0.15 + 0.45 * f64::from(u8::from(likes)) + 0.25 * f64::from(u8::from(affordable)) + 0.15 * f64::from(u8::from(brand_ok));
+                let p = 0.15
+                    + 0.45 * f64::from(u8::from(likes))
+                    + 0.25 * f64::from(u8::from(affordable))
+                    + 0.15 * f64::from(u8::from(brand_ok));
                 chosen = Some(i);
                 if rng.gen_bool(p.min(1.0)) {
                     break;
@@ -223,9 +400,21 @@ pub fn generate(cfg: DemoConfig) -> Shop {
         if rng.gen_bool(0.2) {
             tags.push(("tier:prime".to_string(), 1.0));
         }
-        let recent_items = user_baskets.iter().flatten().map(|&i| items[i].id.clone()).collect();
-        users.push(User { id: format!("user-{u:06}"), tags, recent_items });
+        let recent_items = user_baskets
+            .iter()
+            .flatten()
+            .map(|&i| items[i].id.clone())
+            .collect();
+        users.push(User {
+            id: format!("user-{u:06}"),
+            tags,
+            recent_items,
+        });
         baskets.push(user_baskets);
     }
-    Shop { items, users, baskets }
+    Shop {
+        items,
+        users,
+        baskets,
+    }
 }

@@ -76,11 +76,15 @@ pub enum Error {
     },
 
     /// An id space is exhausted (more than `u32::MAX - 1` items, users or tags).
-    #[error("too many {0}: the dense id space (u32) is exhausted; shard the catalogue across stores")]
+    #[error(
+        "too many {0}: the dense id space (u32) is exhausted; shard the catalogue across stores"
+    )]
     IdSpaceExhausted(&'static str),
 
     /// An import or input file had a bad row and `--strict` was set.
-    #[error("{source_name} line {line}: {reason} (run without --strict to skip and count bad rows)")]
+    #[error(
+        "{source_name} line {line}: {reason} (run without --strict to skip and count bad rows)"
+    )]
     BadInput {
         /// File name or `"stdin"`.
         source_name: String,
@@ -102,7 +106,11 @@ pub enum Error {
 
 impl Error {
     /// Wrap an `io::Error` with the action and path, so the message names the file.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             action,
             path: path.into(),

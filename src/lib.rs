@@ -48,3 +48,8 @@ pub use error::{Error, Result};
 pub use model::{Item, Tag, User};
 pub use similar::Recommendation;
 pub use store::{RebuildReport, Stats, Store};
+
+/// The README's Rust examples, compiled and run as doc tests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -54,7 +54,10 @@ pub struct User {
 
 impl Item {
     /// An item with an id and tags and default attributes.
-    pub fn new(id: impl Into<String>, tags: impl IntoIterator<Item = (impl Into<String>, f32)>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        tags: impl IntoIterator<Item = (impl Into<String>, f32)>,
+    ) -> Self {
         Item {
             id: id.into(),
             tags: tags.into_iter().map(|(n, w)| (n.into(), w)).collect(),
@@ -65,7 +68,10 @@ impl Item {
 
 impl User {
     /// A user with an id and tags.
-    pub fn new(id: impl Into<String>, tags: impl IntoIterator<Item = (impl Into<String>, f32)>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        tags: impl IntoIterator<Item = (impl Into<String>, f32)>,
+    ) -> Self {
         User {
             id: id.into(),
             tags: tags.into_iter().map(|(n, w)| (n.into(), w)).collect(),
@@ -113,7 +119,10 @@ pub(crate) fn validate_tags<'a>(
         return Err(Error::invalid(
             what,
             id,
-            format!("{} tags, the limit is {max_tags} (Config::max_tags_per_record)", tags.len()),
+            format!(
+                "{} tags, the limit is {max_tags} (Config::max_tags_per_record)",
+                tags.len()
+            ),
         ));
     }
     let mut out: Vec<(&str, f32)> = Vec::with_capacity(tags.len());
@@ -125,14 +134,21 @@ pub(crate) fn validate_tags<'a>(
             return Err(Error::invalid(
                 what,
                 id,
-                format!("tag `{}` is {} bytes, the limit is {MAX_TAG_BYTES}", display_id(name), name.len()),
+                format!(
+                    "tag `{}` is {} bytes, the limit is {MAX_TAG_BYTES}",
+                    display_id(name),
+                    name.len()
+                ),
             ));
         }
         if !w.is_finite() || *w < 0.0 {
             return Err(Error::invalid(
                 what,
                 id,
-                format!("tag `{}` has weight {w}; weights must be finite and >= 0", display_id(name)),
+                format!(
+                    "tag `{}` has weight {w}; weights must be finite and >= 0",
+                    display_id(name)
+                ),
             ));
         }
         if *w > 0.0 {
@@ -145,7 +161,10 @@ pub(crate) fn validate_tags<'a>(
         return Err(Error::invalid(
             what,
             id,
-            format!("tag `{}` appears twice; merge the weights before writing", display_id(dup[0])),
+            format!(
+                "tag `{}` appears twice; merge the weights before writing",
+                display_id(dup[0])
+            ),
         ));
     }
     Ok(out)
@@ -154,14 +173,21 @@ pub(crate) fn validate_tags<'a>(
 pub(crate) fn validate_item(item: &Item, max_tags: usize) -> Result<Vec<(&str, f32)>> {
     validate_id("item", &item.id)?;
     if !item.price.is_finite() || item.price < 0.0 {
-        return Err(Error::invalid("item", &item.id, format!("price {} must be finite and >= 0", item.price)));
+        return Err(Error::invalid(
+            "item",
+            &item.id,
+            format!("price {} must be finite and >= 0", item.price),
+        ));
     }
     for (field, text) in [("title", &item.title), ("category", &item.category)] {
         if text.len() > MAX_TEXT_BYTES {
             return Err(Error::invalid(
                 "item",
                 &item.id,
-                format!("{field} is {} bytes, the limit is {MAX_TEXT_BYTES}", text.len()),
+                format!(
+                    "{field} is {} bytes, the limit is {MAX_TEXT_BYTES}",
+                    text.len()
+                ),
             ));
         }
     }
@@ -172,7 +198,11 @@ pub(crate) fn validate_user(user: &User, max_tags: usize) -> Result<Vec<(&str, f
     validate_id("user", &user.id)?;
     for r in &user.recent_items {
         validate_id("user", r).map_err(|_| {
-            Error::invalid("user", &user.id, format!("recent item id `{}` is empty or too long", display_id(r)))
+            Error::invalid(
+                "user",
+                &user.id,
+                format!("recent item id `{}` is empty or too long", display_id(r)),
+            )
         })?;
     }
     validate_tags("user", &user.id, &user.tags, max_tags)

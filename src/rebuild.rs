@@ -53,7 +53,10 @@ pub(crate) fn from_sled(tree: &sled::Tree, generation: u64, max_seq: u64) -> Res
 
 /// Rebuild the delta of writes that reached sled after the segment was built: every dirty-log
 /// entry newer than `max_seq`, plus tag names the segment lacks.
-pub(crate) fn delta_from_dirty_log(tree: &sled::Tree, snap_seg: &crate::segment::Segment) -> Result<Delta> {
+pub(crate) fn delta_from_dirty_log(
+    tree: &sled::Tree,
+    snap_seg: &crate::segment::Segment,
+) -> Result<Delta> {
     let seg = snap_seg.data();
     let max_seq = seg.max_seq.to_native();
     let mut d = Delta::default();
@@ -68,7 +71,9 @@ pub(crate) fn delta_from_dirty_log(tree: &sled::Tree, snap_seg: &crate::segment:
         let value = tree.get(key)?;
         match kind {
             Kind::Item => {
-                let row = value.map(|v| codec::decode::<StoredItem>(&key, &v)).transpose()?;
+                let row = value
+                    .map(|v| codec::decode::<StoredItem>(&key, &v))
+                    .transpose()?;
                 if let Some(r) = &row {
                     if seg.items.names.lookup(&r.name) != Some(id) {
                         d.item_names.insert(Arc::from(r.name.as_str()), id);
@@ -77,7 +82,9 @@ pub(crate) fn delta_from_dirty_log(tree: &sled::Tree, snap_seg: &crate::segment:
                 d.put_item(id, seq, row.map(Arc::new));
             }
             Kind::User => {
-                let row = value.map(|v| codec::decode::<StoredUser>(&key, &v)).transpose()?;
+                let row = value
+                    .map(|v| codec::decode::<StoredUser>(&key, &v))
+                    .transpose()?;
                 if let Some(r) = &row {
                     if seg.users.names.lookup(&r.name) != Some(id) {
                         d.user_names.insert(Arc::from(r.name.as_str()), id);
@@ -98,13 +105,19 @@ pub(crate) fn delta_from_dirty_log(tree: &sled::Tree, snap_seg: &crate::segment:
     Ok(d)
 }
 
-/// Stage removal of dirty-log entries already folded into a segment built at `max_seq`.
-pub(crate) fn clean_dirty_log(tree: &sled::Tree, max_seq: u64, batch: &mut sled::Batch) -> Result<usize> {
+/// Delete dirty-log entries already folded into a segment built at `max_seq`.
+///
+/// Runs after the new generation is recorded, without the writer lock: such entries are
+/// already ignored on open, so removing them is only housekeeping. Each removal is a
+/// compare-and-swap against the value we read, so an entry a writer has just refreshed with a
+/// newer sequence number is left alone.
+pub(crate) fn clean_dirty_log(tree: &sled::Tree, max_seq: u64) -> Result<usize> {
     let mut n = 0;
     for kv in tree.scan_prefix(b"D") {
         let (k, v) = kv?;
-        if codec::decode_u64(&k, &v)? <= max_seq {
-            batch.remove(k);
+        if codec::decode_u64(&k, &v)? <= max_seq
+            && tree.compare_and_swap(&k, Some(&v), None::<&[u8]>)?.is_ok()
+        {
             n += 1;
         }
     }

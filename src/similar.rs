@@ -70,7 +70,12 @@ fn norm(v: &[(u32, f32)]) -> f32 {
 }
 
 /// Top `k` items by cosine to the tag vector `query` (sorted by tag id), skipping `exclude`.
-pub fn top_k_cosine(snap: &Snapshot, query: &[(u32, f32)], k: usize, exclude: Option<u32>) -> Vec<(u32, f32)> {
+pub fn top_k_cosine(
+    snap: &Snapshot,
+    query: &[(u32, f32)],
+    k: usize,
+    exclude: Option<u32>,
+) -> Vec<(u32, f32)> {
     let qn = norm(query);
     if k == 0 || qn == 0.0 {
         return Vec::new();
@@ -92,7 +97,10 @@ pub fn top_k_cosine(snap: &Snapshot, query: &[(u32, f32)], k: usize, exclude: Op
         let (t, w) = items.forward.row(id);
         let n = items.forward.norm(id);
         if n > 0.0 {
-            let d = dot(query, t.iter().zip(w).map(|(t, w)| (t.to_native(), w.to_native())));
+            let d = dot(
+                query,
+                t.iter().zip(w).map(|(t, w)| (t.to_native(), w.to_native())),
+            );
             offer(id, d / (qn * n));
         }
     }
@@ -120,13 +128,21 @@ pub fn explain(snap: &Snapshot, query: &[(u32, f32)], hits: &[(u32, f32)]) -> Ve
                 .tags
                 .iter()
                 .filter_map(|&(t, w)| {
-                    let q = query.binary_search_by_key(&t, |p| p.0).ok().map(|i| query[i].1)?;
+                    let q = query
+                        .binary_search_by_key(&t, |p| p.0)
+                        .ok()
+                        .map(|i| query[i].1)?;
                     Some((snap.tag_name(t)?.to_string(), q * w / (qn * n)))
                 })
                 .collect();
             matched.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             matched.truncate(EXPLAIN_TAGS);
-            Some(Recommendation { id: row.name, title: row.title, score, matched })
+            Some(Recommendation {
+                id: row.name,
+                title: row.title,
+                score,
+                matched,
+            })
         })
         .collect()
 }
@@ -135,7 +151,10 @@ impl Store {
     /// The `k` items most similar to item `id` by tag cosine ("more like this"), best first.
     pub fn similar_items(&self, id: &str, k: usize) -> Result<Vec<Recommendation>> {
         let snap = self.snapshot();
-        let not_found = || Error::NotFound { what: "item", id: crate::model::display_id(id) };
+        let not_found = || Error::NotFound {
+            what: "item",
+            id: crate::model::display_id(id),
+        };
         let dense = snap.item_id(id).ok_or_else(not_found)?;
         let tags = match snap.item_row(dense).ok_or_else(not_found)? {
             Row::Delta(r) => r.tags.clone(),

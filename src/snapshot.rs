@@ -40,17 +40,29 @@ impl Snapshot {
 
     /// Dense id for an item name, if the name is known (the item may be deleted; see [`Self::item_row`]).
     pub fn item_id(&self, name: &str) -> Option<u32> {
-        self.delta.item_names.get(name).copied().or_else(|| self.seg().items.names.lookup(name))
+        self.delta
+            .item_names
+            .get(name)
+            .copied()
+            .or_else(|| self.seg().items.names.lookup(name))
     }
 
     /// Dense id for a user name, if known.
     pub fn user_id(&self, name: &str) -> Option<u32> {
-        self.delta.user_names.get(name).copied().or_else(|| self.seg().users.names.lookup(name))
+        self.delta
+            .user_names
+            .get(name)
+            .copied()
+            .or_else(|| self.seg().users.names.lookup(name))
     }
 
     /// Dense id for a tag name, if known.
     pub fn tag_id(&self, name: &str) -> Option<u32> {
-        self.delta.tags.get(name).copied().or_else(|| self.seg().tags.lookup(name))
+        self.delta
+            .tags
+            .get(name)
+            .copied()
+            .or_else(|| self.seg().tags.lookup(name))
     }
 
     /// Tag name for a dense tag id.
@@ -64,7 +76,12 @@ impl Snapshot {
     /// Current row of item `id`, or `None` if it does not exist (never did, or deleted).
     pub fn item_row(&self, id: u32) -> Option<Row<StoredItem>> {
         if self.delta.item_shadow.get(id) {
-            return self.delta.items.get(&id).and_then(|e| e.row.clone()).map(Row::Delta);
+            return self
+                .delta
+                .items
+                .get(&id)
+                .and_then(|e| e.row.clone())
+                .map(Row::Delta);
         }
         self.seg().items.is_live(id).then_some(Row::Segment(id))
     }
@@ -72,7 +89,12 @@ impl Snapshot {
     /// Current row of user `id`, or `None`.
     pub fn user_row(&self, id: u32) -> Option<Row<StoredUser>> {
         if self.delta.user_shadow.get(id) {
-            return self.delta.users.get(&id).and_then(|e| e.row.clone()).map(Row::Delta);
+            return self
+                .delta
+                .users
+                .get(&id)
+                .and_then(|e| e.row.clone())
+                .map(Row::Delta);
         }
         self.seg().users.is_live(id).then_some(Row::Segment(id))
     }
@@ -158,36 +180,72 @@ impl Snapshot {
     /// Upper bound (exclusive) of item ids that may be live.
     pub fn item_id_bound(&self) -> u32 {
         let seg = self.seg().items.slots() as u32;
-        self.delta.items.keys().map(|k| k + 1).max().unwrap_or(0).max(seg)
+        self.delta
+            .items
+            .keys()
+            .map(|k| k + 1)
+            .max()
+            .unwrap_or(0)
+            .max(seg)
     }
 
     /// Upper bound (exclusive) of user ids that may be live.
     pub fn user_id_bound(&self) -> u32 {
         let seg = self.seg().users.slots() as u32;
-        self.delta.users.keys().map(|k| k + 1).max().unwrap_or(0).max(seg)
+        self.delta
+            .users
+            .keys()
+            .map(|k| k + 1)
+            .max()
+            .unwrap_or(0)
+            .max(seg)
     }
 
     /// Upper bound (exclusive) of tag ids.
     pub fn tag_id_bound(&self) -> u32 {
         let seg = self.seg().tags.len() as u32;
-        self.delta.tag_names.keys().map(|k| k + 1).max().unwrap_or(0).max(seg)
+        self.delta
+            .tag_names
+            .keys()
+            .map(|k| k + 1)
+            .max()
+            .unwrap_or(0)
+            .max(seg)
     }
 
     /// Count live items (segment minus shadowed, plus live delta rows).
     pub fn live_items(&self) -> usize {
         let t = &self.seg().items;
-        let seg_live: usize = t.live.iter().map(|w| w.to_native().count_ones() as usize).sum();
+        let seg_live: usize = t
+            .live
+            .iter()
+            .map(|w| w.to_native().count_ones() as usize)
+            .sum();
         let shadowed_live = self.delta.items.keys().filter(|&&id| t.is_live(id)).count();
-        let delta_live = self.delta.items.values().filter(|e| e.row.is_some()).count();
+        let delta_live = self
+            .delta
+            .items
+            .values()
+            .filter(|e| e.row.is_some())
+            .count();
         seg_live - shadowed_live + delta_live
     }
 
     /// Count live users.
     pub fn live_users(&self) -> usize {
         let t = &self.seg().users;
-        let seg_live: usize = t.live.iter().map(|w| w.to_native().count_ones() as usize).sum();
+        let seg_live: usize = t
+            .live
+            .iter()
+            .map(|w| w.to_native().count_ones() as usize)
+            .sum();
         let shadowed_live = self.delta.users.keys().filter(|&&id| t.is_live(id)).count();
-        let delta_live = self.delta.users.values().filter(|e| e.row.is_some()).count();
+        let delta_live = self
+            .delta
+            .users
+            .values()
+            .filter(|e| e.row.is_some())
+            .count();
         seg_live - shadowed_live + delta_live
     }
 }

@@ -91,9 +91,12 @@ fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
         .open()
         .map_err(|e| match e {
             sled::Error::Io(ref io)
-                if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
             {
-                Error::Locked { dir: dir.to_path_buf() }
+                Error::Locked {
+                    dir: dir.to_path_buf(),
+                }
             }
             other => Error::Durable(other),
         })
@@ -114,7 +117,8 @@ impl Store {
     pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         let seg_dir = dir.join("segments");
-        std::fs::create_dir_all(&seg_dir).map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
+        std::fs::create_dir_all(&seg_dir)
+            .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
         let db = open_sled(&dir, &config)?;
         let tree: sled::Tree = (*db).clone();
 
@@ -125,7 +129,11 @@ impl Store {
             Some(v) => {
                 let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
                 if found != codec::STORE_FORMAT {
-                    return Err(Error::IncompatibleStore { dir, found, expected: codec::STORE_FORMAT });
+                    return Err(Error::IncompatibleStore {
+                        dir,
+                        found,
+                        expected: codec::STORE_FORMAT,
+                    });
                 }
             }
         }
@@ -136,14 +144,18 @@ impl Store {
             seq: meta_u64(&tree, codec::META_SEQ)?,
         };
         let generation = meta_u64(&tree, codec::META_GENERATION)?;
-        let segment = Arc::new(Self::recover_segment(&tree, &seg_dir, generation, counters.seq, &config)?);
+        let segment = Arc::new(Self::recover_segment(
+            &tree,
+            &seg_dir,
+            generation,
+            counters.seq,
+            &config,
+        )?);
         if segment.generation() != generation {
             // Record the repaired generation and drop dirty entries it already contains.
-            let mut batch = sled::Batch::default();
-            batch.insert(codec::META_GENERATION, &segment.generation().to_be_bytes());
-            rebuild::clean_dirty_log(&tree, segment.data().max_seq.to_native(), &mut batch)?;
-            tree.apply_batch(batch)?;
+            tree.insert(codec::META_GENERATION, &segment.generation().to_be_bytes())?;
             db.flush()?;
+            rebuild::clean_dirty_log(&tree, segment.data().max_seq.to_native())?;
         }
         remove_stray_files(&seg_dir, segment.generation());
         let delta = rebuild::delta_from_dirty_log(&tree, &segment)?;
@@ -153,7 +165,11 @@ impl Store {
             delta = delta.changed(),
             "store opened"
         );
-        let snapshot = Snapshot { segment, delta, seq: counters.seq };
+        let snapshot = Snapshot {
+            segment,
+            delta,
+            seq: counters.seq,
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 dir,
@@ -170,12 +186,20 @@ impl Store {
         })
     }
 
-    fn recover_segment(tree: &sled::Tree, seg_dir: &Path, generation: u64, seq: u64, config: &Config) -> Result<Segment> {
+    fn recover_segment(
+        tree: &sled::Tree,
+        seg_dir: &Path,
+        generation: u64,
+        seq: u64,
+        config: &Config,
+    ) -> Result<Segment> {
         if generation > 0 {
             let path = seg_dir.join(segment::file::file_name(generation));
             match Segment::open(&path, config.segment_verify) {
                 Ok(s) => return Ok(s),
-                Err(e @ (Error::CorruptSegment { .. } | Error::Io { .. })) if config.repair_segments => {
+                Err(e @ (Error::CorruptSegment { .. } | Error::Io { .. }))
+                    if config.repair_segments =>
+                {
                     tracing::warn!(error = %e, "segment unusable; rebuilding it from the durable records");
                 }
                 Err(e) => return Err(e),
@@ -212,8 +236,16 @@ impl Store {
     /// Insert or replace many items in one atomic batch: either all are stored or none.
     pub fn upsert_items(&self, items: &[Item]) -> Result<()> {
         let max = self.inner.config.max_tags_per_record;
-        let tags = items.iter().map(|i| model::validate_item(i, max)).collect::<Result<Vec<_>>>()?;
-        self.write(|p| items.iter().zip(&tags).try_for_each(|(i, t)| p.upsert_item(i, t)))
+        let tags = items
+            .iter()
+            .map(|i| model::validate_item(i, max))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(|p| {
+            items
+                .iter()
+                .zip(&tags)
+                .try_for_each(|(i, t)| p.upsert_item(i, t))
+        })
     }
 
     /// Insert or replace one user.
@@ -224,8 +256,16 @@ impl Store {
     /// Insert or replace many users in one atomic batch.
     pub fn upsert_users(&self, users: &[User]) -> Result<()> {
         let max = self.inner.config.max_tags_per_record;
-        let tags = users.iter().map(|u| model::validate_user(u, max)).collect::<Result<Vec<_>>>()?;
-        self.write(|p| users.iter().zip(&tags).try_for_each(|(u, t)| p.upsert_user(u, t)))
+        let tags = users
+            .iter()
+            .map(|u| model::validate_user(u, max))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(|p| {
+            users
+                .iter()
+                .zip(&tags)
+                .try_for_each(|(u, t)| p.upsert_user(u, t))
+        })
     }
 
     /// Look up an item by id. Sees every write that has returned.
@@ -373,10 +413,9 @@ impl Inner {
         let tag_slots = seg.data().tags.len() as u32;
         let counters = lock(&self.writer);
         let cur = self.snapshot.load_full();
-        let mut batch = sled::Batch::default();
-        batch.insert(codec::META_GENERATION, &generation.to_be_bytes());
-        rebuild::clean_dirty_log(&self.tree, base.seq, &mut batch)?;
-        self.tree.apply_batch(batch)?;
+        // Generation first, durably: from here on, dirty entries <= base.seq are ignored on open.
+        self.tree
+            .insert(codec::META_GENERATION, &generation.to_be_bytes())?;
         self.db.flush()?;
         let bytes = seg.file_len();
         self.snapshot.store(Arc::new(Snapshot {
@@ -386,8 +425,18 @@ impl Inner {
         }));
         drop(counters);
         cur.segment.retire();
-        tracing::info!(generation, folded = base.delta.changed(), bytes, "segment rebuilt");
-        Ok(RebuildReport { generation, folded: base.delta.changed(), bytes })
+        rebuild::clean_dirty_log(&self.tree, base.seq)?;
+        tracing::info!(
+            generation,
+            folded = base.delta.changed(),
+            bytes,
+            "segment rebuilt"
+        );
+        Ok(RebuildReport {
+            generation,
+            folded: base.delta.changed(),
+            bytes,
+        })
     }
 }
 
@@ -407,7 +456,11 @@ fn highest_generation_on_disk(seg_dir: &Path) -> u64 {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(segment::file::parse_file_name))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(segment::file::parse_file_name)
+        })
         .max()
         .unwrap_or(0)
 }

@@ -62,11 +62,19 @@ impl<'a> Pending<'a> {
     }
 
     fn item_id(&self, name: &str) -> Option<u32> {
-        self.delta.item_names.get(name).copied().or_else(|| self.seg.items.names.lookup(name))
+        self.delta
+            .item_names
+            .get(name)
+            .copied()
+            .or_else(|| self.seg.items.names.lookup(name))
     }
 
     fn user_id(&self, name: &str) -> Option<u32> {
-        self.delta.user_names.get(name).copied().or_else(|| self.seg.users.names.lookup(name))
+        self.delta
+            .user_names
+            .get(name)
+            .copied()
+            .or_else(|| self.seg.users.names.lookup(name))
     }
 
     fn item_live(&self, id: u32) -> bool {
@@ -84,12 +92,17 @@ impl<'a> Pending<'a> {
     }
 
     fn tag_id(&mut self, name: &str) -> Result<u32> {
-        if let Some(id) = self.delta.tags.get(name).copied().or_else(|| self.seg.tags.lookup(name)) {
+        if let Some(id) = self
+            .delta
+            .tags
+            .get(name)
+            .copied()
+            .or_else(|| self.seg.tags.lookup(name))
+        {
             return Ok(id);
         }
         let id = Counters::alloc(&mut self.counters.next_tag, "tags")?;
         self.batch.insert(&codec::tag_key(id), name.as_bytes());
-        self.batch.insert(codec::tag_name_key(name), &id.to_be_bytes());
         let n: Arc<str> = Arc::from(name);
         self.delta.tags.insert(n.clone(), id);
         self.delta.tag_names.insert(id, n);
@@ -105,8 +118,9 @@ impl<'a> Pending<'a> {
         Ok(out)
     }
 
-    /// Find or allocate the dense id for `name`, (re-)writing the name key when the record is
-    /// new or was deleted.
+    /// Find or allocate the dense id for `name`, registering the name in the delta when the
+    /// record is new or was deleted. sled keeps no name index: names live in the records, and
+    /// the segment's dictionaries are rebuilt from them.
     fn claim(&mut self, kind: Kind, name: &str) -> Result<u32> {
         let (found, live) = match kind {
             Kind::Item => {
@@ -126,7 +140,6 @@ impl<'a> Pending<'a> {
             },
         };
         if !live {
-            self.batch.insert(codec::name_key(kind, name), &id.to_be_bytes());
             let n: Arc<str> = Arc::from(name);
             match kind {
                 Kind::Item => self.delta.item_names.insert(n, id),
@@ -139,7 +152,8 @@ impl<'a> Pending<'a> {
     fn next_seq(&mut self, kind: Kind, id: u32) -> u64 {
         self.counters.seq += 1;
         let seq = self.counters.seq;
-        self.batch.insert(&codec::dirty_key(kind, id), &seq.to_be_bytes());
+        self.batch
+            .insert(&codec::dirty_key(kind, id), &seq.to_be_bytes());
         seq
     }
 
@@ -156,7 +170,8 @@ impl<'a> Pending<'a> {
             members_only: item.members_only,
             created_at: item.created_at,
         };
-        self.batch.insert(&codec::record_key(Kind::Item, id), codec::encode(&row));
+        self.batch
+            .insert(&codec::record_key(Kind::Item, id), codec::encode(&row));
         let seq = self.next_seq(Kind::Item, id);
         self.delta.put_item(id, seq, Some(Arc::new(row)));
         Ok(())
@@ -178,7 +193,8 @@ impl<'a> Pending<'a> {
             tags: self.resolve_tags(tags)?,
             recent,
         };
-        self.batch.insert(&codec::record_key(Kind::User, id), codec::encode(&row));
+        self.batch
+            .insert(&codec::record_key(Kind::User, id), codec::encode(&row));
         let seq = self.next_seq(Kind::User, id);
         self.delta.put_user(id, seq, Some(Arc::new(row)));
         Ok(())
@@ -200,7 +216,6 @@ impl<'a> Pending<'a> {
             return false;
         }
         self.batch.remove(&codec::record_key(kind, id));
-        self.batch.remove(codec::name_key(kind, name));
         let seq = self.next_seq(kind, id);
         match kind {
             Kind::Item => self.delta.put_item(id, seq, None),

@@ -16,7 +16,10 @@ use recostore::{Config, Durability, Item, Store};
 fn record(n: u64) -> Item {
     Item {
         id: format!("it-{n}"),
-        tags: vec![(format!("n:{n}"), 1.0), ("shared".into(), 0.5 + (n % 7) as f32)],
+        tags: vec![
+            (format!("n:{n}"), 1.0),
+            ("shared".into(), 0.5 + (n % 7) as f32),
+        ],
         title: format!("title-{n}"),
         price: (n % 1000) as f32,
         ..Item::default()
@@ -24,7 +27,9 @@ fn record(n: u64) -> Item {
 }
 
 fn intact(store: &Store, n: u64) -> Result<(), String> {
-    let got = store.get_item(&format!("it-{n}")).ok_or_else(|| format!("it-{n} missing"))?;
+    let got = store
+        .get_item(&format!("it-{n}"))
+        .ok_or_else(|| format!("it-{n} missing"))?;
     let mut want = record(n);
     want.tags.sort_by(|a, b| a.0.cmp(&b.0));
     if got != want {
@@ -37,11 +42,22 @@ fn intact(store: &Store, n: u64) -> Result<(), String> {
 #[test]
 #[ignore = "entry point of the child process of `acknowledged_writes_survive_sigkill`"]
 fn child_writer() {
-    let Ok(dir) = std::env::var("RECOSTORE_CRASH_DIR") else { return };
-    let start: u64 = std::env::var("RECOSTORE_CRASH_START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let Ok(dir) = std::env::var("RECOSTORE_CRASH_DIR") else {
+        return;
+    };
+    let start: u64 = std::env::var("RECOSTORE_CRASH_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let immediate = std::env::var("RECOSTORE_CRASH_MODE").as_deref() == Ok("immediate");
-    let durability = if immediate { Durability::Immediate } else { Durability::GroupCommit { ms: 50 } };
-    let cfg = Config::default().durability(durability).rebuild_threshold(Some(400));
+    let durability = if immediate {
+        Durability::Immediate
+    } else {
+        Durability::GroupCommit { ms: 50 }
+    };
+    let cfg = Config::default()
+        .durability(durability)
+        .rebuild_threshold(Some(400));
     let store = Store::open_with(&dir, cfg).expect("child opens store");
     let mut n = start;
     loop {
@@ -66,7 +82,13 @@ fn child_writer() {
 fn run_child_and_kill(dir: &Path, start: u64, mode: &str, after: Duration) -> Vec<u64> {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Command::new(exe)
-        .args(["--ignored", "--exact", "child_writer", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("RECOSTORE_CRASH_DIR", dir)
         .env("RECOSTORE_CRASH_START", start.to_string())
         .env("RECOSTORE_CRASH_MODE", mode)
@@ -92,7 +114,9 @@ fn run_child_and_kill(dir: &Path, start: u64, mode: &str, after: Duration) -> Ve
 fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(7, |d| d.as_nanos() as u64),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut acked_total = Vec::new();
@@ -111,6 +135,13 @@ fn acknowledged_writes_survive_sigkill() {
         drop(store);
         round += 1;
     }
-    assert!(acked_total.len() > 100, "children acknowledged too little to prove anything: {}", acked_total.len());
-    eprintln!("{round} kills, {} acknowledged records all intact", acked_total.len());
+    assert!(
+        acked_total.len() > 100,
+        "children acknowledged too little to prove anything: {}",
+        acked_total.len()
+    );
+    eprintln!(
+        "{round} kills, {} acknowledged records all intact",
+        acked_total.len()
+    );
 }

@@ -21,21 +21,31 @@ fn stored_item() -> impl Strategy<Value = StoredItem> {
         any::<bool>(),
         any::<u64>(),
     )
-        .prop_map(|(name, tags, title, category, price, stock, members_only, created_at)| StoredItem {
-            name,
-            tags: tags.into_iter().collect(),
-            title,
-            category,
-            price,
-            stock,
-            members_only,
-            created_at,
-        })
+        .prop_map(
+            |(name, tags, title, category, price, stock, members_only, created_at)| StoredItem {
+                name,
+                tags: tags.into_iter().collect(),
+                title,
+                category,
+                price,
+                stock,
+                members_only,
+                created_at,
+            },
+        )
 }
 
 fn stored_user() -> impl Strategy<Value = StoredUser> {
-    ("[a-z0-9]{1,10}", prop::collection::btree_map(0u32..50, 0.001f32..10.0, 0..6), prop::collection::vec(0u32..40, 0..5))
-        .prop_map(|(name, tags, recent)| StoredUser { name, tags: tags.into_iter().collect(), recent })
+    (
+        "[a-z0-9]{1,10}",
+        prop::collection::btree_map(0u32..50, 0.001f32..10.0, 0..6),
+        prop::collection::vec(0u32..40, 0..5),
+    )
+        .prop_map(|(name, tags, recent)| StoredUser {
+            name,
+            tags: tags.into_iter().collect(),
+            recent,
+        })
 }
 
 proptest! {

@@ -25,7 +25,10 @@ fn sorted(mut tags: Vec<(String, f32)>) -> Vec<(String, f32)> {
 #[test]
 fn items_and_users_round_trip_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let a = item("mug-1", &[("colour:red", 1.0), ("category:kitchen/mugs", 0.5)]);
+    let a = item(
+        "mug-1",
+        &[("colour:red", 1.0), ("category:kitchen/mugs", 0.5)],
+    );
     let b = item("mug-2m", &[("colour:blue", 2.0)]);
     let mut u = User::new("user-1", [("tier:prime", 1.0), ("colour:red", 0.25)]);
     u.recent_items = vec!["mug-1".into(), "not-in-store".into(), "mug-2m".into()];
@@ -35,23 +38,39 @@ fn items_and_users_round_trip_and_survive_reopen() {
         store.upsert_user(&u).unwrap();
         // Read-your-writes, before any rebuild.
         let got = store.get_item("mug-1").unwrap();
-        assert_eq!(got, Item { tags: sorted(a.tags.clone()), ..a.clone() });
+        assert_eq!(
+            got,
+            Item {
+                tags: sorted(a.tags.clone()),
+                ..a.clone()
+            }
+        );
         assert!(store.get_item("mug-2m").unwrap().members_only);
         let gu = store.get_user("user-1").unwrap();
         assert_eq!(gu.tags, sorted(u.tags.clone()));
-        assert_eq!(gu.recent_items, vec!["mug-1", "mug-2m"], "unknown recent items are dropped");
+        assert_eq!(
+            gu.recent_items,
+            vec!["mug-1", "mug-2m"],
+            "unknown recent items are dropped"
+        );
         store.flush().unwrap();
     }
     // Reopen without a rebuild: the delta is replayed from the dirty log.
     {
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.get_item("mug-1").unwrap().tags, sorted(a.tags.clone()));
+        assert_eq!(
+            store.get_item("mug-1").unwrap().tags,
+            sorted(a.tags.clone())
+        );
         assert_eq!(store.get_user("user-1").unwrap().recent_items.len(), 2);
         let s = store.stats();
         assert_eq!((s.items, s.users, s.tags), (2, 1, 4));
         store.rebuild().unwrap();
         assert_eq!(store.stats().delta_records, 0);
-        assert_eq!(store.get_item("mug-2m").unwrap().tags, vec![("colour:blue".to_string(), 2.0)]);
+        assert_eq!(
+            store.get_item("mug-2m").unwrap().tags,
+            vec![("colour:blue".to_string(), 2.0)]
+        );
     }
     // Reopen after a rebuild: everything is in the segment.
     let store = Store::open(dir.path()).unwrap();
@@ -67,18 +86,30 @@ fn updates_replace_and_deletes_remove_across_rebuilds() {
     store.upsert_item(&item("a", &[("t:1", 1.0)])).unwrap();
     store.rebuild().unwrap();
     store.upsert_item(&item("a", &[("t:2", 1.0)])).unwrap();
-    assert_eq!(store.get_item("a").unwrap().tags, vec![("t:2".to_string(), 1.0)]);
+    assert_eq!(
+        store.get_item("a").unwrap().tags,
+        vec![("t:2".to_string(), 1.0)]
+    );
     assert!(store.delete_item("a").unwrap());
-    assert!(!store.delete_item("a").unwrap(), "second delete reports absence");
+    assert!(
+        !store.delete_item("a").unwrap(),
+        "second delete reports absence"
+    );
     assert!(store.get_item("a").is_none());
     store.rebuild().unwrap();
     assert!(store.get_item("a").is_none());
     // Re-creating a deleted id works and is visible.
     store.upsert_item(&item("a", &[("t:3", 1.0)])).unwrap();
-    assert_eq!(store.get_item("a").unwrap().tags, vec![("t:3".to_string(), 1.0)]);
+    assert_eq!(
+        store.get_item("a").unwrap().tags,
+        vec![("t:3".to_string(), 1.0)]
+    );
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.get_item("a").unwrap().tags, vec![("t:3".to_string(), 1.0)]);
+    assert_eq!(
+        store.get_item("a").unwrap().tags,
+        vec![("t:3".to_string(), 1.0)]
+    );
     assert_eq!(store.stats().items, 1);
 }
 
@@ -88,8 +119,12 @@ fn deleting_a_user_erases_it_from_sled_and_segment_files() {
     let secret = "user-forget-me-7f3a";
     {
         let store = Store::open(dir.path()).unwrap();
-        store.upsert_user(&User::new(secret, [("region:somewhere-secret-9c1", 1.0)])).unwrap();
-        store.upsert_user(&User::new("keeper", [("tier:prime", 1.0)])).unwrap();
+        store
+            .upsert_user(&User::new(secret, [("region:somewhere-secret-9c1", 1.0)]))
+            .unwrap();
+        store
+            .upsert_user(&User::new("keeper", [("tier:prime", 1.0)]))
+            .unwrap();
         store.rebuild().unwrap();
         assert!(store.delete_user(secret).unwrap());
         assert!(store.get_user(secret).is_none());
@@ -122,25 +157,47 @@ fn invalid_records_are_rejected_whole_with_a_clear_error() {
         (item("dup", &[("t", 1.0), ("t", 2.0)]), "twice"),
         (item("long-tag", &[(&"x".repeat(2000), 1.0)]), "limit"),
         (item(&"y".repeat(600), &[("t", 1.0)]), "limit"),
-        (Item { price: f32::NAN, ..item("price", &[]) }, "price"),
+        (
+            Item {
+                price: f32::NAN,
+                ..item("price", &[])
+            },
+            "price",
+        ),
     ];
     for (bad, needle) in cases {
         // A bad record in a batch rejects the whole batch: the good one beside it is not stored.
         let good = item("good-neighbour", &[("t", 1.0)]);
         let err = store.upsert_items(&[good, bad]).unwrap_err();
         assert!(matches!(err, Error::InvalidRecord { .. }), "{err}");
-        assert!(err.to_string().contains(needle), "`{err}` should mention `{needle}`");
-        assert!(err.to_string().contains("Nothing from this call was stored"));
+        assert!(
+            err.to_string().contains(needle),
+            "`{err}` should mention `{needle}`"
+        );
+        assert!(err
+            .to_string()
+            .contains("Nothing from this call was stored"));
         assert!(store.get_item("good-neighbour").is_none());
     }
     let many: Vec<(String, f32)> = (0..10_000).map(|i| (format!("t{i}"), 1.0)).collect();
-    let err = store.upsert_item(&Item { id: "wide".into(), tags: many, ..Item::default() }).unwrap_err();
+    let err = store
+        .upsert_item(&Item {
+            id: "wide".into(),
+            tags: many,
+            ..Item::default()
+        })
+        .unwrap_err();
     assert!(err.to_string().contains("max_tags_per_record"), "{err}");
     assert_eq!(store.stats().items, 1);
     assert!(store.get_item("ok").is_some());
     // Zero weights are dropped rather than stored.
-    store.upsert_item(&item("zero", &[("t", 0.0), ("u", 1.0)])).unwrap();
-    assert_eq!(store.get_item("zero").unwrap().tags, vec![("u".to_string(), 1.0)]);
+    store
+        .upsert_item(&item("zero", &[("t", 0.0), ("u", 1.0)]))
+        .unwrap();
+    assert_eq!(
+        store.get_item("zero").unwrap().tags,
+        vec![("u".to_string(), 1.0)]
+    );
 }
 
 #[test]
@@ -157,8 +214,16 @@ fn a_second_handle_on_the_same_directory_is_refused() {
 #[test]
 fn many_threads_read_while_one_writes_and_rebuilds() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), Config::default().rebuild_threshold(Some(200))).unwrap();
-    let base: Vec<Item> = (0..500).map(|i| item(&format!("base-{i}"), &[("k", 1.0), (&format!("g{}", i % 7), 1.0)])).collect();
+    let store =
+        Store::open_with(dir.path(), Config::default().rebuild_threshold(Some(200))).unwrap();
+    let base: Vec<Item> = (0..500)
+        .map(|i| {
+            item(
+                &format!("base-{i}"),
+                &[("k", 1.0), (&format!("g{}", i % 7), 1.0)],
+            )
+        })
+        .collect();
     store.upsert_items(&base).unwrap();
     std::thread::scope(|s| {
         for r in 0..3 {
@@ -167,7 +232,10 @@ fn many_threads_read_while_one_writes_and_rebuilds() {
                 for i in 0..2_000 {
                     let id = format!("base-{}", (i * 7 + r) % 500);
                     let got = store.get_item(&id).expect("base items are never deleted");
-                    assert!(got.tags.iter().any(|(t, _)| t == "k"), "torn record {got:?}");
+                    assert!(
+                        got.tags.iter().any(|(t, _)| t == "k"),
+                        "torn record {got:?}"
+                    );
                     let snap = store.snapshot();
                     assert!(snap.live_items() >= 500);
                 }
@@ -176,7 +244,9 @@ fn many_threads_read_while_one_writes_and_rebuilds() {
         let store = &store;
         s.spawn(move || {
             for i in 0..1_000 {
-                store.upsert_item(&item(&format!("new-{i}"), &[("k", 1.0)])).unwrap();
+                store
+                    .upsert_item(&item(&format!("new-{i}"), &[("k", 1.0)]))
+                    .unwrap();
                 if i % 3 == 0 {
                     store.delete_item(&format!("new-{}", i / 2)).unwrap();
                 }
@@ -185,7 +255,8 @@ fn many_threads_read_while_one_writes_and_rebuilds() {
     });
     store.rebuild().unwrap();
     let live = store.stats().items;
-    let expect_deleted: std::collections::BTreeSet<usize> = (0..1_000).filter(|i| i % 3 == 0).map(|i| i / 2).collect();
+    let expect_deleted: std::collections::BTreeSet<usize> =
+        (0..1_000).filter(|i| i % 3 == 0).map(|i| i / 2).collect();
     // Each delete of new-{i/2} ran after new-{i/2} was written (i/2 < i), so they all took.
     assert_eq!(live, 500 + 1_000 - expect_deleted.len());
 }
@@ -203,18 +274,31 @@ fn old_generations_are_deleted_once_the_last_reader_lets_go() {
     assert!(old_path.exists(), "file must stay while a reader maps it");
     assert!(held.item("a").is_some(), "the held snapshot still reads");
     drop(held);
-    assert!(!old_path.exists(), "retired segment file should be deleted after the last reader");
+    assert!(
+        !old_path.exists(),
+        "retired segment file should be deleted after the last reader"
+    );
     let files: BTreeMap<String, u64> = std::fs::read_dir(dir.path().join("segments"))
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
         })
         .collect();
-    assert_eq!(files.len(), 1, "only the current generation remains: {files:?}");
+    assert_eq!(
+        files.len(),
+        1,
+        "only the current generation remains: {files:?}"
+    );
     // The mapping is released too: no maps of deleted segment files remain in this process.
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    assert!(!maps.contains(&old_path.display().to_string()), "old segment still mapped");
+    assert!(
+        !maps.contains(&old_path.display().to_string()),
+        "old segment still mapped"
+    );
 }
 
 #[test]

@@ -10,12 +10,18 @@ use recostore::{Config, Error, Item, SegmentVerify, Store};
 fn populated(dir: &Path) -> PathBuf {
     let store = Store::open(dir).unwrap();
     let items: Vec<Item> = (0..200)
-        .map(|i| Item::new(format!("i{i}"), [(format!("g{}", i % 9), 1.0), ("all".to_string(), 0.5)]))
+        .map(|i| {
+            Item::new(
+                format!("i{i}"),
+                [(format!("g{}", i % 9), 1.0), ("all".to_string(), 0.5)],
+            )
+        })
         .collect();
     store.upsert_items(&items).unwrap();
     let seg = store.rebuild().unwrap();
     drop(store);
-    dir.join("segments").join(recostore::segment::file::file_name(seg.generation))
+    dir.join("segments")
+        .join(recostore::segment::file::file_name(seg.generation))
 }
 
 fn damage(dir: &Path, how: &str) -> PathBuf {
@@ -43,7 +49,9 @@ fn damaged_segments_give_typed_errors_when_repair_is_off() {
     for how in ["truncate", "flip", "magic", "empty"] {
         let dir = tempfile::tempdir().unwrap();
         let path = damage(dir.path(), how);
-        let cfg = Config::default().repair_segments(false).segment_verify(SegmentVerify::Checksum);
+        let cfg = Config::default()
+            .repair_segments(false)
+            .segment_verify(SegmentVerify::Checksum);
         match Store::open_with(dir.path(), cfg) {
             Err(Error::CorruptSegment { path: p, reason }) => {
                 assert_eq!(p, path, "{how}");
@@ -92,7 +100,11 @@ fn no_single_byte_flip_causes_a_panic_with_structural_checks_only() {
             Err(e) => panic!("byte {at}: unexpected error kind {e}"),
             Ok(seg) => {
                 opened += 1;
-                let snap = Snapshot { segment: std::sync::Arc::new(seg), delta: Default::default(), seq: 0 };
+                let snap = Snapshot {
+                    segment: std::sync::Arc::new(seg),
+                    delta: Default::default(),
+                    seq: 0,
+                };
                 for i in 0..snap.item_id_bound().min(300) {
                     let _ = snap.stored_item(i);
                 }
@@ -103,5 +115,8 @@ fn no_single_byte_flip_causes_a_panic_with_structural_checks_only() {
             }
         }
     }
-    assert!(refused > 0 && opened > 0, "opened {opened}, refused {refused}");
+    assert!(
+        refused > 0 && opened > 0,
+        "opened {opened}, refused {refused}"
+    );
 }

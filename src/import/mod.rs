@@ -4,6 +4,7 @@
 //! * [`retail`] — UCI Online Retail invoice lines (`.csv` or `.csv.gz`).
 //! * [`report`] — the shared summary and bad-row accounting.
 
+mod common;
 pub mod movielens;
 pub mod report;
 pub mod retail;

@@ -51,15 +51,29 @@ pub const MAX_REPORTED: usize = 20;
 impl ImportSummary {
     /// Record a bad row: in strict mode this is an error, otherwise it is counted, logged and
     /// (for the first few) kept for the summary.
-    pub fn bad_row(&mut self, opts: &ImportOptions, file: &str, line: u64, reason: impl Into<String>) -> Result<()> {
+    pub fn bad_row(
+        &mut self,
+        opts: &ImportOptions,
+        file: &str,
+        line: u64,
+        reason: impl Into<String>,
+    ) -> Result<()> {
         let reason = reason.into();
         if opts.strict {
-            return Err(Error::BadInput { source_name: file.to_string(), line, reason });
+            return Err(Error::BadInput {
+                source_name: file.to_string(),
+                line,
+                reason,
+            });
         }
         tracing::warn!(file, line, %reason, "skipping bad row");
         self.skipped += 1;
         if self.bad_rows.len() < MAX_REPORTED {
-            self.bad_rows.push(BadRow { file: file.to_string(), line, reason });
+            self.bad_rows.push(BadRow {
+                file: file.to_string(),
+                line,
+                reason,
+            });
         }
         Ok(())
     }

@@ -41,7 +41,10 @@ impl DictBuilder {
             slots = vec![NONE; cap];
             let mask = cap - 1;
             for &id in &self.indexed {
-                let (a, b) = (self.offsets[id as usize] as usize, self.offsets[id as usize + 1] as usize);
+                let (a, b) = (
+                    self.offsets[id as usize] as usize,
+                    self.offsets[id as usize + 1] as usize,
+                );
                 let mut pos = xxhash_rust::xxh3::xxh3_64(&self.bytes[a..b]) as usize & mask;
                 while slots[pos] != NONE {
                     pos = (pos + 1) & mask;

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::Mmap;
 
-use super::format::{schema_hash, ArchivedSegmentData, Footer, SegmentData, FOOTER_LEN, FORMAT_VERSION};
+use super::format::{
+    schema_hash, ArchivedSegmentData, Footer, SegmentData, FOOTER_LEN, FORMAT_VERSION,
+};
 use crate::config::SegmentVerify;
 use crate::error::{Error, Result};
 
@@ -31,10 +33,11 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// Serialise `data` and publish it as `dir/<generation>.seg`: write a temporary file, fsync it,
 /// rename it into place, fsync the directory. Readers never see a partial file.
 pub fn write(dir: &Path, data: &SegmentData) -> Result<PathBuf> {
-    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(data).map_err(|e| Error::CorruptSegment {
-        path: dir.to_path_buf(),
-        reason: format!("could not serialise segment: {e}"),
-    })?;
+    let payload =
+        rkyv::to_bytes::<rkyv::rancor::Error>(data).map_err(|e| Error::CorruptSegment {
+            path: dir.to_path_buf(),
+            reason: format!("could not serialise segment: {e}"),
+        })?;
     let footer = Footer {
         version: FORMAT_VERSION,
         schema_hash: schema_hash(),
@@ -88,9 +91,14 @@ impl Segment {
             reason,
         };
         let file = File::open(path).map_err(|e| Error::io("opening segment", path, e))?;
-        let len = file.metadata().map_err(|e| Error::io("reading segment size", path, e))?.len() as usize;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("reading segment size", path, e))?
+            .len() as usize;
         if len < FOOTER_LEN {
-            return Err(bad(format!("file is {len} bytes, shorter than the {FOOTER_LEN}-byte footer (truncated)")));
+            return Err(bad(format!(
+                "file is {len} bytes, shorter than the {FOOTER_LEN}-byte footer (truncated)"
+            )));
         }
         // SAFETY: segment files are immutable once published (written to a temporary name and
         // renamed), and the store never opens one for writing again. The mapping is read-only,
@@ -105,7 +113,9 @@ impl Segment {
             )));
         }
         if footer.schema_hash != schema_hash() {
-            return Err(bad("schema hash differs: written by a build with other segment types".into()));
+            return Err(bad(
+                "schema hash differs: written by a build with other segment types".into(),
+            ));
         }
         let payload_len = len - FOOTER_LEN;
         if footer.payload_len != payload_len as u64 {
@@ -115,17 +125,25 @@ impl Segment {
             )));
         }
         if verify == SegmentVerify::Checksum {
-            let sum = checksum_by_reading(&file, payload_len).map_err(|e| Error::io("checksumming segment", path, e))?;
+            let sum = checksum_by_reading(&file, payload_len)
+                .map_err(|e| Error::io("checksumming segment", path, e))?;
             if sum != footer.payload_xxh3 {
-                return Err(bad("payload checksum mismatch (bytes changed on disk)".into()));
+                return Err(bad(
+                    "payload checksum mismatch (bytes changed on disk)".into()
+                ));
             }
         }
         let data = rkyv::access::<ArchivedSegmentData, rkyv::rancor::Error>(&map[..payload_len])
             .map_err(|e| bad(format!("structure invalid: {e}")))?;
         let generation = data.generation.to_native();
-        let named = path.file_name().and_then(|n| n.to_str()).and_then(parse_file_name);
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_file_name);
         if named.is_some_and(|g| g != generation) {
-            return Err(bad(format!("file name says generation {named:?}, contents say {generation}")));
+            return Err(bad(format!(
+                "file name says generation {named:?}, contents say {generation}"
+            )));
         }
         Ok(Segment {
             map,
@@ -160,12 +178,14 @@ impl Segment {
 
     /// Recompute the full payload checksum (used by `Store::verify`).
     pub fn verify_checksum(&self) -> Result<()> {
-        let footer = Footer::parse(&self.map[self.payload_len..]).map_err(|r| Error::CorruptSegment {
-            path: self.path.clone(),
-            reason: r,
-        })?;
+        let footer =
+            Footer::parse(&self.map[self.payload_len..]).map_err(|r| Error::CorruptSegment {
+                path: self.path.clone(),
+                reason: r,
+            })?;
         let f = File::open(&self.path).map_err(|e| Error::io("opening segment", &self.path, e))?;
-        let sum = checksum_by_reading(&f, self.payload_len).map_err(|e| Error::io("checksumming segment", &self.path, e))?;
+        let sum = checksum_by_reading(&f, self.payload_len)
+            .map_err(|e| Error::io("checksumming segment", &self.path, e))?;
         if sum != footer.payload_xxh3 {
             return Err(Error::CorruptSegment {
                 path: self.path.clone(),
@@ -206,7 +226,10 @@ fn checksum_by_reading(file: &File, payload_len: usize) -> std::io::Result<u64> 
         let want = left.min(buf.len());
         let n = r.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shorter than its footer says"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment shorter than its footer says",
+            ));
         }
         h.update(&buf[..n]);
         left -= n;

@@ -147,7 +147,9 @@ impl Footer {
     /// Parse and check magic and the footer's own checksum. Version and schema are checked by
     /// the caller, which knows the file name for the error.
     pub fn parse(b: &[u8]) -> Result<Footer, String> {
-        let b: &[u8; FOOTER_LEN] = b.try_into().map_err(|_| "footer is not 48 bytes".to_string())?;
+        let b: &[u8; FOOTER_LEN] = b
+            .try_into()
+            .map_err(|_| "footer is not 48 bytes".to_string())?;
         if b[0..8] != MAGIC {
             return Err("wrong magic: this is not a recostore segment".into());
         }

@@ -7,7 +7,9 @@
 
 use rkyv::rend::{f32_le, u32_le, u64_le};
 
-use super::format::{ArchivedDictionary, ArchivedForward, ArchivedItemTable, ArchivedUserTable, NONE};
+use super::format::{
+    ArchivedDictionary, ArchivedForward, ArchivedItemTable, ArchivedUserTable, NONE,
+};
 
 fn range(offsets: &[u64_le], i: usize) -> Option<std::ops::Range<usize>> {
     let a = offsets.get(i)?.to_native() as usize;
@@ -17,7 +19,8 @@ fn range(offsets: &[u64_le], i: usize) -> Option<std::ops::Range<usize>> {
 
 /// Test bit `i` of a little-endian `u64` bitset; out of range reads as clear.
 pub fn bit(bits: &[u64_le], i: usize) -> bool {
-    bits.get(i / 64).is_some_and(|w| w.to_native() >> (i % 64) & 1 == 1)
+    bits.get(i / 64)
+        .is_some_and(|w| w.to_native() >> (i % 64) & 1 == 1)
 }
 
 impl ArchivedDictionary {
@@ -89,7 +92,10 @@ impl ArchivedForward {
     /// Row `r` as owned `(tag id, weight)` pairs.
     pub fn row_vec(&self, r: u32) -> Vec<(u32, f32)> {
         let (t, w) = self.row(r);
-        t.iter().zip(w).map(|(t, w)| (t.to_native(), w.to_native())).collect()
+        t.iter()
+            .zip(w)
+            .map(|(t, w)| (t.to_native(), w.to_native()))
+            .collect()
     }
 }
 
@@ -106,7 +112,10 @@ impl ArchivedItemTable {
 
     /// Category path of item `id`.
     pub fn category_of(&self, id: u32) -> &str {
-        let c = self.category.get(id as usize).map_or(NONE, |c| c.to_native());
+        let c = self
+            .category
+            .get(id as usize)
+            .map_or(NONE, |c| c.to_native());
         self.categories.get(c).unwrap_or("")
     }
 }

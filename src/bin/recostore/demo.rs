@@ -30,18 +30,33 @@ pub struct DemoArgs {
 const BATCH: usize = 5_000;
 
 pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let cfg = DemoConfig { items: a.items, users: a.users, seed: a.seed };
-    println!("Generating a shop: {} items, {} users (seed {})", cfg.items, cfg.users, cfg.seed);
+    let cfg = DemoConfig {
+        items: a.items,
+        users: a.users,
+        seed: a.seed,
+    };
+    println!(
+        "Generating a shop: {} items, {} users (seed {})",
+        cfg.items, cfg.users, cfg.seed
+    );
     let t = Instant::now();
     let shop = demo::generate(cfg);
     let baskets: usize = shop.baskets.iter().map(Vec::len).sum();
-    println!("  {baskets} baskets generated in {:.2}s", t.elapsed().as_secs_f64());
+    println!(
+        "  {baskets} baskets generated in {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
 
     let store = Store::open(&a.dir)?;
-    let bar = ProgressBar::with_draw_target(Some((cfg.items + cfg.users) as u64), ProgressDrawTarget::stderr());
+    let bar = ProgressBar::with_draw_target(
+        Some((cfg.items + cfg.users) as u64),
+        ProgressDrawTarget::stderr(),
+    );
     bar.set_style(
-        ProgressStyle::with_template("  loading {bar:40} {pos}/{len} records ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "  loading {bar:40} {pos}/{len} records ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let t = Instant::now();
     for chunk in shop.items.chunks(BATCH) {
@@ -69,7 +84,12 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     // Show substitutes for the first purchase of a few users: popular items, as a shop's
     // product pages would see most.
-    let picks: Vec<usize> = shop.baskets.iter().filter_map(|b| b.first()?.first().copied()).take(3).collect();
+    let picks: Vec<usize> = shop
+        .baskets
+        .iter()
+        .filter_map(|b| b.first()?.first().copied())
+        .take(3)
+        .collect();
     for i in picks {
         let item = &shop.items[i];
         println!();
@@ -77,23 +97,50 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         let recs = store.similar_items(&item.id, 5)?;
         let took = t.elapsed();
         output::recommendations(
-            &format!("Similar to {} \"{}\" ({:.2} ms, brute force)", item.id, item.title, took.as_secs_f64() * 1e3),
+            &format!(
+                "Similar to {} \"{}\" ({:.2} ms, brute force)",
+                item.id,
+                item.title,
+                took.as_secs_f64() * 1e3
+            ),
             &recs,
             false,
         )?;
     }
 
-    if let Some(user) = store.get_user(&shop.users.first().map(|u| u.id.clone()).unwrap_or_default()) {
+    if let Some(user) =
+        store.get_user(&shop.users.first().map(|u| u.id.clone()).unwrap_or_default())
+    {
         println!();
         let mut by_weight = user.tags.clone();
         by_weight.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let top: Vec<String> = by_weight.iter().take(6).map(|(t, w)| format!("{t} {w:.2}")).collect();
-        println!("{} has bought {} items; derived tags: {}", user.id, user.recent_items.len(), top.join(", "));
+        let top: Vec<String> = by_weight
+            .iter()
+            .take(6)
+            .map(|(t, w)| format!("{t} {w:.2}"))
+            .collect();
+        println!(
+            "{} has bought {} items; derived tags: {}",
+            user.id,
+            user.recent_items.len(),
+            top.join(", ")
+        );
         let recs = store.profile_items(&user.tags, 5 + user.recent_items.len())?;
-        let fresh: Vec<_> = recs.into_iter().filter(|r| !user.recent_items.contains(&r.id)).take(5).collect();
-        output::recommendations(&format!("For {} (tag profile, already bought excluded)", user.id), &fresh, false)?;
+        let fresh: Vec<_> = recs
+            .into_iter()
+            .filter(|r| !user.recent_items.contains(&r.id))
+            .take(5)
+            .collect();
+        output::recommendations(
+            &format!("For {} (tag profile, already bought excluded)", user.id),
+            &fresh,
+            false,
+        )?;
     }
     println!();
-    println!("Try: recostore query similar sku-000042 --dir {}", a.dir.display());
+    println!(
+        "Try: recostore query similar sku-000042 --dir {}",
+        a.dir.display()
+    );
     Ok(())
 }

@@ -1,1 +1,247 @@
-fn main(){}
+//! `recostore`: the command-line front end of the library.
+//!
+//! Every subcommand opens a store directory, does one job and exits. `--json` switches the
+//! output to one machine-readable JSON document. Exit codes: 0 success, 1 a failure (the message
+//! says what to do next), 2 a usage error (from clap), 3 the asked-for record does not exist.
+
+mod demo;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use recostore::import::{self, ImportOptions};
+use recostore::{Error, Store};
+
+const DEFAULT_DIR: &str = "./recostore-data";
+
+#[derive(Parser)]
+#[command(
+    name = "recostore",
+    version,
+    about = "Embedded recommendation store: tag records on disk, recommendations in microseconds."
+)]
+#[command(
+    long_about = "Embedded recommendation store: tag records on disk, recommendations in microseconds.\n\n\
+Start with `recostore demo`, which builds a synthetic shop in ./recostore-data and shows recommendations.\n\
+Set RUST_LOG=info (or debug) to see what the store does."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic shop, load it, and print example recommendations.
+    Demo(demo::DemoArgs),
+    /// Import a public data set into a store.
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// Ask a store for recommendations.
+    #[command(subcommand)]
+    Query(QueryCmd),
+    /// Show one item or user as stored.
+    #[command(subcommand)]
+    Get(GetCmd),
+    /// Counts and sizes of a store.
+    Stats(StoreArg),
+    /// Fold recent writes into a new segment now.
+    Rebuild(StoreArg),
+    /// Recompute the segment checksum (reads the whole file).
+    Verify(StoreArg),
+}
+
+#[derive(Args)]
+struct StoreArg {
+    /// Store directory.
+    #[arg(long, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Store directory (created if missing).
+    #[arg(long, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Stop at the first bad row, before anything is stored (default: skip and count bad rows).
+    #[arg(long)]
+    strict: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// MovieLens (ml-latest-small layout): movies become items, ratings and tags user behaviour.
+    Movielens {
+        /// Folder with movies.csv, ratings.csv and tags.csv.
+        path: PathBuf,
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+    /// UCI Online Retail invoice lines (.csv or .csv.gz); cancellations and lines without a
+    /// customer are dropped.
+    Retail {
+        /// The CSV file, optionally gzip-compressed.
+        path: PathBuf,
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryCmd {
+    /// Items most similar to ITEM by tag cosine (substitutes).
+    Similar {
+        /// The item id.
+        item: String,
+        /// How many results.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Items that best match a weighted tag profile.
+    Profile {
+        /// A tag and weight as name=weight (repeat the flag); weight defaults to 1.
+        #[arg(long = "tag", required = true)]
+        tags: Vec<String>,
+        /// How many results.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum GetCmd {
+    /// An item by id.
+    Item {
+        /// The item id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// A user by id.
+    User {
+        /// The user id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+fn parse_tag(s: &str) -> Result<(String, f32), String> {
+    let (name, w) = match s.rsplit_once('=') {
+        Some((n, w)) => (
+            n,
+            w.parse::<f32>()
+                .map_err(|_| format!("weight in `{s}` is not a number; use name=weight"))?,
+        ),
+        None => (s, 1.0),
+    };
+    if name.is_empty() {
+        return Err(format!("tag `{s}` has no name; use name=weight"));
+    }
+    Ok((name.to_string(), w))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a)?,
+        Command::Import(cmd) => {
+            let (kind, path, a) = match cmd {
+                ImportCmd::Movielens { path, args } => ("movielens", path, args),
+                ImportCmd::Retail { path, args } => ("retail", path, args),
+            };
+            let store = Store::open(&a.dir)?;
+            let opts = ImportOptions {
+                strict: a.strict,
+                progress: !a.json,
+            };
+            let summary = if kind == "movielens" {
+                import::movielens::import(&store, &path, &opts)?
+            } else {
+                import::retail::import(&store, &path, &opts)?
+            };
+            output::import_summary(&summary, a.json)?;
+        }
+        Command::Query(QueryCmd::Similar { item, k, store: s }) => {
+            let store = Store::open(&s.dir)?;
+            match store.similar_items(&item, k) {
+                Ok(recs) => output::recommendations(&format!("similar to {item}"), &recs, s.json)?,
+                Err(e @ Error::NotFound { .. }) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(3));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Query(QueryCmd::Profile { tags, k, store: s }) => {
+            let tags = tags
+                .iter()
+                .map(|t| parse_tag(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let store = Store::open(&s.dir)?;
+            let recs = store.profile_items(&tags, k)?;
+            output::recommendations("profile match", &recs, s.json)?;
+        }
+        Command::Get(GetCmd::Item { id, store: s }) => {
+            let store = Store::open(&s.dir)?;
+            let Some(item) = store.get_item(&id) else {
+                eprintln!("error: {}", Error::NotFound { what: "item", id });
+                return Ok(ExitCode::from(3));
+            };
+            output::record(&item, s.json)?;
+        }
+        Command::Get(GetCmd::User { id, store: s }) => {
+            let store = Store::open(&s.dir)?;
+            let Some(user) = store.get_user(&id) else {
+                eprintln!("error: {}", Error::NotFound { what: "user", id });
+                return Ok(ExitCode::from(3));
+            };
+            output::record(&user, s.json)?;
+        }
+        Command::Stats(s) => {
+            let store = Store::open(&s.dir)?;
+            output::stats(&store.stats(), s.json)?;
+        }
+        Command::Rebuild(s) => {
+            let store = Store::open(&s.dir)?;
+            let r = store.rebuild()?;
+            println!(
+                "generation {} written ({} records folded, {} bytes)",
+                r.generation, r.folded, r.bytes
+            );
+        }
+        Command::Verify(s) => {
+            let store = Store::open(&s.dir)?;
+            store.verify()?;
+            println!("segment generation {} verified", store.stats().generation);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -18,7 +18,11 @@ pub fn json<T: Serialize>(v: &T) -> Out {
 
 /// Format an explanation as `tag (contribution), ...`.
 pub fn because(r: &Recommendation) -> String {
-    r.matched.iter().map(|(t, c)| format!("{t} ({c:.2})")).collect::<Vec<_>>().join(", ")
+    r.matched
+        .iter()
+        .map(|(t, c)| format!("{t} ({c:.2})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Print a ranked list with explanations.
@@ -32,7 +36,14 @@ pub fn recommendations(heading: &str, recs: &[Recommendation], as_json: bool) ->
         writeln!(out, "  (nothing shares a tag with it)")?;
     }
     for (i, r) in recs.iter().enumerate() {
-        writeln!(out, "  {:>2}. {:<14} {:.3}  {}", i + 1, r.id, r.score, r.title)?;
+        writeln!(
+            out,
+            "  {:>2}. {:<14} {:.3}  {}",
+            i + 1,
+            r.id,
+            r.score,
+            r.title
+        )?;
         writeln!(out, "      because: {}", because(r))?;
     }
     Ok(())
@@ -76,7 +87,10 @@ pub fn import_summary(s: &ImportSummary, as_json: bool) -> Out {
         println!("  bad row {}:{}: {}", b.file, b.line, b.reason);
     }
     if s.skipped as usize > s.bad_rows.len() {
-        println!("  ... and {} more (RUST_LOG=warn lists them all)", s.skipped as usize - s.bad_rows.len());
+        println!(
+            "  ... and {} more (RUST_LOG=warn lists them all)",
+            s.skipped as usize - s.bad_rows.len()
+        );
     }
     Ok(())
 }

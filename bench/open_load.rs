@@ -1,0 +1,237 @@
+//! Bulk load and open: how fast a large store fills, and how fast (and how lightly) it opens.
+//!
+//! Run: `cargo bench --bench open_load` (1,000,000 items × 24 tags). Set `RECOSTORE_BENCH_ITEMS`
+//! for another size. Every figure is printed beside a baseline measured in the same run:
+//!
+//! * load: `Store::upsert_items` in batches vs raw sled `apply_batch` of the same encoded bytes;
+//! * open: `Store::open` (sled + segment, checksum or structure-only) vs deserialising the same
+//!   records with bincode, each in a fresh child process so RSS starts clean; medians of 7.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use recostore::codec::{self, StoredItem};
+use recostore::{Config, Item, SegmentVerify, Store};
+
+const VOCAB: usize = 100_000;
+const TAGS_PER_ITEM: usize = 24;
+const RUNS: usize = 7;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Zipf(1) tag popularity over the vocabulary.
+fn gen_items(n: usize) -> Vec<Item> {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut acc = 0.0;
+    let cum: Vec<f64> = (1..=VOCAB)
+        .map(|k| {
+            acc += 1.0 / k as f64;
+            acc
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut tags: Vec<usize> = Vec::with_capacity(TAGS_PER_ITEM);
+            while tags.len() < TAGS_PER_ITEM {
+                let x = rng.gen::<f64>() * acc;
+                let t = cum.partition_point(|&v| v < x).min(VOCAB - 1);
+                if !tags.contains(&t) {
+                    tags.push(t);
+                }
+            }
+            Item {
+                id: format!("sku-{i:07}"),
+                tags: tags
+                    .into_iter()
+                    .map(|t| (format!("tag:{t}"), rng.gen_range(0.1f32..1.0)))
+                    .collect(),
+                title: format!("item {i}"),
+                category: format!("cat/{}", i % 200),
+                price: rng.gen_range(1.0..500.0),
+                stock: rng.gen_range(0..100),
+                ..Item::default()
+            }
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Child mode: open once and report `ms rss_before rss_after_open rss_after_query`.
+fn child(mode: &str, path: &Path) {
+    let before = rss_kib();
+    let t = Instant::now();
+    match mode {
+        "bincode" => {
+            let bytes = std::fs::read(path).expect("baseline file");
+            let (items, _): (Vec<StoredItem>, usize) =
+                bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                    .expect("decode");
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let after = rss_kib();
+            println!("{ms} {before} {after} {after} {}", items.len());
+        }
+        _ => {
+            let verify = if mode == "checksum" {
+                SegmentVerify::Checksum
+            } else {
+                SegmentVerify::Structure
+            };
+            let store =
+                Store::open_with(path, Config::default().segment_verify(verify)).expect("open");
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let after = rss_kib();
+            let _ = store.get_item("sku-0000042").expect("item present");
+            let _ = store.similar_items("sku-0000042", 10).expect("query");
+            let queried = rss_kib();
+            println!("{ms} {before} {after} {queried} {}", store.stats().items);
+        }
+    }
+}
+
+fn open_in_children(mode: &str, path: &Path) -> (f64, f64, f64) {
+    let exe = std::env::current_exe().expect("bench exe");
+    let mut ms = Vec::new();
+    let mut grow = Vec::new();
+    let mut q = Vec::new();
+    for _ in 0..RUNS {
+        let out = Command::new(&exe)
+            .args(["--child", mode])
+            .arg(path)
+            .output()
+            .expect("child");
+        let s = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<f64> = s
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        assert!(
+            f.len() == 5,
+            "child failed: {s} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ms.push(f[0]);
+        grow.push((f[2] - f[1]) / 1024.0);
+        q.push((f[3] - f[1]) / 1024.0);
+    }
+    (median(ms), median(grow), median(q))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        return child(&args[2], Path::new(&args[3]));
+    }
+    if args.iter().any(|a| a == "--list" || a == "--test") {
+        return; // cargo test --benches / --list: nothing to list
+    }
+    let n: usize = std::env::var("RECOSTORE_BENCH_ITEMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let root = tempfile::tempdir().expect("tempdir");
+    println!("# open_load: {n} items x {TAGS_PER_ITEM} tags, vocabulary {VOCAB} (Zipf)");
+    let t = Instant::now();
+    let items = gen_items(n);
+    println!("generated in {:.1}s", t.elapsed().as_secs_f64());
+
+    // Baseline: raw sled inserts of the same encoded record bytes, same batching, then flush.
+    let raw: Vec<(Vec<u8>, Vec<u8>)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let row = StoredItem {
+                name: it.id.clone(),
+                tags: it
+                    .tags
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (_, w))| (k as u32, *w))
+                    .collect(),
+                title: it.title.clone(),
+                category: it.category.clone(),
+                price: it.price,
+                stock: it.stock,
+                members_only: false,
+                created_at: 0,
+            };
+            (((i as u32).to_be_bytes()).to_vec(), codec::encode(&row))
+        })
+        .collect();
+    let db = sled::open(root.path().join("raw-sled")).expect("sled");
+    let t = Instant::now();
+    for chunk in raw.chunks(10_000) {
+        let mut b = sled::Batch::default();
+        for (k, v) in chunk {
+            b.insert(k.as_slice(), v.as_slice());
+        }
+        db.apply_batch(b).expect("batch");
+    }
+    db.flush().expect("flush");
+    let raw_s = t.elapsed().as_secs_f64();
+    drop(db);
+
+    let dir = root.path().join("store");
+    let store = Store::open_with(&dir, Config::default().rebuild_threshold(None)).expect("open");
+    let t = Instant::now();
+    for chunk in items.chunks(10_000) {
+        store.upsert_items(chunk).expect("load");
+    }
+    store.flush().expect("flush");
+    let load_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let rep = store.rebuild().expect("rebuild");
+    let build_s = t.elapsed().as_secs_f64();
+    drop(store);
+    println!();
+    println!("| measure | recostore | baseline | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| bulk load (items/s) | {:.0} (`upsert_items`, 10k batches + flush) | {:.0} (raw sled `apply_batch`, same bytes) | {:.2}x |",
+        n as f64 / load_s,
+        n as f64 / raw_s,
+        raw_s / load_s
+    );
+    println!(
+        "| segment build | {build_s:.2} s, {:.0} MiB | — | — |",
+        rep.bytes as f64 / (1 << 20) as f64
+    );
+
+    // Baseline for opening: the same records as one bincode file, deserialised.
+    let base_file = root.path().join("records.bincode");
+    let rows: Vec<StoredItem> = raw
+        .iter()
+        .map(|(_, v)| codec::decode(b"k", v).expect("row"))
+        .collect();
+    std::fs::write(
+        &base_file,
+        bincode::serde::encode_to_vec(&rows, bincode::config::standard()).expect("encode"),
+    )
+    .expect("write baseline");
+    drop(rows);
+    drop(raw);
+    drop(items);
+    let (b_ms, b_rss, _) = open_in_children("bincode", &base_file);
+    for mode in ["structure", "checksum"] {
+        let (ms, rss, q) = open_in_children(mode, &dir);
+        println!(
+            "| open, verify={mode} (median of {RUNS}) | {ms:.1} ms, RSS +{rss:.1} MiB (+{q:.1} MiB after a query) | {b_ms:.1} ms, RSS +{b_rss:.1} MiB (bincode deserialise) | {:.1}x faster |",
+            b_ms / ms
+        );
+    }
+}
