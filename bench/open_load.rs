@@ -11,8 +11,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use recostore::codec::{self, StoredItem};
 use recostore::{Config, Item, SegmentVerify, Store};
 
@@ -31,40 +29,8 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Zipf(1) tag popularity over the vocabulary.
 fn gen_items(n: usize) -> Vec<Item> {
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut acc = 0.0;
-    let cum: Vec<f64> = (1..=VOCAB)
-        .map(|k| {
-            acc += 1.0 / k as f64;
-            acc
-        })
-        .collect();
-    (0..n)
-        .map(|i| {
-            let mut tags: Vec<usize> = Vec::with_capacity(TAGS_PER_ITEM);
-            while tags.len() < TAGS_PER_ITEM {
-                let x = rng.gen::<f64>() * acc;
-                let t = cum.partition_point(|&v| v < x).min(VOCAB - 1);
-                if !tags.contains(&t) {
-                    tags.push(t);
-                }
-            }
-            Item {
-                id: format!("sku-{i:07}"),
-                tags: tags
-                    .into_iter()
-                    .map(|t| (format!("tag:{t}"), rng.gen_range(0.1f32..1.0)))
-                    .collect(),
-                title: format!("item {i}"),
-                category: format!("cat/{}", i % 200),
-                price: rng.gen_range(1.0..500.0),
-                stock: rng.gen_range(0..100),
-                ..Item::default()
-            }
-        })
-        .collect()
+    recostore::demo::zipf_items(n, VOCAB, TAGS_PER_ITEM..=TAGS_PER_ITEM, 1)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

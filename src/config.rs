@@ -51,6 +51,20 @@ pub struct Config {
     pub max_recent_items: usize,
     /// sled page cache size in bytes. Default: 64 MiB.
     pub cache_capacity_bytes: u64,
+    /// Length of the precomputed similar-item list kept per item with each segment (0: none).
+    /// About 4× the `k` you query with, so filters still leave enough. Default: 40.
+    /// Building them is one exact search per item at every rebuild, spread over
+    /// [`Config::build_threads`]; see `bench/RESULTS.md` for what that costs at scale.
+    pub neighbours: usize,
+    /// Segments with more live items than this get no neighbour lists (item queries use the
+    /// pruned engine instead, which is exact too). Building lists costs one search per item at
+    /// every rebuild; above this size that is minutes of every core. Default: 250,000.
+    pub neighbour_item_limit: usize,
+    /// Threads a rebuild uses for the neighbour lists. 0 (the default) means one per core.
+    pub build_threads: usize,
+    /// Draw progress bars on stderr during long rebuilds. Default: off (a library should not
+    /// write to the terminal unasked; the CLI turns it on).
+    pub show_progress: bool,
 }
 
 impl Default for Config {
@@ -63,6 +77,10 @@ impl Default for Config {
             max_tags_per_record: 1024,
             max_recent_items: 50,
             cache_capacity_bytes: 64 << 20,
+            neighbours: 40,
+            neighbour_item_limit: 250_000,
+            build_threads: 0,
+            show_progress: false,
         }
     }
 }
@@ -82,6 +100,34 @@ impl Config {
     pub fn repair_segments(mut self, on: bool) -> Self {
         self.repair_segments = on;
         self
+    }
+    /// Set [`Config::neighbours`].
+    pub fn neighbours(mut self, per_item: usize) -> Self {
+        self.neighbours = per_item;
+        self
+    }
+    /// Set [`Config::neighbour_item_limit`].
+    pub fn neighbour_item_limit(mut self, n: usize) -> Self {
+        self.neighbour_item_limit = n;
+        self
+    }
+    /// Set [`Config::build_threads`].
+    pub fn build_threads(mut self, n: usize) -> Self {
+        self.build_threads = n;
+        self
+    }
+    /// Set [`Config::show_progress`].
+    pub fn show_progress(mut self, on: bool) -> Self {
+        self.show_progress = on;
+        self
+    }
+    /// The number of build threads [`Config::build_threads`] resolves to.
+    pub fn resolved_build_threads(&self) -> usize {
+        if self.build_threads > 0 {
+            self.build_threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
     }
     /// Set [`Config::rebuild_threshold`].
     pub fn rebuild_threshold(mut self, t: Option<usize>) -> Self {

@@ -226,6 +226,52 @@ const MATERIALS: &[&str] = &[
 const SIZES: &[&str] = &["xs", "s", "m", "l", "xl"];
 const RECIPIENTS: &[&str] = &["parent", "partner", "kid", "friend"];
 
+/// A benchmark catalogue: `n` items, each with a tag count drawn from `tags`, tags drawn without
+/// repetition from a `vocab`-tag vocabulary with Zipf(1) popularity (tag `r` is picked with
+/// probability ∝ 1/r), weights uniform in `0.1..1.0`. Categories `cat/0..200`, random price and
+/// stock. Deterministic for a given `seed`.
+pub fn zipf_items(
+    n: usize,
+    vocab: usize,
+    tags: std::ops::RangeInclusive<usize>,
+    seed: u64,
+) -> Vec<Item> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut acc = 0.0;
+    let cum: Vec<f64> = (1..=vocab.max(1))
+        .map(|k| {
+            acc += 1.0 / k as f64;
+            acc
+        })
+        .collect();
+    let want_max = (*tags.end()).min(vocab);
+    (0..n)
+        .map(|i| {
+            let want = rng.gen_range(*tags.start()..=*tags.end()).min(want_max);
+            let mut picked: Vec<usize> = Vec::with_capacity(want);
+            while picked.len() < want {
+                let x = rng.gen::<f64>() * acc;
+                let t = cum.partition_point(|&v| v < x).min(vocab - 1);
+                if !picked.contains(&t) {
+                    picked.push(t);
+                }
+            }
+            Item {
+                id: format!("sku-{i:07}"),
+                tags: picked
+                    .into_iter()
+                    .map(|t| (format!("tag:{t}"), rng.gen_range(0.1f32..1.0)))
+                    .collect(),
+                title: format!("item {i}"),
+                category: format!("cat/{}", i % 200),
+                price: rng.gen_range(1.0..500.0),
+                stock: rng.gen_range(0..100),
+                ..Item::default()
+            }
+        })
+        .collect()
+}
+
 /// The price band tag for a price, shared with the importers' idea of bands.
 pub fn price_band(p: f32) -> &'static str {
     match p {

@@ -75,6 +75,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A query asked for something that cannot be answered as posed.
+    #[error("invalid query: {reason}. Fix the query and retry")]
+    InvalidQuery {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// An id space is exhausted (more than `u32::MAX - 1` items, users or tags).
     #[error(
         "too many {0}: the dense id space (u32) is exhausted; shard the catalogue across stores"

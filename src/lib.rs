@@ -37,8 +37,8 @@ pub mod import;
 
 pub mod model;
 mod rebuild;
+pub mod search;
 pub mod segment;
-pub mod similar;
 pub mod snapshot;
 pub mod store;
 mod write;
@@ -46,7 +46,9 @@ mod write;
 pub use config::{Config, Durability, SegmentVerify};
 pub use error::{Error, Result};
 pub use model::{Item, Tag, User};
-pub use similar::Recommendation;
+pub use search::{
+    Filter, Method, Query, QueryStats, Recommendation, Similarity, Target, Weighting,
+};
 pub use store::{RebuildReport, Stats, Store};
 
 /// The README's Rust examples, compiled and run as doc tests so they cannot go stale.

@@ -64,6 +64,30 @@ impl Item {
             ..Item::default()
         }
     }
+
+    /// Set the title.
+    pub fn title(mut self, t: impl Into<String>) -> Self {
+        self.title = t.into();
+        self
+    }
+
+    /// Set the category path (`kitchen/mugs`).
+    pub fn category(mut self, c: impl Into<String>) -> Self {
+        self.category = c.into();
+        self
+    }
+
+    /// Set the price.
+    pub fn price(mut self, p: f32) -> Self {
+        self.price = p;
+        self
+    }
+
+    /// Set the stock.
+    pub fn stock(mut self, s: u32) -> Self {
+        self.stock = s;
+        self
+    }
 }
 
 impl User {

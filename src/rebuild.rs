@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use std::path::Path;
+
 use crate::codec::{self, Kind, StoredItem, StoredUser};
+use crate::config::{Config, SegmentVerify};
 use crate::delta::Delta;
 use crate::error::Result;
-use crate::segment::{SegmentBuilder, SegmentData};
+use crate::segment::{self, Neighbours, Segment, SegmentBuilder, SegmentData};
 use crate::snapshot::Snapshot;
 
 pub(crate) fn now_secs() -> u64 {
@@ -28,6 +31,61 @@ pub(crate) fn from_snapshot(snap: &Snapshot, generation: u64) -> SegmentData {
         b.push_user(id, snap.stored_user(id).as_ref());
     }
     b.finish(generation, snap.seq, now_secs())
+}
+
+/// Write `data` as a segment file, map it, and compute and attach its neighbour lists.
+pub(crate) fn publish(seg_dir: &Path, data: &SegmentData, config: &Config) -> Result<Segment> {
+    let path = segment::file::write(seg_dir, data)?;
+    let seg = Segment::open(&path, SegmentVerify::Structure)?;
+    let live = seg.data().items.live_count.to_native() as usize;
+    if config.neighbours == 0 || live == 0 {
+        return Ok(seg);
+    }
+    if live > config.neighbour_item_limit {
+        tracing::info!(
+            live,
+            limit = config.neighbour_item_limit,
+            "segment above Config::neighbour_item_limit: no neighbour lists; item queries use the pruned engine"
+        );
+        return Ok(seg);
+    }
+    let started = std::time::Instant::now();
+    let lists = crate::search::build_neighbours(
+        &seg,
+        config.neighbours,
+        config.resolved_build_threads(),
+        config.show_progress,
+    );
+    let path = segment::neighbours::write(seg_dir, &lists)?;
+    drop(lists);
+    let n = Neighbours::open(&path, seg.generation(), SegmentVerify::Structure)?;
+    tracing::info!(
+        generation = seg.generation(),
+        per_item = config.neighbours,
+        seconds = started.elapsed().as_secs_f64(),
+        "neighbour lists built"
+    );
+    Ok(seg.with_neighbours(n))
+}
+
+/// Attach the existing neighbour file of `seg`, if there is a valid one. Its absence only
+/// costs speed (item queries search instead), so problems are logged, not returned.
+pub(crate) fn attach_neighbours(seg: Segment, seg_dir: &Path, config: &Config) -> Segment {
+    let path = seg_dir.join(segment::neighbours::file_name(seg.generation()));
+    if !path.exists() {
+        let live = seg.data().items.live_count.to_native() as usize;
+        if config.neighbours > 0 && live > 0 && live <= config.neighbour_item_limit {
+            tracing::warn!(path = %path.display(), "no neighbour lists for this segment; item queries will search until the next rebuild");
+        }
+        return seg;
+    }
+    match Neighbours::open(&path, seg.generation(), config.segment_verify) {
+        Ok(n) => seg.with_neighbours(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring unusable neighbour lists; item queries will search until the next rebuild");
+            seg
+        }
+    }
 }
 
 /// Build generation `generation` straight from the durable records in sled.

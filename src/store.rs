@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 
 use crate::codec::{self, Kind};
-use crate::config::{Config, Durability, SegmentVerify};
+use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::model::{self, Item, User};
 use crate::rebuild;
@@ -196,7 +196,7 @@ impl Store {
         if generation > 0 {
             let path = seg_dir.join(segment::file::file_name(generation));
             match Segment::open(&path, config.segment_verify) {
-                Ok(s) => return Ok(s),
+                Ok(s) => return Ok(rebuild::attach_neighbours(s, seg_dir, config)),
                 Err(e @ (Error::CorruptSegment { .. } | Error::Io { .. }))
                     if config.repair_segments =>
                 {
@@ -208,8 +208,7 @@ impl Store {
         // Pick a generation above every file present, so the repair never collides with one.
         let next = highest_generation_on_disk(seg_dir).max(generation) + 1;
         let data = rebuild::from_sled(tree, next, seq)?;
-        let path = segment::file::write(seg_dir, &data)?;
-        Segment::open(&path, SegmentVerify::Structure)
+        rebuild::publish(seg_dir, &data, config)
     }
 
     /// The directory this store lives in.
@@ -407,9 +406,9 @@ impl Inner {
         let base = self.snapshot.load_full();
         let generation = base.segment.generation() + 1;
         let data = rebuild::from_snapshot(&base, generation);
-        let path = segment::file::write(&self.seg_dir, &data)?;
+        let seg = rebuild::publish(&self.seg_dir, &data, &self.config);
         drop(data);
-        let seg = Arc::new(Segment::open(&path, SegmentVerify::Structure)?);
+        let seg = Arc::new(seg?);
         let tag_slots = seg.data().tags.len() as u32;
         let counters = lock(&self.writer);
         let cur = self.snapshot.load_full();
@@ -465,14 +464,16 @@ fn highest_generation_on_disk(seg_dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Delete segment files other than `keep` (older generations, unfinished temporaries). A file
+/// Delete segment and neighbour files other than generation `keep`'s (older generations, unfinished temporaries). A file
 /// still mapped by this process cannot exist here: this runs before any snapshot is shared.
 fn remove_stray_files(seg_dir: &Path, keep: u64) {
     for e in std::fs::read_dir(seg_dir).into_iter().flatten().flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        let current = segment::file::parse_file_name(&name) == Some(keep);
-        if !current && (name.ends_with(".seg") || name.ends_with(".tmp")) {
+        let current = segment::file::parse_file_name(&name) == Some(keep)
+            || name == segment::neighbours::file_name(keep);
+        if !current && (name.ends_with(".seg") || name.ends_with(".nbr") || name.ends_with(".tmp"))
+        {
             if let Err(err) = std::fs::remove_file(e.path()) {
                 tracing::warn!(file = %name, error = %err, "could not remove stale segment file");
             }

@@ -288,10 +288,14 @@ fn old_generations_are_deleted_once_the_last_reader_lets_go() {
             )
         })
         .collect();
-    assert_eq!(
-        files.len(),
-        1,
-        "only the current generation remains: {files:?}"
+    let current = store.stats().generation;
+    let keep = [
+        recostore::segment::file::file_name(current),
+        recostore::segment::neighbours::file_name(current),
+    ];
+    assert!(
+        files.keys().all(|f| keep.contains(f)) && files.len() == 2,
+        "only the current generation (segment + neighbour lists) remains: {files:?}"
     );
     // The mapping is released too: no maps of deleted segment files remain in this process.
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();

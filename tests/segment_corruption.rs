@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use recostore::segment::Segment;
 use recostore::snapshot::Snapshot;
-use recostore::{Config, Error, Item, SegmentVerify, Store};
+use recostore::{Config, Error, Item, Method, Query, SegmentVerify, Store};
 
 fn populated(dir: &Path) -> PathBuf {
     let store = Store::open(dir).unwrap();
@@ -109,8 +109,11 @@ fn no_single_byte_flip_causes_a_panic_with_structural_checks_only() {
                     let _ = snap.stored_item(i);
                 }
                 let _ = snap.item("i5");
-                let q = vec![(0u32, 1.0f32), (1, 0.5)];
-                let _ = recostore::similar::top_k_cosine(&snap, &q, 10, None);
+                for method in [Method::Auto, Method::Pruned, Method::Exhaustive] {
+                    let q = Query::profile([("g1", 1.0), ("all", 0.5)]).method(method);
+                    let _ = snap.query(&q);
+                    let _ = snap.query(&Query::similar_to("i5").method(method));
+                }
                 let _ = snap.live_items();
             }
         }

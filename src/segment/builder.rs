@@ -73,14 +73,12 @@ impl ForwardBuilder {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
-        let mut sq = 0.0f64;
         for &(t, w) in tags {
             self.tag_ids.push(t);
             self.weights.push(w);
-            sq += f64::from(w) * f64::from(w);
         }
         self.offsets.push(self.tag_ids.len() as u64);
-        self.norms.push(sq.sqrt() as f32);
+        self.norms.push(l2_norm(tags.iter().map(|p| p.1)));
     }
 
     fn finish(mut self) -> Forward {
@@ -94,6 +92,16 @@ impl ForwardBuilder {
             norms: self.norms,
         }
     }
+}
+
+/// The L2 norm of a row's weights, as stored in [`Forward::norms`]. Rows that live in the delta
+/// go through the same function, so a record scores bit-for-bit the same before and after a
+/// rebuild moves it into a segment.
+pub fn l2_norm(weights: impl Iterator<Item = f32>) -> f32 {
+    weights
+        .map(|w| f64::from(w) * f64::from(w))
+        .sum::<f64>()
+        .sqrt() as f32
 }
 
 fn set_bit(bits: &mut Vec<u64>, i: usize) {
@@ -238,6 +246,22 @@ impl SegmentBuilder {
         self.item_live.resize(words(slots_items), 0);
         self.members_only.resize(words(slots_items), 0);
         self.user_live.resize(words(slots_users), 0);
+        let item_fwd = self.item_fwd.finish();
+        // Every tag id a row uses gets a list, even one whose name was never pushed.
+        let tag_slots = item_fwd
+            .tag_ids
+            .iter()
+            .max()
+            .map_or(0, |&m| m as usize + 1)
+            .max(self.tags.len());
+        let postings = super::postings::build(&item_fwd, tag_slots);
+        let category_items =
+            super::postings::group_by(&self.category, &self.item_live, self.categories.len());
+        let live_count = self
+            .item_live
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
         SegmentData {
             generation,
             max_seq,
@@ -246,10 +270,13 @@ impl SegmentBuilder {
             items: ItemTable {
                 names: self.item_names.finish(true),
                 live: self.item_live,
-                forward: self.item_fwd.finish(),
+                live_count,
+                forward: item_fwd,
+                postings,
                 titles: self.titles.finish(false),
                 category: self.category,
                 categories: self.categories.finish(true),
+                category_items,
                 price: self.price,
                 stock: self.stock,
                 members_only: self.members_only,

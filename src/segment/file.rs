@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use memmap2::Mmap;
 
 use super::format::{
-    schema_hash, ArchivedSegmentData, Footer, SegmentData, FOOTER_LEN, FORMAT_VERSION,
+    schema_hash, ArchivedSegmentData, Footer, SegmentData, FOOTER_LEN, FORMAT_VERSION, MAGIC,
 };
+use super::neighbours::Neighbours;
 use crate::config::SegmentVerify;
 use crate::error::{Error, Result};
 
@@ -30,6 +31,30 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("syncing directory", dir, e))
 }
 
+/// What distinguishes one kind of archive file from another: its footer magic, its format
+/// version and the hash of its schema string.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileKind {
+    /// Footer magic.
+    pub magic: [u8; 8],
+    /// Format version this build writes and reads.
+    pub version: u32,
+    /// xxh3 of the schema string.
+    pub schema_hash: u64,
+    /// Noun for messages ("segment", "neighbour file").
+    pub noun: &'static str,
+}
+
+/// The segment file kind.
+pub(crate) fn segment_kind() -> FileKind {
+    FileKind {
+        magic: MAGIC,
+        version: FORMAT_VERSION,
+        schema_hash: schema_hash(),
+        noun: "segment",
+    }
+}
+
 /// Serialise `data` and publish it as `dir/<generation>.seg`: write a temporary file, fsync it,
 /// rename it into place, fsync the directory. Readers never see a partial file.
 pub fn write(dir: &Path, data: &SegmentData) -> Result<PathBuf> {
@@ -38,18 +63,28 @@ pub fn write(dir: &Path, data: &SegmentData) -> Result<PathBuf> {
             path: dir.to_path_buf(),
             reason: format!("could not serialise segment: {e}"),
         })?;
+    write_archive(dir, &file_name(data.generation), segment_kind(), &payload)
+}
+
+/// Publish `payload` plus a footer of `kind` atomically as `dir/name`.
+pub(crate) fn write_archive(
+    dir: &Path,
+    name: &str,
+    kind: FileKind,
+    payload: &[u8],
+) -> Result<PathBuf> {
     let footer = Footer {
-        version: FORMAT_VERSION,
-        schema_hash: schema_hash(),
+        version: kind.version,
+        schema_hash: kind.schema_hash,
         payload_len: payload.len() as u64,
-        payload_xxh3: xxhash_rust::xxh3::xxh3_64(&payload),
+        payload_xxh3: xxhash_rust::xxh3::xxh3_64(payload),
     };
-    let path = dir.join(file_name(data.generation));
-    let tmp = dir.join(format!("{}.tmp", file_name(data.generation)));
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let res = (|| {
         let mut f = File::create(&tmp)?;
-        f.write_all(&payload)?;
-        f.write_all(&footer.to_bytes())?;
+        f.write_all(payload)?;
+        f.write_all(&footer.to_bytes(kind.magic))?;
         f.sync_all()
     })();
     if let Err(e) = res {
@@ -61,31 +96,20 @@ pub fn write(dir: &Path, data: &SegmentData) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// An open, validated, memory-mapped segment. Shared between readers through `Arc`; when the
-/// store has moved on to a newer generation it is *retired*, and the file is deleted when the
-/// last reader drops it (the mapping goes with it).
-pub struct Segment {
+/// A read-only mapping of an archive file whose footer has been checked. Deletes its file on
+/// drop once retired.
+pub(crate) struct Mapped {
     map: Mmap,
     payload_len: usize,
     path: PathBuf,
-    generation: u64,
+    kind: FileKind,
     retired: AtomicBool,
 }
 
-impl std::fmt::Debug for Segment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Segment")
-            .field("path", &self.path)
-            .field("generation", &self.generation)
-            .field("bytes", &self.map.len())
-            .finish()
-    }
-}
-
-impl Segment {
-    /// Map and validate `path`. Any failure is [`Error::CorruptSegment`] (or `Io` when the file
-    /// cannot be read at all); nothing here panics on hostile bytes.
-    pub fn open(path: &Path, verify: SegmentVerify) -> Result<Segment> {
+impl Mapped {
+    /// Map `path` and check its footer (and the payload checksum under
+    /// [`SegmentVerify::Checksum`]). The caller validates the archive structure.
+    pub(crate) fn open(path: &Path, kind: FileKind, verify: SegmentVerify) -> Result<Mapped> {
         let bad = |reason: String| Error::CorruptSegment {
             path: path.to_path_buf(),
             reason,
@@ -100,22 +124,23 @@ impl Segment {
                 "file is {len} bytes, shorter than the {FOOTER_LEN}-byte footer (truncated)"
             )));
         }
-        // SAFETY: segment files are immutable once published (written to a temporary name and
+        // SAFETY: archive files are immutable once published (written to a temporary name and
         // renamed), and the store never opens one for writing again. The mapping is read-only,
         // so the only way its contents change under us is another process writing into our
         // store directory, which is outside the contract documented in FORMAT.md.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mapping segment", path, e))?;
-        let footer = Footer::parse(&map[len - FOOTER_LEN..]).map_err(bad)?;
-        if footer.version != FORMAT_VERSION {
+        let footer = Footer::parse(&map[len - FOOTER_LEN..], kind.magic).map_err(bad)?;
+        if footer.version != kind.version {
             return Err(bad(format!(
-                "format version {} but this build reads {FORMAT_VERSION}",
-                footer.version
+                "{} format version {} but this build reads {}",
+                kind.noun, footer.version, kind.version
             )));
         }
-        if footer.schema_hash != schema_hash() {
-            return Err(bad(
-                "schema hash differs: written by a build with other segment types".into(),
-            ));
+        if footer.schema_hash != kind.schema_hash {
+            return Err(bad(format!(
+                "schema hash differs: {} written by a build with other types",
+                kind.noun
+            )));
         }
         let payload_len = len - FOOTER_LEN;
         if footer.payload_len != payload_len as u64 {
@@ -124,41 +149,137 @@ impl Segment {
                 footer.payload_len
             )));
         }
+        let mapped = Mapped {
+            map,
+            payload_len,
+            path: path.to_path_buf(),
+            kind,
+            retired: AtomicBool::new(false),
+        };
         if verify == SegmentVerify::Checksum {
-            let sum = checksum_by_reading(&file, payload_len)
-                .map_err(|e| Error::io("checksumming segment", path, e))?;
-            if sum != footer.payload_xxh3 {
-                return Err(bad(
-                    "payload checksum mismatch (bytes changed on disk)".into()
-                ));
+            mapped.verify_checksum()?;
+        }
+        Ok(mapped)
+    }
+
+    /// The archive bytes (everything before the footer).
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.map[..self.payload_len]
+    }
+
+    /// Size of the file in bytes.
+    pub(crate) fn file_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Path of the file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Recompute the payload checksum and compare it with the footer's.
+    pub(crate) fn verify_checksum(&self) -> Result<()> {
+        let bad = |reason: String| Error::CorruptSegment {
+            path: self.path.clone(),
+            reason,
+        };
+        let footer = Footer::parse(&self.map[self.payload_len..], self.kind.magic).map_err(bad)?;
+        let f = File::open(&self.path).map_err(|e| Error::io("opening segment", &self.path, e))?;
+        let sum = checksum_by_reading(&f, self.payload_len)
+            .map_err(|e| Error::io("checksumming segment", &self.path, e))?;
+        if sum != footer.payload_xxh3 {
+            return Err(bad(format!(
+                "{} payload checksum mismatch (bytes changed on disk)",
+                self.kind.noun
+            )));
+        }
+        Ok(())
+    }
+
+    /// Mark for deletion once dropped.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            if let Err(e) = fs::remove_file(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not delete retired file");
+            } else {
+                tracing::debug!(path = %self.path.display(), "deleted retired file");
             }
         }
-        let data = rkyv::access::<ArchivedSegmentData, rkyv::rancor::Error>(&map[..payload_len])
-            .map_err(|e| bad(format!("structure invalid: {e}")))?;
+    }
+}
+
+/// An open, validated, memory-mapped segment, with the neighbour lists built for it if they
+/// exist. Shared between readers through `Arc`; when the store has moved on to a newer
+/// generation it is *retired*, and its files are deleted when the last reader drops it (the
+/// mappings go with them).
+pub struct Segment {
+    file: Mapped,
+    generation: u64,
+    neighbours: Option<Neighbours>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.file.path)
+            .field("generation", &self.generation)
+            .field("bytes", &self.file.file_len())
+            .field("neighbours", &self.neighbours.is_some())
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Map and validate `path`. Any failure is [`Error::CorruptSegment`] (or `Io` when the file
+    /// cannot be read at all); nothing here panics on hostile bytes. Neighbour lists are not
+    /// loaded; see [`Segment::with_neighbours`].
+    pub fn open(path: &Path, verify: SegmentVerify) -> Result<Segment> {
+        let file = Mapped::open(path, segment_kind(), verify)?;
+        let data = rkyv::access::<ArchivedSegmentData, rkyv::rancor::Error>(file.payload())
+            .map_err(|e| Error::CorruptSegment {
+                path: path.to_path_buf(),
+                reason: format!("structure invalid: {e}"),
+            })?;
         let generation = data.generation.to_native();
         let named = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(parse_file_name);
         if named.is_some_and(|g| g != generation) {
-            return Err(bad(format!(
-                "file name says generation {named:?}, contents say {generation}"
-            )));
+            return Err(Error::CorruptSegment {
+                path: path.to_path_buf(),
+                reason: format!("file name says generation {named:?}, contents say {generation}"),
+            });
         }
         Ok(Segment {
-            map,
-            payload_len,
-            path: path.to_path_buf(),
+            file,
             generation,
-            retired: AtomicBool::new(false),
+            neighbours: None,
         })
+    }
+
+    /// Attach neighbour lists built for this generation (before the segment is shared).
+    pub fn with_neighbours(mut self, n: Neighbours) -> Segment {
+        self.neighbours = Some(n);
+        self
     }
 
     /// The archived root. Zero-copy: this is a view into the mapping.
     pub fn data(&self) -> &ArchivedSegmentData {
         // SAFETY: `open` ran `rkyv::access` (full bytecheck validation) on exactly these bytes,
         // and the mapping is immutable and lives as long as `self`, so the root is valid.
-        unsafe { rkyv::access_unchecked::<ArchivedSegmentData>(&self.map[..self.payload_len]) }
+        unsafe { rkyv::access_unchecked::<ArchivedSegmentData>(self.file.payload()) }
+    }
+
+    /// The precomputed neighbour lists, if this generation has them.
+    pub fn neighbours(&self) -> Option<&Neighbours> {
+        self.neighbours.as_ref()
     }
 
     /// Generation number.
@@ -168,47 +289,28 @@ impl Segment {
 
     /// Path of the file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
-    /// Size of the file in bytes.
+    /// Size of the segment file in bytes (neighbour file not included).
     pub fn file_len(&self) -> usize {
-        self.map.len()
+        self.file.file_len()
     }
 
-    /// Recompute the full payload checksum (used by `Store::verify`).
+    /// Recompute the full payload checksum (used by `Store::verify`), of the neighbour file too.
     pub fn verify_checksum(&self) -> Result<()> {
-        let footer =
-            Footer::parse(&self.map[self.payload_len..]).map_err(|r| Error::CorruptSegment {
-                path: self.path.clone(),
-                reason: r,
-            })?;
-        let f = File::open(&self.path).map_err(|e| Error::io("opening segment", &self.path, e))?;
-        let sum = checksum_by_reading(&f, self.payload_len)
-            .map_err(|e| Error::io("checksumming segment", &self.path, e))?;
-        if sum != footer.payload_xxh3 {
-            return Err(Error::CorruptSegment {
-                path: self.path.clone(),
-                reason: "payload checksum mismatch (bytes changed on disk)".into(),
-            });
+        self.file.verify_checksum()?;
+        if let Some(n) = &self.neighbours {
+            n.verify_checksum()?;
         }
         Ok(())
     }
 
     /// Mark for deletion once the last reader lets go.
     pub(crate) fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        if self.retired.load(Ordering::Acquire) {
-            if let Err(e) = fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not delete retired segment");
-            } else {
-                tracing::debug!(path = %self.path.display(), "deleted retired segment");
-            }
+        self.file.retire();
+        if let Some(n) = &self.neighbours {
+            n.retire();
         }
     }
 }

@@ -10,19 +10,24 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// Magic bytes at the start of the footer.
 pub const MAGIC: [u8; 8] = *b"RECOSEG\0";
 /// Version of the footer + archive layout. Bump on any change to the types below.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the fixed footer in bytes.
 pub const FOOTER_LEN: usize = 48;
+/// Postings per block of the inverted index. Each block records its last item id and the
+/// largest weights in it, which is what the pruned top-k needs to skip work.
+pub const BLOCK_LEN: usize = 128;
 /// Marks an empty slot in a [`Dictionary`] hash table, and "no id" in columns.
 pub const NONE: u32 = u32::MAX;
 
 /// Describes the archived types. Its hash goes in the footer, so a build whose types differ
 /// refuses a file instead of misreading it. Edit it together with the types.
-pub const SCHEMA: &str = "recostore-segment v1: \
+pub const SCHEMA: &str = "recostore-segment v2: \
 Segment{generation:u64,max_seq:u64,created_at:u64,tags:Dictionary,items:ItemTable,users:UserTable}; \
 Dictionary{offsets:[u64],bytes:[u8],slots:[u32]}; \
 Forward{offsets:[u64],tag_ids:[u32],weights:[f32],norms:[f32]}; \
-ItemTable{names:Dictionary,live:[u64],forward:Forward,titles:Dictionary,category:[u32],categories:Dictionary,price:[f32],stock:[u32],members_only:[u64],created_at:[u64]}; \
+Postings{offsets:[u64],items:[u32],weights:[f32],block_offsets:[u64],block_last:[u32],block_max:[f32],block_max_cos:[f32]}; \
+IdLists{offsets:[u64],ids:[u32]}; \
+ItemTable{names:Dictionary,live:[u64],live_count:u64,forward:Forward,postings:Postings,titles:Dictionary,category:[u32],categories:Dictionary,category_items:IdLists,price:[f32],stock:[u32],members_only:[u64],created_at:[u64]}; \
 UserTable{names:Dictionary,live:[u64],forward:Forward,recent_offsets:[u64],recent:[u32]}";
 
 /// xxh3 of [`SCHEMA`].
@@ -75,6 +80,37 @@ pub struct Forward {
     pub norms: Vec<f32>,
 }
 
+/// The tag → item inverted index. List `t` is `offsets[t]..offsets[t+1]` into `items` and
+/// `weights`, sorted by item id. It is cut into blocks of [`BLOCK_LEN`] postings (the last one
+/// shorter); the blocks of list `t` are `block_offsets[t]..block_offsets[t+1]` in the `block_*`
+/// columns, and block `b` of a list covers postings `b*BLOCK_LEN..` from the list's start.
+#[derive(Archive, Serialize, Deserialize, Debug, Default)]
+pub struct Postings {
+    /// `tags + 1` offsets into `items`/`weights`.
+    pub offsets: Vec<u64>,
+    /// Item ids, ascending within each list.
+    pub items: Vec<u32>,
+    /// The item's raw weight for the tag.
+    pub weights: Vec<f32>,
+    /// `tags + 1` offsets into the block columns.
+    pub block_offsets: Vec<u64>,
+    /// Last (largest) item id in each block.
+    pub block_last: Vec<u32>,
+    /// Largest raw weight in each block (bounds dot product and Jaccard).
+    pub block_max: Vec<f32>,
+    /// Largest `weight / L2 norm of the item` in each block (bounds cosine).
+    pub block_max_cos: Vec<f32>,
+}
+
+/// Lists of ids by a small key (here: items by category id), CSR-style.
+#[derive(Archive, Serialize, Deserialize, Debug, Default)]
+pub struct IdLists {
+    /// `keys + 1` offsets into `ids`.
+    pub offsets: Vec<u64>,
+    /// Ids, ascending within each list.
+    pub ids: Vec<u32>,
+}
+
 /// All item columns, indexed by dense item id. Ids of deleted items keep their slot (empty row,
 /// live bit clear), so ids never need remapping.
 #[derive(Archive, Serialize, Deserialize, Debug, Default)]
@@ -83,14 +119,20 @@ pub struct ItemTable {
     pub names: Dictionary,
     /// Bitset: bit `id` set if the item exists.
     pub live: Vec<u64>,
+    /// Number of set bits in `live` (the `N` of IDF weighting).
+    pub live_count: u64,
     /// Item × tag matrix.
     pub forward: Forward,
+    /// Tag × item inverted index of the same weights.
+    pub postings: Postings,
     /// Titles by item id (no hash table).
     pub titles: Dictionary,
     /// Category id per item, into `categories`.
     pub category: Vec<u32>,
     /// Distinct category paths, with a reverse hash table (filters look categories up by name).
     pub categories: Dictionary,
+    /// Live items of each category id (for filters that leave few candidates).
+    pub category_items: IdLists,
     /// Price per item.
     pub price: Vec<f32>,
     /// Stock per item.
@@ -130,10 +172,10 @@ pub struct Footer {
 }
 
 impl Footer {
-    /// Serialise, appending the footer's own checksum.
-    pub fn to_bytes(self) -> [u8; FOOTER_LEN] {
+    /// Serialise under `magic`, appending the footer's own checksum.
+    pub fn to_bytes(self, magic: [u8; 8]) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
-        b[0..8].copy_from_slice(&MAGIC);
+        b[0..8].copy_from_slice(&magic);
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
         // 12..16 reserved, zero.
         b[16..24].copy_from_slice(&self.schema_hash.to_le_bytes());
@@ -144,14 +186,17 @@ impl Footer {
         b
     }
 
-    /// Parse and check magic and the footer's own checksum. Version and schema are checked by
-    /// the caller, which knows the file name for the error.
-    pub fn parse(b: &[u8]) -> Result<Footer, String> {
+    /// Parse and check `magic` and the footer's own checksum. Version and schema are checked
+    /// by the caller, which knows the file name for the error.
+    pub fn parse(b: &[u8], magic: [u8; 8]) -> Result<Footer, String> {
         let b: &[u8; FOOTER_LEN] = b
             .try_into()
             .map_err(|_| "footer is not 48 bytes".to_string())?;
-        if b[0..8] != MAGIC {
-            return Err("wrong magic: this is not a recostore segment".into());
+        if b[0..8] != magic {
+            return Err(format!(
+                "wrong magic: expected {:?}, this is some other file",
+                String::from_utf8_lossy(&magic).trim_end_matches('\0')
+            ));
         }
         let le64 = |r: std::ops::Range<usize>| {
             let mut a = [0u8; 8];

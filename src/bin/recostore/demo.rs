@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recostore::demo::{self, DemoConfig};
-use recostore::Store;
+use recostore::{Filter, Query, Store};
 
 use crate::output;
 
@@ -47,7 +47,7 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
 
-    let store = Store::open(&a.dir)?;
+    let store = Store::open_with(&a.dir, recostore::Config::default().show_progress(true))?;
     let bar = ProgressBar::with_draw_target(
         Some((cfg.items + cfg.users) as u64),
         ProgressDrawTarget::stderr(),
@@ -94,14 +94,15 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         let item = &shop.items[i];
         println!();
         let t = Instant::now();
-        let recs = store.similar_items(&item.id, 5)?;
+        let (recs, stats) = store.query_with_stats(&Query::similar_to(&item.id).k(5))?;
         let took = t.elapsed();
         output::recommendations(
             &format!(
-                "Similar to {} \"{}\" ({:.2} ms, brute force)",
+                "Similar to {} \"{}\" ({:.3} ms, {:?} path)",
                 item.id,
                 item.title,
-                took.as_secs_f64() * 1e3
+                took.as_secs_f64() * 1e3,
+                stats.path
             ),
             &recs,
             false,
@@ -125,15 +126,23 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             user.recent_items.len(),
             top.join(", ")
         );
-        let recs = store.profile_items(&user.tags, 5 + user.recent_items.len())?;
-        let fresh: Vec<_> = recs
-            .into_iter()
-            .filter(|r| !user.recent_items.contains(&r.id))
-            .take(5)
-            .collect();
+        let mut bought = Filter::new();
+        for id in &user.recent_items {
+            bought = bought.exclude(id.clone());
+        }
+        let q = Query::profile(user.tags.iter().cloned())
+            .k(5)
+            .filter(bought);
+        let t = Instant::now();
+        let (recs, stats) = store.query_with_stats(&q)?;
         output::recommendations(
-            &format!("For {} (tag profile, already bought excluded)", user.id),
-            &fresh,
+            &format!(
+                "For {} (tag profile, already bought excluded; {:.3} ms, {:?} path)",
+                user.id,
+                t.elapsed().as_secs_f64() * 1e3,
+                stats.path
+            ),
+            &recs,
             false,
         )?;
     }

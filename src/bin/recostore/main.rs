@@ -6,15 +6,16 @@
 
 mod demo;
 mod output;
+mod query;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use recostore::import::{self, ImportOptions};
-use recostore::{Error, Store};
+use recostore::{Config, Error, Store};
 
-const DEFAULT_DIR: &str = "./recostore-data";
+pub(crate) const DEFAULT_DIR: &str = "./recostore-data";
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +42,7 @@ enum Command {
     Import(ImportCmd),
     /// Ask a store for recommendations.
     #[command(subcommand)]
-    Query(QueryCmd),
+    Query(query::QueryCmd),
     /// Show one item or user as stored.
     #[command(subcommand)]
     Get(GetCmd),
@@ -96,31 +97,6 @@ enum ImportCmd {
 }
 
 #[derive(Subcommand)]
-enum QueryCmd {
-    /// Items most similar to ITEM by tag cosine (substitutes).
-    Similar {
-        /// The item id.
-        item: String,
-        /// How many results.
-        #[arg(short, default_value_t = 10)]
-        k: usize,
-        #[command(flatten)]
-        store: StoreArg,
-    },
-    /// Items that best match a weighted tag profile.
-    Profile {
-        /// A tag and weight as name=weight (repeat the flag); weight defaults to 1.
-        #[arg(long = "tag", required = true)]
-        tags: Vec<String>,
-        /// How many results.
-        #[arg(short, default_value_t = 10)]
-        k: usize,
-        #[command(flatten)]
-        store: StoreArg,
-    },
-}
-
-#[derive(Subcommand)]
 enum GetCmd {
     /// An item by id.
     Item {
@@ -138,21 +114,6 @@ enum GetCmd {
     },
 }
 
-fn parse_tag(s: &str) -> Result<(String, f32), String> {
-    let (name, w) = match s.rsplit_once('=') {
-        Some((n, w)) => (
-            n,
-            w.parse::<f32>()
-                .map_err(|_| format!("weight in `{s}` is not a number; use name=weight"))?,
-        ),
-        None => (s, 1.0),
-    };
-    if name.is_empty() {
-        return Err(format!("tag `{s}` has no name; use name=weight"));
-    }
-    Ok((name.to_string(), w))
-}
-
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Demo(a) => demo::run(a)?,
@@ -161,7 +122,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ImportCmd::Movielens { path, args } => ("movielens", path, args),
                 ImportCmd::Retail { path, args } => ("retail", path, args),
             };
-            let store = Store::open(&a.dir)?;
+            let store = Store::open_with(&a.dir, Config::default().show_progress(!a.json))?;
             let opts = ImportOptions {
                 strict: a.strict,
                 progress: !a.json,
@@ -173,26 +134,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             };
             output::import_summary(&summary, a.json)?;
         }
-        Command::Query(QueryCmd::Similar { item, k, store: s }) => {
-            let store = Store::open(&s.dir)?;
-            match store.similar_items(&item, k) {
-                Ok(recs) => output::recommendations(&format!("similar to {item}"), &recs, s.json)?,
-                Err(e @ Error::NotFound { .. }) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(3));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Command::Query(QueryCmd::Profile { tags, k, store: s }) => {
-            let tags = tags
-                .iter()
-                .map(|t| parse_tag(t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let store = Store::open(&s.dir)?;
-            let recs = store.profile_items(&tags, k)?;
-            output::recommendations("profile match", &recs, s.json)?;
-        }
+        Command::Query(cmd) => return query::run(cmd),
         Command::Get(GetCmd::Item { id, store: s }) => {
             let store = Store::open(&s.dir)?;
             let Some(item) = store.get_item(&id) else {
@@ -214,7 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             output::stats(&store.stats(), s.json)?;
         }
         Command::Rebuild(s) => {
-            let store = Store::open(&s.dir)?;
+            let store = Store::open_with(&s.dir, Config::default().show_progress(true))?;
             let r = store.rebuild()?;
             println!(
                 "generation {} written ({} records folded, {} bytes)",

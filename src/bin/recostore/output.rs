@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use recostore::import::ImportSummary;
-use recostore::{Recommendation, Stats};
+use recostore::{QueryStats, Recommendation, Stats};
 use serde::Serialize;
 
 type Out = Result<(), Box<dyn std::error::Error>>;
@@ -33,7 +33,10 @@ pub fn recommendations(heading: &str, recs: &[Recommendation], as_json: bool) ->
     let mut out = std::io::stdout().lock();
     writeln!(out, "{heading}:")?;
     if recs.is_empty() {
-        writeln!(out, "  (nothing shares a tag with it)")?;
+        writeln!(
+            out,
+            "  (no item shares a tag with it and passes the filters)"
+        )?;
     }
     for (i, r) in recs.iter().enumerate() {
         writeln!(
@@ -46,6 +49,38 @@ pub fn recommendations(heading: &str, recs: &[Recommendation], as_json: bool) ->
         )?;
         writeln!(out, "      because: {}", because(r))?;
     }
+    Ok(())
+}
+
+/// Print a query's results with the path it took and what it cost.
+pub fn query_result(
+    heading: &str,
+    recs: &[Recommendation],
+    stats: &QueryStats,
+    took: std::time::Duration,
+    as_json: bool,
+) -> Out {
+    if as_json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            results: &'a [Recommendation],
+            stats: &'a QueryStats,
+            micros: u128,
+        }
+        return json(&Doc {
+            results: recs,
+            stats,
+            micros: took.as_micros(),
+        });
+    }
+    recommendations(heading, recs, false)?;
+    println!(
+        "({:?} path, {} scored, {} postings read, {:.0} µs)",
+        stats.path,
+        stats.scored,
+        stats.postings,
+        took.as_secs_f64() * 1e6
+    );
     Ok(())
 }
 

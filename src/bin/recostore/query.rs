@@ -1,0 +1,177 @@
+//! `recostore query similar|profile`: top-k queries with filters from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use recostore::{Error, Filter, Method, Query, Similarity, Store, Weighting};
+
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum QueryCmd {
+    /// Items most similar to ITEM ("more like this", substitutes).
+    Similar {
+        /// The item id.
+        item: String,
+        #[command(flatten)]
+        opts: QueryOpts,
+    },
+    /// Items that best match a weighted tag profile (a user's tags, or tags from a search).
+    Profile {
+        /// A tag and weight as name=weight (repeat the flag); weight defaults to 1.
+        #[arg(long = "tag", required = true, value_parser = parse_tag)]
+        tags: Vec<(String, f32)>,
+        #[command(flatten)]
+        opts: QueryOpts,
+    },
+}
+
+/// Similarity on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SimArg {
+    /// Cosine of the tag weight vectors (0..1).
+    Cosine,
+    /// Dot product of the weights.
+    Dot,
+    /// Weighted Jaccard (0..1).
+    Jaccard,
+}
+
+/// Method on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    /// Neighbour lists, direct scoring or the pruned engine, whichever is exact and fastest.
+    Auto,
+    /// Always the pruned engine.
+    Pruned,
+    /// Score every item (slow; the reference answer).
+    Exhaustive,
+}
+
+#[derive(Args)]
+pub struct QueryOpts {
+    /// How many results.
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// How tags are compared.
+    #[arg(long, value_enum, default_value = "cosine")]
+    similarity: SimArg,
+    /// Weigh rare tags up (BM25-style idf).
+    #[arg(long)]
+    idf: bool,
+    /// Only items in this category or below it (repeat for any of several).
+    #[arg(long = "category", value_name = "PATH")]
+    categories: Vec<String>,
+    /// Never items in this category or below it (repeatable).
+    #[arg(long = "exclude-category", value_name = "PATH")]
+    exclude_categories: Vec<String>,
+    /// Only items priced at least this.
+    #[arg(long)]
+    min_price: Option<f32>,
+    /// Only items priced at most this.
+    #[arg(long)]
+    max_price: Option<f32>,
+    /// Only items in stock.
+    #[arg(long)]
+    in_stock: bool,
+    /// Only items with this tag (repeatable: all required).
+    #[arg(long = "must", value_name = "TAG")]
+    must: Vec<String>,
+    /// Never items with this tag (repeatable).
+    #[arg(long = "must-not", value_name = "TAG")]
+    must_not: Vec<String>,
+    /// Never this item id (repeatable), e.g. what is already in the cart.
+    #[arg(long = "exclude", value_name = "ITEM")]
+    exclude: Vec<String>,
+    /// Threads to split the scan across.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Force an algorithm (for checking; `auto` is always exact).
+    #[arg(long, value_enum, default_value = "auto")]
+    method: MethodArg,
+    /// Store directory.
+    #[arg(long, default_value = crate::DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Print one JSON object: the results, the path taken and its cost.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parse `name=weight` (weight defaults to 1).
+pub fn parse_tag(s: &str) -> Result<(String, f32), String> {
+    let (name, w) = match s.rsplit_once('=') {
+        Some((n, w)) => (
+            n,
+            w.parse::<f32>()
+                .map_err(|_| format!("weight in `{s}` is not a number; use name=weight"))?,
+        ),
+        None => (s, 1.0),
+    };
+    if name.is_empty() {
+        return Err(format!("tag `{s}` has no name; use name=weight"));
+    }
+    Ok((name.to_string(), w))
+}
+
+impl QueryOpts {
+    fn apply(self, q: Query) -> (Query, PathBuf, bool) {
+        let filter = Filter {
+            categories: self.categories,
+            exclude_categories: self.exclude_categories,
+            min_price: self.min_price,
+            max_price: self.max_price,
+            in_stock: self.in_stock,
+            must_tags: self.must,
+            must_not_tags: self.must_not,
+            exclude_items: self.exclude,
+        };
+        let q = q
+            .k(self.k)
+            .similarity(match self.similarity {
+                SimArg::Cosine => Similarity::Cosine,
+                SimArg::Dot => Similarity::Dot,
+                SimArg::Jaccard => Similarity::Jaccard,
+            })
+            .weighting(if self.idf {
+                Weighting::Idf
+            } else {
+                Weighting::None
+            })
+            .filter(filter)
+            .threads(self.threads)
+            .method(match self.method {
+                MethodArg::Auto => Method::Auto,
+                MethodArg::Pruned => Method::Pruned,
+                MethodArg::Exhaustive => Method::Exhaustive,
+            });
+        (q, self.dir, self.json)
+    }
+}
+
+/// Run a query subcommand.
+pub fn run(cmd: QueryCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (heading, (q, dir, json)) = match cmd {
+        QueryCmd::Similar { item, opts } => (
+            format!("similar to {item}"),
+            opts.apply(Query::similar_to(item)),
+        ),
+        QueryCmd::Profile { tags, opts } => (
+            "profile match".to_string(),
+            opts.apply(Query::profile(tags)),
+        ),
+    };
+    let store = Store::open(&dir)?;
+    let started = std::time::Instant::now();
+    match store.query_with_stats(&q) {
+        Ok((recs, stats)) => {
+            output::query_result(&heading, &recs, &stats, started.elapsed(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ Error::NotFound { .. }) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
