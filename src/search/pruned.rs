@@ -376,19 +376,28 @@ impl Search<'_, '_> {
                 p += 1;
             }
             let start = p;
-            while p < items.len() {
-                let d = items[p].to_native();
-                if d >= hi {
-                    break;
-                }
-                // A sound file is sorted, so `d >= lo`; a damaged one must not underflow.
-                if let Some(local) = d.checked_sub(lo) {
-                    let local = local as usize;
-                    sc.acc[local] += c.contribution(sim, weights[p].to_native());
-                    sc.seen[local / 64] |= 1u64 << (local % 64);
-                }
-                p += 1;
-            }
+            let (factor, idf) = (c.term.factor, c.term.idf);
+            // One monomorphised loop per similarity: no branch on it per posting.
+            p += match sim {
+                Similarity::Cosine | Similarity::Dot => accumulate(
+                    items,
+                    weights,
+                    p,
+                    lo,
+                    hi,
+                    (&mut sc.acc, &mut sc.seen),
+                    |w| factor * w,
+                ),
+                Similarity::Jaccard => accumulate(
+                    items,
+                    weights,
+                    p,
+                    lo,
+                    hi,
+                    (&mut sc.acc, &mut sc.seen),
+                    |w| idf * factor.min(w),
+                ),
+            };
             work.postings += (p - start) as u64;
             c.pos = p;
         }
@@ -451,6 +460,38 @@ impl Search<'_, '_> {
             }
         }
     }
+}
+
+/// Add `contribution(weight)` of each posting from `from` with an item id below `hi` into the
+/// window's accumulator; returns how many postings were read.
+#[inline]
+fn accumulate(
+    items: &[rkyv::rend::u32_le],
+    weights: &[rkyv::rend::f32_le],
+    from: usize,
+    lo: u32,
+    hi: u32,
+    (acc, seen): (&mut [f32], &mut [u64]),
+    contribution: impl Fn(f32) -> f32,
+) -> usize {
+    let (Some(items), Some(weights)) = (items.get(from..), weights.get(from..)) else {
+        return 0;
+    };
+    let mut n = 0;
+    for (d, w) in items.iter().zip(weights) {
+        let d = d.to_native();
+        if d >= hi {
+            break;
+        }
+        n += 1;
+        // A sound file is sorted, so `d >= lo`; a damaged one must not underflow.
+        let local = d.wrapping_sub(lo) as usize;
+        if let Some(a) = acc.get_mut(local) {
+            *a += contribution(w.to_native());
+            seen[local / 64] |= 1u64 << (local % 64);
+        }
+    }
+    n
 }
 
 /// First index at or after `from` whose item id is `>= id`: galloping, then binary search, so
