@@ -300,7 +300,7 @@ pub(crate) fn run(snap: &Snapshot, q: &Query) -> Result<(Vec<Recommendation>, Qu
                 t
             } else if let Some(ids) = auto.then(|| filter.candidates(DIRECT_LIMIT)).flatten() {
                 stats.path = Path::Direct;
-                stats.scored += scan::ids(snap, &ids, &scorer, &filter, &mut top);
+                stats.scored += scan::ids(snap, ids, &scorer, &filter, &mut top);
                 top
             } else {
                 stats.path = Path::Pruned;

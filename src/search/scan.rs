@@ -20,31 +20,26 @@ pub(crate) fn all_segment(
     filter: &Compiled<'_>,
     top: &mut TopK,
 ) -> u64 {
-    let items = &snap.seg().items;
-    let mut scored = 0;
-    for id in 0..items.slots() as u32 {
-        if filter.allows_segment(id) {
-            scored += 1;
-            let s = scorer.score_segment(items, id);
-            if s > 0.0 {
-                top.offer(id, s);
-            }
-        }
-    }
-    scored
+    ids(
+        snap,
+        0..snap.seg().items.slots() as u32,
+        scorer,
+        filter,
+        top,
+    )
 }
 
 /// Offer the segment items in `candidates` that pass `filter`.
 pub(crate) fn ids(
     snap: &Snapshot,
-    candidates: &[u32],
+    candidates: impl IntoIterator<Item = u32>,
     scorer: &Scorer<'_>,
     filter: &Compiled<'_>,
     top: &mut TopK,
 ) -> u64 {
     let items = &snap.seg().items;
     let mut scored = 0;
-    for &id in candidates {
+    for id in candidates {
         if filter.allows_segment(id) {
             scored += 1;
             let s = scorer.score_segment(items, id);
