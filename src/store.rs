@@ -79,27 +79,42 @@ fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
     }
 }
 
+/// How long `open` keeps retrying a locked database before reporting [`Error::Locked`].
+/// Dropping a `Store` releases sled's file lock only once sled's flusher thread has wound down,
+/// which can lag the drop by a few milliseconds; a close-then-reopen in one process must not fail
+/// on that.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
     let flush_ms = match config.durability {
         Durability::GroupCommit { ms } => ms.max(1),
         Durability::Immediate => 500,
     };
-    sled::Config::new()
-        .path(dir.join("db"))
-        .cache_capacity(config.cache_capacity_bytes)
-        .flush_every_ms(Some(flush_ms))
-        .open()
-        .map_err(|e| match e {
-            sled::Error::Io(ref io)
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(config.cache_capacity_bytes)
+            .flush_every_ms(Some(flush_ms))
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(ref io))
                 if io.kind() == std::io::ErrorKind::WouldBlock
                     || io.to_string().contains("lock") =>
             {
-                Error::Locked {
-                    dir: dir.to_path_buf(),
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(Error::Locked {
+                        dir: dir.to_path_buf(),
+                    });
                 }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
             }
-            other => Error::Durable(other),
-        })
+            Err(other) => return Err(Error::Durable(other)),
+        }
+    }
 }
 
 impl Store {
@@ -109,6 +124,10 @@ impl Store {
     }
 
     /// Open (or create) the store in `dir`.
+    ///
+    /// Only one `Store` may have a directory open; if another holds it, this waits up to 2 s
+    /// for it to close (a drop releases sled's lock a moment later) and then fails with
+    /// [`Error::Locked`].
     ///
     /// Recovery: the segment named by sled's meta is mapped and validated; if it is missing or
     /// damaged it is rebuilt from sled (unless `config.repair_segments` is off, then

@@ -124,8 +124,10 @@ impl Cursor<'_> {
     }
 }
 
-/// Per-thread scratch for one window.
+/// Per-thread state: window scratch plus this thread's heap and work counters.
 struct Scratch {
+    top: TopK,
+    work: Work,
     acc: Vec<f32>,
     seen: Vec<u64>,
     order: Vec<usize>,
@@ -133,8 +135,10 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(window: usize) -> Scratch {
+    fn new(window: usize, k: usize) -> Scratch {
         Scratch {
+            top: TopK::new(k),
+            work: Work::default(),
             acc: vec![0.0; window],
             seen: vec![0; window / 64],
             order: Vec::new(),
@@ -281,9 +285,7 @@ impl Search<'_, '_> {
         floor: &Floor,
     ) -> (TopK, Work) {
         let mut cursors = self.cursors();
-        let mut scratch = Scratch::new(window);
-        let mut top = TopK::new(k);
-        let mut work = Work::default();
+        let mut scratch = Scratch::new(window, k);
         loop {
             let first = next.fetch_add(WINDOWS_PER_CLAIM, Ordering::Relaxed);
             if first >= windows {
@@ -292,33 +294,22 @@ impl Search<'_, '_> {
             for w in first..(first + WINDOWS_PER_CLAIM).min(windows) {
                 let lo = (w * window) as u32;
                 let hi = lo.saturating_add(window as u32);
-                self.window(
-                    lo,
-                    hi,
-                    &mut cursors,
-                    &mut scratch,
-                    &mut top,
-                    floor,
-                    &mut work,
-                );
+                self.window(lo, hi, &mut cursors, &mut scratch, floor);
             }
         }
-        (top, work)
+        (scratch.top, scratch.work)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn window(
         &self,
         lo: u32,
         hi: u32,
         cursors: &mut [Cursor<'_>],
         sc: &mut Scratch,
-        top: &mut TopK,
         floor: &Floor,
-        work: &mut Work,
     ) {
         let sim = self.scorer.sim;
-        let mut theta = floor.get().max(top.threshold());
+        let mut theta = floor.get().max(sc.top.threshold());
 
         // 1. Bounds for this window.
         for c in cursors.iter_mut() {
@@ -348,7 +339,7 @@ impl Search<'_, '_> {
             }
         }
         if !any_essential {
-            work.windows_skipped += 1;
+            sc.work.windows_skipped += 1;
             return;
         }
         // Probe the non-essential lists with the largest bounds first: they cut bounds fastest.
@@ -398,7 +389,7 @@ impl Search<'_, '_> {
                     |w| idf * factor.min(w),
                 ),
             };
-            work.postings += (p - start) as u64;
+            sc.work.postings += (p - start) as u64;
             c.pos = p;
         }
         // 4. Candidates in id order (so non-essential cursors only move forward): bound,
@@ -448,10 +439,10 @@ impl Search<'_, '_> {
                 if !alive || !self.filter.allows_segment(id) {
                     continue;
                 }
-                work.scored += 1;
+                sc.work.scored += 1;
                 let s = self.scorer.score_segment(self.items, id);
-                if s > 0.0 && top.offer(id, s) {
-                    let t = top.threshold();
+                if s > 0.0 && sc.top.offer(id, s) {
+                    let t = sc.top.threshold();
                     if t > theta {
                         theta = t;
                         floor.raise(t);
