@@ -31,6 +31,66 @@ pub enum SegmentVerify {
     Checksum,
 }
 
+/// How much each kind of event adds to a user's derived tags and to an item's popularity.
+/// Search and impression events name no item of interest and add nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventWeights {
+    /// A product-page view. Default 1.
+    pub view: f32,
+    /// A click in a list. Default 1.
+    pub click: f32,
+    /// A wish-list save. Default 3.
+    pub favourite: f32,
+    /// An add-to-cart. Default 4.
+    pub cart: f32,
+    /// A purchase, times `1 + ln(qty)`. Default 8.
+    pub purchase: f32,
+    /// A written review. Default 2.
+    pub review: f32,
+    /// A rating adds `(stars - rating_neutral) × rating_per_star`: below neutral it subtracts,
+    /// so a one-star rating weakens the tags it shares with the item. Default 2.
+    pub rating_per_star: f32,
+    /// The rating that says nothing either way. Default 2.5.
+    pub rating_neutral: f32,
+}
+
+impl Default for EventWeights {
+    fn default() -> Self {
+        EventWeights {
+            view: 1.0,
+            click: 1.0,
+            favourite: 3.0,
+            cart: 4.0,
+            purchase: 8.0,
+            review: 2.0,
+            rating_per_star: 2.0,
+            rating_neutral: 2.5,
+        }
+    }
+}
+
+/// Where the lifecycle stages of a user begin, in days.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LifecycleDays {
+    /// First seen at most this long ago, with at most one order: `new`. Default 30.
+    pub new: u32,
+    /// Last seen at most this long ago: `active`. Default 30.
+    pub active: u32,
+    /// Last seen at most this long ago (and not active): `dormant`; beyond it `churned`.
+    /// Default 180.
+    pub dormant: u32,
+}
+
+impl Default for LifecycleDays {
+    fn default() -> Self {
+        LifecycleDays {
+            new: 30,
+            active: 30,
+            dormant: 180,
+        }
+    }
+}
+
 /// Options for [`crate::Store::open_with`]. Build with `Config::default()` and override fields.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -65,6 +125,29 @@ pub struct Config {
     /// Draw progress bars on stderr during long rebuilds. Default: off (a library should not
     /// write to the terminal unasked; the CLI turns it on).
     pub show_progress: bool,
+    /// Weights of the event kinds. See [`EventWeights`].
+    pub event_weights: EventWeights,
+    /// Half-life of a user's derived tags, in days: a preference shown this long ago counts
+    /// half as much as one shown now. Default 30.
+    pub user_tag_half_life_days: f32,
+    /// Half-life of item popularity ("trending"), in days. Default 7.
+    pub popularity_half_life_days: f32,
+    /// Most derived tags kept per user (the weakest go). Default 64.
+    pub max_derived_tags: usize,
+    /// Most items remembered per user as seen, and as purchased (for the "exclude already
+    /// seen/purchased" filters). Default 10,000.
+    pub max_seen_items: usize,
+    /// Entries kept per item in each co-occurrence list (bought together, viewed together).
+    /// Default 50.
+    pub cooccurrence_per_item: usize,
+    /// Events of one user without a session id that are at most this many seconds apart share
+    /// an implicit session. Default 1,800 (30 minutes).
+    pub session_gap_secs: u64,
+    /// A new item in a session is paired with at most this many of the session's latest items.
+    /// Bounds the cost of very long sessions. Default 50.
+    pub session_window: usize,
+    /// Lifecycle stage boundaries. See [`LifecycleDays`].
+    pub lifecycle: LifecycleDays,
 }
 
 impl Default for Config {
@@ -81,6 +164,15 @@ impl Default for Config {
             neighbour_item_limit: 250_000,
             build_threads: 0,
             show_progress: false,
+            event_weights: EventWeights::default(),
+            user_tag_half_life_days: 30.0,
+            popularity_half_life_days: 7.0,
+            max_derived_tags: 64,
+            max_seen_items: 10_000,
+            cooccurrence_per_item: 50,
+            session_gap_secs: 1_800,
+            session_window: 50,
+            lifecycle: LifecycleDays::default(),
         }
     }
 }
@@ -128,6 +220,29 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
+    }
+    /// Set [`Config::user_tag_half_life_days`].
+    pub fn user_tag_half_life_days(mut self, days: f32) -> Self {
+        self.user_tag_half_life_days = days;
+        self
+    }
+    /// Set [`Config::popularity_half_life_days`].
+    pub fn popularity_half_life_days(mut self, days: f32) -> Self {
+        self.popularity_half_life_days = days;
+        self
+    }
+    /// Set [`Config::event_weights`].
+    pub fn event_weights(mut self, w: EventWeights) -> Self {
+        self.event_weights = w;
+        self
+    }
+    /// Half-life of derived user tags in seconds.
+    pub(crate) fn user_half_life_secs(&self) -> f64 {
+        f64::from(self.user_tag_half_life_days) * 86_400.0
+    }
+    /// Half-life of popularity in seconds.
+    pub(crate) fn popularity_half_life_secs(&self) -> f64 {
+        f64::from(self.popularity_half_life_days) * 86_400.0
     }
     /// Set [`Config::rebuild_threshold`].
     pub fn rebuild_threshold(mut self, t: Option<usize>) -> Self {

@@ -23,6 +23,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// An event handed to `record_events` failed validation or names an unknown item; nothing
+    /// of the batch was stored.
+    #[error("event {index} (user `{user}`): {reason}. Nothing from this batch was stored; fix or drop that event and retry")]
+    InvalidEvent {
+        /// Position of the event in the batch (0-based).
+        index: usize,
+        /// The event's user id (possibly truncated for display).
+        user: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
     /// The store directory is already opened by another process (or another `Store` here).
     #[error("store at {dir} is locked by another process or handle; close it first, or open a different --dir")]
     Locked {

@@ -27,25 +27,32 @@
 
 #![warn(missing_docs)]
 
+pub mod activity;
+mod behaviour;
 pub mod codec;
 pub mod config;
 pub mod delta;
 pub mod demo;
 
 pub mod error;
+pub mod event;
 pub mod import;
 
 pub mod model;
 mod rebuild;
+pub mod scenario;
 pub mod search;
 pub mod segment;
 pub mod snapshot;
 pub mod store;
 mod write;
 
-pub use config::{Config, Durability, SegmentVerify};
+pub use behaviour::{ItemActivity, UserActivity};
+pub use config::{Config, Durability, EventWeights, LifecycleDays, SegmentVerify};
 pub use error::{Error, Result};
+pub use event::{Event, EventKind};
 pub use model::{Item, Tag, User};
+pub use scenario::{Ask, Boost, Reason, Scenario, UserMatch};
 pub use search::{
     Filter, Method, Query, QueryStats, Recommendation, Similarity, Target, Weighting,
 };

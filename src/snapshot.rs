@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::activity::Activity;
 use crate::codec::{StoredItem, StoredUser};
 use crate::delta::Delta;
 use crate::model::{Item, User};
@@ -20,6 +21,8 @@ pub struct Snapshot {
     pub delta: Delta,
     /// Highest write sequence number visible in this snapshot.
     pub seq: u64,
+    /// Behaviour state: derived user tags, item statistics, co-occurrence.
+    pub activity: Activity,
 }
 
 /// Where a record's current contents live.
@@ -104,6 +107,14 @@ impl Snapshot {
         match self.item_row(id)? {
             Row::Delta(r) => Some(r.name.clone()),
             Row::Segment(i) => self.seg().items.names.get(i).map(str::to_string),
+        }
+    }
+
+    /// User name of a live user id.
+    pub fn user_name(&self, id: u32) -> Option<String> {
+        match self.user_row(id)? {
+            Row::Delta(r) => Some(r.name.clone()),
+            Row::Segment(i) => self.seg().users.names.get(i).map(str::to_string),
         }
     }
 

@@ -184,10 +184,12 @@ impl Store {
             delta = delta.changed(),
             "store opened"
         );
+        let activity = crate::activity::ingest::load(&tree)?;
         let snapshot = Snapshot {
             segment,
             delta,
             seq: counters.seq,
+            activity,
         };
         Ok(Store {
             inner: Arc::new(Inner {
@@ -233,6 +235,11 @@ impl Store {
     /// The directory this store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The sled tree holding every durable record.
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.inner.tree
     }
 
     /// The configuration it was opened with.
@@ -313,8 +320,9 @@ impl Store {
 
     /// Delete a user ("forget me"). Returns whether it existed.
     ///
-    /// The user's record and id mapping leave sled in this call's batch and the user disappears
-    /// from every read at once. The copy inside the current segment file is erased by a rebuild,
+    /// The user's record, id mapping, behaviour state and event log leave sled in this call's
+    /// batch, and their events are taken back out of the co-occurrence lists, so the user
+    /// disappears at once from every read: user similarity, segments, "bought together". The copy inside the current segment file is erased by a rebuild,
     /// which this call starts in the background; call [`Store::rebuild`] to wait for erasure.
     pub fn delete_user(&self, id: &str) -> Result<bool> {
         Ok(self.delete_users(&[id])? == 1)
@@ -323,8 +331,17 @@ impl Store {
     /// Delete many users in one batch. Returns how many existed. See [`Store::delete_user`].
     pub fn delete_users(&self, ids: &[&str]) -> Result<usize> {
         let mut n = 0;
+        let tree = &self.inner.tree;
         self.write(|p| {
-            n = ids.iter().filter(|id| p.delete(Kind::User, id)).count();
+            for id in ids {
+                let uid = p.user_id(id);
+                if p.delete(Kind::User, id) {
+                    n += 1;
+                    if let Some(uid) = uid {
+                        p.forget_activity(uid, tree)?;
+                    }
+                }
+            }
             Ok(())
         })?;
         if n > 0 {
@@ -340,18 +357,23 @@ impl Store {
         Ok(())
     }
 
-    fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
+    pub(crate) fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
         let inner = &self.inner;
         let changed = {
             let mut counters = lock(&inner.writer);
             let base = inner.snapshot.load_full();
-            let mut p = Pending::new(&base, *counters, inner.config.max_recent_items);
+            let mut p = Pending::new(&base, *counters, &inner.config);
             stage(&mut p)?;
-            let (batch, delta, next) = p.finish();
-            if next.seq == counters.seq && next.next_tag == counters.next_tag {
+            let staged = p.finish();
+            let next = staged.counters;
+            if next.seq == counters.seq
+                && next.next_tag == counters.next_tag
+                && staged.activity.is_none()
+            {
                 return Ok(()); // nothing changed
             }
-            inner.tree.apply_batch(batch)?;
+            let delta = staged.delta;
+            inner.tree.apply_batch(staged.batch)?;
             if inner.config.durability == Durability::Immediate {
                 inner.db.flush()?;
             }
@@ -361,6 +383,7 @@ impl Store {
                 segment: base.segment.clone(),
                 delta,
                 seq: next.seq,
+                activity: staged.activity.unwrap_or_else(|| base.activity.clone()),
             }));
             changed
         };
@@ -440,6 +463,7 @@ impl Inner {
             segment: seg,
             delta: cur.delta.since(base.seq, tag_slots),
             seq: counters.seq,
+            activity: cur.activity.clone(),
         }));
         drop(counters);
         cur.segment.retire();

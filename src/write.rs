@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use sled::Batch;
 
+use crate::activity::ingest::Ingest;
+use crate::activity::Activity;
 use crate::codec::{self, Kind, StoredItem, StoredUser};
+use crate::config::Config;
 use crate::delta::Delta;
 use crate::error::{Error, Result};
 use crate::model::{Item, User};
@@ -43,25 +46,37 @@ impl Counters {
 /// One write call in progress: a private copy of the delta and counters, plus the sled batch.
 /// Nothing is visible to anyone until [`Pending::commit`] hands back the new snapshot.
 pub(crate) struct Pending<'a> {
-    seg: &'a ArchivedSegmentData,
+    pub seg: &'a ArchivedSegmentData,
     pub delta: Delta,
     pub counters: Counters,
     pub batch: Batch,
-    max_recent: usize,
+    /// Behaviour changes of this call (events, forgotten users).
+    pub ingest: Ingest<'a>,
+    pub config: &'a Config,
+}
+
+/// What a finished write hands to the store to apply and publish.
+pub(crate) struct Staged {
+    pub batch: Batch,
+    pub delta: Delta,
+    pub counters: Counters,
+    /// The new behaviour state, if this write changed it.
+    pub activity: Option<Activity>,
 }
 
 impl<'a> Pending<'a> {
-    pub fn new(base: &'a Snapshot, counters: Counters, max_recent: usize) -> Self {
+    pub fn new(base: &'a Snapshot, counters: Counters, config: &'a Config) -> Self {
         Pending {
             seg: base.seg(),
             delta: base.delta.clone(),
             counters,
             batch: Batch::default(),
-            max_recent,
+            ingest: Ingest::new(&base.activity, config),
+            config,
         }
     }
 
-    fn item_id(&self, name: &str) -> Option<u32> {
+    pub fn item_id(&self, name: &str) -> Option<u32> {
         self.delta
             .item_names
             .get(name)
@@ -69,7 +84,7 @@ impl<'a> Pending<'a> {
             .or_else(|| self.seg.items.names.lookup(name))
     }
 
-    fn user_id(&self, name: &str) -> Option<u32> {
+    pub fn user_id(&self, name: &str) -> Option<u32> {
         self.delta
             .user_names
             .get(name)
@@ -77,21 +92,21 @@ impl<'a> Pending<'a> {
             .or_else(|| self.seg.users.names.lookup(name))
     }
 
-    fn item_live(&self, id: u32) -> bool {
+    pub fn item_live(&self, id: u32) -> bool {
         match self.delta.items.get(&id) {
             Some(e) => e.row.is_some(),
             None => self.seg.items.is_live(id),
         }
     }
 
-    fn user_live(&self, id: u32) -> bool {
+    pub fn user_live(&self, id: u32) -> bool {
         match self.delta.users.get(&id) {
             Some(e) => e.row.is_some(),
             None => self.seg.users.is_live(id),
         }
     }
 
-    fn tag_id(&mut self, name: &str) -> Result<u32> {
+    pub fn tag_id(&mut self, name: &str) -> Result<u32> {
         if let Some(id) = self
             .delta
             .tags
@@ -185,8 +200,9 @@ impl<'a> Pending<'a> {
             .iter()
             .filter_map(|r| self.item_id(r).filter(|&i| self.item_live(i)))
             .collect();
-        if recent.len() > self.max_recent {
-            recent.drain(..recent.len() - self.max_recent);
+        let max_recent = self.config.max_recent_items;
+        if recent.len() > max_recent {
+            recent.drain(..recent.len() - max_recent);
         }
         let row = StoredUser {
             name: user.id.clone(),
@@ -224,9 +240,19 @@ impl<'a> Pending<'a> {
         true
     }
 
-    /// Finish: persist counters into the batch and return what to apply and publish.
-    pub fn finish(mut self) -> (Batch, Delta, Counters) {
+    /// Finish: persist counters (and touched behaviour state) into the batch and return what
+    /// to apply and publish.
+    pub fn finish(mut self) -> Staged {
         self.counters.persist(&mut self.batch);
-        (self.batch, self.delta, self.counters)
+        let activity = self.ingest.changed().then(|| {
+            self.ingest.persist(&mut self.batch);
+            self.ingest.act
+        });
+        Staged {
+            batch: self.batch,
+            delta: self.delta,
+            counters: self.counters,
+            activity,
+        }
     }
 }

@@ -82,7 +82,7 @@ proptest! {
         let path = segment::file::write(dir.path(), &data).unwrap();
         let seg = Segment::open(&path, SegmentVerify::Checksum).unwrap();
         prop_assert_eq!(seg.generation(), 7);
-        let snap = Snapshot { segment: Arc::new(seg), delta: Default::default(), seq: 99 };
+        let snap = Snapshot { segment: Arc::new(seg), delta: Default::default(), seq: 99, activity: Default::default() };
         for (i, it) in items.iter().enumerate() {
             prop_assert_eq!(&snap.stored_item(i as u32), it);
             if let Some(it) = it {

@@ -104,6 +104,7 @@ fn no_single_byte_flip_causes_a_panic_with_structural_checks_only() {
                     segment: std::sync::Arc::new(seg),
                     delta: Default::default(),
                     seq: 0,
+                    activity: Default::default(),
                 };
                 for i in 0..snap.item_id_bound().min(300) {
                     let _ = snap.stored_item(i);

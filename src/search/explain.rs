@@ -18,6 +18,9 @@ pub struct Recommendation {
     pub score: f32,
     /// The shared tags that contributed most, with each one's share of `score`, largest first.
     pub matched: Vec<(String, f32)>,
+    /// Why else it was recommended: co-occurring items, popularity, boosts (scenario queries;
+    /// empty for plain similarity queries, where `matched` says it all).
+    pub reasons: Vec<crate::scenario::Reason>,
 }
 
 /// How many contributing tags an explanation lists.
@@ -55,6 +58,7 @@ pub(crate) fn explain(snap: &Snapshot, scorer: &Scorer<'_>, hits: &[Hit]) -> Vec
                 title,
                 score: h.score,
                 matched,
+                reasons: Vec::new(),
             })
         })
         .collect()

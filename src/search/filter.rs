@@ -205,6 +205,13 @@ impl<'a> Compiled<'a> {
         }
     }
 
+    /// Exclude many dense ids at once.
+    pub fn exclude_all(&mut self, ids: &[u32]) {
+        self.excluded.extend_from_slice(ids);
+        self.excluded.sort_unstable();
+        self.excluded.dedup();
+    }
+
     /// Whether no item can pass.
     pub fn impossible(&self) -> bool {
         self.impossible
@@ -267,6 +274,19 @@ impl<'a> Compiled<'a> {
         self.category_allows(&row.category)
             && self.price_stock_allow(row.price, row.stock)
             && self.tags_allow(|x| row.tags.binary_search_by_key(&x, |p| p.0).is_ok())
+    }
+
+    /// May item `id` (segment or delta) be returned?
+    pub fn allows(&self, snap: &Snapshot, id: u32) -> bool {
+        if snap.delta.item_shadow.get(id) {
+            return snap
+                .delta
+                .items
+                .get(&id)
+                .and_then(|e| e.row.as_ref())
+                .is_some_and(|r| self.allows_row(id, r));
+        }
+        self.allows_segment(id)
     }
 
     /// If the filter itself names a small candidate set in the segment, the ids to check:

@@ -257,11 +257,23 @@ fn query_vector(snap: &Snapshot, target: &Target) -> Result<QueryVector> {
 
 /// Run `q` against one snapshot.
 pub(crate) fn run(snap: &Snapshot, q: &Query) -> Result<(Vec<Recommendation>, QueryStats)> {
+    run_excluding(snap, q, &[])
+}
+
+/// Run `q`, also excluding the dense item ids in `excluded` (a user's purchases, a basket).
+pub(crate) fn run_excluding(
+    snap: &Snapshot,
+    q: &Query,
+    excluded: &[u32],
+) -> Result<(Vec<Recommendation>, QueryStats)> {
     q.validate()?;
     let items = &snap.seg().items;
     let (vector, self_id) = query_vector(snap, &q.target)?;
     let scorer = Scorer::new(&vector, q.similarity, q.weighting, items);
-    let filter = Compiled::new(snap, &q.filter, self_id);
+    let mut filter = Compiled::new(snap, &q.filter, self_id);
+    if !excluded.is_empty() {
+        filter.exclude_all(excluded);
+    }
     let mut stats = QueryStats {
         path: Path::Empty,
         scored: 0,

@@ -1,0 +1,265 @@
+//! A user's behaviour state: derived tags with lazy decay, the items they touched, RFM counters
+//! and their open sessions.
+
+use serde::{Deserialize, Serialize};
+
+/// `w` valued at time `at`, decayed to time `now` with half-life `half_life_secs`. Times before
+/// `at` return `w` unchanged (decay never amplifies).
+pub fn decay(w: f32, at: u64, now: u64, half_life_secs: f64) -> f32 {
+    if now <= at || half_life_secs <= 0.0 || !half_life_secs.is_finite() {
+        return w;
+    }
+    let halves = (now - at) as f64 / half_life_secs;
+    (f64::from(w) * (-halves * std::f64::consts::LN_2).exp()) as f32
+}
+
+/// The price band tag a purchase passes on when the item has no `price:` tag of its own.
+pub fn price_band(price: f32) -> &'static str {
+    match price {
+        p if p < 5.0 => "price:0-5",
+        p if p < 10.0 => "price:5-10",
+        p if p < 20.0 => "price:10-20",
+        p if p < 50.0 => "price:20-50",
+        p if p < 100.0 => "price:50-100",
+        p if p < 200.0 => "price:100-200",
+        p if p < 500.0 => "price:200-500",
+        _ => "price:500+",
+    }
+}
+
+/// A session still open for pairing: purchases in it form one basket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpenSession {
+    /// xxh3 of the app's session id; 0 for the implicit (time-gap) session.
+    pub key: u64,
+    /// Time of its newest event.
+    pub last_ts: u64,
+    /// Items bought in it, oldest first (the last `Config::session_window`).
+    pub bought: Vec<u32>,
+    /// Items of interest events in it, oldest first (same window).
+    pub viewed: Vec<u32>,
+}
+
+/// Everything behaviour tells about one user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// Derived tags `(tag id, weight)` sorted by tag id, valued at `derived_at`.
+    pub derived: Vec<(u32, f32)>,
+    /// Reference time of `derived`.
+    pub derived_at: u64,
+    /// Most recent items with their times, newest last (at most `Config::max_recent_items`).
+    pub recent: Vec<(u32, u64)>,
+    /// Every item the user showed interest in, sorted (capped by `Config::max_seen_items`).
+    pub seen: Vec<u32>,
+    /// Every item the user bought, sorted (same cap).
+    pub purchased: Vec<u32>,
+    /// The items of the most recent purchase basket.
+    pub last_basket: Vec<u32>,
+    /// Time of the first event.
+    pub first_seen: u64,
+    /// Time of the newest event.
+    pub last_seen: u64,
+    /// Events recorded.
+    pub events: u64,
+    /// Purchase baskets (orders).
+    pub orders: u32,
+    /// Time of the newest purchase.
+    pub last_order: u64,
+    /// Money spent.
+    pub spend: f64,
+    /// Sessions still open for pairing (at most [`OPEN_SESSIONS`]).
+    pub sessions: Vec<OpenSession>,
+}
+
+/// How many sessions per user stay open for pairing; an event for a session beyond these (the
+/// oldest is dropped) starts a fresh basket.
+pub const OPEN_SESSIONS: usize = 4;
+
+impl UserState {
+    /// Derived tags decayed to `now`.
+    pub fn derived_at_time(&self, now: u64, half_life_secs: f64) -> Vec<(u32, f32)> {
+        let f = decay(1.0, self.derived_at, now, half_life_secs);
+        self.derived.iter().map(|&(t, w)| (t, w * f)).collect()
+    }
+
+    /// Add `scale × weights` at time `ts`, keeping at most `max` tags (the smallest go) and
+    /// dropping tags whose weight falls to zero or below (a low rating subtracts).
+    pub(crate) fn add_tags(
+        &mut self,
+        weights: &[(u32, f32)],
+        scale: f32,
+        ts: u64,
+        half_life_secs: f64,
+        max: usize,
+    ) {
+        if scale == 0.0 || weights.is_empty() {
+            return;
+        }
+        let scale = if ts >= self.derived_at {
+            let f = decay(1.0, self.derived_at, ts, half_life_secs);
+            if f != 1.0 {
+                self.derived.iter_mut().for_each(|p| p.1 *= f);
+            }
+            self.derived_at = ts;
+            scale
+        } else {
+            decay(scale, ts, self.derived_at, half_life_secs)
+        };
+        // Merge two sorted lists.
+        let mut out = Vec::with_capacity(self.derived.len() + weights.len());
+        let (mut i, mut j) = (0, 0);
+        while i < self.derived.len() || j < weights.len() {
+            let a = self.derived.get(i);
+            let b = weights.get(j);
+            match (a, b) {
+                (Some(&(ta, wa)), Some(&(tb, wb))) if ta == tb => {
+                    out.push((ta, wa + scale * wb));
+                    i += 1;
+                    j += 1;
+                }
+                (Some(&(ta, wa)), Some(&(tb, _))) if ta < tb => {
+                    out.push((ta, wa));
+                    i += 1;
+                }
+                (Some(&(ta, wa)), None) => {
+                    out.push((ta, wa));
+                    i += 1;
+                }
+                (_, Some(&(tb, wb))) => {
+                    out.push((tb, scale * wb));
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        out.retain(|p| p.1 > 1e-6 && p.1.is_finite());
+        if out.len() > max {
+            let mut by_weight: Vec<usize> = (0..out.len()).collect();
+            by_weight.sort_by(|&a, &b| out[b].1.total_cmp(&out[a].1).then(out[a].0.cmp(&out[b].0)));
+            let mut keep = vec![false; out.len()];
+            by_weight.iter().take(max).for_each(|&k| keep[k] = true);
+            let mut k = keep.into_iter();
+            out.retain(|_| k.next().unwrap_or(false));
+        }
+        self.derived = out;
+    }
+
+    /// Note an event at `ts` on `item` (if any).
+    pub(crate) fn touch(&mut self, item: Option<u32>, ts: u64, max_recent: usize, max_seen: usize) {
+        if self.events == 0 || ts < self.first_seen {
+            self.first_seen = ts;
+        }
+        self.last_seen = self.last_seen.max(ts);
+        self.events += 1;
+        let Some(item) = item else { return };
+        if let Some(at) = self.recent.iter().position(|&(i, _)| i == item) {
+            self.recent.remove(at);
+        }
+        // Keep newest last even when events arrive out of order.
+        let at = self.recent.partition_point(|&(_, t)| t <= ts);
+        self.recent.insert(at, (item, ts));
+        if self.recent.len() > max_recent {
+            self.recent.drain(..self.recent.len() - max_recent);
+        }
+        insert_sorted(&mut self.seen, item, max_seen);
+    }
+
+    /// The open session an event at `ts` belongs to, creating it (and closing the oldest)
+    /// if needed. `key` is 0 for events without a session id: they share an implicit session
+    /// while less than `gap` seconds apart.
+    pub(crate) fn session(&mut self, key: u64, ts: u64, gap: u64) -> &mut OpenSession {
+        let found = self
+            .sessions
+            .iter()
+            .position(|s| s.key == key && (key != 0 || ts.abs_diff(s.last_ts) <= gap));
+        let at = match found {
+            Some(at) => at,
+            None => {
+                if key == 0 {
+                    self.sessions.retain(|s| s.key != 0);
+                }
+                if self.sessions.len() >= OPEN_SESSIONS {
+                    if let Some(oldest) =
+                        (0..self.sessions.len()).min_by_key(|&i| self.sessions[i].last_ts)
+                    {
+                        self.sessions.remove(oldest);
+                    }
+                }
+                self.sessions.push(OpenSession {
+                    key,
+                    last_ts: ts,
+                    ..OpenSession::default()
+                });
+                self.sessions.len() - 1
+            }
+        };
+        let s = &mut self.sessions[at];
+        s.last_ts = s.last_ts.max(ts);
+        s
+    }
+}
+
+/// Insert into a sorted set capped at `max` entries (beyond the cap new ids are not recorded;
+/// the cap bounds the record, and "exclude seen" then misses only the heaviest users' oldest).
+pub(crate) fn insert_sorted(set: &mut Vec<u32>, id: u32, max: usize) {
+    if let Err(at) = set.binary_search(&id) {
+        if set.len() < max {
+            set.insert(at, id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decay_halves() {
+        assert!((decay(8.0, 0, 10, 10.0) - 4.0).abs() < 1e-5);
+        assert_eq!(decay(8.0, 10, 0, 10.0), 8.0);
+    }
+
+    #[test]
+    fn new_preference_beats_old_after_half_lives() {
+        let mut u = UserState::default();
+        let hl = 100.0;
+        u.add_tags(&[(1, 1.0)], 5.0, 0, hl, 64); // old: red, strongly
+        u.add_tags(&[(2, 1.0)], 2.0, 300, hl, 64); // new: blue, mildly, 3 half-lives later
+        let now = u.derived_at_time(300, hl);
+        let red = now.iter().find(|p| p.0 == 1).map_or(0.0, |p| p.1);
+        let blue = now.iter().find(|p| p.0 == 2).map_or(0.0, |p| p.1);
+        assert!(blue > red, "red {red} blue {blue}");
+    }
+
+    #[test]
+    fn tags_are_capped_by_weight_and_stay_sorted() {
+        let mut u = UserState::default();
+        u.add_tags(&[(1, 1.0), (2, 3.0), (3, 2.0)], 1.0, 0, 100.0, 2);
+        assert_eq!(u.derived, vec![(2, 3.0), (3, 2.0)]);
+        u.add_tags(&[(2, 1.0)], -10.0, 0, 100.0, 2); // a bad rating removes the tag
+        assert_eq!(u.derived, vec![(3, 2.0)]);
+    }
+
+    #[test]
+    fn implicit_sessions_split_on_gaps() {
+        let mut u = UserState::default();
+        u.session(0, 100, 60).viewed.push(1);
+        assert_eq!(u.session(0, 150, 60).viewed, vec![1]);
+        assert!(u.session(0, 1000, 60).viewed.is_empty());
+        for k in 1..10 {
+            u.session(k, 2000 + k, 60);
+        }
+        assert_eq!(u.sessions.len(), OPEN_SESSIONS);
+    }
+
+    #[test]
+    fn recent_is_newest_last_without_duplicates() {
+        let mut u = UserState::default();
+        for (i, t) in [(1, 10), (2, 20), (1, 30), (3, 5)] {
+            u.touch(Some(i), t, 3, 10);
+        }
+        assert_eq!(u.recent, vec![(3, 5), (2, 20), (1, 30)]);
+        assert_eq!(u.seen, vec![1, 2, 3]);
+        assert_eq!((u.first_seen, u.last_seen, u.events), (5, 30, 4));
+    }
+}

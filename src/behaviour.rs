@@ -1,0 +1,413 @@
+//! Recording behaviour events and reading back what they left: the write glue between
+//! [`Event`]s and [`crate::activity`], and the public views of a user's and an item's activity.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::activity::ingest::{event_key, parse_event_key, user_events_prefix};
+use crate::activity::segments::in_segment;
+use crate::activity::user::price_band;
+use crate::activity::{Lifecycle, Rfm};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, StoredEvent, StoredKind};
+use crate::model::{display_id, User};
+use crate::segment::builder::l2_norm;
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+use crate::write::Pending;
+
+/// Per batch: the tags each item passes on to the users who touch it.
+type TagCache = HashMap<u32, Arc<Vec<(u32, f32)>>>;
+
+impl Pending<'_> {
+    /// The item's tags plus its category and price band (unless it has such tags already),
+    /// scaled to unit L2 norm so every event adds the same total weight whatever the item.
+    fn passed_tags(&mut self, item: u32, cache: &mut TagCache) -> Result<Arc<Vec<(u32, f32)>>> {
+        if let Some(t) = cache.get(&item) {
+            return Ok(t.clone());
+        }
+        let (mut tags, category, price) = match self.delta.items.get(&item) {
+            Some(e) => match &e.row {
+                Some(r) => (r.tags.clone(), r.category.clone(), r.price),
+                None => (Vec::new(), String::new(), 0.0),
+            },
+            None => {
+                let t = &self.seg.items;
+                (
+                    t.forward.row_vec(item),
+                    t.category_of(item).to_string(),
+                    t.price.get(item as usize).map_or(0.0, |p| p.to_native()),
+                )
+            }
+        };
+        let has = |p: &Pending<'_>, tags: &[(u32, f32)], prefix: &str| {
+            tags.iter().any(|&(t, _)| {
+                p.delta
+                    .tag_names
+                    .get(&t)
+                    .map(|n| &**n)
+                    .or_else(|| p.seg.tags.get(t))
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+        };
+        let mut extra = Vec::new();
+        if !category.is_empty() && !has(self, &tags, "category:") {
+            extra.push(format!("category:{category}"));
+        }
+        if price > 0.0 && !has(self, &tags, "price:") {
+            extra.push(price_band(price).to_string());
+        }
+        for name in extra {
+            if name.len() <= crate::model::MAX_TAG_BYTES {
+                let id = self.tag_id(&name)?;
+                if let Err(at) = tags.binary_search_by_key(&id, |p| p.0) {
+                    tags.insert(at, (id, 1.0));
+                }
+            }
+        }
+        let norm = l2_norm(tags.iter().map(|p| p.1));
+        if norm > 0.0 {
+            tags.iter_mut().for_each(|p| p.1 /= norm);
+        }
+        let tags = Arc::new(tags);
+        cache.insert(item, tags.clone());
+        Ok(tags)
+    }
+
+    /// The live item called `name`.
+    fn live_item(&self, name: &str) -> Option<u32> {
+        self.item_id(name).filter(|&i| self.item_live(i))
+    }
+
+    /// The user called `name`, created with no explicit tags if new.
+    fn ensure_user(&mut self, name: &str) -> Result<u32> {
+        if let Some(id) = self.user_id(name).filter(|&u| self.user_live(u)) {
+            return Ok(id);
+        }
+        self.upsert_user(&User::new(name, Vec::<(String, f32)>::new()), &[])?;
+        self.user_id(name)
+            .ok_or_else(|| Error::invalid("user", name, "could not be created"))
+    }
+
+    /// Stage one event: its log entry and its effect on the behaviour state.
+    fn record(&mut self, index: usize, ev: &Event, cache: &mut TagCache) -> Result<()> {
+        let user = self.ensure_user(&ev.user)?;
+        let item = match &ev.item {
+            Some(name) => Some(self.live_item(name).ok_or_else(|| Error::InvalidEvent {
+                index,
+                user: display_id(&ev.user),
+                reason: format!(
+                    "item `{}` is not in the store; upsert the item before recording events about it",
+                    display_id(name)
+                ),
+            })?),
+            None => None,
+        };
+        let kind = match &ev.kind {
+            EventKind::View => StoredKind::View,
+            EventKind::Click => StoredKind::Click,
+            EventKind::Search { query } => StoredKind::Search(query.clone()),
+            EventKind::Favourite => StoredKind::Favourite,
+            EventKind::Cart => StoredKind::Cart,
+            EventKind::Purchase { qty, price } => StoredKind::Purchase {
+                qty: *qty,
+                price: *price,
+            },
+            EventKind::Rating { value } => StoredKind::Rating(*value),
+            EventKind::Review => StoredKind::Review,
+            EventKind::Impression {
+                slot,
+                strategy,
+                items,
+            } => StoredKind::Impression {
+                slot: slot.clone(),
+                strategy: strategy.clone(),
+                items: items.iter().filter_map(|n| self.live_item(n)).collect(),
+            },
+        };
+        let stored = StoredEvent {
+            item,
+            kind,
+            session: ev.session.clone(),
+        };
+        let tags = match item {
+            Some(i) if stored.kind.is_interest() => self.passed_tags(i, cache)?,
+            _ => Arc::default(),
+        };
+        self.ingest.apply(user, ev.ts, &stored, &tags);
+        let totals = &mut self.ingest.act.totals;
+        totals.event_seq += 1;
+        let seq = totals.event_seq;
+        self.batch
+            .insert(&event_key(user, ev.ts, seq), codec::encode(&stored));
+        Ok(())
+    }
+
+    /// Drop user `id`'s event log and take their events back out of the co-occurrence state.
+    pub(crate) fn forget_activity(&mut self, id: u32, tree: &sled::Tree) -> Result<()> {
+        let mut events = Vec::new();
+        for kv in tree.scan_prefix(user_events_prefix(id)) {
+            let (k, v) = kv?;
+            let (_, ts) = parse_event_key(&k)?;
+            events.push((ts, codec::decode::<StoredEvent>(&k, &v)?));
+            self.batch.remove(k);
+        }
+        if !events.is_empty() || self.ingest.act.user(id).is_some() {
+            self.ingest.forget_user(id, &events);
+        }
+        Ok(())
+    }
+}
+
+/// What behaviour says about one user, as of the store's clock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserActivity {
+    /// Tags derived from behaviour, decayed to now, strongest first.
+    pub derived_tags: Vec<(String, f32)>,
+    /// Most recent items, newest last.
+    pub recent_items: Vec<String>,
+    /// Items ever shown interest in (count).
+    pub seen: usize,
+    /// Items ever bought (count).
+    pub purchased: usize,
+    /// Orders (purchase baskets).
+    pub orders: u32,
+    /// Money spent.
+    pub spend: f64,
+    /// Time of the newest order, if any.
+    pub last_order: Option<u64>,
+    /// Time of the first and the newest event.
+    pub first_seen: u64,
+    /// Time of the newest event.
+    pub last_seen: u64,
+    /// Events recorded.
+    pub events: u64,
+    /// RFM scores among this store's buyers.
+    pub rfm: Rfm,
+    /// Lifecycle stage.
+    pub lifecycle: Lifecycle,
+    /// The named segments the user is in (see `activity::segments::SEGMENTS`).
+    pub segments: Vec<&'static str>,
+}
+
+/// What behaviour says about one item, as of the store's clock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemActivity {
+    /// Product-page views.
+    pub views: u64,
+    /// Clicks in lists.
+    pub clicks: u64,
+    /// Wish-list saves.
+    pub favourites: u64,
+    /// Add-to-carts.
+    pub carts: u64,
+    /// Purchase events.
+    pub orders: u64,
+    /// Units sold.
+    pub units: u64,
+    /// Revenue.
+    pub revenue: f64,
+    /// Reviews.
+    pub reviews: u64,
+    /// Ratings.
+    pub ratings: u64,
+    /// Average rating, if rated.
+    pub rating: Option<f32>,
+    /// Purchases per view.
+    pub conversion: f32,
+    /// Time-decayed popularity.
+    pub popularity: f32,
+    /// Times shown in impressions.
+    pub impressions: u64,
+}
+
+impl Snapshot {
+    /// A user's derived tags, decayed to the store's clock, as `(tag id, weight)` sorted by id.
+    pub(crate) fn derived_tags(&self, user: u32, half_life_secs: f64) -> Vec<(u32, f32)> {
+        self.activity.user(user).map_or_else(Vec::new, |u| {
+            u.derived_at_time(self.activity.now(), half_life_secs)
+        })
+    }
+}
+
+impl Store {
+    /// Record one event. See [`Store::record_events`].
+    pub fn record_event(&self, event: &Event) -> Result<()> {
+        self.record_events(std::slice::from_ref(event)).map(|_| ())
+    }
+
+    /// Record a batch of events atomically: all or none. Users new to the store are created;
+    /// items must exist. The batch is durable under the store's [`crate::Durability`] like
+    /// any write (group commit: after the next flush). Returns how many were recorded.
+    ///
+    /// Batches are much faster than single events: each user's and item's state is written
+    /// once per batch.
+    pub fn record_events(&self, events: &[Event]) -> Result<usize> {
+        for (i, e) in events.iter().enumerate() {
+            e.validate(i)?;
+        }
+        let mut cache = TagCache::new();
+        self.write(|p| {
+            events
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, e)| p.record(i, e, &mut cache))
+        })?;
+        Ok(events.len())
+    }
+
+    /// What behaviour says about user `id`, or `None` if the user does not exist.
+    pub fn user_activity(&self, id: &str) -> Option<UserActivity> {
+        let snap = self.snapshot();
+        let uid = snap.user_id(id)?;
+        snap.user_row(uid)?;
+        let act = &snap.activity;
+        let now = act.now();
+        let cfg = self.config();
+        let empty = crate::activity::UserState::default();
+        let u = act.user(uid).unwrap_or(&empty);
+        let mut derived: Vec<(String, f32)> = u
+            .derived_at_time(now, cfg.user_half_life_secs())
+            .into_iter()
+            .filter_map(|(t, w)| Some((snap.tag_name(t)?.to_string(), w)))
+            .collect();
+        derived.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let rfm = act.rfm(u);
+        let lifecycle = Lifecycle::of(u, now, &cfg.lifecycle);
+        let segments = crate::activity::segments::SEGMENTS
+            .iter()
+            .filter(|(n, _)| in_segment(n, rfm, lifecycle) == Some(true))
+            .map(|(n, _)| *n)
+            .collect();
+        Some(UserActivity {
+            derived_tags: derived,
+            recent_items: u
+                .recent
+                .iter()
+                .filter_map(|&(i, _)| snap.item_name(i))
+                .collect(),
+            seen: u.seen.len(),
+            purchased: u.purchased.len(),
+            orders: u.orders,
+            spend: u.spend,
+            last_order: (u.orders > 0).then_some(u.last_order),
+            first_seen: u.first_seen,
+            last_seen: u.last_seen,
+            events: u.events,
+            rfm,
+            lifecycle,
+            segments,
+        })
+    }
+
+    /// What behaviour says about item `id`, or `None` if the item does not exist.
+    pub fn item_activity(&self, id: &str) -> Option<ItemActivity> {
+        let snap = self.snapshot();
+        let iid = snap.item_id(id)?;
+        snap.item_row(iid)?;
+        let s = snap.activity.item(iid).cloned().unwrap_or_default();
+        Some(ItemActivity {
+            views: s.views,
+            clicks: s.clicks,
+            favourites: s.favourites,
+            carts: s.carts,
+            orders: s.orders,
+            units: s.units,
+            revenue: s.revenue,
+            reviews: s.reviews,
+            ratings: s.ratings,
+            rating: s.rating(),
+            conversion: s.conversion(),
+            popularity: s.popularity(
+                snap.activity.now(),
+                self.config().popularity_half_life_secs(),
+            ),
+            impressions: s.impressions,
+        })
+    }
+
+    /// The users in segment `name` (see `activity::segments::SEGMENTS`), sorted by id.
+    pub fn segment_users(&self, name: &str) -> Result<Vec<String>> {
+        let snap = self.snapshot();
+        let act = &snap.activity;
+        let known = crate::activity::segments::SEGMENTS
+            .iter()
+            .any(|(n, _)| *n == name);
+        if !known {
+            let names: Vec<&str> = crate::activity::segments::SEGMENTS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            return Err(Error::InvalidQuery {
+                reason: format!("unknown segment `{name}`; known: {}", names.join(", ")),
+            });
+        }
+        let now = act.now();
+        let mut out: Vec<String> = act
+            .users()
+            .filter(|(_, u)| {
+                let rfm = act.rfm(u);
+                in_segment(name, rfm, Lifecycle::of(u, now, &self.config().lifecycle)) == Some(true)
+            })
+            .filter_map(|(id, _)| {
+                snap.user_row(id)?;
+                snap.user_name(id)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// User `id`'s recorded events, oldest first (impression items that no longer exist are
+    /// left out). `NotFound` if the user does not exist.
+    pub fn user_events(&self, id: &str) -> Result<Vec<Event>> {
+        let snap = self.snapshot();
+        let not_found = || Error::NotFound {
+            what: "user",
+            id: display_id(id),
+        };
+        let uid = snap.user_id(id).ok_or_else(not_found)?;
+        snap.user_row(uid).ok_or_else(not_found)?;
+        let mut out = Vec::new();
+        for kv in self.tree().scan_prefix(user_events_prefix(uid)) {
+            let (k, v) = kv?;
+            let (_, ts) = parse_event_key(&k)?;
+            let e: StoredEvent = codec::decode(&k, &v)?;
+            out.push(public_event(&snap, id, ts, e));
+        }
+        Ok(out)
+    }
+}
+
+/// The public form of a stored event.
+pub(crate) fn public_event(snap: &Snapshot, user: &str, ts: u64, e: StoredEvent) -> Event {
+    let kind = match e.kind {
+        StoredKind::View => EventKind::View,
+        StoredKind::Click => EventKind::Click,
+        StoredKind::Search(query) => EventKind::Search { query },
+        StoredKind::Favourite => EventKind::Favourite,
+        StoredKind::Cart => EventKind::Cart,
+        StoredKind::Purchase { qty, price } => EventKind::Purchase { qty, price },
+        StoredKind::Rating(value) => EventKind::Rating { value },
+        StoredKind::Review => EventKind::Review,
+        StoredKind::Impression {
+            slot,
+            strategy,
+            items,
+        } => EventKind::Impression {
+            slot,
+            strategy,
+            items: items.iter().filter_map(|&i| snap.item_name(i)).collect(),
+        },
+    };
+    Event {
+        user: user.to_string(),
+        item: e.item.and_then(|i| snap.item_name(i)),
+        kind,
+        ts,
+        session: e.session,
+    }
+}

@@ -1,0 +1,430 @@
+//! The shop's recommendation scenarios, each one library call: where the customer is decides
+//! which question is asked.
+//!
+//! | scenario | where | candidates | score |
+//! |---|---|---|---|
+//! | `similar` | product page: substitutes | tag similarity | cosine |
+//! | `profile` | any: a tag profile | tag similarity | cosine |
+//! | `together` | product page: complements | bought-together list | basket cosine |
+//! | `viewed` | product page | viewed-together list | session cosine |
+//! | `for-user` | home page | co-occurrence of recent items + tag profile + trending | blend |
+//! | `cart` | cart | bought-together of every basket item | summed basket cosine |
+//! | `after-purchase` | receipt | complements of the last basket | summed basket cosine |
+//! | `search-rerank` | search results | the given list | keywords + user match + social proof |
+//! | `trending` | anywhere | items with activity | decayed popularity |
+//! | `gift` | campaign | items tagged `for:<recipient>` | popularity + rating |
+//!
+//! Every scenario takes a [`Filter`], "exclude purchased"/"exclude seen" for the asking user,
+//! campaign [`Boost`]s, members-first, and an optional MMR diversity re-rank; every result says
+//! why it was recommended ([`Reason`]). `users-like` ([`Store::users_like`]) returns users.
+//!
+//! * [`cooccur`] — together, viewed, cart, after-purchase.
+//! * [`personal`] — for-user, users-like and the user's tag profile.
+//! * [`catalogue`] — trending, gift guides, search re-ranking.
+//! * [`rank`] — the shared tail: filters, boosts, members first, MMR, explanations.
+
+pub mod catalogue;
+pub mod cooccur;
+pub mod personal;
+pub(crate) mod rank;
+
+use serde::{Deserialize, Serialize};
+
+pub use personal::UserMatch;
+
+use crate::error::{Error, Result};
+use crate::model::display_id;
+use crate::search::{Filter, Recommendation, MAX_K};
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+
+/// Which question is asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "scenario", rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Substitutes: items with similar tags.
+    Similar {
+        /// The item on the page.
+        item: String,
+    },
+    /// Items matching a weighted tag profile.
+    Profile {
+        /// `(tag, weight)` pairs.
+        tags: Vec<(String, f32)>,
+    },
+    /// Complements: bought in the same basket as `item`.
+    Together {
+        /// The item on the page.
+        item: String,
+    },
+    /// Viewed in the same session as `item`.
+    Viewed {
+        /// The item on the page.
+        item: String,
+    },
+    /// The home page: a blend of what co-occurs with the user's recent items, their tag
+    /// profile and what is trending. Uses [`Ask::user`].
+    ForUser,
+    /// Cross-sell for a whole basket; the basket's items are never returned.
+    Cart {
+        /// Item ids in the cart.
+        items: Vec<String>,
+    },
+    /// Follow-ups to the user's last basket, excluding everything they bought. Uses
+    /// [`Ask::user`].
+    AfterPurchase,
+    /// Re-rank a search result list for the query keywords and (with [`Ask::user`]) the user.
+    SearchRerank {
+        /// The result list, in the search engine's order.
+        items: Vec<String>,
+        /// The query's words.
+        keywords: Vec<String>,
+    },
+    /// Time-decayed popularity; use [`Filter::category`] for "trending in kitchen".
+    Trending,
+    /// A gift guide: items tagged `for:<recipient>`, best sellers and best rated first. Combine
+    /// with a price range in the filter.
+    Gift {
+        /// Who it is for, e.g. `parent` (matches the tag `for:parent`).
+        recipient: String,
+    },
+}
+
+impl Scenario {
+    /// The scenario's name as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Similar { .. } => "similar",
+            Scenario::Profile { .. } => "profile",
+            Scenario::Together { .. } => "together",
+            Scenario::Viewed { .. } => "viewed",
+            Scenario::ForUser => "for-user",
+            Scenario::Cart { .. } => "cart",
+            Scenario::AfterPurchase => "after-purchase",
+            Scenario::SearchRerank { .. } => "search-rerank",
+            Scenario::Trending => "trending",
+            Scenario::Gift { .. } => "gift",
+        }
+    }
+}
+
+/// A campaign rule: multiply the score of items carrying `tag` by `factor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Boost {
+    /// The tag, e.g. `season:christmas`.
+    pub tag: String,
+    /// The multiplier (finite, > 0; below 1 demotes).
+    pub factor: f32,
+}
+
+/// Why an item was recommended, beyond the tags in [`Recommendation::matched`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reason {
+    /// It matched the user's (or the query's) tag profile; `matched` lists the tags.
+    Profile {
+        /// Its similarity to the profile.
+        similarity: f32,
+    },
+    /// Bought in the same basket as `with`.
+    BoughtTogether {
+        /// The item it goes with.
+        with: String,
+        /// Baskets holding both.
+        support: u32,
+        /// P(this | with).
+        confidence: f32,
+        /// How much more often than chance.
+        lift: f32,
+    },
+    /// Viewed in the same session as `with`.
+    ViewedTogether {
+        /// The item it goes with.
+        with: String,
+        /// Sessions holding both.
+        support: u32,
+        /// P(this | with).
+        confidence: f32,
+        /// How much more often than chance.
+        lift: f32,
+    },
+    /// It is popular now.
+    Popular {
+        /// Time-decayed popularity.
+        popularity: f32,
+    },
+    /// Search keywords it matched (in tags or title).
+    Keywords {
+        /// The keywords.
+        matched: Vec<String>,
+    },
+    /// A campaign boost applied.
+    Boost {
+        /// The boosted tag.
+        tag: String,
+        /// The factor.
+        factor: f32,
+    },
+    /// A members-only item, shown first to a member.
+    MembersOnly,
+}
+
+impl Reason {
+    pub(crate) fn same_kind(&self, other: &Reason) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    /// How strong a reason of its kind is (which source an explanation names).
+    pub(crate) fn strength(&self) -> f32 {
+        match self {
+            Reason::Profile { similarity } => *similarity,
+            Reason::BoughtTogether { support, lift, .. }
+            | Reason::ViewedTogether { support, lift, .. } => *support as f32 * lift.max(1.0),
+            Reason::Popular { popularity } => *popularity,
+            Reason::Keywords { matched } => matched.len() as f32,
+            Reason::Boost { factor, .. } => *factor,
+            Reason::MembersOnly => 1.0,
+        }
+    }
+}
+
+/// A scenario query: the scenario plus the options every scenario takes. Build with
+/// [`Ask::new`] and the setters; run with [`Store::recommend`].
+///
+/// ```
+/// use recostore::scenario::{Ask, Scenario};
+/// use recostore::{Event, Item, Store};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.upsert_items(&[
+///     Item::new("tent", [("category:outdoor", 1.0)]),
+///     Item::new("pegs", [("category:outdoor", 1.0)]),
+///     Item::new("mug", [("category:kitchen", 1.0)]),
+/// ])?;
+/// store.record_events(&[
+///     Event::purchase("u1", "tent", 1, 120.0, 1_000).session("order-1"),
+///     Event::purchase("u1", "pegs", 1, 5.0, 1_000).session("order-1"),
+/// ])?;
+/// let recs = store.recommend(&Ask::new(Scenario::Together { item: "tent".into() }))?;
+/// assert_eq!(recs[0].id, "pegs");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ask {
+    /// The question.
+    #[serde(flatten)]
+    pub scenario: Scenario,
+    /// Who is asking. Needed by `for-user` and `after-purchase`; used by the exclusions,
+    /// and by `search-rerank` for personalisation.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// How many results (at most [`MAX_K`]). Default 10.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Which items may be returned.
+    #[serde(default)]
+    pub filter: Filter,
+    /// Leave out what the user already bought.
+    #[serde(default)]
+    pub exclude_purchased: bool,
+    /// Leave out everything the user already showed interest in.
+    #[serde(default)]
+    pub exclude_seen: bool,
+    /// MMR diversity over categories: `Some(λ)` with λ in 0..=1 (1 = pure relevance,
+    /// 0.7 is a good start). `None` (default) keeps the relevance order.
+    #[serde(default)]
+    pub diversity: Option<f32>,
+    /// Campaign boosts.
+    #[serde(default)]
+    pub boosts: Vec<Boost>,
+    /// The user is a member: members-only items go first.
+    #[serde(default)]
+    pub members_first: bool,
+}
+
+fn default_k() -> usize {
+    10
+}
+
+impl Ask {
+    /// Ask `scenario` with the defaults.
+    pub fn new(scenario: Scenario) -> Ask {
+        Ask {
+            scenario,
+            user: None,
+            k: 10,
+            filter: Filter::default(),
+            exclude_purchased: false,
+            exclude_seen: false,
+            diversity: None,
+            boosts: Vec::new(),
+            members_first: false,
+        }
+    }
+
+    /// Set the asking user.
+    pub fn user(mut self, u: impl Into<String>) -> Self {
+        self.user = Some(u.into());
+        self
+    }
+    /// Set `k`.
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+    /// Set the filter.
+    pub fn filter(mut self, f: Filter) -> Self {
+        self.filter = f;
+        self
+    }
+    /// Leave out the user's purchases.
+    pub fn exclude_purchased(mut self) -> Self {
+        self.exclude_purchased = true;
+        self
+    }
+    /// Leave out everything the user has seen.
+    pub fn exclude_seen(mut self) -> Self {
+        self.exclude_seen = true;
+        self
+    }
+    /// Diversify with MMR weight `lambda`.
+    pub fn diversity(mut self, lambda: f32) -> Self {
+        self.diversity = Some(lambda);
+        self
+    }
+    /// Add a campaign boost.
+    pub fn boost(mut self, tag: impl Into<String>, factor: f32) -> Self {
+        self.boosts.push(Boost {
+            tag: tag.into(),
+            factor,
+        });
+        self
+    }
+    /// Put members-only items first.
+    pub fn members_first(mut self) -> Self {
+        self.members_first = true;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::InvalidQuery { reason });
+        if self.k > MAX_K {
+            return bad(format!("k = {} is above the limit of {MAX_K}", self.k));
+        }
+        if let Some(l) = self.diversity {
+            if !(0.0..=1.0).contains(&l) {
+                return bad(format!("diversity {l} must be between 0 and 1"));
+            }
+        }
+        if let Some(b) = self
+            .boosts
+            .iter()
+            .find(|b| !b.factor.is_finite() || b.factor <= 0.0)
+        {
+            return bad(format!(
+                "boost factor {} for `{}` must be finite and > 0",
+                b.factor, b.tag
+            ));
+        }
+        self.filter.validate()
+    }
+
+    /// The asking user's dense id, or an error naming the scenario that needs one.
+    pub(crate) fn user_id(&self, snap: &Snapshot, needed: bool) -> Result<Option<u32>> {
+        let Some(name) = &self.user else {
+            if needed {
+                return Err(Error::InvalidQuery {
+                    reason: format!(
+                        "scenario {} needs a user; set Ask::user (--user on the command line)",
+                        self.scenario.name()
+                    ),
+                });
+            }
+            return Ok(None);
+        };
+        match snap.user_id(name).filter(|&u| snap.user_row(u).is_some()) {
+            Some(u) => Ok(Some(u)),
+            None => Err(Error::NotFound {
+                what: "user",
+                id: display_id(name),
+            }),
+        }
+    }
+}
+
+/// The dense id of a live item, or `NotFound`.
+pub(crate) fn item_id(snap: &Snapshot, name: &str) -> Result<u32> {
+    snap.item_id(name)
+        .filter(|&i| snap.item_row(i).is_some())
+        .ok_or_else(|| Error::NotFound {
+            what: "item",
+            id: display_id(name),
+        })
+}
+
+/// Run `ask` against one snapshot.
+pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Vec<Recommendation>> {
+    ask.validate()?;
+    let user = ask.user_id(
+        snap,
+        matches!(ask.scenario, Scenario::ForUser | Scenario::AfterPurchase),
+    )?;
+    let mut excluded: Vec<u32> = Vec::new();
+    if let Some(u) = user.and_then(|u| snap.activity.user(u)) {
+        if ask.exclude_seen {
+            excluded.extend_from_slice(&u.seen);
+        }
+        if ask.exclude_purchased || matches!(ask.scenario, Scenario::AfterPurchase) {
+            excluded.extend_from_slice(&u.purchased);
+        }
+    }
+    if ask.k == 0 {
+        return Ok(Vec::new());
+    }
+    let cfg = store.config();
+    let cands = match &ask.scenario {
+        Scenario::Similar { .. } | Scenario::Profile { .. } => {
+            return personal::similarity(snap, ask, &excluded)
+        }
+        Scenario::Together { item } => {
+            let id = item_id(snap, item)?;
+            excluded.push(id);
+            cooccur::related(snap, &[id], crate::activity::Relation::Bought)
+        }
+        Scenario::Viewed { item } => {
+            let id = item_id(snap, item)?;
+            excluded.push(id);
+            cooccur::related(snap, &[id], crate::activity::Relation::Viewed)
+        }
+        Scenario::Cart { items } => {
+            let ids = items
+                .iter()
+                .map(|n| item_id(snap, n))
+                .collect::<Result<Vec<u32>>>()?;
+            excluded.extend_from_slice(&ids);
+            cooccur::basket(snap, &ids)
+        }
+        Scenario::AfterPurchase => {
+            let basket = user
+                .and_then(|u| snap.activity.user(u))
+                .map(|u| u.last_basket.clone())
+                .unwrap_or_default();
+            excluded.extend_from_slice(&basket);
+            cooccur::basket(snap, &basket)
+        }
+        Scenario::ForUser => personal::for_user(snap, cfg, ask, user, &excluded)?,
+        Scenario::SearchRerank { items, keywords } => {
+            catalogue::search_rerank(snap, cfg, user, items, keywords)
+        }
+        Scenario::Trending => catalogue::trending(snap, cfg),
+        Scenario::Gift { recipient } => catalogue::gift(snap, cfg, ask, recipient)?,
+    };
+    Ok(rank::finish(snap, ask, cands, &excluded))
+}
+
+impl Store {
+    /// Answer a scenario query. Lock-free: one snapshot, no waiting on writers.
+    pub fn recommend(&self, ask: &Ask) -> Result<Vec<Recommendation>> {
+        run(self, &self.snapshot(), ask)
+    }
+}

@@ -1,0 +1,283 @@
+//! Scenarios about a person: the home page blend (`for-user`), similar users (`users-like`),
+//! and the tag profile both are built on.
+
+use serde::Serialize;
+
+use super::rank::{add_reason, Cand, Cands};
+use super::{catalogue, cooccur, Ask, Reason, Scenario};
+use crate::activity::Relation;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::display_id;
+use crate::search::{self, Query, Recommendation, Target, MAX_K};
+use crate::snapshot::{Row, Snapshot};
+use crate::store::Store;
+
+/// How many of the user's most recent items seed the co-occurrence part of `for-user`.
+const SEED_ITEMS: usize = 20;
+/// Each older seed counts this much less than the one after it.
+const SEED_DECAY: f32 = 0.85;
+/// Blend weights of `for-user`: co-occurrence, tag profile, popularity. Each part is scaled to
+/// a maximum of 1 first, so the weights are the parts' relative say.
+const W_COOCCUR: f32 = 1.0;
+const W_PROFILE: f32 = 0.5;
+const W_POPULAR: f32 = 0.2;
+/// Viewed-together evidence counts this much of bought-together in the blend.
+const W_VIEWED: f32 = 0.5;
+
+/// Merge two sorted sparse vectors, summing shared tags.
+fn merge(a: &[(u32, f32)], b: &[(u32, f32)]) -> Vec<(u32, f32)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                out.push((x.0, x.1 + y.1));
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                out.push(*x);
+                i += 1;
+            }
+            (Some(x), None) => {
+                out.push(*x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                out.push(*y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// A user's tag profile: the tags the app set plus those derived from behaviour (decayed to
+/// the store's clock), sorted by tag id.
+pub(crate) fn profile(snap: &Snapshot, cfg: &Config, user: u32) -> Vec<(u32, f32)> {
+    let explicit = match snap.user_row(user) {
+        Some(Row::Delta(r)) => r.tags.clone(),
+        Some(Row::Segment(i)) => snap.seg().users.forward.row_vec(i),
+        None => return Vec::new(),
+    };
+    let derived = snap.derived_tags(user, cfg.user_half_life_secs());
+    merge(&explicit, &derived)
+}
+
+fn names(snap: &Snapshot, v: &[(u32, f32)]) -> Vec<(String, f32)> {
+    v.iter()
+        .filter_map(|&(t, w)| Some((snap.tag_name(t)?.to_string(), w)))
+        .collect()
+}
+
+/// `similar` and `profile` through the similarity engine, with the scenario options applied.
+pub(crate) fn similarity(
+    snap: &Snapshot,
+    ask: &Ask,
+    excluded: &[u32],
+) -> Result<Vec<Recommendation>> {
+    let target = match &ask.scenario {
+        Scenario::Similar { item } => Target::Item(item.clone()),
+        Scenario::Profile { tags } => Target::Profile(tags.clone()),
+        _ => return Ok(Vec::new()),
+    };
+    let reranked = ask.diversity.is_some() || !ask.boosts.is_empty() || ask.members_first;
+    let k = if reranked {
+        (ask.k * 4).clamp(50, MAX_K)
+    } else {
+        ask.k
+    };
+    let q = Query {
+        target,
+        k,
+        ..Query::similar_to("")
+    }
+    .filter(ask.filter.clone());
+    let (recs, _) = search::run_excluding(snap, &q, excluded)?;
+    if !reranked {
+        return Ok(recs);
+    }
+    let mut cands = Cands::new();
+    for r in recs {
+        if let Some(id) = snap.item_id(&r.id) {
+            cands.insert(
+                id,
+                Cand {
+                    score: r.score,
+                    matched: r.matched,
+                    reasons: Vec::new(),
+                },
+            );
+        }
+    }
+    Ok(super::rank::finish(snap, ask, cands, excluded))
+}
+
+/// The home page: co-occurrence with the user's recent items, their tag profile, and what is
+/// trending, each scaled to 1 and blended. A user with no history gets the profile and
+/// trending parts; one with no tags either gets trending.
+pub(crate) fn for_user(
+    snap: &Snapshot,
+    cfg: &Config,
+    ask: &Ask,
+    user: Option<u32>,
+    excluded: &[u32],
+) -> Result<Cands> {
+    let Some(user) = user else {
+        return Ok(Cands::new());
+    };
+    let mut out = Cands::new();
+    // Co-occurrence with recent items, newest weighted most.
+    if let Some(state) = snap.activity.user(user) {
+        let seeds: Vec<(u32, f32)> = state
+            .recent
+            .iter()
+            .rev()
+            .take(SEED_ITEMS)
+            .scan(1.0f32, |w, &(i, _)| {
+                let this = *w;
+                *w *= SEED_DECAY;
+                Some((i, this))
+            })
+            .collect();
+        let mut co = Cands::new();
+        cooccur::add_partners(snap, &seeds, Relation::Bought, &mut co);
+        let viewed: Vec<(u32, f32)> = seeds.iter().map(|&(i, w)| (i, w * W_VIEWED)).collect();
+        cooccur::add_partners(snap, &viewed, Relation::Viewed, &mut co);
+        blend_into(&mut out, co, W_COOCCUR);
+    }
+    // Tag profile through the similarity engine.
+    let prof = profile(snap, cfg, user);
+    if !prof.is_empty() {
+        let q = Query::profile(names(snap, &prof))
+            .k((ask.k * 4).clamp(50, MAX_K))
+            .filter(ask.filter.clone());
+        let (recs, _) = search::run_excluding(snap, &q, excluded)?;
+        let mut part = Cands::new();
+        for r in recs {
+            if let Some(id) = snap.item_id(&r.id) {
+                part.insert(
+                    id,
+                    Cand {
+                        score: r.score,
+                        matched: r.matched,
+                        reasons: vec![Reason::Profile {
+                            similarity: r.score,
+                        }],
+                    },
+                );
+            }
+        }
+        blend_into(&mut out, part, W_PROFILE);
+    }
+    blend_into(&mut out, catalogue::trending(snap, cfg), W_POPULAR);
+    Ok(out)
+}
+
+/// Add `part` to `out` with its scores scaled to a maximum of `weight`.
+fn blend_into(out: &mut Cands, part: Cands, weight: f32) {
+    let max = part.values().map(|c| c.score).fold(0.0f32, f32::max);
+    if max <= 0.0 {
+        return;
+    }
+    for (id, c) in part {
+        let e = out.entry(id).or_default();
+        if e.matched.is_empty() {
+            e.matched = c.matched;
+        }
+        let score = weight * c.score / max;
+        e.score += score;
+        for r in c.reasons {
+            add_reason(e, r);
+        }
+    }
+}
+
+/// A user similar to the asking one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserMatch {
+    /// The other user's id.
+    pub id: String,
+    /// Cosine similarity of the two tag profiles.
+    pub score: f32,
+    /// The shared tags that contributed most, with each one's share of `score`.
+    pub matched: Vec<(String, f32)>,
+}
+
+impl Store {
+    /// The `k` users whose tag profiles (explicit plus derived) are most like `user`'s, best
+    /// first (ties by id). An exact scan over every user with a profile.
+    pub fn users_like(&self, user: &str, k: usize) -> Result<Vec<UserMatch>> {
+        if k > MAX_K {
+            return Err(Error::InvalidQuery {
+                reason: format!("k = {k} is above the limit of {MAX_K}"),
+            });
+        }
+        let snap = self.snapshot();
+        let not_found = || Error::NotFound {
+            what: "user",
+            id: display_id(user),
+        };
+        let me = snap
+            .user_id(user)
+            .filter(|&u| snap.user_row(u).is_some())
+            .ok_or_else(not_found)?;
+        let cfg = self.config();
+        let q = profile(&snap, cfg, me);
+        let q_norm = crate::segment::builder::l2_norm(q.iter().map(|p| p.1));
+        if q.is_empty() || q_norm <= 0.0 || k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut dense = vec![0.0f32; snap.tag_id_bound() as usize];
+        for &(t, w) in &q {
+            if let Some(d) = dense.get_mut(t as usize) {
+                *d = w;
+            }
+        }
+        let mut top: Vec<(f32, u32)> = Vec::new();
+        for other in 0..snap.user_id_bound() {
+            if other == me {
+                continue;
+            }
+            let v = profile(&snap, cfg, other);
+            if v.is_empty() {
+                continue;
+            }
+            let dot: f32 = v
+                .iter()
+                .map(|&(t, w)| dense.get(t as usize).copied().unwrap_or(0.0) * w)
+                .sum();
+            let norm = crate::segment::builder::l2_norm(v.iter().map(|p| p.1));
+            if dot > 0.0 && norm > 0.0 {
+                top.push((dot / (q_norm * norm), other));
+            }
+        }
+        top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        top.truncate(k);
+        Ok(top
+            .into_iter()
+            .filter_map(|(score, id)| {
+                let v = profile(&snap, cfg, id);
+                let norm = crate::segment::builder::l2_norm(v.iter().map(|p| p.1));
+                let mut matched: Vec<(String, f32)> = v
+                    .iter()
+                    .filter_map(|&(t, w)| {
+                        let qw = dense.get(t as usize).copied().unwrap_or(0.0);
+                        (qw > 0.0).then(|| {
+                            Some((snap.tag_name(t)?.to_string(), qw * w / (q_norm * norm)))
+                        })?
+                    })
+                    .collect();
+                matched.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                matched.truncate(crate::search::explain::EXPLAIN_TAGS);
+                Some(UserMatch {
+                    id: snap.user_name(id)?,
+                    score,
+                    matched,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,291 @@
+//! Every scenario on a small hand-built store whose right answer is known.
+
+use recostore::scenario::{Ask, Reason, Scenario};
+use recostore::{Config, Event, Filter, Item, Store, User};
+
+const DAY: u64 = 86_400;
+
+fn item(id: &str, cat: &str, tags: &[&str], price: f32) -> Item {
+    Item::new(id, tags.iter().map(|t| (*t, 1.0)))
+        .category(cat)
+        .price(price)
+        .stock(5)
+        .title(format!("The {id}"))
+}
+
+fn shop() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), Config::default().rebuild_threshold(None)).unwrap();
+    store
+        .upsert_items(&[
+            item(
+                "tent",
+                "outdoor/camping",
+                &["colour:green", "brand:peak"],
+                120.0,
+            ),
+            item(
+                "pegs",
+                "outdoor/camping",
+                &["colour:silver", "brand:peak"],
+                5.0,
+            ),
+            item(
+                "mallet",
+                "outdoor/tools",
+                &["colour:black", "brand:peak"],
+                15.0,
+            ),
+            item(
+                "lantern",
+                "outdoor/camping",
+                &["colour:green", "brand:glow"],
+                30.0,
+            ),
+            item(
+                "mug-red",
+                "kitchen/mugs",
+                &["colour:red", "brand:acme", "for:parent"],
+                8.0,
+            ),
+            item(
+                "mug-blue",
+                "kitchen/mugs",
+                &["colour:blue", "brand:acme", "for:parent"],
+                9.0,
+            ),
+            item(
+                "teapot",
+                "kitchen/pots",
+                &["colour:red", "brand:acme", "for:parent"],
+                40.0,
+            ),
+            item(
+                "scarf",
+                "apparel",
+                &["colour:red", "brand:knit", "for:parent"],
+                25.0,
+            ),
+        ])
+        .unwrap();
+    let mut events = Vec::new();
+    // tent + pegs bought together ten times, tent + mallet once.
+    for n in 0..10 {
+        let order = format!("o{n}");
+        events
+            .push(Event::purchase(format!("camper{n}"), "tent", 1, 120.0, DAY + n).session(&order));
+        events.push(Event::purchase(format!("camper{n}"), "pegs", 2, 5.0, DAY + n).session(&order));
+    }
+    events.push(Event::purchase("camper0", "mallet", 1, 15.0, DAY * 2).session("o99"));
+    events.push(Event::purchase("camper0", "tent", 1, 120.0, DAY * 2).session("o99"));
+    // Sessions: lantern viewed with tent three times.
+    for n in 0..3 {
+        events.push(Event::view(format!("browser{n}"), "tent", DAY * 3 + n));
+        events.push(Event::view(
+            format!("browser{n}"),
+            "lantern",
+            DAY * 3 + n + 60,
+        ));
+    }
+    store.record_events(&events).unwrap();
+    (dir, store)
+}
+
+fn ids(recs: &[recostore::Recommendation]) -> Vec<&str> {
+    recs.iter().map(|r| r.id.as_str()).collect()
+}
+
+#[test]
+fn bought_together_ten_times_beats_once() {
+    let (_d, store) = shop();
+    let recs = store
+        .recommend(&Ask::new(Scenario::Together {
+            item: "tent".into(),
+        }))
+        .unwrap();
+    assert_eq!(ids(&recs)[..2], ["pegs", "mallet"]);
+    match &recs[0].reasons[0] {
+        Reason::BoughtTogether { with, support, .. } => {
+            assert_eq!(with, "tent");
+            assert_eq!(*support, 10);
+        }
+        other => panic!("expected a bought-together reason, got {other:?}"),
+    }
+}
+
+#[test]
+fn viewed_together_and_cart() {
+    let (_d, store) = shop();
+    let viewed = store
+        .recommend(&Ask::new(Scenario::Viewed {
+            item: "tent".into(),
+        }))
+        .unwrap();
+    // Purchases are interest too, so the tent's basket partners show up; the lantern is there
+    // with its three browsing sessions.
+    let lantern = viewed
+        .iter()
+        .find(|r| r.id == "lantern")
+        .expect("lantern viewed with tent");
+    assert!(
+        matches!(&lantern.reasons[0], Reason::ViewedTogether { with, support: 3, .. } if with == "tent"),
+        "{lantern:?}"
+    );
+    let cart = store
+        .recommend(&Ask::new(Scenario::Cart {
+            items: vec!["tent".into(), "pegs".into()],
+        }))
+        .unwrap();
+    assert!(!ids(&cart).contains(&"tent") && !ids(&cart).contains(&"pegs"));
+    assert_eq!(ids(&cart)[0], "mallet", "{cart:?}");
+}
+
+#[test]
+fn after_purchase_excludes_everything_bought() {
+    let (_d, store) = shop();
+    // camper1 bought tent + pegs; the follow-up is the mallet (bought with the tent).
+    let recs = store
+        .recommend(&Ask::new(Scenario::AfterPurchase).user("camper1"))
+        .unwrap();
+    assert_eq!(ids(&recs)[0], "mallet");
+    assert!(!ids(&recs).contains(&"tent") && !ids(&recs).contains(&"pegs"));
+    let err = store
+        .recommend(&Ask::new(Scenario::AfterPurchase))
+        .unwrap_err();
+    assert!(err.to_string().contains("needs a user"), "{err}");
+}
+
+#[test]
+fn for_user_blends_history_profile_and_popularity() {
+    let (_d, store) = shop();
+    store
+        .upsert_user(&User::new("fan", [("colour:red", 1.0)]))
+        .unwrap();
+    store
+        .record_event(&Event::view("fan", "tent", DAY * 4))
+        .unwrap();
+    let recs = store
+        .recommend(&Ask::new(Scenario::ForUser).user("fan").exclude_seen().k(8))
+        .unwrap();
+    let got = ids(&recs);
+    assert!(!got.contains(&"tent"), "seen items are excluded: {got:?}");
+    // Co-occurrence with the tent ranks pegs first; red things come from the profile.
+    assert_eq!(got[0], "pegs", "{recs:?}");
+    let red = recs
+        .iter()
+        .find(|r| r.id == "mug-red")
+        .expect("profile part");
+    assert!(
+        red.matched.iter().any(|(t, _)| t == "colour:red"),
+        "{red:?}"
+    );
+    assert!(red
+        .reasons
+        .iter()
+        .any(|r| matches!(r, Reason::Profile { .. })));
+}
+
+#[test]
+fn trending_gift_and_filters() {
+    let (_d, store) = shop();
+    let top = store.recommend(&Ask::new(Scenario::Trending).k(3)).unwrap();
+    // Pegs sold twenty units in ten orders; the tent eleven in eleven (plus three views).
+    assert_eq!(ids(&top)[..2], ["pegs", "tent"]);
+    assert!(matches!(top[0].reasons[0], Reason::Popular { .. }));
+    let kitchen = store
+        .recommend(&Ask::new(Scenario::Trending).filter(Filter::new().category("kitchen")))
+        .unwrap();
+    assert!(kitchen.is_empty(), "nothing in kitchen has activity");
+
+    let gifts = store
+        .recommend(
+            &Ask::new(Scenario::Gift {
+                recipient: "parent".into(),
+            })
+            .filter(Filter::new().price(0.0, 30.0)),
+        )
+        .unwrap();
+    let mut got = ids(&gifts);
+    got.sort();
+    assert_eq!(
+        got,
+        ["mug-blue", "mug-red", "scarf"],
+        "teapot is over budget"
+    );
+}
+
+#[test]
+fn search_rerank_puts_keyword_and_profile_matches_first() {
+    let (_d, store) = shop();
+    store
+        .upsert_user(&User::new("fan", [("brand:acme", 1.0)]))
+        .unwrap();
+    let recs = store
+        .recommend(
+            &Ask::new(Scenario::SearchRerank {
+                items: vec![
+                    "scarf".into(),
+                    "mug-blue".into(),
+                    "mug-red".into(),
+                    "nope".into(),
+                ],
+                keywords: vec!["red".into()],
+            })
+            .user("fan"),
+        )
+        .unwrap();
+    assert_eq!(ids(&recs), ["mug-red", "scarf", "mug-blue"]);
+    assert!(matches!(&recs[0].reasons[0], Reason::Keywords { matched } if matched == &["red"]));
+}
+
+#[test]
+fn boosts_members_first_and_diversity() {
+    let (_d, store) = shop();
+    let mut teapot = store.get_item("teapot").unwrap();
+    teapot.members_only = true;
+    store.upsert_item(&teapot).unwrap();
+    let base = Ask::new(Scenario::Profile {
+        tags: vec![("colour:red".into(), 1.0)],
+    })
+    .k(3);
+    let plain = store.recommend(&base).unwrap();
+    let member = store.recommend(&base.clone().members_first()).unwrap();
+    assert_eq!(member[0].id, "teapot");
+    assert!(member[0].reasons.contains(&Reason::MembersOnly));
+    let boosted = store
+        .recommend(&base.clone().boost("brand:knit", 10.0))
+        .unwrap();
+    assert_eq!(boosted[0].id, "scarf", "plain order was {:?}", ids(&plain));
+    // Diversity: with λ = 0 the second pick must come from another category.
+    let diverse = store.recommend(&base.clone().diversity(0.0)).unwrap();
+    let cat = |id: &str| store.get_item(id).unwrap().category;
+    assert_ne!(
+        cat(&diverse[0].id).split('/').next(),
+        cat(&diverse[1].id).split('/').next(),
+        "{:?}",
+        ids(&diverse)
+    );
+}
+
+#[test]
+fn unknown_items_and_bad_asks_are_clear_errors() {
+    let (_d, store) = shop();
+    let e = store
+        .recommend(&Ask::new(Scenario::Together {
+            item: "ghost".into(),
+        }))
+        .unwrap_err();
+    assert!(e.to_string().contains("ghost"), "{e}");
+    let e = store
+        .recommend(&Ask::new(Scenario::Trending).diversity(2.0))
+        .unwrap_err();
+    assert!(e.to_string().contains("diversity"), "{e}");
+    let e = store
+        .record_events(&[Event::view("u", "tent", 1), Event::view("u", "ghost", 2)])
+        .unwrap_err();
+    assert!(e.to_string().contains("event 1"), "{e}");
+    assert!(
+        store.get_user("u").is_none(),
+        "the failed batch stored nothing"
+    );
+}
