@@ -8,13 +8,12 @@ use serde::Serialize;
 
 use crate::activity::ingest::{event_key, parse_event_key, user_events_prefix};
 use crate::activity::segments::in_segment;
-use crate::activity::user::price_band;
+use crate::activity::user::passed_tags;
 use crate::activity::{Lifecycle, Rfm};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, StoredEvent, StoredKind};
 use crate::model::{display_id, User};
-use crate::segment::builder::l2_norm;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::write::Pending;
@@ -29,7 +28,7 @@ impl Pending<'_> {
         if let Some(t) = cache.get(&item) {
             return Ok(t.clone());
         }
-        let (mut tags, category, price) = match self.delta.items.get(&item) {
+        let (tags, category, price) = match self.delta.items.get(&item) {
             Some(e) => match &e.row {
                 Some(r) => (r.tags.clone(), r.category.clone(), r.price),
                 None => (Vec::new(), String::new(), 0.0),
@@ -43,35 +42,17 @@ impl Pending<'_> {
                 )
             }
         };
-        let has = |p: &Pending<'_>, tags: &[(u32, f32)], prefix: &str| {
-            tags.iter().any(|&(t, _)| {
-                p.delta
-                    .tag_names
-                    .get(&t)
-                    .map(|n| &**n)
-                    .or_else(|| p.seg.tags.get(t))
-                    .is_some_and(|n| n.starts_with(prefix))
-            })
+        let seg = self.seg;
+        let names = self.delta.tag_names.clone(); // O(1): a persistent map
+        let name_of = |t: u32| {
+            names
+                .get(&t)
+                .map(|n| n.to_string())
+                .or_else(|| seg.tags.get(t).map(str::to_string))
         };
-        let mut extra = Vec::new();
-        if !category.is_empty() && !has(self, &tags, "category:") {
-            extra.push(format!("category:{category}"));
-        }
-        if price > 0.0 && !has(self, &tags, "price:") {
-            extra.push(price_band(price).to_string());
-        }
-        for name in extra {
-            if name.len() <= crate::model::MAX_TAG_BYTES {
-                let id = self.tag_id(&name)?;
-                if let Err(at) = tags.binary_search_by_key(&id, |p| p.0) {
-                    tags.insert(at, (id, 1.0));
-                }
-            }
-        }
-        let norm = l2_norm(tags.iter().map(|p| p.1));
-        if norm > 0.0 {
-            tags.iter_mut().for_each(|p| p.1 /= norm);
-        }
+        let tags = passed_tags(tags, &category, price, name_of, |n| {
+            self.tag_id(n).map(Some)
+        })?;
         let tags = Arc::new(tags);
         cache.insert(item, tags.clone());
         Ok(tags)

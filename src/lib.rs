@@ -35,6 +35,7 @@ pub mod delta;
 pub mod demo;
 
 pub mod error;
+pub mod eval;
 pub mod event;
 pub mod import;
 

@@ -184,7 +184,7 @@ impl Store {
             delta = delta.changed(),
             "store opened"
         );
-        let activity = crate::activity::ingest::load(&tree)?;
+        let activity = crate::activity::ingest::load(&tree, &config)?;
         let snapshot = Snapshot {
             segment,
             delta,

@@ -72,7 +72,7 @@ fn rel_byte(rel: Relation) -> u8 {
 }
 
 /// Load the activity state from sled (on open).
-pub(crate) fn load(tree: &sled::Tree) -> Result<Activity> {
+pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
     let mut act = Activity::default();
     if let Some(v) = tree.get(META_ACTIVITY)? {
         act.totals = codec::decode(META_ACTIVITY, &v)?;
@@ -85,7 +85,11 @@ pub(crate) fn load(tree: &sled::Tree) -> Result<Activity> {
     for kv in tree.scan_prefix(b"S") {
         let (k, v) = kv?;
         let stats: ItemStats = codec::decode(&k, &v)?;
-        act.items.insert(codec::record_key_id(&k)?, Arc::new(stats));
+        let id = codec::record_key_id(&k)?;
+        if let Some(key) = stats.popularity_key(cfg.popularity_half_life_secs()) {
+            act.by_popularity.insert((key, id));
+        }
+        act.items.insert(id, Arc::new(stats));
     }
     for kv in tree.scan_prefix(b"C") {
         let (k, v) = kv?;
@@ -264,7 +268,17 @@ impl<'c> Ingest<'c> {
             StoredKind::Review => s.reviews += 1,
             StoredKind::Search(_) | StoredKind::Impression { .. } => {}
         }
+        let before = s.popularity_key(half_life);
         s.add_popularity(w.max(0.0), ts, half_life);
+        let after = s.popularity_key(half_life);
+        if before != after {
+            if let Some(k) = before {
+                self.act.by_popularity.remove(&(k, item));
+            }
+            if let Some(k) = after {
+                self.act.by_popularity.insert((k, item));
+            }
+        }
         if let Some((partners, new_session)) = viewed {
             self.stats(item).sessions += 1;
             if new_session {

@@ -61,6 +61,24 @@ impl ItemStats {
         decay(self.pop, self.pop_at, now, half_life_secs)
     }
 
+    /// A key that orders items by popularity at *any* common time, so an index sorted by it
+    /// never needs re-sorting as time passes: decay multiplies every item by the same factor, so
+    /// `ln(pop) + pop_at·ln2/half_life` ranks them as their decayed values do. `None` at zero.
+    pub fn popularity_key(&self, half_life_secs: f64) -> Option<u64> {
+        if self.pop <= 0.0 || half_life_secs <= 0.0 || !half_life_secs.is_finite() {
+            return None;
+        }
+        let k =
+            f64::from(self.pop).ln() + self.pop_at as f64 * std::f64::consts::LN_2 / half_life_secs;
+        // Map the f64 onto u64 so that integer order is numeric order (negative keys included).
+        let bits = k.to_bits();
+        Some(if k.is_sign_negative() {
+            !bits
+        } else {
+            bits | (1 << 63)
+        })
+    }
+
     /// Add `w` to the popularity at time `ts` (lazy decay: the stored value is moved to the
     /// newer of the two times, and an older event counts for less).
     pub(crate) fn add_popularity(&mut self, w: f32, ts: u64, half_life_secs: f64) {
@@ -86,6 +104,19 @@ mod tests {
         // An event older than the reference time counts for less, not more.
         s.add_popularity(8.0, 900, 100.0);
         assert!((s.popularity(1000, 100.0) - 12.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn popularity_key_orders_like_decayed_popularity() {
+        let hl = 100.0;
+        let mut old_big = ItemStats::default();
+        old_big.add_popularity(100.0, 0, hl);
+        let mut new_small = ItemStats::default();
+        new_small.add_popularity(10.0, 500, hl); // 5 half-lives later: 100 decays to 3.1
+        let (a, b) = (old_big.popularity_key(hl), new_small.popularity_key(hl));
+        assert!(b > a, "the newer item is more popular at any later time");
+        assert!(old_big.popularity(500, hl) < new_small.popularity(500, hl));
+        assert_eq!(ItemStats::default().popularity_key(hl), None);
     }
 
     #[test]

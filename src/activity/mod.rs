@@ -66,6 +66,8 @@ pub struct Activity {
     pub(crate) bought: imbl::HashMap<u32, Arc<CoList>>,
     pub(crate) viewed: imbl::HashMap<u32, Arc<CoList>>,
     pub(crate) totals: Totals,
+    /// Items by [`ItemStats::popularity_key`]: trending reads it from the top.
+    pub(crate) by_popularity: imbl::OrdSet<(u64, u32)>,
     /// RFM quintile bounds of this version, computed on first use.
     pub(crate) rfm: Arc<OnceLock<segments::RfmBounds>>,
 }
@@ -103,6 +105,12 @@ impl Activity {
     /// Every user with behaviour, by dense id (unordered).
     pub fn users(&self) -> impl Iterator<Item = (u32, &UserState)> {
         self.users.iter().map(|(k, v)| (*k, &**v))
+    }
+
+    /// Item ids with popularity, most popular first (at any time: see
+    /// [`ItemStats::popularity_key`]).
+    pub fn most_popular(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_popularity.iter().rev().map(|&(_, id)| id)
     }
 
     /// Every item with statistics, by dense id (unordered).

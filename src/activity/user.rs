@@ -27,6 +27,45 @@ pub fn price_band(price: f32) -> &'static str {
     }
 }
 
+/// The tags an event on an item passes to the user: the item's tags, plus `category:<path>` and
+/// its price band unless it has such tags already, scaled to unit L2 norm (so every event adds
+/// the same total weight whatever the item). `name_of` names a tag id; `id_of` finds (or, on the
+/// write path, creates) the id of a tag name, `None` to leave the tag out.
+pub(crate) fn passed_tags<E>(
+    mut tags: Vec<(u32, f32)>,
+    category: &str,
+    price: f32,
+    name_of: impl Fn(u32) -> Option<String>,
+    mut id_of: impl FnMut(&str) -> Result<Option<u32>, E>,
+) -> Result<Vec<(u32, f32)>, E> {
+    let has = |tags: &[(u32, f32)], prefix: &str| {
+        tags.iter()
+            .any(|&(t, _)| name_of(t).is_some_and(|n| n.starts_with(prefix)))
+    };
+    let mut extra = Vec::new();
+    if !category.is_empty() && !has(&tags, "category:") {
+        extra.push(format!("category:{category}"));
+    }
+    if price > 0.0 && !has(&tags, "price:") {
+        extra.push(price_band(price).to_string());
+    }
+    for name in extra {
+        if name.len() > crate::model::MAX_TAG_BYTES {
+            continue;
+        }
+        if let Some(id) = id_of(&name)? {
+            if let Err(at) = tags.binary_search_by_key(&id, |p| p.0) {
+                tags.insert(at, (id, 1.0));
+            }
+        }
+    }
+    let norm = crate::segment::builder::l2_norm(tags.iter().map(|p| p.1));
+    if norm > 0.0 {
+        tags.iter_mut().for_each(|p| p.1 /= norm);
+    }
+    Ok(tags)
+}
+
 /// A session still open for pairing: purchases in it form one basket.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpenSession {

@@ -225,6 +225,23 @@ pub(crate) fn last_distinct<'a>(
     out
 }
 
+/// Events per `record_events` call.
+pub(crate) const EVENT_BATCH: usize = 10_000;
+
+/// Record `events` in time order (so implicit sessions and decay see them as they happened),
+/// in batches of [`EVENT_BATCH`], then flush.
+pub(crate) fn record_events(
+    store: &Store,
+    mut events: Vec<crate::Event>,
+    summary: &mut ImportSummary,
+) -> Result<()> {
+    events.sort_by_key(|e| e.ts); // stable: equal times keep file order
+    for chunk in events.chunks(EVENT_BATCH) {
+        summary.recorded += store.record_events(chunk)? as u64;
+    }
+    store.flush()
+}
+
 /// Write items, then users (a user's recent items must already exist), in batches of
 /// [`BATCH`], rebuild the segment, and fill the counts of `summary`.
 pub(crate) fn write_records(

@@ -36,13 +36,13 @@ use std::time::Instant;
 
 use super::common::{
     check_header, check_id, clean_tags, csv_reader, display_name, field, last_distinct, line_of,
-    open_file, progress_bar, read_row, scale_top, show, truncate_utf8, write_records,
-    wrong_columns,
+    open_file, progress_bar, read_row, record_events, scale_top, show, truncate_utf8,
+    write_records, wrong_columns,
 };
 use super::report::{ImportOptions, ImportSummary};
 use crate::error::Result;
 use crate::model::{Item, Tag, User, MAX_TAG_BYTES, MAX_TEXT_BYTES};
-use crate::Store;
+use crate::{Event, Store};
 
 /// Tags kept per user.
 const USER_TAGS: usize = 64;
@@ -157,6 +157,8 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
     let mut user_names: Vec<String> = Vec::new();
     let mut user_index: HashMap<String, u32> = HashMap::new();
     let mut ratings: Vec<Rating> = Vec::new();
+    // Tag applications by raters, as review events: (user, movie, time).
+    let mut reviews: Vec<(u32, u32, u64)> = Vec::new();
     while read_row(&mut rdr, &mut rec, path)? {
         let line = line_of(&rec);
         if rec.len() != RATINGS_HEADER.len() {
@@ -240,14 +242,39 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
             continue;
         };
         *movies[movie as usize].user_tags.entry(tag).or_insert(0) += 1;
+        if let (Some(&u), Ok(t)) = (
+            user_index.get(user.as_ref()),
+            parse_timestamp(&field(&rec, 3)),
+        ) {
+            reviews.push((u, movie, t));
+        }
         summary.events += 1;
     }
     pb.finish_and_clear();
 
     let max_tags = store.config().max_tags_per_record;
     let items: Vec<Item> = movies.iter().map(|m| movie_item(m, max_tags)).collect();
+    let mut events: Vec<Event> = ratings
+        .iter()
+        .map(|r| {
+            Event::rating(
+                user_names[r.user as usize].clone(),
+                movies[r.movie as usize].id.clone(),
+                r.rating,
+                r.time,
+            )
+        })
+        .collect();
+    events.extend(reviews.iter().map(|&(u, m, t)| {
+        Event::review(
+            user_names[u as usize].clone(),
+            movies[m as usize].id.clone(),
+            t,
+        )
+    }));
     let users = rating_users(&movies, &user_names, ratings, max_tags);
     write_records(store, &items, &users, &mut summary)?;
+    record_events(store, events, &mut summary)?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

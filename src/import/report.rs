@@ -35,6 +35,8 @@ pub struct ImportSummary {
     pub tags: usize,
     /// Behaviour rows read (ratings, tag applications, invoice lines).
     pub events: u64,
+    /// Behaviour events recorded from those rows (see `Store::record_events`).
+    pub recorded: u64,
     /// Malformed rows skipped.
     pub skipped: u64,
     /// Well-formed rows left out by policy (cancellations, no customer, quantity <= 0).

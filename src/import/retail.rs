@@ -52,13 +52,13 @@ use flate2::read::MultiGzDecoder;
 
 use super::common::{
     check_header, check_id, clean_tags, csv_reader, display_name, field, last_distinct, line_of,
-    open_file, progress_bar, read_row, scale_top, show, truncate_utf8, write_records,
-    wrong_columns,
+    open_file, progress_bar, read_row, record_events, scale_top, show, truncate_utf8,
+    write_records, wrong_columns,
 };
 use super::report::{ImportOptions, ImportSummary};
 use crate::error::{Error, Result};
 use crate::model::{Item, Tag, User, MAX_TEXT_BYTES};
-use crate::Store;
+use crate::{Event, Store};
 
 const HEADER: &[&str] = &[
     "InvoiceNo",
@@ -98,6 +98,10 @@ struct CustomerAcc {
 }
 
 struct Line {
+    /// The invoice: one basket.
+    invoice: String,
+    /// Unit price on this line.
+    price: f64,
     item: u32,
     customer: u32,
     time: u64,
@@ -204,6 +208,8 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
         );
 
         lines.push(Line {
+            invoice: invoice.to_string(),
+            price,
             item,
             customer: cust,
             time,
@@ -221,6 +227,20 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
     let users = derive_users(&customers, &derived, &lines, max_tags);
     let items: Vec<Item> = derived.into_iter().map(|d| d.item).collect();
     write_records(store, &items, &users, &mut summary)?;
+    let events: Vec<Event> = lines
+        .iter()
+        .map(|l| {
+            Event::purchase(
+                customers[l.customer as usize].id.clone(),
+                items[l.item as usize].id.clone(),
+                l.quantity.round().clamp(1.0, f64::from(u32::MAX)) as u32,
+                l.price as f32,
+                l.time,
+            )
+            .session(l.invoice.clone())
+        })
+        .collect();
+    record_events(store, events, &mut summary)?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -6,31 +6,55 @@ use super::rank::{Cand, Cands};
 use super::{Ask, Reason};
 use crate::config::Config;
 use crate::error::Result;
+use crate::search::filter::Compiled;
 use crate::search::{self, Filter, Query, MAX_K};
 use crate::segment::builder::l2_norm;
 use crate::snapshot::{Row, Snapshot};
 
-/// Items with activity, scored by popularity decayed to the store's clock. Category and the
-/// other conditions come from the ask's filter, applied by the shared tail.
-pub(crate) fn trending(snap: &Snapshot, cfg: &Config) -> Cands {
+/// The `pool` most popular items (popularity decayed to the store's clock) that pass the ask's
+/// filter and are not `excluded`. Filtering here, before the cut, is what lets "trending in
+/// kitchen" return k items when only a few of the overall top items are kitchen items; cutting
+/// here keeps the shared tail's work at `pool` items whatever the catalogue size.
+pub(crate) fn trending(
+    snap: &Snapshot,
+    cfg: &Config,
+    ask: &Ask,
+    excluded: &[u32],
+    pool: usize,
+) -> Cands {
     let now = snap.activity.now();
     let half_life = cfg.popularity_half_life_secs();
+    let mut filter = Compiled::new(snap, &ask.filter, None);
+    filter.exclude_all(excluded);
+    // Walk the popularity index from the top until `pool` items pass the filter: O(pool) for
+    // plain trending, longer only as far as a selective filter forces.
     snap.activity
-        .items()
-        .filter_map(|(id, s)| {
-            let p = s.popularity(now, half_life);
-            (p > 0.0).then(|| {
-                (
-                    id,
-                    Cand {
-                        score: p,
-                        matched: Vec::new(),
-                        reasons: vec![Reason::Popular { popularity: p }],
-                    },
-                )
-            })
+        .most_popular()
+        .filter(|&id| filter.allows(snap, id))
+        .take(pool)
+        .filter_map(|id| {
+            let p = snap.activity.item(id)?.popularity(now, half_life);
+            Some((
+                id,
+                Cand {
+                    score: p,
+                    matched: Vec::new(),
+                    reasons: vec![Reason::Popular { popularity: p }],
+                },
+            ))
         })
         .collect()
+}
+
+/// How many candidates a scenario gathers before the shared tail: exactly `k` when nothing
+/// re-orders them, more when boosts, members-first or diversity may promote lower ones.
+pub(crate) fn pool(ask: &Ask) -> usize {
+    let reranked = ask.diversity.is_some() || !ask.boosts.is_empty() || ask.members_first;
+    if reranked {
+        (ask.k * 4).clamp(50, MAX_K)
+    } else {
+        ask.k
+    }
 }
 
 /// A gift guide: items tagged `for:<recipient>` (and passing the filter, typically a price

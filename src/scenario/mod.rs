@@ -378,6 +378,8 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Vec<Recom
             excluded.extend_from_slice(&u.purchased);
         }
     }
+    excluded.sort_unstable();
+    excluded.dedup();
     if ask.k == 0 {
         return Ok(Vec::new());
     }
@@ -416,7 +418,7 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Vec<Recom
         Scenario::SearchRerank { items, keywords } => {
             catalogue::search_rerank(snap, cfg, user, items, keywords)
         }
-        Scenario::Trending => catalogue::trending(snap, cfg),
+        Scenario::Trending => catalogue::trending(snap, cfg, ask, &excluded, catalogue::pool(ask)),
         Scenario::Gift { recipient } => catalogue::gift(snap, cfg, ask, recipient)?,
     };
     Ok(rank::finish(snap, ask, cands, &excluded))

@@ -14,14 +14,17 @@ use crate::snapshot::{Row, Snapshot};
 use crate::store::Store;
 
 /// How many of the user's most recent items seed the co-occurrence part of `for-user`.
-const SEED_ITEMS: usize = 20;
+const SEED_ITEMS: usize = 50;
 /// Each older seed counts this much less than the one after it.
-const SEED_DECAY: f32 = 0.85;
+const SEED_DECAY: f32 = 0.95;
 /// Blend weights of `for-user`: co-occurrence, tag profile, popularity. Each part is scaled to
 /// a maximum of 1 first, so the weights are the parts' relative say.
 const W_COOCCUR: f32 = 1.0;
-const W_PROFILE: f32 = 0.5;
-const W_POPULAR: f32 = 0.2;
+const W_PROFILE: f32 = 1.0;
+const W_POPULAR: f32 = 1.0;
+/// With at least this many co-occurrence candidates, the profile part re-scores candidates
+/// instead of searching the catalogue.
+const MIN_COOCCUR: usize = 20;
 /// Viewed-together evidence counts this much of bought-together in the blend.
 const W_VIEWED: f32 = 0.5;
 
@@ -148,13 +151,24 @@ pub(crate) fn for_user(
         cooccur::add_partners(snap, &viewed, Relation::Viewed, &mut co);
         blend_into(&mut out, co, W_COOCCUR);
     }
-    // Tag profile through the similarity engine.
+    let trending = catalogue::trending(snap, cfg, ask, excluded, (ask.k * 4).max(50));
+    // Tag profile. With enough co-occurrence candidates it re-scores those and the trending
+    // ones exactly (microseconds); a user with little history gets a search of the whole
+    // catalogue instead, which is where the profile matters most.
     let prof = profile(snap, cfg, user);
     if !prof.is_empty() {
         let q = Query::profile(names(snap, &prof))
             .k((ask.k * 4).clamp(50, MAX_K))
             .filter(ask.filter.clone());
-        let (recs, _) = search::run_excluding(snap, &q, excluded)?;
+        let recs = if out.len() >= (ask.k * 2).max(MIN_COOCCUR) {
+            let mut ids: Vec<u32> = out.keys().chain(trending.keys()).copied().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.retain(|i| excluded.binary_search(i).is_err());
+            search::score_ids(snap, &q, &ids)?
+        } else {
+            search::run_excluding(snap, &q, excluded)?.0
+        };
         let mut part = Cands::new();
         for r in recs {
             if let Some(id) = snap.item_id(&r.id) {
@@ -172,7 +186,7 @@ pub(crate) fn for_user(
         }
         blend_into(&mut out, part, W_PROFILE);
     }
-    blend_into(&mut out, catalogue::trending(snap, cfg), W_POPULAR);
+    blend_into(&mut out, trending, W_POPULAR);
     Ok(out)
 }
 
@@ -193,6 +207,38 @@ fn blend_into(out: &mut Cands, part: Cands, weight: f32) {
             add_reason(e, r);
         }
     }
+}
+
+/// Dot product with the dense query and squared norm of `a + f·b` (both sorted by tag id).
+fn merged_dot(a: &[(u32, f32)], b: &[(u32, f32)], f: f32, dense: &[f32]) -> (f32, f32) {
+    let (mut i, mut j) = (0, 0);
+    let (mut dot, mut norm2) = (0.0f32, 0.0f32);
+    let q = |t: u32| dense.get(t as usize).copied().unwrap_or(0.0);
+    while i < a.len() || j < b.len() {
+        let (t, w) = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                i += 1;
+                j += 1;
+                (x.0, x.1 + f * y.1)
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                i += 1;
+                *x
+            }
+            (Some(x), None) => {
+                i += 1;
+                *x
+            }
+            (_, Some(y)) => {
+                j += 1;
+                (y.0, f * y.1)
+            }
+            (None, None) => break,
+        };
+        dot += q(t) * w;
+        norm2 += w * w;
+    }
+    (dot, norm2)
 }
 
 /// A user similar to the asking one.
@@ -237,21 +283,39 @@ impl Store {
             }
         }
         let mut top: Vec<(f32, u32)> = Vec::new();
+        let now = snap.activity.now();
+        let half_life = cfg.user_half_life_secs();
+        let mut scratch: Vec<(u32, f32)> = Vec::new();
         for other in 0..snap.user_id_bound() {
             if other == me {
                 continue;
             }
-            let v = profile(&snap, cfg, other);
-            if v.is_empty() {
-                continue;
-            }
-            let dot: f32 = v
-                .iter()
-                .map(|&(t, w)| dense.get(t as usize).copied().unwrap_or(0.0) * w)
-                .sum();
-            let norm = crate::segment::builder::l2_norm(v.iter().map(|p| p.1));
-            if dot > 0.0 && norm > 0.0 {
-                top.push((dot / (q_norm * norm), other));
+            // Explicit tags straight from the segment row (or the delta), derived tags from
+            // the behaviour state with their decay factor: merged without allocating.
+            let explicit: &[(u32, f32)] = match snap.user_row(other) {
+                Some(Row::Delta(r)) => {
+                    scratch.clear();
+                    scratch.extend_from_slice(&r.tags);
+                    &scratch
+                }
+                Some(Row::Segment(i)) => {
+                    scratch.clear();
+                    let (t, w) = snap.seg().users.forward.row(i);
+                    scratch.extend(t.iter().zip(w).map(|(t, w)| (t.to_native(), w.to_native())));
+                    &scratch
+                }
+                None => continue,
+            };
+            let (derived, f): (&[(u32, f32)], f32) = match snap.activity.user(other) {
+                Some(u) => (
+                    &u.derived,
+                    crate::activity::user::decay(1.0, u.derived_at, now, half_life),
+                ),
+                None => (&[], 1.0),
+            };
+            let (dot, norm2) = merged_dot(explicit, derived, f, &dense);
+            if dot > 0.0 && norm2 > 0.0 {
+                top.push((dot / (q_norm * norm2.sqrt()), other));
             }
         }
         top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));

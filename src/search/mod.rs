@@ -335,6 +335,35 @@ pub(crate) fn run_excluding(
     Ok((explain::explain(snap, &scorer, &hits.into_sorted()), stats))
 }
 
+/// Score exactly the items `ids` (segment or delta) against `q`'s target, best first, with
+/// `q`'s filter applied: for callers that already have a candidate set (a scenario re-scoring
+/// its candidates against a profile). `q.k` is ignored; every scoring id is returned.
+pub(crate) fn score_ids(snap: &Snapshot, q: &Query, ids: &[u32]) -> Result<Vec<Recommendation>> {
+    q.validate()?;
+    let items = &snap.seg().items;
+    let (vector, self_id) = query_vector(snap, &q.target)?;
+    let scorer = Scorer::new(&vector, q.similarity, q.weighting, items);
+    let filter = Compiled::new(snap, &q.filter, self_id);
+    if scorer.is_empty() || ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut top = TopK::new(ids.len());
+    for &id in ids {
+        let s = match snap.item_row(id) {
+            Some(Row::Delta(r)) if filter.allows_row(id, &r) => scorer.score(
+                r.tags.iter().copied(),
+                crate::segment::builder::l2_norm(r.tags.iter().map(|p| p.1)),
+            ),
+            Some(Row::Segment(i)) if filter.allows_segment(i) => scorer.score_segment(items, i),
+            _ => 0.0,
+        };
+        if s > 0.0 {
+            top.offer(id, s);
+        }
+    }
+    Ok(explain::explain(snap, &scorer, &top.into_sorted()))
+}
+
 impl Snapshot {
     /// Run a similarity query against this snapshot (what [`Store::query_with_stats`] does
     /// with the current one).

@@ -7,6 +7,7 @@
 mod demo;
 mod output;
 mod query;
+mod scenario;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,9 +44,14 @@ enum Command {
     /// Ask a store for recommendations.
     #[command(subcommand)]
     Query(query::QueryCmd),
-    /// Show one item or user as stored.
+    /// Show one item or user as stored, with what behaviour says about it (statistics,
+    /// derived tags, RFM and lifecycle).
     #[command(subcommand)]
     Get(GetCmd),
+    /// Offline evaluation: hold out each user's latest interactions, replay the rest, and score
+    /// a scenario's top k against what they did next (precision, recall, NDCG, MAP, coverage,
+    /// novelty).
+    Eval(EvalArgs),
     /// Counts and sizes of a store.
     Stats(StoreArg),
     /// Fold recent writes into a new segment now.
@@ -60,6 +66,28 @@ struct StoreArg {
     #[arg(long, default_value = DEFAULT_DIR)]
     dir: PathBuf,
     /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Store directory (with events, e.g. from `recostore import`).
+    #[arg(long, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// The scenario: for-user, or cart (the cart is the user's last five training items).
+    #[arg(long, default_value = "for-user")]
+    scenario: String,
+    /// Recommendations per user.
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// Fraction of each user's distinct items held out, latest first.
+    #[arg(long, default_value_t = 0.2)]
+    holdout: f32,
+    /// Also write the split (train.csv, test.csv, meta.json) here for bench/peers/implicit_peer.py.
+    #[arg(long, value_name = "DIR")]
+    write_split: Option<PathBuf>,
+    /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
 }
@@ -141,7 +169,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 eprintln!("error: {}", Error::NotFound { what: "item", id });
                 return Ok(ExitCode::from(3));
             };
-            output::record(&item, s.json)?;
+            #[derive(serde::Serialize, Debug)]
+            struct Doc {
+                item: recostore::Item,
+                activity: Option<recostore::ItemActivity>,
+            }
+            let activity = store.item_activity(&id);
+            output::record(&Doc { item, activity }, s.json)?;
         }
         Command::Get(GetCmd::User { id, store: s }) => {
             let store = Store::open(&s.dir)?;
@@ -149,7 +183,34 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 eprintln!("error: {}", Error::NotFound { what: "user", id });
                 return Ok(ExitCode::from(3));
             };
-            output::record(&user, s.json)?;
+            #[derive(serde::Serialize, Debug)]
+            struct Doc {
+                user: recostore::User,
+                activity: Option<recostore::UserActivity>,
+            }
+            let activity = store.user_activity(&id);
+            output::record(&Doc { user, activity }, s.json)?;
+        }
+        Command::Eval(a) => {
+            let store = Store::open(&a.dir)?;
+            let report = recostore::eval::evaluate(
+                &store,
+                &recostore::eval::EvalOptions {
+                    scenario: a.scenario,
+                    k: a.k,
+                    holdout: a.holdout,
+                    write_split: a.write_split,
+                },
+            )?;
+            if a.json {
+                output::json(&report)?;
+            } else {
+                let r = &report;
+                println!(
+                    "{} @{} over {} users: precision {:.4}  recall {:.4}  ndcg {:.4}  map {:.4}  coverage {:.4}  novelty {:.2}  ({:.1}s replay, {:.1}s recommend)",
+                    r.scenario, r.k, r.users, r.precision, r.recall, r.ndcg, r.map, r.coverage, r.novelty, r.seconds_replay, r.seconds_recommend
+                );
+            }
         }
         Command::Stats(s) => {
             let store = Store::open(&s.dir)?;
@@ -185,5 +246,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks the command definitions (unique argument names, ...) only when a command is
+    /// built; this builds them all, so a clash fails here rather than on a user's machine.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

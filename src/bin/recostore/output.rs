@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use recostore::import::ImportSummary;
-use recostore::{QueryStats, Recommendation, Stats};
+use recostore::{QueryStats, Reason, Recommendation, Stats, UserMatch};
 use serde::Serialize;
 
 type Out = Result<(), Box<dyn std::error::Error>>;
@@ -23,6 +23,109 @@ pub fn because(r: &Recommendation) -> String {
         .map(|(t, c)| format!("{t} ({c:.2})"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Format the non-tag reasons of a recommendation.
+pub fn reasons(r: &Recommendation) -> String {
+    r.reasons
+        .iter()
+        .map(|x| match x {
+            Reason::Profile { similarity } => format!("matches the profile ({similarity:.2})"),
+            Reason::BoughtTogether {
+                with,
+                support,
+                lift,
+                ..
+            } => format!("bought with {with} ({support}×, lift {lift:.1})"),
+            Reason::ViewedTogether {
+                with,
+                support,
+                lift,
+                ..
+            } => format!("viewed with {with} ({support}×, lift {lift:.1})"),
+            Reason::Popular { popularity } => format!("popular ({popularity:.1})"),
+            Reason::Keywords { matched } => format!("keywords {}", matched.join(" ")),
+            Reason::Boost { tag, factor } => format!("boost {tag} ×{factor}"),
+            Reason::MembersOnly => "members only".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Print a scenario's results with their reasons.
+pub fn scenario_result(
+    scenario: &str,
+    recs: &[Recommendation],
+    took: std::time::Duration,
+    as_json: bool,
+) -> Out {
+    if as_json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            scenario: &'a str,
+            results: &'a [Recommendation],
+            micros: u128,
+        }
+        return json(&Doc {
+            scenario,
+            results: recs,
+            micros: took.as_micros(),
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{scenario}:")?;
+    if recs.is_empty() {
+        writeln!(
+            out,
+            "  (nothing: no behaviour or tags lead anywhere, or the filters left nothing)"
+        )?;
+    }
+    for (i, r) in recs.iter().enumerate() {
+        writeln!(
+            out,
+            "  {:>2}. {:<14} {:.3}  {}",
+            i + 1,
+            r.id,
+            r.score,
+            r.title
+        )?;
+        let mut why = reasons(r);
+        if !r.matched.is_empty() {
+            if !why.is_empty() {
+                why.push_str("; ");
+            }
+            why.push_str(&format!("tags {}", because(r)));
+        }
+        writeln!(out, "      because: {why}")?;
+    }
+    writeln!(out, "({:.0} µs)", took.as_secs_f64() * 1e6)?;
+    Ok(())
+}
+
+/// Print similar users.
+pub fn users(heading: &str, users: &[UserMatch], as_json: bool) -> Out {
+    if as_json {
+        return json(&users);
+    }
+    println!("{heading}:");
+    if users.is_empty() {
+        println!("  (no other user shares a tag with this one)");
+    }
+    for (i, u) in users.iter().enumerate() {
+        let tags: Vec<String> = u
+            .matched
+            .iter()
+            .map(|(t, c)| format!("{t} ({c:.2})"))
+            .collect();
+        println!(
+            "  {:>2}. {:<14} {:.3}  because: {}",
+            i + 1,
+            u.id,
+            u.score,
+            tags.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Print a ranked list with explanations.
@@ -115,8 +218,8 @@ pub fn import_summary(s: &ImportSummary, as_json: bool) -> Out {
         return json(s);
     }
     println!(
-        "imported {} items, {} users, {} tags from {} events in {:.1}s ({} rows dropped by policy, {} bad rows skipped)",
-        s.items, s.users, s.tags, s.events, s.seconds, s.dropped, s.skipped
+        "imported {} items, {} users, {} tags and {} behaviour events from {} rows in {:.1}s ({} rows dropped by policy, {} bad rows skipped)",
+        s.items, s.users, s.tags, s.recorded, s.events, s.seconds, s.dropped, s.skipped
     );
     for b in &s.bad_rows {
         println!("  bad row {}:{}: {}", b.file, b.line, b.reason);

@@ -1,4 +1,5 @@
-//! `recostore query similar|profile`: top-k queries with filters from the command line.
+//! `recostore query similar|profile`: top-k similarity queries with filters from the command
+//! line. The other scenarios are in `scenario.rs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ pub enum QueryCmd {
         #[command(flatten)]
         opts: QueryOpts,
     },
+    #[command(flatten)]
+    Scenario(crate::scenario::ScenarioCmd),
 }
 
 /// Similarity on the command line.
@@ -49,17 +52,9 @@ pub enum MethodArg {
     Exhaustive,
 }
 
+/// The filter flags every query and scenario takes.
 #[derive(Args)]
-pub struct QueryOpts {
-    /// How many results.
-    #[arg(short, default_value_t = 10)]
-    k: usize,
-    /// How tags are compared.
-    #[arg(long, value_enum, default_value = "cosine")]
-    similarity: SimArg,
-    /// Weigh rare tags up (BM25-style idf).
-    #[arg(long)]
-    idf: bool,
+pub struct FilterOpts {
     /// Only items in this category or below it (repeat for any of several).
     #[arg(long = "category", value_name = "PATH")]
     categories: Vec<String>,
@@ -84,6 +79,37 @@ pub struct QueryOpts {
     /// Never this item id (repeatable), e.g. what is already in the cart.
     #[arg(long = "exclude", value_name = "ITEM")]
     exclude: Vec<String>,
+}
+
+impl FilterOpts {
+    /// The library filter these flags describe.
+    pub fn filter(self) -> Filter {
+        Filter {
+            categories: self.categories,
+            exclude_categories: self.exclude_categories,
+            min_price: self.min_price,
+            max_price: self.max_price,
+            in_stock: self.in_stock,
+            must_tags: self.must,
+            must_not_tags: self.must_not,
+            exclude_items: self.exclude,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct QueryOpts {
+    /// How many results.
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// How tags are compared.
+    #[arg(long, value_enum, default_value = "cosine")]
+    similarity: SimArg,
+    /// Weigh rare tags up (BM25-style idf).
+    #[arg(long)]
+    idf: bool,
+    #[command(flatten)]
+    filter: FilterOpts,
     /// Threads to split the scan across.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -116,16 +142,7 @@ pub fn parse_tag(s: &str) -> Result<(String, f32), String> {
 
 impl QueryOpts {
     fn apply(self, q: Query) -> (Query, PathBuf, bool) {
-        let filter = Filter {
-            categories: self.categories,
-            exclude_categories: self.exclude_categories,
-            min_price: self.min_price,
-            max_price: self.max_price,
-            in_stock: self.in_stock,
-            must_tags: self.must,
-            must_not_tags: self.must_not,
-            exclude_items: self.exclude,
-        };
+        let filter = self.filter.filter();
         let q = q
             .k(self.k)
             .similarity(match self.similarity {
@@ -152,6 +169,7 @@ impl QueryOpts {
 /// Run a query subcommand.
 pub fn run(cmd: QueryCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (heading, (q, dir, json)) = match cmd {
+        QueryCmd::Scenario(cmd) => return crate::scenario::run(cmd),
         QueryCmd::Similar { item, opts } => (
             format!("similar to {item}"),
             opts.apply(Query::similar_to(item)),

@@ -1,0 +1,222 @@
+//! Event ingestion and scenario latency, each beside a baseline from the same run.
+//!
+//! Run: `cargo bench --bench scenarios`. Two parts:
+//! * **Ingestion**: 200,000 generated events (views, carts, purchases in baskets, ratings) into
+//!   a 10,000-item store, group commit, batches of 10,000, then one flush; baseline: the same
+//!   number of raw sled inserts of the same key and value sizes in batches of 10,000 and one
+//!   flush, in a fresh sled database.
+//! * **Scenarios**: 1,000,000 generated items (`RECOSTORE_BENCH_ITEMS` changes it) with 24–32
+//!   Zipf tags, 500,000 events from up to 50,000 users; p50/p99 of 200 queries per scenario; baseline:
+//!   the exhaustive (brute-force) profile scan over the same items.
+//!
+//! Figures go to `bench/RESULTS.md` by hand.
+
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use recostore::scenario::{Ask, Scenario};
+use recostore::{Config, Event, Item, Method, Query, Store};
+
+const BATCH: usize = 10_000;
+const QUERIES: usize = 200;
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// A Zipf-ish index in `0..n` (rank r with probability ∝ 1/(r+1)), cheap and deterministic.
+fn skewed(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    let u: f64 = rng.gen();
+    (((n as f64 + 1.0).powf(u) - 1.0) as usize).min(n - 1)
+}
+
+/// `count` events by `users` users over `items` items: sessions of 1–8 events, a quarter of
+/// sessions ending in a basket purchase.
+fn events(count: usize, users: usize, items: &[Item], seed: u64) -> Vec<Event> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(count);
+    let mut ts = 1_700_000_000u64;
+    let mut session = 0u64;
+    while out.len() < count {
+        session += 1;
+        let user = format!("user-{}", skewed(&mut rng, users));
+        let buy = rng.gen_bool(0.25);
+        for _ in 0..rng.gen_range(1..=8) {
+            ts += rng.gen_range(1..30);
+            let item = &items[skewed(&mut rng, items.len())].id;
+            let e = match rng.gen_range(0..10) {
+                0 => Event::rating(user.clone(), item.clone(), rng.gen_range(1..=5) as f32, ts),
+                1 => Event::cart(user.clone(), item.clone(), ts),
+                _ if buy => Event::purchase(user.clone(), item.clone(), 1, 9.5, ts),
+                _ => Event::view(user.clone(), item.clone(), ts),
+            };
+            out.push(e.session(format!("s{session}")));
+        }
+    }
+    out.truncate(count);
+    out
+}
+
+fn ingestion() {
+    println!("### Event ingestion (200,000 events, batches of {BATCH}, group commit)\n");
+    let items = recostore::demo::zipf_items(10_000, 5_000, 8..=12, 3);
+    let evs = events(200_000, 20_000, &items, 5);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    for chunk in items.chunks(BATCH) {
+        store.upsert_items(chunk).expect("items");
+    }
+    store.flush().expect("flush");
+    let started = Instant::now();
+    for chunk in evs.chunks(BATCH) {
+        store.record_events(chunk).expect("record");
+    }
+    store.flush().expect("flush");
+    let ours = evs.len() as f64 / started.elapsed().as_secs_f64();
+
+    // Baseline: raw sled, same count, 21-byte keys (as the event log's) and the event's
+    // bincode encoding as the value (the size the log stores), same batches, one flush.
+    let raw_dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::open(raw_dir.path()).expect("sled");
+    let values: Vec<Vec<u8>> = evs
+        .iter()
+        .map(|e| bincode::serde::encode_to_vec(e, bincode::config::standard()).unwrap_or_default())
+        .collect();
+    let started = Instant::now();
+    for (b, chunk) in values.chunks(BATCH).enumerate() {
+        let mut batch = sled::Batch::default();
+        for (i, v) in chunk.iter().enumerate() {
+            let mut k = [0u8; 21];
+            k[0] = b'E';
+            k[13..].copy_from_slice(&((b * BATCH + i) as u64).to_be_bytes());
+            batch.insert(&k[..], v.as_slice());
+        }
+        db.apply_batch(batch).expect("batch");
+    }
+    db.flush().expect("flush");
+    let raw = evs.len() as f64 / started.elapsed().as_secs_f64();
+    println!("| measure | recostore | raw sled inserts | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| events/s | {ours:.0} | {raw:.0} | {:.2}× | ≥ 100,000/s |\n",
+        ours / raw
+    );
+}
+
+fn scenarios(n: usize) {
+    println!("### Scenarios: {n} items, 500,000 events from up to 50,000 users, {QUERIES} queries each\n");
+    let items = recostore::demo::zipf_items(n, 100_000, 24..=32, 7);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        Store::open_with(dir.path(), Config::default().rebuild_threshold(None)).expect("open");
+    for chunk in items.chunks(BATCH) {
+        store.upsert_items(chunk).expect("items");
+    }
+    // Events touch the 200k most popular items, as a shop's traffic would.
+    let hot_items = &items[..items.len().min(200_000)];
+    let evs = events(500_000, 50_000, hot_items, 11);
+    let mut users: Vec<String> = evs.iter().map(|e| e.user.clone()).collect();
+    users.sort();
+    users.dedup();
+    for chunk in evs.chunks(BATCH) {
+        store.record_events(chunk).expect("events");
+    }
+    store.rebuild().expect("rebuild");
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let hot: Vec<String> = hot_items.iter().map(|i| i.id.clone()).collect();
+    let user = |rng: &mut ChaCha8Rng| users[rng.gen_range(0..users.len())].clone();
+    let item = |rng: &mut ChaCha8Rng| hot[skewed(rng, hot.len())].clone();
+    let make = |name: &str, r: &mut ChaCha8Rng| match name {
+        "similar" => Ask::new(Scenario::Similar { item: item(r) }),
+        "together" => Ask::new(Scenario::Together { item: item(r) }),
+        "viewed" => Ask::new(Scenario::Viewed { item: item(r) }),
+        "for-user" => Ask::new(Scenario::ForUser).user(user(r)).exclude_seen(),
+        "cart" => Ask::new(Scenario::Cart {
+            items: (0..3).map(|_| item(r)).collect(),
+        }),
+        "after-purchase" => Ask::new(Scenario::AfterPurchase).user(user(r)),
+        "search-rerank" => Ask::new(Scenario::SearchRerank {
+            items: (0..50).map(|_| item(r)).collect(),
+            keywords: vec!["17".into(), "cat".into()],
+        })
+        .user(user(r)),
+        "trending" => Ask::new(Scenario::Trending),
+        _ => Ask::new(Scenario::Trending)
+            .filter(recostore::Filter::new().category(format!("cat/{}", r.gen_range(0..200)))),
+    };
+    let cases = [
+        "similar",
+        "together",
+        "viewed",
+        "for-user",
+        "cart",
+        "after-purchase",
+        "search-rerank",
+        "trending",
+        "trending in a category",
+    ];
+    // Baseline: brute-force profile scan over every item.
+    let mut base: Vec<Duration> = (0..20)
+        .map(|_| {
+            let q = Query::profile(
+                (0..20).map(|_| (format!("tag:{}", skewed(&mut rng, 100_000)), 1.0)),
+            )
+            .method(Method::Exhaustive);
+            let s = Instant::now();
+            std::hint::black_box(store.query(&q).expect("baseline"));
+            s.elapsed()
+        })
+        .collect();
+    base.sort();
+    let base50 = pct(&base, 0.5);
+    println!("| scenario | p50 ms | p99 ms | brute-force scan p50 ms | ratio | target p50 |");
+    println!("|---|---|---|---|---|---|");
+    for name in cases {
+        let mut t: Vec<Duration> = (0..QUERIES)
+            .map(|_| {
+                let ask = make(name, &mut rng);
+                let s = Instant::now();
+                std::hint::black_box(store.recommend(&ask).expect(name));
+                s.elapsed()
+            })
+            .collect();
+        t.sort();
+        let p50 = pct(&t, 0.5);
+        println!(
+            "| {name} | {p50:.3} | {:.3} | {base50:.1} | {:.0}× faster | ≤ 5 ms |",
+            pct(&t, 0.99),
+            base50 / p50
+        );
+    }
+    let mut t: Vec<Duration> = (0..QUERIES)
+        .map(|_| {
+            let u = user(&mut rng);
+            let s = Instant::now();
+            std::hint::black_box(store.users_like(&u, 10).expect("users-like"));
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    println!(
+        "| users-like | {:.3} | {:.3} | {base50:.1} | {:.0}× faster | ≤ 5 ms |\n",
+        pct(&t, 0.5),
+        pct(&t, 0.99),
+        base50 / pct(&t, 0.5)
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("scenarios: bench");
+        return;
+    }
+    ingestion();
+    let n = std::env::var("RECOSTORE_BENCH_ITEMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    scenarios(n);
+}

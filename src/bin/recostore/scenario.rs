@@ -1,0 +1,229 @@
+//! `recostore query <scenario>`: the shop's scenarios (together, for-user, cart, ...) and
+//! `query users-like` / `query segment` from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use recostore::activity::segments::SEGMENTS;
+use recostore::scenario::{Ask, Scenario};
+use recostore::{Error, Store};
+use serde::Serialize;
+
+use crate::output;
+use crate::query::FilterOpts;
+
+#[derive(Subcommand)]
+pub enum ScenarioCmd {
+    /// Complements: items bought in the same basket as ITEM.
+    Together {
+        /// The item on the page.
+        item: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Items viewed in the same session as ITEM.
+    Viewed {
+        /// The item on the page.
+        item: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// The home page for USER: co-occurrence with their recent items, their tag profile and
+    /// what is trending, blended.
+    ForUser {
+        /// The user.
+        #[arg(value_name = "USER")]
+        subject: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Users whose tag profiles are most like USER's.
+    UsersLike {
+        /// The user.
+        user: String,
+        /// How many users.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        /// Store directory.
+        #[arg(long, default_value = crate::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cross-sell for a whole basket (the basket's items are never returned).
+    Cart {
+        /// Item ids in the cart.
+        #[arg(required = true)]
+        items: Vec<String>,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Follow-ups to USER's last order, excluding everything they bought.
+    AfterPurchase {
+        /// The user.
+        #[arg(value_name = "USER")]
+        subject: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Re-rank a search result list for the query keywords (and --user).
+    SearchRerank {
+        /// The result list, comma-separated, in the search engine's order.
+        #[arg(long, value_delimiter = ',', required = true)]
+        items: Vec<String>,
+        /// The search query; its words are the keywords.
+        #[arg(long, short = 'q')]
+        query: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Time-decayed popularity (use --category for "trending in kitchen").
+    Trending {
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// A gift guide: items tagged for:RECIPIENT, best sellers and best rated first (add
+    /// --max-price for a budget).
+    Gift {
+        /// Who it is for (matches the tag for:RECIPIENT), e.g. parent.
+        recipient: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// The users in a segment (new, active, dormant, churned, champions, loyal, at-risk, ...).
+    Segment {
+        /// The segment's name; an unknown name lists the known ones.
+        name: String,
+        /// Store directory.
+        #[arg(long, default_value = crate::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The options every item scenario takes.
+#[derive(Args)]
+pub struct AskOpts {
+    /// How many results.
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    #[command(flatten)]
+    filter: FilterOpts,
+    /// The asking user (for the exclusions and personal re-ranking).
+    #[arg(long)]
+    user: Option<String>,
+    /// Leave out what the user already bought.
+    #[arg(long)]
+    exclude_purchased: bool,
+    /// Leave out everything the user already showed interest in.
+    #[arg(long)]
+    exclude_seen: bool,
+    /// Diversify over categories with MMR; LAMBDA in 0..1 (1 = relevance only; try 0.7).
+    #[arg(long, value_name = "LAMBDA")]
+    diversity: Option<f32>,
+    /// Campaign boost TAG=FACTOR: multiply the score of items with TAG (repeatable).
+    #[arg(long = "boost", value_name = "TAG=FACTOR", value_parser = crate::query::parse_tag)]
+    boosts: Vec<(String, f32)>,
+    /// The user is a member: members-only items first.
+    #[arg(long)]
+    member: bool,
+    /// Store directory.
+    #[arg(long, default_value = crate::DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Print one JSON object: the results and the time taken.
+    #[arg(long)]
+    json: bool,
+}
+
+impl AskOpts {
+    fn ask(self, scenario: Scenario, user: Option<String>) -> (Ask, PathBuf, bool) {
+        let mut ask = Ask::new(scenario).k(self.k).filter(self.filter.filter());
+        ask.user = user.or(self.user);
+        ask.exclude_purchased = self.exclude_purchased;
+        ask.exclude_seen = self.exclude_seen;
+        ask.diversity = self.diversity;
+        ask.members_first = self.member;
+        for (tag, factor) in self.boosts {
+            ask = ask.boost(tag, factor);
+        }
+        (ask, self.dir, self.json)
+    }
+}
+
+/// Exit code 3 for "no such record", like `get`.
+fn not_found_or(e: Error) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match e {
+        e @ Error::NotFound { .. } => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(3))
+        }
+        e => Err(e.into()),
+    }
+}
+
+/// Run a scenario subcommand.
+pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (ask, dir, json) = match cmd {
+        ScenarioCmd::UsersLike { user, k, dir, json } => {
+            let store = Store::open(&dir)?;
+            return match store.users_like(&user, k) {
+                Ok(users) => {
+                    output::users(&format!("users like {user}"), &users, json)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => not_found_or(e),
+            };
+        }
+        ScenarioCmd::Segment { name, dir, json } => {
+            let store = Store::open(&dir)?;
+            let users = store.segment_users(&name)?;
+            if json {
+                #[derive(Serialize)]
+                struct Doc<'a> {
+                    segment: &'a str,
+                    users: &'a [String],
+                }
+                output::json(&Doc {
+                    segment: &name,
+                    users: &users,
+                })?;
+            } else {
+                let meaning = SEGMENTS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or("", |(_, m)| *m);
+                println!("segment {name} ({meaning}): {} users", users.len());
+                for u in users {
+                    println!("  {u}");
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        ScenarioCmd::Together { item, opts } => opts.ask(Scenario::Together { item }, None),
+        ScenarioCmd::Viewed { item, opts } => opts.ask(Scenario::Viewed { item }, None),
+        ScenarioCmd::ForUser { subject, opts } => opts.ask(Scenario::ForUser, Some(subject)),
+        ScenarioCmd::Cart { items, opts } => opts.ask(Scenario::Cart { items }, None),
+        ScenarioCmd::AfterPurchase { subject, opts } => {
+            opts.ask(Scenario::AfterPurchase, Some(subject))
+        }
+        ScenarioCmd::SearchRerank { items, query, opts } => {
+            let keywords = query.split_whitespace().map(str::to_string).collect();
+            opts.ask(Scenario::SearchRerank { items, keywords }, None)
+        }
+        ScenarioCmd::Trending { opts } => opts.ask(Scenario::Trending, None),
+        ScenarioCmd::Gift { recipient, opts } => opts.ask(Scenario::Gift { recipient }, None),
+    };
+    let store = Store::open(&dir)?;
+    let started = std::time::Instant::now();
+    match store.recommend(&ask) {
+        Ok(recs) => {
+            output::scenario_result(ask.scenario.name(), &recs, started.elapsed(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => not_found_or(e),
+    }
+}

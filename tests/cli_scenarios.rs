@@ -1,0 +1,144 @@
+//! `recostore query <scenario>`, `query segment`, `eval` and `get` from the command line:
+//! JSON shapes, reasons, exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use recostore::{Event, Item, Store};
+
+fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_recostore"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("run recostore")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+/// Twelve users each buy a tent with pegs, and browse a few more items over time.
+fn shop(dir: &Path) {
+    let store = Store::open(dir).unwrap();
+    let items: Vec<Item> = ["tent", "pegs", "mallet", "lamp", "mug", "stove"]
+        .iter()
+        .map(|id| {
+            Item::new(
+                *id,
+                [("category:outdoor", 1.0), (&*format!("name:{id}"), 1.0)],
+            )
+            .price(10.0)
+        })
+        .collect();
+    store.upsert_items(&items).unwrap();
+    let mut evs = Vec::new();
+    for u in 0..12u64 {
+        let user = format!("u{u}");
+        let t = 1_000_000 + u * 10_000;
+        evs.push(Event::purchase(&user, "tent", 1, 100.0, t).session(format!("o{u}")));
+        evs.push(Event::purchase(&user, "pegs", 1, 5.0, t).session(format!("o{u}")));
+        evs.push(Event::view(&user, "lamp", t + 5_000));
+        evs.push(Event::view(&user, "stove", t + 5_100));
+    }
+    store.record_events(&evs).unwrap();
+}
+
+#[test]
+fn scenario_commands_print_results_with_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    shop(tmp.path());
+    let v = json(&cli(tmp.path(), &["query", "together", "tent", "--json"]));
+    assert_eq!(v["scenario"], "together");
+    assert_eq!(v["results"][0]["id"], "pegs");
+    assert_eq!(v["results"][0]["reasons"][0]["kind"], "bought-together");
+    assert_eq!(v["results"][0]["reasons"][0]["support"], 12);
+
+    let v = json(&cli(tmp.path(), &["query", "cart", "tent", "--json"]));
+    assert_eq!(v["results"][0]["id"], "pegs");
+    let v = json(&cli(
+        tmp.path(),
+        &["query", "for-user", "u3", "--exclude-purchased", "--json"],
+    ));
+    let got: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(!got.contains(&"tent") && !got.contains(&"pegs"), "{got:?}");
+    let v = json(&cli(
+        tmp.path(),
+        &["query", "trending", "-k", "1", "--json"],
+    ));
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    let v = json(&cli(tmp.path(), &["query", "users-like", "u1", "--json"]));
+    assert!(!v.as_array().unwrap().is_empty());
+    let v = json(&cli(tmp.path(), &["query", "segment", "buyers", "--json"]));
+    assert_eq!(v["users"].as_array().unwrap().len(), 12);
+    let v = json(&cli(tmp.path(), &["get", "user", "u1", "--json"]));
+    assert_eq!(v["activity"]["orders"], 1);
+    assert!(v["activity"]["derived_tags"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()));
+
+    // Text output names the reason.
+    let out = cli(tmp.path(), &["query", "together", "tent"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bought with tent (12×"), "{text}");
+}
+
+#[test]
+fn scenario_errors_and_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    shop(tmp.path());
+    let out = cli(tmp.path(), &["query", "together", "ghost"]);
+    assert_eq!(out.status.code(), Some(3), "unknown item");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ghost"));
+    let out = cli(tmp.path(), &["query", "for-user", "nobody"]);
+    assert_eq!(out.status.code(), Some(3), "unknown user");
+    let out = cli(tmp.path(), &["query", "segment", "vips"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("champions"),
+        "lists the known segments"
+    );
+    let out = cli(tmp.path(), &["query", "trending", "--diversity", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn eval_reports_metrics_and_writes_the_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    shop(tmp.path());
+    let split = tmp.path().join("split");
+    let out = cli(
+        tmp.path(),
+        &[
+            "eval",
+            "--scenario",
+            "for-user",
+            "-k",
+            "3",
+            "--write-split",
+            split.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(v["users"], 12, "every user holds out their later views");
+    let recall = v["recall"].as_f64().unwrap();
+    assert!(recall > 0.0 && recall <= 1.0, "{v}");
+    let train = std::fs::read_to_string(split.join("train.csv")).unwrap();
+    assert!(train.starts_with("user,item,weight,ts\n") && train.contains("u1,tent,1,"));
+    let test = std::fs::read_to_string(split.join("test.csv")).unwrap();
+    assert!(test.lines().count() > 12, "{test}");
+    let out = cli(tmp.path(), &["eval", "--scenario", "trending"]);
+    assert_eq!(out.status.code(), Some(1));
+}
