@@ -24,7 +24,19 @@ fn reason(snap: &Snapshot, rel: Relation, with: u32, p: &Pair) -> Reason {
     }
 }
 
-/// Add the `rel` partners of each of `sources` (weighted) to `out`, scored by basket cosine.
+/// Shrinks the score of thinly supported pairs: a pair seen once between two items seen once
+/// has cosine 1, the same as a pair seen in a hundred baskets. Multiplying by
+/// `support / (support + SUPPORT_SHRINK)` (as item-item collaborative filtering does) lets
+/// evidence count.
+const SUPPORT_SHRINK: f32 = 2.0;
+
+/// The ranking score of a pair: its cosine, shrunk by its support.
+pub(crate) fn pair_score(p: &Pair) -> f32 {
+    let s = p.support as f32;
+    p.cosine * s / (s + SUPPORT_SHRINK)
+}
+
+/// Add the `rel` partners of each of `sources` (weighted) to `out`, scored by [`pair_score`].
 pub(crate) fn add_partners(
     snap: &Snapshot,
     sources: &[(u32, f32)],
@@ -38,7 +50,7 @@ pub(crate) fn add_partners(
         };
         for e in &list.entries {
             let p = act.pair_from_count(rel, src, e.item, e.count);
-            offer(out, e.item, w * p.cosine, reason(snap, rel, src, &p));
+            offer(out, e.item, w * pair_score(&p), reason(snap, rel, src, &p));
         }
     }
 }

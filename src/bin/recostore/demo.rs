@@ -7,7 +7,8 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recostore::demo::{self, DemoConfig};
-use recostore::{Filter, Query, Store};
+use recostore::scenario::{Ask, Scenario};
+use recostore::{Event, Query, Store};
 
 use crate::output;
 
@@ -82,6 +83,33 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         a.dir.display()
     );
 
+    // The baskets become purchase events (one session per basket, a week apart per user), which
+    // is what the co-occurrence scenarios and the derived user tags are built from.
+    let t = Instant::now();
+    let mut events = Vec::with_capacity(baskets);
+    for (u, user_baskets) in shop.baskets.iter().enumerate() {
+        let user = &shop.users[u].id;
+        for (b, basket) in user_baskets.iter().enumerate() {
+            let ts = 1_700_000_000 + b as u64 * 7 * 86_400 + u as u64 * 60;
+            for &i in basket {
+                let item = &shop.items[i];
+                events.push(
+                    Event::purchase(user.clone(), item.id.clone(), 1, item.price, ts)
+                        .session(format!("{user}/{b}")),
+                );
+            }
+        }
+    }
+    for chunk in events.chunks(BATCH) {
+        store.record_events(chunk)?;
+    }
+    store.flush()?;
+    println!(
+        "  {} purchase events recorded in {:.2}s",
+        events.len(),
+        t.elapsed().as_secs_f64()
+    );
+
     // Show substitutes for the first purchase of a few users: popular items, as a shop's
     // product pages would see most.
     let picks: Vec<usize> = shop
@@ -90,7 +118,7 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         .filter_map(|b| b.first()?.first().copied())
         .take(3)
         .collect();
-    for i in picks {
+    for &i in &picks {
         let item = &shop.items[i];
         println!();
         let t = Instant::now();
@@ -105,6 +133,26 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
                 stats.path
             ),
             &recs,
+            false,
+        )?;
+    }
+
+    // Complements of a best-seller: the item at the top of the trending list.
+    if let Some(top) = store.recommend(&Ask::new(Scenario::Trending).k(1))?.first() {
+        println!();
+        let t = Instant::now();
+        let ask = Ask::new(Scenario::Together {
+            item: top.id.clone(),
+        })
+        .k(5);
+        let recs = store.recommend(&ask)?;
+        output::scenario_result(
+            &format!(
+                "Bought together with {} \"{}\" (the best-seller)",
+                top.id, top.title
+            ),
+            &recs,
+            t.elapsed(),
             false,
         )?;
     }
@@ -126,30 +174,27 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             user.recent_items.len(),
             top.join(", ")
         );
-        let mut bought = Filter::new();
-        for id in &user.recent_items {
-            bought = bought.exclude(id.clone());
-        }
-        let q = Query::profile(user.tags.iter().cloned())
-            .k(5)
-            .filter(bought);
         let t = Instant::now();
-        let (recs, stats) = store.query_with_stats(&q)?;
-        output::recommendations(
+        let ask = Ask::new(Scenario::ForUser)
+            .user(user.id.clone())
+            .exclude_purchased()
+            .k(5);
+        let recs = store.recommend(&ask)?;
+        output::scenario_result(
             &format!(
-                "For {} (tag profile, already bought excluded; {:.3} ms, {:?} path)",
-                user.id,
-                t.elapsed().as_secs_f64() * 1e3,
-                stats.path
+                "For {} (home page: for-user, already bought excluded)",
+                user.id
             ),
             &recs,
+            t.elapsed(),
             false,
         )?;
     }
     println!();
     println!(
-        "Try: recostore query similar sku-000042 --dir {}",
-        a.dir.display()
+        "Try: recostore query similar sku-000042 --dir {0}\n     recostore query for-user {1} --dir {0}",
+        a.dir.display(),
+        shop.users.first().map_or("", |u| u.id.as_str())
     );
     Ok(())
 }
