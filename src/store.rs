@@ -63,6 +63,12 @@ pub struct Stats {
     pub segment_bytes: usize,
     /// Records changed since the segment (in the in-memory delta).
     pub delta_records: usize,
+    /// Behaviour events recorded (ever, minus those of deleted users).
+    pub events: u64,
+    /// The store's clock: the newest event time (seconds since the epoch; 0 before any event).
+    pub clock: u64,
+    /// Co-occurrence lists held (bought together + viewed together).
+    pub cooccurrence_lists: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -433,6 +439,9 @@ impl Store {
             generation: s.segment.generation(),
             segment_bytes: s.segment.file_len(),
             delta_records: s.delta.changed(),
+            events: s.activity.totals().events,
+            clock: s.activity.now(),
+            cooccurrence_lists: s.activity.bought.len() + s.activity.viewed.len(),
         }
     }
 

@@ -5,10 +5,9 @@
 //! needs no extra binary. Background rebuilds run in the child (tiny threshold), so kills also
 //! land in the middle of segment publication.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use rand::{Rng, SeedableRng};
 use recostore::{Config, Durability, Item, Store};
@@ -79,37 +78,6 @@ fn child_writer() {
     }
 }
 
-fn run_child_and_kill(dir: &Path, start: u64, mode: &str, after: Duration) -> Vec<u64> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "child_writer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("RECOSTORE_CRASH_DIR", dir)
-        .env("RECOSTORE_CRASH_START", start.to_string())
-        .env("RECOSTORE_CRASH_MODE", mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| l.strip_prefix("ack ").and_then(|n| n.parse().ok()))
-            .collect::<Vec<u64>>()
-    });
-    std::thread::sleep(after);
-    child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL on Unix.
-    child.wait().expect("reap child");
-    reader.join().expect("reader thread")
-}
-
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +92,12 @@ fn acknowledged_writes_survive_sigkill() {
     while Instant::now() < deadline || round < 4 {
         let mode = if round % 2 == 0 { "group" } else { "immediate" };
         let wait = Duration::from_millis(rng.gen_range(150..900));
-        let acked = run_child_and_kill(dir.path(), round * 10_000_000, mode, wait);
+        let envs = [
+            ("RECOSTORE_CRASH_DIR", dir.path().display().to_string()),
+            ("RECOSTORE_CRASH_START", (round * 10_000_000).to_string()),
+            ("RECOSTORE_CRASH_MODE", mode.to_string()),
+        ];
+        let acked = common::run_child_and_kill("child_writer", &envs, wait);
         acked_total.extend(acked);
         let store = Store::open(dir.path()).expect("reopen after SIGKILL");
         for &n in &acked_total {

@@ -4,10 +4,9 @@
 //! with the log (they are written in one atomic batch, so neither can run ahead of the other).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use rand::{Rng, SeedableRng};
 use recostore::{Config, Durability, Event, EventKind, Item, Store};
@@ -58,36 +57,6 @@ fn child_recorder() {
     }
 }
 
-fn run_child_and_kill(dir: &Path, start: u64, after: Duration) -> Vec<u64> {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "child_recorder",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("RECOSTORE_CRASH_DIR", dir)
-        .env("RECOSTORE_CRASH_START", start.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| l.strip_prefix("ack ").and_then(|n| n.parse().ok()))
-            .collect::<Vec<u64>>()
-    });
-    std::thread::sleep(after);
-    child.kill().expect("SIGKILL the child");
-    child.wait().expect("reap child");
-    reader.join().expect("reader thread")
-}
-
 #[test]
 fn acknowledged_events_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +70,11 @@ fn acknowledged_events_survive_sigkill() {
     let mut round = 0u64;
     while Instant::now() < deadline || round < 3 {
         let wait = Duration::from_millis(rng.gen_range(200..900));
-        acked.extend(run_child_and_kill(dir.path(), round * 1_000_000, wait));
+        let envs = [
+            ("RECOSTORE_CRASH_DIR", dir.path().display().to_string()),
+            ("RECOSTORE_CRASH_START", (round * 1_000_000).to_string()),
+        ];
+        acked.extend(common::run_child_and_kill("child_recorder", &envs, wait));
         let store = Store::open(dir.path()).expect("reopen after SIGKILL");
         let mut sessions: HashMap<String, Vec<String>> = HashMap::new();
         for u in 0..USERS {

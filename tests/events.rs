@@ -151,7 +151,9 @@ fn deleting_a_user_forgets_them_everywhere() {
         .unwrap()
         .contains(&"dee".to_string()));
 
+    assert_eq!(s.stats().events, 6);
     assert!(s.delete_user("dee").unwrap());
+    assert_eq!(s.stats().events, 2, "dee's four events are gone");
     let after = together(&s);
     assert_eq!(
         after.len(),

@@ -332,6 +332,8 @@ impl<'c> Ingest<'c> {
                 }
             }
         }
+        let t = &mut self.act.totals;
+        t.events = t.events.saturating_sub(events.len() as u64);
         self.act.users.remove(&user);
         self.users.insert(user);
     }

@@ -209,6 +209,9 @@ pub fn stats(s: &Stats, as_json: bool) -> Out {
     println!("generation     {}", s.generation);
     println!("segment bytes  {}", s.segment_bytes);
     println!("delta records  {}", s.delta_records);
+    println!("events         {}", s.events);
+    println!("clock          {}", s.clock);
+    println!("co-occurrence  {} lists", s.cooccurrence_lists);
     Ok(())
 }
 
