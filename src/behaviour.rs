@@ -174,7 +174,9 @@ pub struct UserActivity {
     pub segments: Vec<&'static str>,
 }
 
-/// What behaviour says about one item, as of the store's clock.
+/// What behaviour says about one item, as of the store's clock. A view rather than the stored
+/// [`crate::activity::ItemStats`]: the stored popularity only means something together with
+/// its reference time and the clock, so the view gives the decayed figure instead.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItemActivity {
     /// Product-page views.

@@ -45,6 +45,7 @@ pub mod scenario;
 pub mod search;
 pub mod segment;
 pub mod snapshot;
+mod sparse;
 pub mod store;
 mod write;
 

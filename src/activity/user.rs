@@ -144,33 +144,8 @@ impl UserState {
         } else {
             decay(scale, ts, self.derived_at, half_life_secs)
         };
-        // Merge two sorted lists.
-        let mut out = Vec::with_capacity(self.derived.len() + weights.len());
-        let (mut i, mut j) = (0, 0);
-        while i < self.derived.len() || j < weights.len() {
-            let a = self.derived.get(i);
-            let b = weights.get(j);
-            match (a, b) {
-                (Some(&(ta, wa)), Some(&(tb, wb))) if ta == tb => {
-                    out.push((ta, wa + scale * wb));
-                    i += 1;
-                    j += 1;
-                }
-                (Some(&(ta, wa)), Some(&(tb, _))) if ta < tb => {
-                    out.push((ta, wa));
-                    i += 1;
-                }
-                (Some(&(ta, wa)), None) => {
-                    out.push((ta, wa));
-                    i += 1;
-                }
-                (_, Some(&(tb, wb))) => {
-                    out.push((tb, scale * wb));
-                    j += 1;
-                }
-                (None, None) => break,
-            }
-        }
+        let mut out: Vec<(u32, f32)> =
+            crate::sparse::merge_sum(&self.derived, weights, scale).collect();
         out.retain(|p| p.1 > 1e-6 && p.1.is_finite());
         if out.len() > max {
             let mut by_weight: Vec<usize> = (0..out.len()).collect();

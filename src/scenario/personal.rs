@@ -28,35 +28,6 @@ const MIN_COOCCUR: usize = 20;
 /// Viewed-together evidence counts this much of bought-together in the blend.
 const W_VIEWED: f32 = 0.5;
 
-/// Merge two sorted sparse vectors, summing shared tags.
-fn merge(a: &[(u32, f32)], b: &[(u32, f32)]) -> Vec<(u32, f32)> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) if x.0 == y.0 => {
-                out.push((x.0, x.1 + y.1));
-                i += 1;
-                j += 1;
-            }
-            (Some(x), Some(y)) if x.0 < y.0 => {
-                out.push(*x);
-                i += 1;
-            }
-            (Some(x), None) => {
-                out.push(*x);
-                i += 1;
-            }
-            (_, Some(y)) => {
-                out.push(*y);
-                j += 1;
-            }
-            (None, None) => break,
-        }
-    }
-    out
-}
-
 /// A user's tag profile: the tags the app set plus those derived from behaviour (decayed to
 /// the store's clock), sorted by tag id.
 pub(crate) fn profile(snap: &Snapshot, cfg: &Config, user: u32) -> Vec<(u32, f32)> {
@@ -66,7 +37,7 @@ pub(crate) fn profile(snap: &Snapshot, cfg: &Config, user: u32) -> Vec<(u32, f32
         None => return Vec::new(),
     };
     let derived = snap.derived_tags(user, cfg.user_half_life_secs());
-    merge(&explicit, &derived)
+    crate::sparse::merge_sum(&explicit, &derived, 1.0).collect()
 }
 
 fn names(snap: &Snapshot, v: &[(u32, f32)]) -> Vec<(String, f32)> {
@@ -211,34 +182,12 @@ fn blend_into(out: &mut Cands, part: Cands, weight: f32) {
 
 /// Dot product with the dense query and squared norm of `a + f·b` (both sorted by tag id).
 fn merged_dot(a: &[(u32, f32)], b: &[(u32, f32)], f: f32, dense: &[f32]) -> (f32, f32) {
-    let (mut i, mut j) = (0, 0);
-    let (mut dot, mut norm2) = (0.0f32, 0.0f32);
-    let q = |t: u32| dense.get(t as usize).copied().unwrap_or(0.0);
-    while i < a.len() || j < b.len() {
-        let (t, w) = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) if x.0 == y.0 => {
-                i += 1;
-                j += 1;
-                (x.0, x.1 + f * y.1)
-            }
-            (Some(x), Some(y)) if x.0 < y.0 => {
-                i += 1;
-                *x
-            }
-            (Some(x), None) => {
-                i += 1;
-                *x
-            }
-            (_, Some(y)) => {
-                j += 1;
-                (y.0, f * y.1)
-            }
-            (None, None) => break,
-        };
-        dot += q(t) * w;
-        norm2 += w * w;
-    }
-    (dot, norm2)
+    crate::sparse::merge_sum(a, b, f).fold((0.0, 0.0), |(dot, norm2), (t, w)| {
+        (
+            dot + dense.get(t as usize).copied().unwrap_or(0.0) * w,
+            norm2 + w * w,
+        )
+    })
 }
 
 /// A user similar to the asking one.

@@ -72,33 +72,12 @@ pub fn scenario_result(
             micros: took.as_micros(),
         });
     }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{scenario}:")?;
-    if recs.is_empty() {
-        writeln!(
-            out,
-            "  (nothing: no behaviour or tags lead anywhere, or the filters left nothing)"
-        )?;
-    }
-    for (i, r) in recs.iter().enumerate() {
-        writeln!(
-            out,
-            "  {:>2}. {:<14} {:.3}  {}",
-            i + 1,
-            r.id,
-            r.score,
-            r.title
-        )?;
-        let mut why = reasons(r);
-        if !r.matched.is_empty() {
-            if !why.is_empty() {
-                why.push_str("; ");
-            }
-            why.push_str(&format!("tags {}", because(r)));
-        }
-        writeln!(out, "      because: {why}")?;
-    }
-    writeln!(out, "({:.0} µs)", took.as_secs_f64() * 1e6)?;
+    list(
+        scenario,
+        recs,
+        "nothing: no behaviour or tags lead anywhere, or the filters left nothing",
+    )?;
+    println!("({:.0} µs)", took.as_secs_f64() * 1e6);
     Ok(())
 }
 
@@ -133,13 +112,20 @@ pub fn recommendations(heading: &str, recs: &[Recommendation], as_json: bool) ->
     if as_json {
         return json(&recs);
     }
+    list(
+        heading,
+        recs,
+        "no item shares a tag with it and passes the filters",
+    )
+}
+
+/// Print a ranked list under `heading`, each item with why it is there (reasons, then the
+/// matching tags), or `(empty)` when there is nothing.
+fn list(heading: &str, recs: &[Recommendation], empty: &str) -> Out {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{heading}:")?;
     if recs.is_empty() {
-        writeln!(
-            out,
-            "  (no item shares a tag with it and passes the filters)"
-        )?;
+        writeln!(out, "  ({empty})")?;
     }
     for (i, r) in recs.iter().enumerate() {
         writeln!(
@@ -150,7 +136,14 @@ pub fn recommendations(heading: &str, recs: &[Recommendation], as_json: bool) ->
             r.score,
             r.title
         )?;
-        writeln!(out, "      because: {}", because(r))?;
+        let mut why = reasons(r);
+        if !r.matched.is_empty() {
+            if !why.is_empty() {
+                why.push_str("; tags ");
+            }
+            why.push_str(&because(r));
+        }
+        writeln!(out, "      because: {why}")?;
     }
     Ok(())
 }
