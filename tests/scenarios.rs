@@ -289,3 +289,28 @@ fn unknown_items_and_bad_asks_are_clear_errors() {
         "the failed batch stored nothing"
     );
 }
+
+#[test]
+fn asks_and_events_round_trip_through_json() {
+    // The admin socket and JSONL import speak these shapes; they must survive a round trip.
+    let ask = Ask::new(Scenario::Cart {
+        items: vec!["tent".into()],
+    })
+    .user("ann")
+    .k(3)
+    .exclude_purchased()
+    .diversity(0.7)
+    .boost("season:summer", 2.0)
+    .filter(Filter::new().category("outdoor"));
+    let text = serde_json::to_string(&ask).unwrap();
+    assert!(text.contains(r#""scenario":"cart""#), "{text}");
+    let back: Ask = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, ask);
+    let minimal: Ask = serde_json::from_str(r#"{"scenario":"trending"}"#).unwrap();
+    assert_eq!(minimal, Ask::new(Scenario::Trending));
+
+    let ev = Event::purchase("ann", "tent", 2, 99.5, 7).session("o1");
+    let text = serde_json::to_string(&ev).unwrap();
+    assert!(text.contains(r#""kind":"purchase""#), "{text}");
+    assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), ev);
+}
