@@ -47,8 +47,8 @@ pub enum EventKind {
     },
     /// The user wrote a review.
     Review,
-    /// The user was shown `items` in `slot`, ranked by `strategy`. The item field names the
-    /// first of them (or is empty).
+    /// The user was shown `items` in `slot`, ranked by `strategy`. The items are listed here,
+    /// so the event's own `item` is usually left empty (it is recorded if given).
     Impression {
         /// Where on the page (`home`, `cart`, ...).
         slot: String,
