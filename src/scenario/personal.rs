@@ -15,6 +15,12 @@ use crate::store::Store;
 
 /// How many of the user's most recent items seed the co-occurrence part of `for-user`.
 const SEED_ITEMS: usize = 50;
+/// At most this many co-occurrence candidates are re-scored against the profile.
+const RESCORE_LIMIT: usize = 500;
+/// How many items of the user's older history (beyond the recent seeds) also seed it.
+const HISTORY_SEEDS: usize = 200;
+/// What each of those counts (the newest recent seed counts 1).
+const HISTORY_WEIGHT: f32 = 0.3;
 /// Each older seed counts this much less than the one after it.
 const SEED_DECAY: f32 = 0.95;
 /// Blend weights of `for-user`: co-occurrence, tag profile, popularity. Each part is scaled to
@@ -105,7 +111,7 @@ pub(crate) fn for_user(
     let mut out = Cands::new();
     // Co-occurrence with recent items, newest weighted most.
     if let Some(state) = snap.activity.user(user) {
-        let seeds: Vec<(u32, f32)> = state
+        let mut seeds: Vec<(u32, f32)> = state
             .recent
             .iter()
             .rev()
@@ -116,6 +122,16 @@ pub(crate) fn for_user(
                 Some((i, this))
             })
             .collect();
+        // Older history counts too, evenly and less (long-range taste), up to a bound.
+        let recent: std::collections::HashSet<u32> = seeds.iter().map(|s| s.0).collect();
+        seeds.extend(
+            state
+                .seen
+                .iter()
+                .filter(|i| !recent.contains(i))
+                .take(HISTORY_SEEDS)
+                .map(|&i| (i, HISTORY_WEIGHT)),
+        );
         let mut co = Cands::new();
         cooccur::add_partners(snap, &seeds, Relation::Bought, &mut co);
         let viewed: Vec<(u32, f32)> = seeds.iter().map(|&(i, w)| (i, w * W_VIEWED)).collect();
@@ -132,7 +148,20 @@ pub(crate) fn for_user(
             .k((ask.k * 4).clamp(50, MAX_K))
             .filter(ask.filter.clone());
         let recs = if out.len() >= (ask.k * 2).max(MIN_COOCCUR) {
-            let mut ids: Vec<u32> = out.keys().chain(trending.keys()).copied().collect();
+            // The strongest co-occurrence candidates only: a long history can name thousands,
+            // and the tail cannot reach the top k on co-occurrence alone.
+            let mut strongest: Vec<(f32, u32)> = out.iter().map(|(&i, c)| (c.score, i)).collect();
+            if strongest.len() > RESCORE_LIMIT {
+                strongest.select_nth_unstable_by(RESCORE_LIMIT - 1, |a, b| {
+                    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+                });
+                strongest.truncate(RESCORE_LIMIT);
+            }
+            let mut ids: Vec<u32> = strongest
+                .iter()
+                .map(|&(_, i)| i)
+                .chain(trending.keys().copied())
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             ids.retain(|i| excluded.binary_search(i).is_err());
