@@ -239,6 +239,7 @@ impl Store {
                 .enumerate()
                 .try_for_each(|(i, e)| p.record(i, e, &mut cache))
         })?;
+        self.plugins().attribute(events);
         Ok(events.len())
     }
 

@@ -1,5 +1,7 @@
 //! Tunables for a store, with defaults that are safe for a shop's request path.
 
+use crate::plugin::PluginLimits;
+
 /// When a write counts as *acknowledged*, i.e. survives `kill -9` of the process.
 ///
 /// The durable layer is sled, which buffers writes in memory and flushes them on a timer.
@@ -148,6 +150,8 @@ pub struct Config {
     pub session_window: usize,
     /// Lifecycle stage boundaries. See [`LifecycleDays`].
     pub lifecycle: LifecycleDays,
+    /// Limits every ranking plugin runs under. See [`PluginLimits`].
+    pub plugins: PluginLimits,
 }
 
 impl Default for Config {
@@ -173,11 +177,17 @@ impl Default for Config {
             session_gap_secs: 1_800,
             session_window: 50,
             lifecycle: LifecycleDays::default(),
+            plugins: PluginLimits::default(),
         }
     }
 }
 
 impl Config {
+    /// Set [`Config::plugins`].
+    pub fn plugins(mut self, limits: PluginLimits) -> Self {
+        self.plugins = limits;
+        self
+    }
     /// Set [`Config::durability`].
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;

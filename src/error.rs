@@ -121,6 +121,34 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
+    /// A plugin failed a load check (size, imports, exports, ABI version, init or the smoke
+    /// run); nothing was published.
+    #[error("plugin `{name}` was not loaded: {reason}. Whatever served before keeps serving; fix the module (see plugins/ABI.md) and load it again")]
+    PluginRejected {
+        /// The plugin name.
+        name: String,
+        /// The check that failed.
+        reason: String,
+    },
+
+    /// A plugin, slot or version asked for does not exist.
+    #[error("no {what} `{name}`: {hint}")]
+    PluginNotFound {
+        /// `"plugin"`, `"slot"` or `"previous version of"`.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
+
+    /// A plugin operation cannot be done as asked (a bad name, unloading a plugin a slot
+    /// routes to, a slot with no weight).
+    #[error("plugin operation refused: {reason}")]
+    PluginRefused {
+        /// Why, and what to do instead.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -259,7 +259,7 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
             Scenario::ForUser
         };
         let ask = Ask::new(scenario).user(sp.name.clone()).k(k).exclude_seen();
-        let recs = crate::scenario::run(store, &snap, &ask)?;
+        let recs = crate::scenario::run(store, &snap, &ask)?.items;
         let test: HashSet<u32> = sp.test.iter().copied().collect();
         let ids: Vec<u32> = recs.iter().filter_map(|x| snap.item_id(&x.id)).collect();
         let (mut hits, mut dcg, mut ap) = (0usize, 0.0f64, 0.0f64);

@@ -40,6 +40,7 @@ pub mod event;
 pub mod import;
 
 pub mod model;
+pub mod plugin;
 mod rebuild;
 pub mod scenario;
 pub mod search;
@@ -54,7 +55,8 @@ pub use config::{Config, Durability, EventWeights, LifecycleDays, SegmentVerify}
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
 pub use model::{Item, Tag, User};
-pub use scenario::{Ask, Boost, Reason, Scenario, UserMatch};
+pub use plugin::{PluginLimits, Plugins};
+pub use scenario::{Ask, Boost, RankedBy, Reason, Scenario, Served, UserMatch};
 pub use search::{
     Filter, Method, Query, QueryStats, Recommendation, Similarity, Target, Weighting,
 };

@@ -35,6 +35,7 @@ pub(crate) struct Inner {
     rebuild_lock: Mutex<()>,
     rebuild_running: AtomicBool,
     rebuild_thread: Mutex<Option<JoinHandle<()>>>,
+    plugins: crate::plugin::Plugins,
 }
 
 /// What a rebuild did.
@@ -201,7 +202,6 @@ impl Store {
             inner: Arc::new(Inner {
                 dir,
                 seg_dir,
-                config,
                 db,
                 tree,
                 snapshot: ArcSwap::from_pointee(snapshot),
@@ -209,6 +209,8 @@ impl Store {
                 rebuild_lock: Mutex::new(()),
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
+                plugins: crate::plugin::Plugins::new(config.plugins.clone()),
+                config,
             }),
         })
     }
@@ -251,6 +253,12 @@ impl Store {
     /// The configuration it was opened with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The ranking plugins of this store: load, swap, roll back and route them to slots
+    /// while it serves. See [`crate::plugin`].
+    pub fn plugins(&self) -> &crate::plugin::Plugins {
+        &self.inner.plugins
     }
 
     /// The current snapshot. Hold it for the length of one query; a newer one may be published

@@ -22,15 +22,19 @@
 //! * [`personal`] — for-user, users-like and the user's tag profile.
 //! * [`catalogue`] — trending, gift guides, search re-ranking.
 //! * [`rank`] — the shared tail: filters, boosts, members first, MMR, explanations.
+//! * [`strategy`] — the ranking step as a WebAssembly plugin ([`crate::plugin`]), chosen by
+//!   [`Ask::strategy`] or by the A/B routing of [`Ask::slot`].
 
 pub mod catalogue;
 pub mod cooccur;
 pub mod personal;
 pub(crate) mod rank;
+pub mod strategy;
 
 use serde::{Deserialize, Serialize};
 
 pub use personal::UserMatch;
+pub use strategy::{RankedBy, Served};
 
 use crate::error::{Error, Result};
 use crate::model::display_id;
@@ -240,6 +244,15 @@ pub struct Ask {
     /// The user is a member: members-only items go first.
     #[serde(default)]
     pub members_first: bool,
+    /// The page slot asking (`home`, `cart`…): a slot routed with
+    /// [`crate::plugin::Plugins::set_slot`] picks the ranking strategy by A/B weight, and
+    /// the answer counts towards that variant's CTR and conversion. An unrouted slot is
+    /// ranked by the built-in ranker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// Rank with this plugin (or `builtin`), whatever the slot's routing says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
 }
 
 fn default_k() -> usize {
@@ -259,7 +272,21 @@ impl Ask {
             diversity: None,
             boosts: Vec::new(),
             members_first: false,
+            slot: None,
+            strategy: None,
         }
+    }
+
+    /// Ask from page slot `slot` (see [`Ask::slot`]).
+    pub fn slot(mut self, slot: impl Into<String>) -> Self {
+        self.slot = Some(slot.into());
+        self
+    }
+
+    /// Rank with strategy `name` (see [`Ask::strategy`]).
+    pub fn strategy(mut self, name: impl Into<String>) -> Self {
+        self.strategy = Some(name.into());
+        self
     }
 
     /// Set the asking user.
@@ -362,13 +389,63 @@ pub(crate) fn item_id(snap: &Snapshot, name: &str) -> Result<u32> {
         })
 }
 
-/// Run `ask` against one snapshot.
-pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Vec<Recommendation>> {
+/// Run `ask` against one snapshot, ranked by the strategy chosen for it.
+pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
     ask.validate()?;
     let user = ask.user_id(
         snap,
         matches!(ask.scenario, Scenario::ForUser | Scenario::AfterPurchase),
     )?;
+    let plugins = store.plugins();
+    let choice = plugins.choose(
+        ask.strategy.as_deref(),
+        ask.slot.as_deref(),
+        ask.user.as_deref(),
+    )?;
+    let cfg = store.config();
+    let plug = || {
+        choice.version.is_some().then_some(rank::Plug {
+            cfg,
+            user,
+            choice: &choice,
+        })
+    };
+    let (items, fault) = candidates_and_rank(snap, cfg, ask, user, plug())?;
+    if fault.is_some() {
+        if let Some(v) = &choice.version {
+            plugins.after_fault(v);
+        }
+    }
+    let ranked_by = RankedBy {
+        strategy: choice.strategy.clone(),
+        version: match fault {
+            None => choice.version.as_ref().map(|v| v.number()),
+            Some(_) => None,
+        },
+        slot: choice.slot.clone(),
+        fallback: match (&fault, choice.disabled) {
+            (Some(f), _) => Some(f.to_string()),
+            (None, true) => Some("disabled".to_string()),
+            (None, false) => None,
+        },
+    };
+    plugins.served(
+        &choice,
+        ask.user.as_deref(),
+        items.iter().map(|r| r.id.clone()).collect(),
+        fault.is_some(),
+    );
+    Ok(Served { items, ranked_by })
+}
+
+/// Gather the scenario's candidates and run the ranking tail.
+fn candidates_and_rank(
+    snap: &Snapshot,
+    cfg: &crate::config::Config,
+    ask: &Ask,
+    user: Option<u32>,
+    plug: Option<rank::Plug<'_>>,
+) -> Result<(Vec<Recommendation>, Option<crate::plugin::Fault>)> {
     let mut excluded: Vec<u32> = Vec::new();
     if let Some(u) = user.and_then(|u| snap.activity.user(u)) {
         if ask.exclude_seen {
@@ -381,12 +458,11 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Vec<Recom
     excluded.sort_unstable();
     excluded.dedup();
     if ask.k == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
-    let cfg = store.config();
     let cands = match &ask.scenario {
         Scenario::Similar { .. } | Scenario::Profile { .. } => {
-            return personal::similarity(snap, ask, &excluded)
+            return personal::similarity(snap, ask, &excluded, plug)
         }
         Scenario::Together { item } => {
             let id = item_id(snap, item)?;
@@ -421,12 +497,18 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Vec<Recom
         Scenario::Trending => catalogue::trending(snap, cfg, ask, &excluded, catalogue::pool(ask)),
         Scenario::Gift { recipient } => catalogue::gift(snap, cfg, ask, recipient)?,
     };
-    Ok(rank::finish(snap, ask, cands, &excluded))
+    Ok(rank::finish(snap, ask, cands, &excluded, plug))
 }
 
 impl Store {
     /// Answer a scenario query. Lock-free: one snapshot, no waiting on writers.
     pub fn recommend(&self, ask: &Ask) -> Result<Vec<Recommendation>> {
+        Ok(run(self, &self.snapshot(), ask)?.items)
+    }
+
+    /// [`Store::recommend`], also saying which strategy and version ranked the answer and
+    /// whether it fell back to the built-in ranker.
+    pub fn serve(&self, ask: &Ask) -> Result<Served> {
         run(self, &self.snapshot(), ask)
     }
 }

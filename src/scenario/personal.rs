@@ -57,14 +57,17 @@ pub(crate) fn similarity(
     snap: &Snapshot,
     ask: &Ask,
     excluded: &[u32],
-) -> Result<Vec<Recommendation>> {
+    plug: Option<super::rank::Plug<'_>>,
+) -> Result<(Vec<Recommendation>, Option<crate::plugin::Fault>)> {
     let target = match &ask.scenario {
         Scenario::Similar { item } => Target::Item(item.clone()),
         Scenario::Profile { tags } => Target::Profile(tags.clone()),
-        _ => return Ok(Vec::new()),
+        _ => return Ok((Vec::new(), None)),
     };
     let reranked = ask.diversity.is_some() || !ask.boosts.is_empty() || ask.members_first;
-    let k = if reranked {
+    let k = if let Some(p) = &plug {
+        p.cfg.plugins.rerank_depth.max(ask.k).min(MAX_K)
+    } else if reranked {
         (ask.k * 4).clamp(50, MAX_K)
     } else {
         ask.k
@@ -76,8 +79,8 @@ pub(crate) fn similarity(
     }
     .filter(ask.filter.clone());
     let (recs, _) = search::run_excluding(snap, &q, excluded)?;
-    if !reranked {
-        return Ok(recs);
+    if !reranked && plug.is_none() {
+        return Ok((recs, None));
     }
     let mut cands = Cands::new();
     for r in recs {
@@ -92,7 +95,7 @@ pub(crate) fn similarity(
             );
         }
     }
-    Ok(super::rank::finish(snap, ask, cands, excluded))
+    Ok(super::rank::finish(snap, ask, cands, excluded, plug))
 }
 
 /// The home page: co-occurrence with the user's recent items, their tag profile, and what is

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 
 use super::{Ask, Reason};
+use crate::config::Config;
+use crate::plugin::registry::Choice;
+use crate::plugin::Fault;
 use crate::search::filter::Compiled;
 use crate::search::Recommendation;
 use crate::snapshot::{Row, Snapshot};
@@ -77,14 +80,24 @@ fn category_similarity(a: &str, b: &str) -> f32 {
     }
 }
 
-/// Filter, boost, order, diversify and cut `cands` to `ask.k` recommendations. `excluded` are
-/// dense ids never to return (the user's purchases, the basket, the query item).
+/// The plugin that re-ranks, with what it needs to build its input.
+pub(crate) struct Plug<'a> {
+    pub cfg: &'a Config,
+    pub user: Option<u32>,
+    pub choice: &'a Choice,
+}
+
+/// Filter, boost, re-rank with a plugin if one was chosen, order, diversify and cut `cands`
+/// to `ask.k` recommendations. `excluded` are dense ids never to return (the user's
+/// purchases, the basket, the query item). Returns the fault if the plugin failed (the
+/// built-in order then stands).
 pub(crate) fn finish(
     snap: &Snapshot,
     ask: &Ask,
     cands: Cands,
     excluded: &[u32],
-) -> Vec<Recommendation> {
+    plug: Option<Plug<'_>>,
+) -> (Vec<Recommendation>, Option<Fault>) {
     let mut filter = Compiled::new(snap, &ask.filter, None);
     filter.exclude_all(excluded);
     let boosts: Vec<(u32, &str, f32)> = ask
@@ -112,6 +125,8 @@ pub(crate) fn finish(
             (id, c, member)
         })
         .collect();
+    let fault =
+        plug.and_then(|p| super::strategy::rerank(snap, p.cfg, ask, p.user, p.choice, &mut list));
     // Members-only items first (for members), then score, then id: a total, documented order.
     list.sort_by(|a, b| {
         b.2.cmp(&a.2)
@@ -125,7 +140,7 @@ pub(crate) fn finish(
             list
         }
     };
-    picked
+    let recs = picked
         .into_iter()
         .filter_map(|(id, c, _)| {
             let (name, title) = match snap.item_row(id)? {
@@ -146,7 +161,8 @@ pub(crate) fn finish(
                 reasons: c.reasons,
             })
         })
-        .collect()
+        .collect();
+    (recs, fault)
 }
 
 /// Maximal marginal relevance over categories: repeatedly take the candidate maximising

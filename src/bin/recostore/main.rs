@@ -6,6 +6,7 @@
 
 mod demo;
 mod output;
+mod plugin;
 mod query;
 mod scenario;
 
@@ -52,6 +53,9 @@ enum Command {
     /// a scenario's top k against what they did next (precision, recall, NDCG, MAP, coverage,
     /// novelty).
     Eval(EvalArgs),
+    /// Test ranking plugins: run one on a JSON input, check one, list the features.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCmd),
     /// Counts and sizes of a store.
     Stats(StoreArg),
     /// Fold recent writes into a new segment now.
@@ -163,6 +167,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             output::import_summary(&summary, a.json)?;
         }
         Command::Query(cmd) => return query::run(cmd),
+        Command::Plugin(cmd) => return plugin::run(cmd),
         Command::Get(GetCmd::Item { id, store: s }) => {
             let store = Store::open(&s.dir)?;
             let Some(item) = store.get_item(&id) else {

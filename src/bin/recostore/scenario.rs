@@ -105,6 +105,9 @@ pub enum ScenarioCmd {
     },
 }
 
+/// A plugin file and its config, from `--plugin`.
+type Plug = Option<(PathBuf, String)>;
+
 /// The options every item scenario takes.
 #[derive(Args)]
 pub struct AskOpts {
@@ -131,6 +134,12 @@ pub struct AskOpts {
     /// The user is a member: members-only items first.
     #[arg(long)]
     member: bool,
+    /// Rank with this WebAssembly plugin (.wasm or .wat; see `recostore plugin`).
+    #[arg(long, value_name = "WASM")]
+    plugin: Option<PathBuf>,
+    /// JSON config for --plugin.
+    #[arg(long, value_name = "JSON", requires = "plugin")]
+    plugin_config: Option<String>,
     /// Store directory.
     #[arg(long, default_value = crate::DEFAULT_DIR)]
     dir: PathBuf,
@@ -140,7 +149,7 @@ pub struct AskOpts {
 }
 
 impl AskOpts {
-    fn ask(self, scenario: Scenario, user: Option<String>) -> (Ask, PathBuf, bool) {
+    fn ask(self, scenario: Scenario, user: Option<String>) -> (Ask, PathBuf, bool, Plug) {
         let mut ask = Ask::new(scenario).k(self.k).filter(self.filter.filter());
         ask.user = user.or(self.user);
         ask.exclude_purchased = self.exclude_purchased;
@@ -150,7 +159,10 @@ impl AskOpts {
         for (tag, factor) in self.boosts {
             ask = ask.boost(tag, factor);
         }
-        (ask, self.dir, self.json)
+        let plug = self
+            .plugin
+            .map(|p| (p, self.plugin_config.unwrap_or_default()));
+        (ask, self.dir, self.json, plug)
     }
 }
 
@@ -167,7 +179,7 @@ fn not_found_or(e: Error) -> Result<ExitCode, Box<dyn std::error::Error>> {
 
 /// Run a scenario subcommand.
 pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (ask, dir, json) = match cmd {
+    let (mut ask, dir, json, plug) = match cmd {
         ScenarioCmd::UsersLike { user, k, dir, json } => {
             let store = Store::open(&dir)?;
             return match store.users_like(&user, k) {
@@ -218,10 +230,24 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ScenarioCmd::Gift { recipient, opts } => opts.ask(Scenario::Gift { recipient }, None),
     };
     let store = Store::open(&dir)?;
+    if let Some((path, config)) = plug {
+        let wasm = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let info = store
+            .plugins()
+            .load_with_config("cli", &wasm, config.as_bytes())?;
+        ask.strategy = Some(info.name);
+    }
     let started = std::time::Instant::now();
-    match store.recommend(&ask) {
-        Ok(recs) => {
-            output::scenario_result(ask.scenario.name(), &recs, started.elapsed(), json)?;
+    match store.serve(&ask) {
+        Ok(served) => {
+            output::scenario_result(ask.scenario.name(), &served.items, started.elapsed(), json)?;
+            let r = &served.ranked_by;
+            if let Some(f) = &r.fallback {
+                eprintln!(
+                    "note: plugin `{}` {f}; the built-in ranker served this answer",
+                    r.strategy
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => not_found_or(e),

@@ -1,0 +1,134 @@
+//! `recostore plugin …`: test a ranking plugin without a live store.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use recostore::plugin::runner::{self, RunInput};
+use recostore::plugin::{Feature, PluginLimits, Plugins};
+
+use crate::output;
+
+#[derive(Subcommand)]
+#[command(about = format!(
+    "Test ranking plugins (WebAssembly, ABI v1; see plugins/ABI.md). Host: wasmtime {}.",
+    recostore::plugin::WASMTIME_LINE
+))]
+pub enum PluginCmd {
+    /// Score a JSON input with a plugin and print the scores, the order, fuel and memory used,
+    /// its log lines and the time taken.
+    ///
+    /// The input is {"context": {...}, "config": {...}, "candidates": [{"id": 1, "name":
+    /// "tent", "similarity": 0.9, "price": 120, ...}]}; plugins/examples/input.json is one.
+    /// Features a candidate leaves out are 0.
+    Run(RunArgs),
+    /// Run the load checks (size, imports, exports, ABI version, init and the smoke run) and
+    /// print what the plugin reads.
+    Check {
+        /// The module: .wasm, or .wat text.
+        wasm: PathBuf,
+        /// A JSON config for the plugin's init.
+        #[arg(long, value_name = "JSON")]
+        config: Option<String>,
+    },
+    /// List the features a plugin can ask for, in ABI bit order.
+    Features,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The module: .wasm, or .wat text.
+    wasm: PathBuf,
+    /// The JSON input (`-` for stdin).
+    #[arg(long)]
+    input: PathBuf,
+    /// Fuel budget of one call (fuel metering is on in the runner so that it can report use).
+    #[arg(long, default_value_t = 1_000_000_000)]
+    fuel: u64,
+    /// Per-call deadline in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    deadline_ms: u64,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = 32)]
+    memory_mb: usize,
+    /// Calls to time (the median is printed).
+    #[arg(long, default_value_t = 101)]
+    repeat: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()).into())
+}
+
+/// Run a plugin subcommand.
+pub fn run(cmd: PluginCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cmd {
+        PluginCmd::Run(a) => {
+            let wasm = read(&a.wasm)?;
+            let input: RunInput = serde_json::from_slice(&read(&a.input)?)
+                .map_err(|e| format!("{}: not a runner input: {e}", a.input.display()))?;
+            let limits = PluginLimits::default()
+                .fuel(Some(a.fuel))
+                .deadline(Duration::from_millis(a.deadline_ms))
+                .memory_bytes(a.memory_mb << 20);
+            let report = runner::run(&wasm, &input, limits, a.repeat)?;
+            if a.json {
+                output::json(&report)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("features: {}", report.features.join(", "));
+            println!("{:>4}  {:>12}  candidate", "rank", "score");
+            for s in &report.ranked {
+                println!("{:>4}  {:>12.6}  {}", s.rank, s.score, s.name);
+            }
+            println!(
+                "fuel used: {}   memory: {} KiB   time: {:.1} µs median of {} calls",
+                report
+                    .fuel_used
+                    .map_or_else(|| "off".to_string(), |f| f.to_string()),
+                report.memory_bytes / 1024,
+                report.median_us,
+                report.repeats
+            );
+            if report.logs.is_empty() {
+                println!("logs: none");
+            } else {
+                println!("logs ({} dropped):", report.logs_dropped);
+                for l in &report.logs {
+                    println!("  [{}] {}", l.level, l.text);
+                }
+            }
+        }
+        PluginCmd::Check { wasm, config } => {
+            let bytes = read(&wasm)?;
+            let plugins = Plugins::new(PluginLimits::default());
+            let name = "check";
+            let info = plugins.load_with_config(
+                name,
+                &bytes,
+                config.as_deref().unwrap_or("").as_bytes(),
+            )?;
+            println!(
+                "{}: ABI v{} ok, smoke run ok; reads {}",
+                wasm.display(),
+                recostore::plugin::abi::ABI_VERSION,
+                info.features.join(", ")
+            );
+        }
+        PluginCmd::Features => {
+            for f in Feature::ALL {
+                println!("{:>2}  {}", f as u8, f.name());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,130 @@
+//! Ranking strategies as sandboxed WebAssembly plugins.
+//!
+//! A plugin is a plain core module built for `wasm32-unknown-unknown` that speaks ABI v1
+//! ([`abi`], and `plugins/ABI.md` for authors). The store hands it columns of candidate
+//! features and reads back one score per candidate. Everything a plugin can do wrong is
+//! contained: the call is bounded in time (epoch deadline), optionally in fuel, in memory and
+//! in stack; any trap or bad output throws the instance away, ranks that query with the
+//! built-in ranker and counts the fault; a plugin that keeps faulting is disabled.
+//!
+//! - [`host`]: the one wasmtime engine, its epoch ticker, the module cache and load checks.
+//! - [`version`]: one loaded version of a plugin, its warm instance pool and the call path.
+//! - [`registry`]: plugins by name with hot swap, rollback, unload and auto-disable.
+//! - [`slots`]: A/B routing of users to strategies and attribution of what they did.
+//! - [`runner`]: run a plugin once on a JSON input, for strategy authors.
+
+pub mod abi;
+pub mod host;
+pub mod registry;
+pub mod runner;
+pub mod slots;
+pub mod version;
+
+use std::time::Duration;
+
+pub use abi::{Context, Feature, FeatureSet};
+pub use registry::{PluginInfo, Plugins};
+pub use slots::{Strategy, Variant, VariantStats};
+pub use version::{Fault, FaultCounts, PluginVersion};
+
+/// The wasmtime release line the host is built against (an LTS line: security fixes for two
+/// years from its release in August 2026). Shown by `recostore plugin --help`.
+pub const WASMTIME_LINE: &str = "48 (LTS)";
+
+/// Limits every plugin call runs under, and how the host reacts to faults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginLimits {
+    /// Largest module accepted at load, in bytes. Default 8 MiB.
+    pub max_module_bytes: usize,
+    /// Most linear memory one instance may grow to, in bytes. Default 32 MiB.
+    pub memory_bytes: usize,
+    /// Most native stack wasm code may use, in bytes. Default 512 KiB.
+    pub stack_bytes: usize,
+    /// Wall-clock budget of one call, enforced by epoch interruption. Default 10 ms.
+    pub deadline: Duration,
+    /// How often the ticker thread advances the epoch: the deadline's granularity. Default
+    /// 1 ms.
+    pub tick: Duration,
+    /// Fuel (roughly, wasm instructions) one call may burn; `None` (the default) turns fuel
+    /// metering off, which makes plugin code about a third faster (see bench/RESULTS.md).
+    pub fuel: Option<u64>,
+    /// Most candidates handed to a plugin per query: a scenario's best `rerank_depth` by its
+    /// own score are re-ranked, the rest keep the built-in order behind them. Default 1000.
+    pub rerank_depth: usize,
+    /// Longest log line kept, in bytes (longer ones are cut). Default 512.
+    pub log_bytes: usize,
+    /// Log lines kept per call; further ones are dropped and counted. Default 8.
+    pub logs_per_call: u32,
+    /// Faults in a row after which a plugin is disabled. Default 5.
+    pub faults_in_a_row: u32,
+    /// Warm instances kept per plugin version. Default: twice the CPU count, at least 4.
+    pub pool_size: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PluginLimits {
+            max_module_bytes: 8 << 20,
+            memory_bytes: 32 << 20,
+            stack_bytes: 512 << 10,
+            deadline: Duration::from_millis(10),
+            tick: Duration::from_millis(1),
+            fuel: None,
+            rerank_depth: 1000,
+            log_bytes: 512,
+            logs_per_call: 8,
+            faults_in_a_row: 5,
+            pool_size: (2 * cpus).max(4),
+        }
+    }
+}
+
+impl PluginLimits {
+    /// Set [`PluginLimits::deadline`].
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = d;
+        self
+    }
+    /// Set [`PluginLimits::fuel`].
+    pub fn fuel(mut self, fuel: Option<u64>) -> Self {
+        self.fuel = fuel;
+        self
+    }
+    /// Set [`PluginLimits::memory_bytes`].
+    pub fn memory_bytes(mut self, bytes: usize) -> Self {
+        self.memory_bytes = bytes;
+        self
+    }
+    /// Set [`PluginLimits::faults_in_a_row`].
+    pub fn faults_in_a_row(mut self, n: u32) -> Self {
+        self.faults_in_a_row = n;
+        self
+    }
+    /// Set [`PluginLimits::rerank_depth`].
+    pub fn rerank_depth(mut self, n: usize) -> Self {
+        self.rerank_depth = n;
+        self
+    }
+
+    /// The epoch deadline in ticks: at least `deadline`, at most one tick more.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let tick = self.tick.as_nanos().max(1);
+        (self.deadline.as_nanos().div_ceil(tick) as u64).max(1) + 1
+    }
+}
+
+/// A plugin name: 1–64 bytes of `a-z 0-9 - _ .`, so it is safe in logs, paths and the admin
+/// protocol.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if ok && name != "builtin" {
+        Ok(())
+    } else {
+        Err("names are 1-64 characters of a-z, 0-9, '-', '_' and '.', and not `builtin`".into())
+    }
+}

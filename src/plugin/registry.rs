@@ -1,0 +1,481 @@
+//! Plugins by name: load, swap, roll back, unload and auto-disable, without a restart.
+//!
+//! The whole table (plugins and slots) is one immutable value behind an `ArcSwap`. Queries
+//! load it without a lock and keep an `Arc` of the version they call, so a swap published in
+//! the middle of a call never touches that call, and the old version is freed when its last
+//! call returns. Writers (load, swap, slot changes) serialise on a mutex, build a new table
+//! and publish it in one store.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::host::Host;
+use super::slots::{Attribution, Slot, Strategy, Variant, VariantStats, BUILTIN};
+use super::version::{FaultCounts, PluginVersion};
+use super::{check_name, PluginLimits};
+use crate::error::{Error, Result};
+use crate::event::Event;
+
+/// How many (user, slot) answers attribution remembers.
+const SHOWN_CAP: usize = 1 << 20;
+
+#[derive(Clone)]
+struct Entry {
+    current: Arc<PluginVersion>,
+    previous: Option<Arc<PluginVersion>>,
+    disabled: Option<String>,
+    last_number: u32,
+}
+
+#[derive(Clone, Default)]
+struct Table {
+    plugins: BTreeMap<String, Entry>,
+    slots: BTreeMap<String, Arc<Slot>>,
+}
+
+/// A plugin as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    /// Its name.
+    pub name: String,
+    /// The version serving (or that would serve, if disabled).
+    pub version: u32,
+    /// xxh3 of its module bytes, hex.
+    pub hash: String,
+    /// The feature columns it reads.
+    pub features: Vec<&'static str>,
+    /// The version a rollback would restore.
+    pub previous: Option<u32>,
+    /// Why it is disabled, if it is; queries are ranked by the built-in ranker meanwhile.
+    pub disabled: Option<String>,
+    /// Calls to the serving version.
+    pub calls: u64,
+    /// Faults of the serving version, by kind.
+    pub faults: FaultCounts,
+    /// Scores that were NaN or infinite (NaN ranks last; infinities are clamped).
+    pub non_finite_scores: u64,
+    /// Log lines dropped by the rate limit.
+    pub logs_dropped: u64,
+    /// Mean wall time per call, in microseconds.
+    pub mean_call_us: f64,
+    /// Slots that route to it.
+    pub slots: Vec<String>,
+}
+
+/// Who ranks one query, chosen from the table at query time.
+#[derive(Debug, Clone)]
+pub(crate) struct Choice {
+    pub version: Option<Arc<PluginVersion>>,
+    pub strategy: String,
+    pub slot: Option<String>,
+    /// Set when the chosen plugin is disabled, so the built-in ranker serves.
+    pub disabled: bool,
+}
+
+/// The plugin registry of one store ([`crate::Store::plugins`]).
+#[derive(Clone)]
+pub struct Plugins {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    limits: PluginLimits,
+    host: Mutex<Option<Arc<Host>>>,
+    table: ArcSwap<Table>,
+    write: Mutex<()>,
+    live: Arc<AtomicUsize>,
+    attribution: Attribution,
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugins")
+            .field("plugins", &self.shared.table.load().plugins.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found(name: &str) -> Error {
+    Error::PluginNotFound {
+        what: "plugin",
+        name: name.to_string(),
+        hint: "load it first; `recostore plugin list` (or Plugins::list) shows what is loaded",
+    }
+}
+
+impl Plugins {
+    /// An empty registry; the wasm engine starts with the first load.
+    pub fn new(limits: PluginLimits) -> Plugins {
+        Plugins {
+            shared: Arc::new(Shared {
+                limits,
+                host: Mutex::new(None),
+                table: ArcSwap::from_pointee(Table::default()),
+                write: Mutex::new(()),
+                live: Arc::new(AtomicUsize::new(0)),
+                attribution: Attribution::new(SHOWN_CAP),
+            }),
+        }
+    }
+
+    /// The limits every plugin runs under.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.shared.limits
+    }
+
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        // A writer that panicked left the table as it was (tables are built, then stored),
+        // so the poison carries no broken state.
+        self.shared.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn host(&self) -> Result<Arc<Host>> {
+        let mut h = self.shared.host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = &*h {
+            return Ok(h.clone());
+        }
+        let host = Host::new(self.shared.limits.clone())?;
+        *h = Some(host.clone());
+        Ok(host)
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut Table)) {
+        let mut t = Table::clone(&self.shared.table.load());
+        f(&mut t);
+        self.shared.table.store(Arc::new(t));
+    }
+
+    /// Load `wasm` (a binary module, or WAT text) as the next version of plugin `name` and
+    /// publish it: the first load of a name, or a hot swap of a loaded one. The module is
+    /// compiled (once per content hash), checked and smoke-tested before anything is
+    /// published; on any failure the version serving before keeps serving.
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<PluginInfo> {
+        self.load_with_config(name, wasm, &[])
+    }
+
+    /// [`Plugins::load`] with a config the plugin reads in `recostore_init` (for the SDK
+    /// strategies, a JSON object).
+    pub fn load_with_config(&self, name: &str, wasm: &[u8], config: &[u8]) -> Result<PluginInfo> {
+        check_name(name).map_err(|reason| Error::PluginRejected {
+            name: name.to_string(),
+            reason,
+        })?;
+        let host = self.host()?;
+        let _w = self.writer();
+        let table = self.shared.table.load_full();
+        let number = table.plugins.get(name).map_or(0, |e| e.last_number) + 1;
+        let v = PluginVersion::load(
+            &host,
+            name,
+            number,
+            wasm,
+            config,
+            false,
+            Some(self.shared.live.clone()),
+        )?;
+        let v = Arc::new(v);
+        self.publish(|t| {
+            let previous = t.plugins.remove(name).map(|e| e.current);
+            t.plugins.insert(
+                name.to_string(),
+                Entry {
+                    current: v,
+                    previous,
+                    disabled: None,
+                    last_number: number,
+                },
+            );
+        });
+        tracing::info!(target: "recostore::plugin", plugin = name, version = number, "published");
+        self.info(name)
+    }
+
+    /// Like [`Plugins::load`], but only for a plugin already loaded: a swap that cannot
+    /// create a new name by a typo.
+    pub fn swap(&self, name: &str, wasm: &[u8]) -> Result<PluginInfo> {
+        if !self.shared.table.load().plugins.contains_key(name) {
+            return Err(not_found(name));
+        }
+        self.load(name, wasm)
+    }
+
+    /// Serve the previous version again (the current one becomes the previous, so a second
+    /// rollback rolls forward). Also re-enables the plugin.
+    pub fn rollback(&self, name: &str) -> Result<PluginInfo> {
+        let _w = self.writer();
+        let table = self.shared.table.load_full();
+        let e = table.plugins.get(name).ok_or_else(|| not_found(name))?;
+        let Some(prev) = e.previous.clone() else {
+            return Err(Error::PluginNotFound {
+                what: "previous version of",
+                name: name.to_string(),
+                hint: "only one version was ever loaded under this name; load the version you want instead",
+            });
+        };
+        let entry = Entry {
+            current: prev,
+            previous: Some(e.current.clone()),
+            disabled: None,
+            last_number: e.last_number,
+        };
+        self.publish(|t| {
+            t.plugins.insert(name.to_string(), entry);
+        });
+        tracing::info!(target: "recostore::plugin", plugin = name, "rolled back");
+        self.info(name)
+    }
+
+    /// Remove plugin `name` and both its versions (they are freed when calls in flight
+    /// return). Refused while a slot routes to it.
+    pub fn unload(&self, name: &str) -> Result<()> {
+        let _w = self.writer();
+        let table = self.shared.table.load_full();
+        if !table.plugins.contains_key(name) {
+            return Err(not_found(name));
+        }
+        let used: Vec<&String> = table
+            .slots
+            .iter()
+            .filter(|(_, s)| s.variants.iter().any(|v| v.strategy.name() == name))
+            .map(|(n, _)| n)
+            .collect();
+        if !used.is_empty() {
+            return Err(Error::PluginRefused {
+                reason: format!(
+                    "plugin `{name}` serves slot(s) {used:?}; route those slots elsewhere \
+                     (set_slot) before unloading it"
+                ),
+            });
+        }
+        self.publish(|t| {
+            t.plugins.remove(name);
+        });
+        tracing::info!(target: "recostore::plugin", plugin = name, "unloaded");
+        Ok(())
+    }
+
+    /// Serve a disabled plugin again, with its fault streak reset.
+    pub fn enable(&self, name: &str) -> Result<PluginInfo> {
+        let _w = self.writer();
+        let table = self.shared.table.load_full();
+        let mut e = table
+            .plugins
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        e.current.counters.in_a_row.store(0, Relaxed);
+        e.disabled = None;
+        self.publish(|t| {
+            t.plugins.insert(name.to_string(), e);
+        });
+        self.info(name)
+    }
+
+    /// Route slot `slot` to `variants` by weight (replacing its routing). Every plugin named
+    /// must be loaded; `builtin` names the built-in ranker.
+    pub fn set_slot(&self, slot: &str, variants: Vec<Variant>) -> Result<()> {
+        check_name(slot).map_err(|reason| Error::PluginRefused {
+            reason: format!("bad slot name `{slot}`: {reason}"),
+        })?;
+        let _w = self.writer();
+        let table = self.shared.table.load_full();
+        for v in &variants {
+            if let Strategy::Plugin(p) = &v.strategy {
+                if !table.plugins.contains_key(p) {
+                    return Err(not_found(p));
+                }
+            }
+        }
+        let s = Slot::new(slot, variants).ok_or_else(|| Error::PluginRefused {
+            reason: format!("slot `{slot}` needs at least one variant with a weight above 0"),
+        })?;
+        self.publish(|t| {
+            t.slots.insert(slot.to_string(), Arc::new(s));
+        });
+        Ok(())
+    }
+
+    /// Stop routing `slot`; its queries are ranked by the built-in ranker.
+    pub fn remove_slot(&self, slot: &str) -> Result<()> {
+        let _w = self.writer();
+        if !self.shared.table.load().slots.contains_key(slot) {
+            return Err(Error::PluginNotFound {
+                what: "slot",
+                name: slot.to_string(),
+                hint: "Plugins::slots lists the slots that are routed",
+            });
+        }
+        self.publish(|t| {
+            t.slots.remove(slot);
+        });
+        Ok(())
+    }
+
+    /// Every routed slot and its variants.
+    pub fn slots(&self) -> Vec<(String, Vec<Variant>)> {
+        let t = self.shared.table.load();
+        t.slots
+            .iter()
+            .map(|(n, s)| (n.clone(), s.variants.clone()))
+            .collect()
+    }
+
+    /// Impressions, clicks, purchases, CTR and conversion per variant of `slot` (of every
+    /// slot when `None`).
+    pub fn variant_stats(&self, slot: Option<&str>) -> Vec<VariantStats> {
+        self.shared.attribution.stats(slot)
+    }
+
+    /// Every loaded plugin.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let t = self.shared.table.load();
+        t.plugins.iter().map(|(n, e)| info(&t, n, e)).collect()
+    }
+
+    /// One loaded plugin.
+    pub fn info(&self, name: &str) -> Result<PluginInfo> {
+        let t = self.shared.table.load();
+        let e = t.plugins.get(name).ok_or_else(|| not_found(name))?;
+        Ok(info(&t, name, e))
+    }
+
+    /// Plugin versions alive in memory, published or still finishing a call. After a swap
+    /// and once calls in flight return, this is the current plus previous versions.
+    pub fn live_versions(&self) -> usize {
+        self.shared.live.load(Relaxed)
+    }
+
+    /// The serving version of `name`, if loaded and enabled.
+    pub fn current(&self, name: &str) -> Option<Arc<PluginVersion>> {
+        let t = self.shared.table.load();
+        let e = t.plugins.get(name)?;
+        e.disabled.is_none().then(|| e.current.clone())
+    }
+
+    /// Pick who ranks a query: the named strategy, else the slot's variant for `user`,
+    /// else the built-in ranker. An unknown slot is served by the built-in ranker (apps may
+    /// name slots before operators route them); an unknown plugin name is an error.
+    pub(crate) fn choose(
+        &self,
+        strategy: Option<&str>,
+        slot: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<Choice> {
+        let t = self.shared.table.load();
+        let name = match (strategy, slot.and_then(|s| t.slots.get(s))) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(s)) => s.route(user).strategy.name().to_string(),
+            (None, None) => BUILTIN.to_string(),
+        };
+        let mut choice = Choice {
+            version: None,
+            strategy: name,
+            slot: slot.map(str::to_string),
+            disabled: false,
+        };
+        if choice.strategy != BUILTIN {
+            let e = t
+                .plugins
+                .get(&choice.strategy)
+                .ok_or_else(|| not_found(&choice.strategy))?;
+            if e.disabled.is_some() {
+                choice.disabled = true;
+            } else {
+                choice.version = Some(e.current.clone());
+            }
+        }
+        Ok(choice)
+    }
+
+    /// After a fault of `v`: disable its plugin if the streak reached the limit and `v` is
+    /// still the version serving.
+    pub(crate) fn after_fault(&self, v: &Arc<PluginVersion>) {
+        let streak = v.faults_in_a_row();
+        if streak < u64::from(self.shared.limits.faults_in_a_row) {
+            return;
+        }
+        let _w = self.writer();
+        let table = self.shared.table.load_full();
+        let Some(e) = table.plugins.get(v.name()) else {
+            return;
+        };
+        if !Arc::ptr_eq(&e.current, v) || e.disabled.is_some() {
+            return;
+        }
+        let reason = format!(
+            "disabled after {streak} faults in a row (last counts: {:?}); fix it and load a \
+             new version, roll back, or enable it",
+            v.faults()
+        );
+        tracing::error!(
+            target: "recostore::plugin",
+            plugin = v.name(),
+            version = v.number(),
+            "plugin {reason}; the built-in ranker serves its queries"
+        );
+        let mut e = e.clone();
+        e.disabled = Some(reason);
+        self.publish(|t| {
+            t.plugins.insert(v.name().to_string(), e);
+        });
+    }
+
+    /// Count an answer served through a slot.
+    pub(crate) fn served(
+        &self,
+        choice: &Choice,
+        user: Option<&str>,
+        items: Vec<String>,
+        fell_back: bool,
+    ) {
+        if let Some(slot) = &choice.slot {
+            let version = choice.version.as_ref().map_or(0, |v| v.number());
+            self.shared.attribution.served(
+                slot,
+                &choice.strategy,
+                version,
+                user,
+                items,
+                fell_back || choice.disabled,
+            );
+        }
+    }
+
+    /// Attribute clicks and purchases to the variants that showed the items.
+    pub(crate) fn attribute(&self, events: &[Event]) {
+        self.shared.attribution.record(events);
+    }
+}
+
+fn info(t: &Table, name: &str, e: &Entry) -> PluginInfo {
+    let v = &e.current;
+    let calls = v.calls();
+    let nanos = v.counters.nanos.load(Relaxed);
+    PluginInfo {
+        name: name.to_string(),
+        version: v.number(),
+        hash: format!("{:016x}", v.hash()),
+        features: v.features().iter().map(|f| f.name()).collect(),
+        previous: e.previous.as_ref().map(|p| p.number()),
+        disabled: e.disabled.clone(),
+        calls,
+        faults: v.faults(),
+        non_finite_scores: v.counters.non_finite.load(Relaxed),
+        logs_dropped: v.counters.logs_dropped.load(Relaxed),
+        mean_call_us: if calls == 0 {
+            0.0
+        } else {
+            nanos as f64 / calls as f64 / 1000.0
+        },
+        slots: t
+            .slots
+            .iter()
+            .filter(|(_, s)| s.variants.iter().any(|v| v.strategy.name() == name))
+            .map(|(n, _)| n.clone())
+            .collect(),
+    }
+}
