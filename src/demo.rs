@@ -408,7 +408,7 @@ pub fn generate(cfg: DemoConfig) -> Shop {
                     .iter()
                     .any(|(t, _)| t.strip_prefix("colour:") == Some(taste.colour));
                 let affordable = it.price <= taste.budget * 1.5;
-                let brand_ok = (taste.brand_bias as usize + i) % 3 != 0;
+                let brand_ok = !(taste.brand_bias as usize + i).is_multiple_of(3);
                 let p = 0.15
                     + 0.45 * f64::from(u8::from(likes))
                     + 0.25 * f64::from(u8::from(affordable))

@@ -19,7 +19,7 @@ fn item(i: usize, round: usize) -> Item {
             (format!("r{}", round % 5), 0.25),
         ],
     )
-    .category(if i % 3 == 0 { "a/x" } else { "b" })
+    .category(if i.is_multiple_of(3) { "a/x" } else { "b" })
     .price((i % 100) as f32)
     .stock((i % 4) as u32)
 }

@@ -90,7 +90,11 @@ fn acknowledged_writes_survive_sigkill() {
     let mut acked_total = Vec::new();
     let mut round = 0u64;
     while Instant::now() < deadline || round < 4 {
-        let mode = if round % 2 == 0 { "group" } else { "immediate" };
+        let mode = if round.is_multiple_of(2) {
+            "group"
+        } else {
+            "immediate"
+        };
         let wait = Duration::from_millis(rng.gen_range(150..900));
         let envs = [
             ("RECOSTORE_CRASH_DIR", dir.path().display().to_string()),

@@ -348,7 +348,7 @@ fn count(counter: &mut Vec<(String, u32)>, value: &str) {
 fn most_frequent(counter: &[(String, u32)]) -> Option<&str> {
     let mut best: Option<&(String, u32)> = None;
     for e in counter {
-        if best.map_or(true, |b| e.1 > b.1) {
+        if best.is_none_or(|b| e.1 > b.1) {
             best = Some(e);
         }
     }
@@ -476,7 +476,7 @@ fn parse_datetime(s: &str) -> std::result::Result<u64, String> {
 
 fn days_in_month(y: u32, m: u32) -> u32 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

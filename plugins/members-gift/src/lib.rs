@@ -1,9 +1,11 @@
 //! Members first, and gift guides: members see members-only items ahead of the rest; a gift
 //! guide favours well-rated, popular items inside the budget. See README.md.
 
-use recostore_plugin_sdk::{export_strategy, Candidates, Config, Context, Feature, Scenario, Strategy};
+use recostore_plugin_sdk::{
+    export_strategy, Candidates, Config, Context, Feature, Scenario, Strategy,
+};
 
-/// Settings from the config (`{"member_bonus": 10, "budget": 50}`).
+/// Settings from the config (`{"member_bonus": 1000, "budget": 50}`).
 pub struct MembersGift {
     member_bonus: f32,
     budget: f32,
@@ -12,7 +14,7 @@ pub struct MembersGift {
 impl Default for MembersGift {
     fn default() -> Self {
         MembersGift {
-            member_bonus: 10.0,
+            member_bonus: 1000.0,
             budget: 0.0,
         }
     }
@@ -60,7 +62,11 @@ impl Strategy for MembersGift {
                 c.get(Feature::Similarity, i)
             };
             // Nobody can buy what is not in stock, members or not.
-            let stock = if c.get(Feature::Stock, i) > 0.0 { 1.0 } else { 0.2 };
+            let stock = if c.get(Feature::Stock, i) > 0.0 {
+                1.0
+            } else {
+                0.2
+            };
             let members_only = c.get(Feature::MembersOnly, i) > 0.0;
             *s = base * stock
                 + match (members_only, member) {

@@ -355,8 +355,9 @@ pub mod __rt {
             let floats: &[f32] =
                 unsafe { std::slice::from_raw_parts(floats.as_ptr().cast::<f32>(), floats.len()) };
             // SAFETY: as above, for the output words, borrowed mutably and exclusively.
-            let scores: &mut [f32] =
-                unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) };
+            let scores: &mut [f32] = unsafe {
+                std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len())
+            };
             let mut columns: [Option<&[f32]>; 13] = [None; 13];
             let m = mask(T::FEATURES);
             let mut next = 0;

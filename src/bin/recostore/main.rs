@@ -44,7 +44,7 @@ enum Command {
     Import(ImportCmd),
     /// Ask a store for recommendations.
     #[command(subcommand)]
-    Query(query::QueryCmd),
+    Query(Box<query::QueryCmd>),
     /// Show one item or user as stored, with what behaviour says about it (statistics,
     /// derived tags, RFM and lifecycle).
     #[command(subcommand)]
@@ -166,7 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             };
             output::import_summary(&summary, a.json)?;
         }
-        Command::Query(cmd) => return query::run(cmd),
+        Command::Query(cmd) => return query::run(*cmd),
         Command::Plugin(cmd) => return plugin::run(cmd),
         Command::Get(GetCmd::Item { id, store: s }) => {
             let store = Store::open(&s.dir)?;

@@ -1,0 +1,169 @@
+//! `recostore plugin run|check|features` and `query --plugin`, as a strategy author uses them.
+
+mod plugin_support;
+
+use std::process::Command;
+
+use plugin_support::{examples, Wat};
+
+fn recostore(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_recostore"))
+        .args(args)
+        .output()
+        .expect("run recostore")
+}
+
+fn input() -> String {
+    format!("{}/plugins/examples/input.json", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn run_prints_scores_order_fuel_memory_logs_and_time() {
+    let wasm = examples().join("a9_match.wasm");
+    let out = recostore(&[
+        "plugin",
+        "run",
+        wasm.to_str().expect("utf-8 path"),
+        "--input",
+        &input(),
+        "--json",
+        "--repeat",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["ranked"].as_array().expect("ranked").len(), 5);
+    assert_eq!(r["scores"].as_array().expect("scores").len(), 5);
+    assert!(r["fuel_used"].as_u64().expect("fuel") > 0);
+    assert!(r["memory_bytes"].as_u64().expect("memory") >= 65_536);
+    assert!(r["median_us"].as_f64().expect("time") > 0.0);
+    assert_eq!(r["repeats"], 5);
+    // The best by a9's own formula on the example input: the well-reviewed mug.
+    assert_eq!(r["ranked"][0]["name"], "camping-mug");
+
+    let text = recostore(&[
+        "plugin",
+        "run",
+        wasm.to_str().expect("utf-8"),
+        "--input",
+        &input(),
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    for part in [
+        "features:",
+        "rank",
+        "fuel used:",
+        "memory:",
+        "time:",
+        "logs:",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn run_shows_logs_and_names_a_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chatty = dir.path().join("chatty.wat");
+    // Logs on every call, smoke run included; spins whenever the scenario is not 5.
+    let wat = Wat {
+        hostile: "(loop $spin (br $spin))",
+        ..Wat::default()
+    }
+    .text()
+    .replace(
+        "(local $i i32)",
+        "(local $i i32) (call $log (i32.const 2) (i32.const 0) (i32.const 19))",
+    );
+    std::fs::write(&chatty, &wat).expect("write");
+    let out = recostore(&[
+        "plugin",
+        "run",
+        chatty.to_str().expect("utf-8"),
+        "--input",
+        &input(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from a plugin"));
+
+    let spin_input = dir.path().join("spin.json");
+    std::fs::write(
+        &spin_input,
+        r#"{"context": {"scenario": 9}, "candidates": [{"id": 1, "similarity": 1}]}"#,
+    )
+    .expect("write");
+    let out = recostore(&[
+        "plugin",
+        "run",
+        chatty.to_str().expect("utf-8"),
+        "--input",
+        spin_input.to_str().expect("utf-8"),
+        "--deadline-ms",
+        "20",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ran past its deadline"), "{err}");
+}
+
+#[test]
+fn check_refuses_a_forbidden_import_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wasi.wat");
+    let wat = Wat {
+        imports: r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+        ..Wat::default()
+    };
+    std::fs::write(&path, wat.text()).expect("write");
+    let out = recostore(&["plugin", "check", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fd_write") && err.contains("wasm32-unknown-unknown"),
+        "{err}"
+    );
+
+    let good = examples().join("spend_match.wasm");
+    let out = recostore(&["plugin", "check", good.to_str().expect("utf-8")]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("similarity, price, category"));
+}
+
+#[test]
+fn query_ranks_a_store_with_a_plugin_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8");
+    let demo = recostore(&["demo", "--dir", d, "--items", "300", "--users", "50"]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let wasm = examples().join("spend_match.wasm");
+    let out = recostore(&[
+        "query",
+        "trending",
+        "--dir",
+        d,
+        "-k",
+        "5",
+        "--plugin",
+        wasm.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["results"].as_array().map(Vec::len), Some(5), "{r}");
+}
