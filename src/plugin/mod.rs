@@ -28,7 +28,7 @@ pub use slots::{Strategy, Variant, VariantStats};
 pub use version::{Fault, FaultCounts, PluginVersion};
 
 /// The wasmtime release line the host is built against (an LTS line: security fixes for two
-/// years from its release in August 2026). Shown by `recostore plugin --help`.
+/// years from its release in August 2026). Printed by `recostore plugin check`.
 pub const WASMTIME_LINE: &str = "48 (LTS)";
 
 /// Limits every plugin call runs under, and how the host reacts to faults.

@@ -47,10 +47,13 @@ pub(crate) fn trending(
 }
 
 /// How many candidates a scenario gathers before the shared tail: exactly `k` when nothing
-/// re-orders them, more when boosts, members-first or diversity may promote lower ones.
-pub(crate) fn pool(ask: &Ask) -> usize {
+/// re-orders them, more when boosts, members-first or diversity may promote lower ones, and
+/// `plugin_depth` when a ranking plugin will re-order them.
+pub(crate) fn pool(ask: &Ask, plugin_depth: Option<usize>) -> usize {
     let reranked = ask.diversity.is_some() || !ask.boosts.is_empty() || ask.members_first;
-    if reranked {
+    if let Some(depth) = plugin_depth {
+        depth.max(ask.k).min(MAX_K)
+    } else if reranked {
         (ask.k * 4).clamp(50, MAX_K)
     } else {
         ask.k

@@ -494,7 +494,10 @@ fn candidates_and_rank(
         Scenario::SearchRerank { items, keywords } => {
             catalogue::search_rerank(snap, cfg, user, items, keywords)
         }
-        Scenario::Trending => catalogue::trending(snap, cfg, ask, &excluded, catalogue::pool(ask)),
+        Scenario::Trending => {
+            let depth = plug.as_ref().map(|p| p.cfg.plugins.rerank_depth);
+            catalogue::trending(snap, cfg, ask, &excluded, catalogue::pool(ask, depth))
+        }
         Scenario::Gift { recipient } => catalogue::gift(snap, cfg, ask, recipient)?,
     };
     Ok(rank::finish(snap, ask, cands, &excluded, plug))

@@ -125,13 +125,24 @@ pub(crate) fn finish(
             (id, c, member)
         })
         .collect();
-    let fault =
-        plug.and_then(|p| super::strategy::rerank(snap, p.cfg, ask, p.user, p.choice, &mut list));
     // Members-only items first (for members), then score, then id: a total, documented order.
+    // A plugin's ties keep the scenario's order, which `rerank` sorted the list into.
+    let mut by_id = true;
+    let fault = match plug {
+        Some(p) => {
+            let f = super::strategy::rerank(snap, p.cfg, ask, p.user, p.choice, &mut list);
+            by_id = f.is_some();
+            f
+        }
+        None => None,
+    };
     list.sort_by(|a, b| {
-        b.2.cmp(&a.2)
-            .then(b.1.score.total_cmp(&a.1.score))
-            .then(a.0.cmp(&b.0))
+        let o = b.2.cmp(&a.2).then(b.1.score.total_cmp(&a.1.score));
+        if by_id {
+            o.then(a.0.cmp(&b.0))
+        } else {
+            o
+        }
     });
     let picked = match ask.diversity {
         Some(lambda) if list.len() > 1 => mmr(snap, list, ask.k, lambda),

@@ -89,8 +89,14 @@ pub enum Scenario {
     Other(u32),
 }
 
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario::Other(0)
+    }
+}
+
 /// Who is asking and where (the ABI's context block).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Context {
     /// Candidates in this call.
     pub n: u32,
@@ -126,6 +132,19 @@ pub struct Candidates<'a> {
 }
 
 impl<'a> Candidates<'a> {
+    /// Candidates built by hand, for unit tests and native benchmarks of a strategy: `ids`
+    /// and the columns it reads. Columns must be as long as `ids`; a missing one reads as 0.
+    pub fn new(ids: &'a [u32], columns: &[(Feature, &'a [f32])]) -> Candidates<'a> {
+        let mut c = Candidates {
+            ids,
+            columns: [None; 13],
+        };
+        for (f, col) in columns {
+            c.columns[*f as usize] = Some(col);
+        }
+        c
+    }
+
     /// How many candidates.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -418,6 +437,16 @@ mod tests {
         assert_eq!(c.number("b"), Some(-20.0));
         assert_eq!(c.number("c"), None);
         assert_eq!(c.number_or("d", 3.0), 3.0);
+    }
+
+    #[test]
+    fn hand_built_candidates_read_their_columns() {
+        let sim = [0.5, 0.25];
+        let c = Candidates::new(&[7, 9], &[(Feature::Similarity, &sim)]);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(Feature::Similarity, 1), 0.25);
+        assert_eq!(c.get(Feature::Price, 1), 0.0, "not asked for");
+        assert_eq!(c.ids(), [7, 9]);
     }
 
     #[test]

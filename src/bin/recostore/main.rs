@@ -53,7 +53,8 @@ enum Command {
     /// a scenario's top k against what they did next (precision, recall, NDCG, MAP, coverage,
     /// novelty).
     Eval(EvalArgs),
-    /// Test ranking plugins: run one on a JSON input, check one, list the features.
+    /// Test ranking plugins (WebAssembly, ABI v1 in plugins/ABI.md): run one on a JSON input,
+    /// check one, list the features.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
     /// Counts and sizes of a store.

@@ -11,10 +11,6 @@ use recostore::plugin::{Feature, PluginLimits, Plugins};
 use crate::output;
 
 #[derive(Subcommand)]
-#[command(about = format!(
-    "Test ranking plugins (WebAssembly, ABI v1; see plugins/ABI.md). Host: wasmtime {}.",
-    recostore::plugin::WASMTIME_LINE
-))]
 pub enum PluginCmd {
     /// Score a JSON input with a plugin and print the scores, the order, fuel and memory used,
     /// its log lines and the time taken.
@@ -118,9 +114,10 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 config.as_deref().unwrap_or("").as_bytes(),
             )?;
             println!(
-                "{}: ABI v{} ok, smoke run ok; reads {}",
+                "{}: ABI v{} ok, smoke run ok (wasmtime {}); reads {}",
                 wasm.display(),
                 recostore::plugin::abi::ABI_VERSION,
+                recostore::plugin::WASMTIME_LINE,
                 info.features.join(", ")
             );
         }

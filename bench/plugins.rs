@@ -1,0 +1,284 @@
+//! Ranking plugins against the same logic compiled natively, swap-to-serving time, and the
+//! cost of epoch checks and fuel.
+//!
+//! Run: `cargo bench --bench plugins` (builds plugins/ for wasm32-unknown-unknown first).
+//! Three parts, each with its baseline measured in the same run; medians of many calls:
+//! * **Ranking**: the a9-match example at 100, 1,000 and 10,000 candidates through the
+//!   store's call path (warm instance from the pool; input copied in, scores read back),
+//!   against `A9Match::score` compiled natively into this binary. Host overhead is the
+//!   difference; the target is ≤ 10 µs p50 at 1,000.
+//!   Also a whole `trending` query ranked by the plugin against the built-in ranker.
+//! * **Swap**: `Plugins::swap` of a module already compiled (cached by hash) until the first
+//!   answer ranked by the new version, against the first load of a module never compiled.
+//! * **Epoch and fuel**: the a9 module called directly through wasmtime at 10,000 candidates
+//!   on four engines: no interruption, epoch, fuel, epoch + fuel; ratios against the first.
+//!
+//! Figures go to `bench/RESULTS.md` by hand.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use a9_match::A9Match;
+use recostore::plugin::version::Input;
+use recostore::plugin::{Context, Feature as HostFeature};
+use recostore::scenario::{Ask, Scenario};
+use recostore::{Config, Event, Item, PluginLimits, Store};
+use recostore_plugin_sdk::{Candidates, Feature, Strategy};
+
+fn median(mut v: Vec<Duration>) -> f64 {
+    v.sort_unstable();
+    v[v.len() / 2].as_secs_f64() * 1e6
+}
+
+fn build_examples() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("plugins/Cargo.toml"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building plugins/ failed");
+    root.join("plugins/target/wasm32-unknown-unknown/release")
+}
+
+/// Deterministic feature columns for `n` candidates, in the a9 plugin's column order.
+fn columns(n: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let ids: Vec<u32> = (0..n as u32).collect();
+    let f = |k: u32| -> Vec<f32> {
+        ids.iter()
+            .map(|&i| ((i.wrapping_mul(2_654_435_761) ^ k) % 1000) as f32 / 1000.0)
+            .collect()
+    };
+    // Bit order: similarity, conversion_rate, review_count, rating, tag_match.
+    let cols = vec![
+        f(1),
+        f(2).iter().map(|x| x * 0.1).collect(),
+        f(3).iter().map(|x| x * 500.0).collect(),
+        f(4).iter().map(|x| x * 5.0).collect(),
+        f(5),
+    ];
+    (ids, cols)
+}
+
+fn ranking(dir: &std::path::Path) {
+    let wasm = std::fs::read(dir.join("a9_match.wasm")).expect("a9_match.wasm");
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(store_dir.path()).expect("open");
+    store.plugins().load("a9", &wasm).expect("load");
+    let v = store.plugins().current("a9").expect("current");
+    let order: Vec<HostFeature> = v.features().iter().collect();
+    assert_eq!(
+        order,
+        [
+            HostFeature::Similarity,
+            HostFeature::ConversionRate,
+            HostFeature::ReviewCount,
+            HostFeature::Rating,
+            HostFeature::TagMatch
+        ]
+    );
+    println!("## ranking: a9-match plugin vs the same code native (median µs per call)");
+    println!("| candidates | native | plugin | host overhead | ratio |");
+    println!("|---|---|---|---|---|");
+    for n in [100usize, 1_000, 10_000] {
+        let (ids, cols) = columns(n);
+        let input = Input {
+            context: Context::default(),
+            ids: ids.clone(),
+            columns: cols.clone(),
+        };
+        let native = A9Match::default();
+        let feats = [
+            Feature::Similarity,
+            Feature::ConversionRate,
+            Feature::ReviewCount,
+            Feature::Rating,
+            Feature::TagMatch,
+        ];
+        let pairs: Vec<(Feature, &[f32])> = feats
+            .iter()
+            .zip(&cols)
+            .map(|(f, c)| (*f, c.as_slice()))
+            .collect();
+        let cands = Candidates::new(&ids, &pairs);
+        let ctx = recostore_plugin_sdk::Context::default();
+        let mut scores = vec![0f32; n];
+        let reps = (2_000_000 / n).clamp(200, 20_000);
+        let mut nat = Vec::with_capacity(reps);
+        let mut plug = Vec::with_capacity(reps);
+        let mut check = 0f32;
+        for _ in 0..reps {
+            let t = Instant::now();
+            native.score(&ctx, &cands, &mut scores);
+            nat.push(t.elapsed());
+            check += std::hint::black_box(scores[n / 2]);
+            let t = Instant::now();
+            let out = v.run(&input).expect("plugin call");
+            plug.push(t.elapsed());
+            check -= out.scores[n / 2];
+        }
+        assert!(
+            check.abs() < 1e-3 * reps as f32,
+            "plugin and native disagree"
+        );
+        let (a, b) = (median(nat), median(plug));
+        println!("| {n} | {a:.2} | {b:.2} | {:.2} | {:.1}× |", b - a, b / a);
+    }
+}
+
+fn scenario_query(dir: &std::path::Path) {
+    let wasm = std::fs::read(dir.join("a9_match.wasm")).expect("a9_match.wasm");
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_with(store_dir.path(), Config::default()).expect("open");
+    let items: Vec<Item> = (0..10_000)
+        .map(|i| Item::new(format!("i{i}"), [(format!("t{}", i % 50), 1.0)]).price(10.0))
+        .collect();
+    store.upsert_items(&items).expect("items");
+    let events: Vec<Event> = (0..20_000u64)
+        .map(|e| {
+            let item = format!("i{}", (e * 7919) % 1_000);
+            if e % 5 == 0 {
+                Event::purchase(format!("u{}", e % 500), item, 1, 10.0, 1_000 + e)
+            } else {
+                Event::view(format!("u{}", e % 500), item, 1_000 + e)
+            }
+        })
+        .collect();
+    store.record_events(&events).expect("events");
+    store.plugins().load("a9", &wasm).expect("load");
+    let builtin = Ask::new(Scenario::Trending).k(10).user("u1");
+    let plugin = builtin.clone().strategy("a9");
+    let n = store.serve(&plugin).expect("answer");
+    assert!(n.ranked_by.fallback.is_none());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..500 {
+        let t = Instant::now();
+        store.recommend(&builtin).expect("answer");
+        a.push(t.elapsed());
+        let t = Instant::now();
+        store.recommend(&plugin).expect("answer");
+        b.push(t.elapsed());
+    }
+    let (a, b) = (median(a), median(b));
+    println!("\n## trending over 1,000 candidates (10,000 items): built-in vs a9-match plugin");
+    println!(
+        "| built-in | plugin | ratio |\n|---|---|---|\n| {a:.1} µs | {b:.1} µs | {:.2}× |",
+        b / a
+    );
+}
+
+fn swap(dir: &std::path::Path) {
+    let a = std::fs::read(dir.join("a9_match.wasm")).expect("wasm");
+    let b = std::fs::read(dir.join("spend_match.wasm")).expect("wasm");
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(store_dir.path()).expect("open");
+    store
+        .upsert_items(&[Item::new("x", [("t", 1.0)]), Item::new("y", [("t", 1.0)])])
+        .expect("items");
+    store
+        .record_events(&[Event::view("u", "x", 1), Event::view("u", "y", 2)])
+        .expect("events");
+    let ask = Ask::new(Scenario::Trending).k(2).strategy("p");
+    // Cold: a fresh registry (fresh engine and cache) loading a module never compiled.
+    let mut cold = Vec::new();
+    for _ in 0..5 {
+        let p = recostore::Plugins::new(PluginLimits::default());
+        let t = Instant::now();
+        p.load("p", &a).expect("load");
+        cold.push(t.elapsed());
+    }
+    store.plugins().load("p", &a).expect("load");
+    store.plugins().load("p", &b).expect("load");
+    let mut warm = Vec::new();
+    for i in 0..200 {
+        let wasm = if i % 2 == 0 { &a } else { &b };
+        let t = Instant::now();
+        let info = store.plugins().swap("p", wasm).expect("swap");
+        let served = store.serve(&ask).expect("answer");
+        warm.push(t.elapsed());
+        assert_eq!(served.ranked_by.version, Some(info.version));
+    }
+    let (c, w) = (median(cold), median(warm));
+    println!("\n## swap to serving");
+    println!("| first load (compile) | swap, precompiled, to first answer | ratio |");
+    println!("|---|---|---|\n| {c:.0} µs | {w:.0} µs | {:.3}× |", w / c);
+}
+
+fn epoch_and_fuel(dir: &std::path::Path) {
+    use wasmtime::{Config as WConfig, Engine, Linker, Module, Store as WStore};
+    let wasm = std::fs::read(dir.join("a9_match.wasm")).expect("wasm");
+    let n = 10_000usize;
+    let (ids, cols) = columns(n);
+    println!("\n## epoch and fuel at 10,000 candidates (a9-match, median µs per score call)");
+    println!("| engine | µs | ratio to plain |\n|---|---|---|");
+    let mut plain = 0.0;
+    for (name, epoch, fuel) in [
+        ("plain", false, false),
+        ("epoch", true, false),
+        ("fuel", false, true),
+        ("epoch + fuel", true, true),
+    ] {
+        let mut cfg = WConfig::new();
+        cfg.epoch_interruption(epoch).consume_fuel(fuel);
+        let engine = Engine::new(&cfg).expect("engine");
+        let module = Module::new(&engine, &wasm).expect("module");
+        let mut linker: Linker<()> = Linker::new(&engine);
+        linker
+            .func_wrap("env", "log", |_: i32, _: i32, _: i32| {})
+            .expect("log");
+        let mut store = WStore::new(&engine, ());
+        if epoch {
+            store.set_epoch_deadline(u64::MAX / 2);
+        }
+        if fuel {
+            store.set_fuel(u64::MAX / 2).expect("fuel");
+        }
+        let inst = linker.instantiate(&mut store, &module).expect("instance");
+        let input = inst
+            .get_typed_func::<i32, i32>(&mut store, "recostore_input")
+            .expect("input");
+        let score = inst
+            .get_typed_func::<i32, i32>(&mut store, "recostore_score")
+            .expect("score");
+        let mem = inst.get_memory(&mut store, "memory").expect("memory");
+        let ptr = input.call(&mut store, n as i32).expect("input") as usize;
+        let data = mem.data_mut(&mut store);
+        let mut at = ptr + 32;
+        for i in &ids {
+            data[at..at + 4].copy_from_slice(&i.to_le_bytes());
+            at += 4;
+        }
+        for c in &cols {
+            for x in c {
+                data[at..at + 4].copy_from_slice(&x.to_le_bytes());
+                at += 4;
+            }
+        }
+        let mut t = Vec::new();
+        for _ in 0..300 {
+            let s = Instant::now();
+            score.call(&mut store, n as i32).expect("score");
+            t.push(s.elapsed());
+        }
+        let m = median(t);
+        if name == "plain" {
+            plain = m;
+        }
+        println!("| {name} | {m:.1} | {:.2}× |", m / plain);
+    }
+}
+
+fn main() {
+    let dir = build_examples();
+    ranking(&dir);
+    scenario_query(&dir);
+    swap(&dir);
+    epoch_and_fuel(&dir);
+}
