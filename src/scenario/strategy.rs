@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::rank::Cand;
 use super::{Ask, Reason, Scenario};
+use crate::activity::item::ItemStats;
 use crate::activity::segments::Lifecycle;
+use crate::codec::StoredItem;
 use crate::config::Config;
 use crate::plugin::abi::{Context, Feature};
 use crate::plugin::registry::Choice;
@@ -118,27 +120,35 @@ fn tag_match(profile: &[(u32, f32)], pnorm: f32, tags: impl Iterator<Item = (u32
     }
 }
 
-/// One feature of candidate `id`.
+/// What one candidate's features are read from, looked up once for all its columns.
+struct Facts<'a> {
+    stats: Option<&'a ItemStats>,
+    row: Option<Row<StoredItem>>,
+}
+
+/// One feature of a candidate.
 fn feature(
     snap: &Snapshot,
     cfg: &Config,
     f: Feature,
-    id: u32,
+    facts: &Facts<'_>,
     c: &Cand,
     profile: &[(u32, f32)],
     pnorm: f32,
 ) -> f32 {
-    let stats = || snap.activity.item(id);
-    let seg = || match snap.item_row(id) {
-        Some(Row::Segment(i)) => Some(i as usize),
-        _ => None,
-    };
-    let delta = || match snap.item_row(id) {
-        Some(Row::Delta(r)) => Some(r),
-        _ => None,
-    };
     let items = &snap.seg().items;
     let now = snap.activity.now();
+    let stats = facts.stats;
+    // A column of the segment's item table, or a field of the delta's record.
+    macro_rules! column {
+        ($field:ident, $delta:expr) => {
+            match &facts.row {
+                Some(Row::Delta(r)) => Some($delta(&**r)),
+                Some(Row::Segment(i)) => items.$field.get(*i as usize).map(|v| v.to_native()),
+                None => None,
+            }
+        };
+    }
     match f {
         Feature::Similarity => c.score,
         Feature::Lift => c
@@ -149,47 +159,36 @@ fn feature(
                 _ => 0.0,
             })
             .fold(0.0, f32::max),
-        Feature::Popularity => stats().map_or(0.0, |s| {
+        Feature::Popularity => stats.map_or(0.0, |s| {
             s.popularity(now, cfg.popularity_half_life_days as f64 * 86_400.0)
         }),
-        Feature::ConversionRate => stats().map_or(0.0, |s| s.conversion()),
-        Feature::Sales => stats().map_or(0.0, |s| s.units as f32),
-        Feature::ReviewCount => stats().map_or(0.0, |s| s.reviews as f32),
-        Feature::Rating => stats().and_then(|s| s.rating()).unwrap_or(0.0),
-        Feature::Price => delta()
-            .map(|r| r.price)
-            .or_else(|| seg().and_then(|i| items.price.get(i).map(|p| p.to_native())))
-            .unwrap_or(0.0),
-        Feature::Stock => delta()
-            .map(|r| r.stock as f32)
-            .or_else(|| seg().and_then(|i| items.stock.get(i).map(|s| s.to_native() as f32)))
-            .unwrap_or(0.0),
-        Feature::AgeDays => {
-            let created = delta()
-                .map(|r| r.created_at)
-                .or_else(|| seg().and_then(|i| items.created_at.get(i).map(|t| t.to_native())));
-            match created {
-                Some(t) if t > 0 => now.saturating_sub(t) as f32 / 86_400.0,
-                _ => 0.0,
-            }
-        }
-        Feature::Category => match snap.item_row(id) {
+        Feature::ConversionRate => stats.map_or(0.0, |s| s.conversion()),
+        Feature::Sales => stats.map_or(0.0, |s| s.units as f32),
+        Feature::ReviewCount => stats.map_or(0.0, |s| s.reviews as f32),
+        Feature::Rating => stats.and_then(|s| s.rating()).unwrap_or(0.0),
+        Feature::Price => column!(price, |r: &StoredItem| r.price).unwrap_or(0.0),
+        Feature::Stock => column!(stock, |r: &StoredItem| r.stock).map_or(0.0, |s| s as f32),
+        Feature::AgeDays => match column!(created_at, |r: &StoredItem| r.created_at) {
+            Some(t) if t > 0 => now.saturating_sub(t) as f32 / 86_400.0,
+            _ => 0.0,
+        },
+        Feature::Category => match &facts.row {
             Some(Row::Delta(r)) => category_code(&r.category),
-            Some(Row::Segment(i)) => category_code(items.category_of(i)),
+            Some(Row::Segment(i)) => category_code(items.category_of(*i)),
             None => 0.0,
         },
-        Feature::MembersOnly => match snap.item_row(id) {
+        Feature::MembersOnly => match &facts.row {
             Some(Row::Delta(r)) => f32::from(u8::from(r.members_only)),
             Some(Row::Segment(i)) => f32::from(u8::from(crate::segment::read::bit(
                 &items.members_only,
-                i as usize,
+                *i as usize,
             ))),
             None => 0.0,
         },
-        Feature::TagMatch => match snap.item_row(id) {
+        Feature::TagMatch => match &facts.row {
             Some(Row::Delta(r)) => tag_match(profile, pnorm, r.tags.iter().copied()),
             Some(Row::Segment(i)) => {
-                let (t, w) = items.forward.row(i);
+                let (t, w) = items.forward.row(*i);
                 let row = t.iter().zip(w).map(|(t, w)| (t.to_native(), w.to_native()));
                 tag_match(profile, pnorm, row)
             }
@@ -221,18 +220,20 @@ pub(crate) fn rerank(
         _ => Vec::new(),
     };
     let pnorm = profile.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt();
-    let input = Input {
+    let mut input = Input {
         context: context(snap, cfg, ask, user),
         ids: list.iter().map(|c| c.0).collect(),
-        columns: features
-            .iter()
-            .map(|f| {
-                list.iter()
-                    .map(|(id, c, _)| feature(snap, cfg, f, *id, c, &profile, pnorm))
-                    .collect()
-            })
-            .collect(),
+        columns: vec![Vec::with_capacity(list.len()); features.len()],
     };
+    for (id, c, _) in list.iter() {
+        let facts = Facts {
+            stats: snap.activity.item(*id),
+            row: snap.item_row(*id),
+        };
+        for (col, f) in input.columns.iter_mut().zip(features.iter()) {
+            col.push(feature(snap, cfg, f, &facts, c, &profile, pnorm));
+        }
+    }
     match v.run(&input) {
         Ok(out) => {
             for ((_, c, _), s) in list.iter_mut().zip(out.scores) {
