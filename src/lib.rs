@@ -28,6 +28,8 @@
 #![warn(missing_docs)]
 
 pub mod activity;
+pub mod admin;
+pub mod backup;
 mod behaviour;
 pub mod codec;
 pub mod config;
@@ -39,6 +41,7 @@ pub mod eval;
 pub mod event;
 pub mod import;
 
+pub mod metrics;
 pub mod model;
 pub mod plugin;
 mod rebuild;

@@ -19,7 +19,9 @@ use crate::write::{Counters, Pending};
 /// An open recommendation store. Cheap to share: it is `Send + Sync`; put it in an `Arc` and
 /// use it from every request thread. Reads never block; writes are serialised internally.
 ///
-/// Dropping the store waits for a running background rebuild and flushes sled.
+/// `clone` gives another handle to the same store (the admin socket's threads hold one).
+/// Dropping a handle waits for a running background rebuild and flushes sled.
+#[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
 }
@@ -36,10 +38,11 @@ pub(crate) struct Inner {
     rebuild_running: AtomicBool,
     rebuild_thread: Mutex<Option<JoinHandle<()>>>,
     plugins: crate::plugin::Plugins,
+    latency: crate::metrics::Histogram,
 }
 
 /// What a rebuild did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RebuildReport {
     /// The new segment generation.
     pub generation: u64,
@@ -210,6 +213,7 @@ impl Store {
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
                 plugins: crate::plugin::Plugins::new(config.plugins.clone()),
+                latency: crate::metrics::Histogram::default(),
                 config,
             }),
         })
@@ -451,6 +455,29 @@ impl Store {
             clock: s.activity.now(),
             cooccurrence_lists: s.activity.bought.len() + s.activity.viewed.len(),
         }
+    }
+
+    /// How many queries and scenario answers this handle served, and how fast (since open).
+    pub fn latency_stats(&self) -> crate::metrics::Latency {
+        self.inner.latency.latency()
+    }
+
+    /// Run `f` with writes and rebuilds held off, after a flush: the durable records, the
+    /// current segment and its neighbour file do not change until it returns. Readers are not
+    /// held. Lock order as in `Inner::rebuild`: rebuild lock, then writer.
+    pub(crate) fn paused<T>(
+        &self,
+        f: impl FnOnce(&sled::Tree, &Snapshot, &Path) -> Result<T>,
+    ) -> Result<T> {
+        let _rebuild = lock(&self.inner.rebuild_lock);
+        let _writes = lock(&self.inner.writer);
+        self.inner.db.flush()?;
+        let snap = self.inner.snapshot.load_full();
+        f(&self.inner.tree, &snap, &self.inner.seg_dir)
+    }
+
+    pub(crate) fn latency(&self) -> &crate::metrics::Histogram {
+        &self.inner.latency
     }
 
     /// Recompute the current segment's full checksum.

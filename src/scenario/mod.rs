@@ -506,12 +506,15 @@ fn candidates_and_rank(
 impl Store {
     /// Answer a scenario query. Lock-free: one snapshot, no waiting on writers.
     pub fn recommend(&self, ask: &Ask) -> Result<Vec<Recommendation>> {
-        Ok(run(self, &self.snapshot(), ask)?.items)
+        Ok(self.serve(ask)?.items)
     }
 
     /// [`Store::recommend`], also saying which strategy and version ranked the answer and
     /// whether it fell back to the built-in ranker.
     pub fn serve(&self, ask: &Ask) -> Result<Served> {
-        run(self, &self.snapshot(), ask)
+        let started = std::time::Instant::now();
+        let out = run(self, &self.snapshot(), ask);
+        self.latency().record(started.elapsed());
+        out
     }
 }

@@ -375,12 +375,15 @@ impl Snapshot {
 impl Store {
     /// Run a similarity query. Lock-free: it reads one snapshot and never waits on writers.
     pub fn query(&self, q: &Query) -> Result<Vec<Recommendation>> {
-        Ok(run(&self.snapshot(), q)?.0)
+        Ok(self.query_with_stats(q)?.0)
     }
 
     /// Like [`Store::query`], also reporting which path answered and how much it scored.
     pub fn query_with_stats(&self, q: &Query) -> Result<(Vec<Recommendation>, QueryStats)> {
-        run(&self.snapshot(), q)
+        let started = std::time::Instant::now();
+        let out = run(&self.snapshot(), q);
+        self.latency().record(started.elapsed());
+        out
     }
 
     /// The `k` items most similar to item `id` by tag cosine ("more like this"), best first.

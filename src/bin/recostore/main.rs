@@ -4,6 +4,7 @@
 //! output to one machine-readable JSON document. Exit codes: 0 success, 1 a failure (the message
 //! says what to do next), 2 a usage error (from clap), 3 the asked-for record does not exist.
 
+mod admin;
 mod demo;
 mod output;
 mod plugin;
@@ -57,6 +58,13 @@ enum Command {
     /// check one, list the features.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
+    /// Serve a store's admin socket until SIGINT or SIGTERM (see PROTOCOL.md).
+    Serve(admin::ServeArgs),
+    /// Send one command to a running admin socket and print the answer.
+    ///
+    /// Exit codes: 0 ok, 1 the command failed, 2 bad command or arguments, 3 not found,
+    /// 4 no server at the socket.
+    Admin(admin::AdminArgs),
     /// Counts and sizes of a store.
     Stats(StoreArg),
     /// Fold recent writes into a new segment now.
@@ -169,6 +177,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Query(cmd) => return query::run(*cmd),
         Command::Plugin(cmd) => return plugin::run(cmd),
+        Command::Serve(a) => return admin::serve(a),
+        Command::Admin(a) => return admin::admin(a),
         Command::Get(GetCmd::Item { id, store: s }) => {
             let store = Store::open(&s.dir)?;
             let Some(item) = store.get_item(&id) else {
@@ -239,13 +249,31 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
+type LogHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The live log filter, for the admin socket's `log.level`.
+static LOG: std::sync::OnceLock<LogHandle> = std::sync::OnceLock::new();
+
+/// A hook that swaps the process's log filter, if logging was set up.
+pub(crate) fn log_level_hook() -> Option<recostore::admin::LogLevelHook> {
+    let handle = LOG.get()?.clone();
+    Some(std::sync::Arc::new(move |spec: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }))
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::prelude::*;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    let _ = LOG.set(handle);
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -1,0 +1,305 @@
+//! What each admin command does: arguments in, a JSON result out.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::protocol::{Code, Request, Response};
+use super::LogLevelHook;
+use crate::error::Error;
+use crate::plugin::Variant;
+use crate::scenario::Ask;
+use crate::store::Store;
+
+/// Every command, with a one-line summary (`help` lists them; PROTOCOL.md has examples).
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("ping", "liveness: {\"pong\": true}"),
+    ("help", "this list"),
+    ("stats", "records, events, segment, delta, queries and latency, plugin faults, memory"),
+    ("item.get", "one item with its statistics: {\"id\"}"),
+    ("user.get", "one user with derived tags, RFM and lifecycle: {\"id\"}"),
+    ("query", "any scenario: the args are an Ask ({\"scenario\": \"for-user\", \"user\", \"k\", \"filter\", ...})"),
+    ("users.like", "users with the most similar tags: {\"user\", \"k\"}"),
+    ("segment.users", "users in an RFM or lifecycle segment: {\"name\"}"),
+    ("plugin.list", "loaded plugins with versions, faults and slots"),
+    ("plugin.load", "load or replace a plugin: {\"name\", \"path\", \"config\"?}"),
+    ("plugin.swap", "replace a loaded plugin: {\"name\", \"path\", \"config\"?}"),
+    ("plugin.rollback", "serve the previous version: {\"name\"}"),
+    ("plugin.unload", "remove a plugin: {\"name\"}"),
+    ("plugin.enable", "serve a disabled plugin again: {\"name\"}"),
+    ("slot.route", "route a slot by weight: {\"slot\", \"variants\": [{\"strategy\", \"weight\"}]}"),
+    ("slot.remove", "stop routing a slot: {\"slot\"}"),
+    ("slot.stats", "A/B figures per variant: {\"slot\"?}"),
+    ("segment.rebuild", "fold recent writes into a new segment now"),
+    ("flush", "make every acknowledged write durable now"),
+    ("backup", "consistent copy of the store while serving: {\"path\"}"),
+    ("log.level", "change log verbosity live: {\"filter\": \"info,recostore=debug\"}"),
+];
+
+/// What the handlers share.
+pub(crate) struct Ctx {
+    pub store: Store,
+    pub started: Instant,
+    pub log_level: Option<LogLevelHook>,
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A handler's failure: the code and message of the error response.
+type Failure = (Code, String);
+
+fn args<T: DeserializeOwned>(v: &Value) -> Result<T, Failure> {
+    let v = if v.is_null() { json!({}) } else { v.clone() };
+    serde_json::from_value(v).map_err(|e| (Code::BadArgs, format!("bad arguments: {e}")))
+}
+
+/// A store error as a response: not-found errors get their own code.
+fn failed(e: Error) -> Failure {
+    let code = match e {
+        Error::NotFound { .. } | Error::PluginNotFound { .. } => Code::NotFound,
+        Error::InvalidQuery { .. } => Code::BadArgs,
+        _ => Code::Failed,
+    };
+    (code, e.to_string())
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, Failure> {
+    serde_json::to_value(v).map_err(|e| (Code::Failed, format!("result not serialisable: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Id {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Name {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Load {
+    name: String,
+    path: PathBuf,
+    #[serde(default)]
+    config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Route {
+    slot: String,
+    variants: Vec<Variant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotArg {
+    #[serde(default)]
+    slot: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersLike {
+    user: String,
+    #[serde(default = "ten")]
+    k: usize,
+}
+
+fn ten() -> usize {
+    10
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathArg {
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Filter {
+    filter: String,
+}
+
+fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
+    let wasm = std::fs::read(&a.path).map_err(|e| {
+        (
+            Code::BadArgs,
+            format!(
+                "cannot read {}: {e} (the path is read by the server)",
+                a.path.display()
+            ),
+        )
+    })?;
+    let config = match &a.config {
+        None => Vec::new(),
+        Some(Value::String(s)) => s.clone().into_bytes(),
+        Some(v) => v.to_string().into_bytes(),
+    };
+    let plugins = ctx.store.plugins();
+    if swap && plugins.info(&a.name).is_err() {
+        return Err((
+            Code::NotFound,
+            format!(
+                "no plugin `{}` to swap; use plugin.load for a new one",
+                a.name
+            ),
+        ));
+    }
+    let info = plugins
+        .load_with_config(&a.name, &wasm, &config)
+        .map_err(failed)?;
+    to_value(&info)
+}
+
+fn stats(ctx: &Ctx) -> Result<Value, Failure> {
+    let s = ctx.store.stats();
+    let plugins = ctx.store.plugins().list();
+    let faults: u64 = plugins.iter().map(|p| p.faults.total()).sum();
+    Ok(json!({
+        "items": s.items,
+        "users": s.users,
+        "tags": s.tags,
+        "events": s.events,
+        "clock": s.clock,
+        "segment": {"generation": s.generation, "bytes": s.segment_bytes},
+        "delta_records": s.delta_records,
+        "cooccurrence_lists": s.cooccurrence_lists,
+        "queries": to_value(&ctx.store.latency_stats())?,
+        "plugins": {
+            "loaded": plugins.len(),
+            "disabled": plugins.iter().filter(|p| p.disabled.is_some()).count(),
+            "faults": faults,
+        },
+        "memory": {"resident_bytes": crate::metrics::resident_bytes()},
+        "connections": ctx.connections.load(std::sync::atomic::Ordering::Relaxed),
+        "uptime_secs": ctx.started.elapsed().as_secs(),
+    }))
+}
+
+fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
+    let store = &ctx.store;
+    match cmd {
+        "ping" => Ok(json!({"pong": true, "version": env!("CARGO_PKG_VERSION")})),
+        "help" => Ok(COMMANDS
+            .iter()
+            .map(|(c, d)| json!({"cmd": c, "about": d}))
+            .collect()),
+        "stats" => stats(ctx),
+        "item.get" => {
+            let Id { id } = args(a)?;
+            let item = store.get_item(&id).ok_or_else(|| {
+                failed(Error::NotFound {
+                    what: "item",
+                    id: id.clone(),
+                })
+            })?;
+            Ok(json!({"item": to_value(&item)?, "activity": to_value(&store.item_activity(&id))?}))
+        }
+        "user.get" => {
+            let Id { id } = args(a)?;
+            let user = store.get_user(&id).ok_or_else(|| {
+                failed(Error::NotFound {
+                    what: "user",
+                    id: id.clone(),
+                })
+            })?;
+            Ok(json!({"user": to_value(&user)?, "activity": to_value(&store.user_activity(&id))?}))
+        }
+        "query" => {
+            let ask: Ask = args(a)?;
+            let served = store.serve(&ask).map_err(failed)?;
+            to_value(&served)
+        }
+        "users.like" => {
+            let u: UsersLike = args(a)?;
+            to_value(&store.users_like(&u.user, u.k).map_err(failed)?)
+        }
+        "segment.users" => {
+            let Name { name } = args(a)?;
+            to_value(&store.segment_users(&name).map_err(failed)?)
+        }
+        "plugin.list" => to_value(&store.plugins().list()),
+        "plugin.load" => load_plugin(ctx, args(a)?, false),
+        "plugin.swap" => load_plugin(ctx, args(a)?, true),
+        "plugin.rollback" => {
+            let Name { name } = args(a)?;
+            to_value(&store.plugins().rollback(&name).map_err(failed)?)
+        }
+        "plugin.unload" => {
+            let Name { name } = args(a)?;
+            store.plugins().unload(&name).map_err(failed)?;
+            Ok(json!({"unloaded": name}))
+        }
+        "plugin.enable" => {
+            let Name { name } = args(a)?;
+            to_value(&store.plugins().enable(&name).map_err(failed)?)
+        }
+        "slot.route" => {
+            let r: Route = args(a)?;
+            store
+                .plugins()
+                .set_slot(&r.slot, r.variants)
+                .map_err(failed)?;
+            Ok(
+                json!({"slot": r.slot, "variants": to_value(&store.plugins().slots().into_iter().find(|(s, _)| *s == r.slot).map(|(_, v)| v))?}),
+            )
+        }
+        "slot.remove" => {
+            let SlotArg { slot } = args(a)?;
+            let slot = slot.ok_or((
+                Code::BadArgs,
+                "bad arguments: missing field `slot`".to_string(),
+            ))?;
+            store.plugins().remove_slot(&slot).map_err(failed)?;
+            Ok(json!({"removed": slot}))
+        }
+        "slot.stats" => {
+            let SlotArg { slot } = args(a)?;
+            to_value(&store.plugins().variant_stats(slot.as_deref()))
+        }
+        "segment.rebuild" => to_value(&store.rebuild().map_err(failed)?),
+        "flush" => {
+            store.flush().map_err(failed)?;
+            Ok(json!({"flushed": true}))
+        }
+        "backup" => {
+            let PathArg { path } = args(a)?;
+            to_value(&store.backup(path).map_err(failed)?)
+        }
+        "log.level" => {
+            let Filter { filter } = args(a)?;
+            let hook = ctx.log_level.as_ref().ok_or((
+                Code::Failed,
+                "this process installed no log-level hook (AdminOptions::log_level); \
+                 `recostore serve` has one"
+                    .to_string(),
+            ))?;
+            hook(&filter).map_err(|e| (Code::BadArgs, format!("bad filter `{filter}`: {e}")))?;
+            tracing::info!(filter, "log level changed over the admin socket");
+            Ok(json!({"filter": filter}))
+        }
+        other => Err((
+            Code::UnknownCommand,
+            format!("unknown command `{other}`; `help` lists the commands"),
+        )),
+    }
+}
+
+/// Answer one parsed request.
+pub(crate) fn handle(ctx: &Ctx, req: Request) -> Response {
+    let started = Instant::now();
+    let out = run(ctx, &req.cmd, &req.args);
+    tracing::debug!(cmd = %req.cmd, ok = out.is_ok(), micros = started.elapsed().as_micros() as u64, "admin request");
+    match out {
+        Ok(v) => Response::ok(req.id, v),
+        Err((code, msg)) => Response::err(req.id, code, msg),
+    }
+}

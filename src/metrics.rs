@@ -1,0 +1,122 @@
+//! What the store counts about its own serving: queries answered and their latency, in a
+//! lock-free log-scale histogram, for `stats` on the admin socket.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Sub-buckets per power of two: bucket bounds grow by 2^(1/4) ≈ 19%, so a percentile read
+/// from the histogram is within 19% of the true value.
+const STEPS: u32 = 4;
+/// Buckets cover 1 ns to 2^40 ns (18 minutes); slower calls land in the last one.
+const BUCKETS: usize = 40 * STEPS as usize;
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Answers counted.
+    pub count: u64,
+    /// Median.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Slowest answer.
+    pub max_us: f64,
+}
+
+/// A latency histogram any number of threads record into without a lock.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    max_ns: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The bucket of `ns`: `STEPS · log2(ns)`, rounded down.
+fn bucket(ns: u64) -> usize {
+    if ns <= 1 {
+        return 0;
+    }
+    let b = (STEPS as f64 * (ns as f64).log2()) as usize;
+    b.min(BUCKETS - 1)
+}
+
+/// The upper bound of bucket `b`, in ns.
+fn upper(b: usize) -> f64 {
+    2f64.powf((b + 1) as f64 / f64::from(STEPS))
+}
+
+impl Histogram {
+    /// Count one answer that took `d`.
+    pub(crate) fn record(&self, d: Duration) {
+        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.buckets[bucket(ns)].fetch_add(1, Relaxed);
+        self.max_ns.fetch_max(ns, Relaxed);
+    }
+
+    /// Percentiles so far (each the upper bound of its bucket, so never optimistic).
+    pub(crate) fn latency(&self) -> Latency {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let count: u64 = counts.iter().sum();
+        let max_ns = self.max_ns.load(Relaxed) as f64;
+        let at = |p: f64| {
+            if count == 0 {
+                return 0.0;
+            }
+            let rank = ((count as f64 * p).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (b, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return upper(b).min(max_ns) / 1e3;
+                }
+            }
+            max_ns / 1e3
+        };
+        Latency {
+            count,
+            p50_us: at(0.5),
+            p90_us: at(0.9),
+            p99_us: at(0.99),
+            max_us: max_ns / 1e3,
+        }
+    }
+}
+
+/// Resident memory of this process in bytes, where the OS says (Linux `/proc`).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_within_a_bucket_of_the_truth() {
+        let h = Histogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let l = h.latency();
+        assert_eq!(l.count, 1000);
+        for (got, want) in [(l.p50_us, 500.0), (l.p90_us, 900.0), (l.p99_us, 990.0)] {
+            assert!(got >= want && got <= want * 1.2, "{got} vs {want}");
+        }
+        assert_eq!(l.max_us, 1000.0);
+        assert_eq!(Histogram::default().latency(), Latency::default());
+    }
+}
