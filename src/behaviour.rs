@@ -243,6 +243,40 @@ impl Store {
         Ok(events.len())
     }
 
+    /// Like [`Store::record_events`], but skips each event already in the log: same user,
+    /// time, kind, item, session and values. Returns `(recorded, skipped)`. Importers use it so
+    /// that re-running an import does not count the same history twice. (Two imports of the
+    /// same events running at the same moment can still both record them.)
+    pub fn record_events_once(&self, events: &[Event]) -> Result<(usize, usize)> {
+        let snap = self.snapshot();
+        let mut fresh = Vec::with_capacity(events.len());
+        for e in events {
+            if !self.already_logged(&snap, e)? {
+                fresh.push(e.clone());
+            }
+        }
+        let skipped = events.len() - fresh.len();
+        Ok((self.record_events(&fresh)?, skipped))
+    }
+
+    /// Whether an event equal to `e` is in `e.user`'s log at `e.ts`.
+    fn already_logged(&self, snap: &Snapshot, e: &Event) -> Result<bool> {
+        let Some(uid) = snap.user_id(&e.user) else {
+            return Ok(false);
+        };
+        let mut prefix = [0u8; 13];
+        prefix[..5].copy_from_slice(&user_events_prefix(uid));
+        prefix[5..].copy_from_slice(&e.ts.to_be_bytes());
+        for kv in self.tree().scan_prefix(prefix) {
+            let (k, v) = kv?;
+            let stored: StoredEvent = codec::decode(&k, &v)?;
+            if public_event(snap, &e.user, e.ts, stored) == *e {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// What behaviour says about user `id`, or `None` if the user does not exist.
     pub fn user_activity(&self, id: &str) -> Option<UserActivity> {
         let snap = self.snapshot();

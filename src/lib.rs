@@ -39,6 +39,7 @@ pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod event;
+pub mod export;
 pub mod import;
 
 pub mod metrics;
@@ -48,6 +49,7 @@ mod rebuild;
 pub mod scenario;
 pub mod search;
 pub mod segment;
+pub mod sizing;
 pub mod snapshot;
 mod sparse;
 pub mod store;

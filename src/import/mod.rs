@@ -2,9 +2,11 @@
 //!
 //! * [`movielens`] — MovieLens (`movies.csv`, `ratings.csv`, `tags.csv`).
 //! * [`retail`] — UCI Online Retail invoice lines (`.csv` or `.csv.gz`).
+//! * [`jsonl`] — your own items, users and events as JSON lines (the export format).
 //! * [`report`] — the shared summary and bad-row accounting.
 
 mod common;
+pub mod jsonl;
 pub mod movielens;
 pub mod report;
 pub mod retail;

@@ -40,9 +40,15 @@ struct Cli {
 enum Command {
     /// Generate a synthetic shop, load it, and print example recommendations.
     Demo(demo::DemoArgs),
-    /// Import a public data set into a store.
+    /// Import data into a store: public data sets, or your own as JSON lines.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Export a store's items, users and events.
+    #[command(subcommand)]
+    Export(ExportCmd),
+    /// Run many queries of one scenario against a store in this process and report p50, p90,
+    /// p99, max latency and queries/s: size hardware on your own data.
+    Bench(BenchArgs),
     /// Ask a store for recommendations.
     #[command(subcommand)]
     Query(Box<query::QueryCmd>),
@@ -135,6 +141,67 @@ enum ImportCmd {
         #[command(flatten)]
         args: ImportArgs,
     },
+    /// Your own items, users and events as JSON lines (any subset; `-` is stdin, `.gz` is
+    /// decompressed). The line formats are in FORMAT.md. Re-running a file upserts records
+    /// and skips events already logged.
+    Jsonl {
+        /// Item lines: {"id", "tags": {"name": weight}, "title", "category", "price", "stock",
+        /// "members_only", "created_at"}.
+        #[arg(long, value_name = "FILE")]
+        items: Option<PathBuf>,
+        /// User lines: {"id", "tags": {...}, "recent_items": [...]}.
+        #[arg(long, value_name = "FILE")]
+        users: Option<PathBuf>,
+        /// Event lines: {"user", "item", "kind", "ts", "session", "qty", "price", "rating",
+        /// "query"}.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCmd {
+    /// Write items.jsonl, users.jsonl and events.jsonl (the `import jsonl` format) from one
+    /// consistent snapshot; safe while the store is being written to.
+    Jsonl {
+        /// Store directory.
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Output directory (created if missing; the three files in it are replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Store directory (an existing store).
+    #[arg(long, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Scenario: similar, together, viewed, cart, for-user, after-purchase, users-like,
+    /// trending, search-rerank.
+    #[arg(long)]
+    scenario: String,
+    /// Queries in all.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// Threads issuing them [default: the CPU count].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Results per query.
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// Seed for drawing query subjects from the store.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -155,25 +222,97 @@ enum GetCmd {
     },
 }
 
+/// Import one of the public data sets.
+fn import_file(
+    kind: &str,
+    path: &std::path::Path,
+    a: &ImportArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Store::open_with(&a.dir, Config::default().show_progress(!a.json))?;
+    let opts = ImportOptions {
+        strict: a.strict,
+        progress: !a.json,
+    };
+    let summary = if kind == "movielens" {
+        import::movielens::import(&store, path, &opts)?
+    } else {
+        import::retail::import(&store, path, &opts)?
+    };
+    output::import_summary(&summary, a.json)?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Demo(a) => demo::run(a)?,
-        Command::Import(cmd) => {
-            let (kind, path, a) = match cmd {
-                ImportCmd::Movielens { path, args } => ("movielens", path, args),
-                ImportCmd::Retail { path, args } => ("retail", path, args),
-            };
+        Command::Import(ImportCmd::Jsonl {
+            items,
+            users,
+            events,
+            args: a,
+        }) => {
+            if items.is_none() && users.is_none() && events.is_none() {
+                return Err("give at least one of --items, --users and --events".into());
+            }
             let store = Store::open_with(&a.dir, Config::default().show_progress(!a.json))?;
             let opts = ImportOptions {
                 strict: a.strict,
                 progress: !a.json,
             };
-            let summary = if kind == "movielens" {
-                import::movielens::import(&store, &path, &opts)?
-            } else {
-                import::retail::import(&store, &path, &opts)?
+            let files = import::jsonl::JsonlFiles {
+                items,
+                users,
+                events,
             };
+            let summary = import::jsonl::import(&store, &files, &opts)?;
             output::import_summary(&summary, a.json)?;
+        }
+        Command::Import(ImportCmd::Movielens { path, args }) => {
+            import_file("movielens", &path, &args)?
+        }
+        Command::Import(ImportCmd::Retail { path, args }) => import_file("retail", &path, &args)?,
+        Command::Export(ExportCmd::Jsonl { dir, out, json }) => {
+            let store = Store::open(&dir)?;
+            let s = store.export_jsonl(&out)?;
+            if json {
+                output::json(&s)?;
+            } else {
+                println!(
+                    "exported {} items, {} users and {} events to {} in {:.1}s",
+                    s.items,
+                    s.users,
+                    s.events,
+                    s.dir.display(),
+                    s.seconds
+                );
+            }
+        }
+        Command::Bench(a) => {
+            let store = Store::open(&a.dir)?;
+            let threads = a
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let r = recostore::sizing::run(
+                &store,
+                &recostore::sizing::SizingOptions {
+                    scenario: a.scenario,
+                    queries: a.queries,
+                    threads,
+                    k: a.k,
+                    seed: a.seed,
+                },
+            )?;
+            if a.json {
+                output::json(&r)?;
+            } else {
+                println!(
+                    "{} x{} on {} threads: p50 {:.1} µs  p90 {:.1} µs  p99 {:.1} µs  max {:.1} µs  {:.0} queries/s  ({} empty, {} errors)",
+                    r.scenario, r.queries, r.threads, r.p50_us, r.p90_us, r.p99_us, r.max_us, r.qps, r.empty, r.errors
+                );
+                if let Some(e) = &r.first_error {
+                    println!("  first error: {e}");
+                }
+            }
         }
         Command::Query(cmd) => return query::run(*cmd),
         Command::Plugin(cmd) => return plugin::run(cmd),

@@ -1,0 +1,535 @@
+//! Bring your own data: items, users and events as JSON lines, streamed in batches.
+//!
+//! The line formats are in `FORMAT.md` ("JSON lines"); [`JsonItem`], [`JsonUser`] and
+//! [`JsonEvent`] are the same thing in code, and `recostore export jsonl` writes them back.
+//! Unknown fields are ignored and missing optional fields take their defaults. A bad line is
+//! reported with its number and skipped; `--strict` checks every line of every file first and
+//! stores nothing if one is bad. Re-running a file upserts records and skips events already
+//! logged, so it never duplicates anything.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+
+use super::common::{display_name, progress_bar, BATCH, EVENT_BATCH};
+use super::report::{ImportOptions, ImportSummary};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind};
+use crate::model::{validate_item, validate_user, Item, User};
+use crate::Store;
+
+/// One item line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsonItem {
+    /// The item id (required).
+    pub id: String,
+    /// Tag name → weight (> 0, finite).
+    pub tags: BTreeMap<String, f32>,
+    /// Display title.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// Category path, `/`-separated.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub category: String,
+    /// Unit price.
+    pub price: f32,
+    /// Units in stock.
+    pub stock: u32,
+    /// Only members may buy it.
+    pub members_only: bool,
+    /// Creation time, seconds since the epoch.
+    pub created_at: u64,
+}
+
+/// One user line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsonUser {
+    /// The user id (required).
+    pub id: String,
+    /// Tag name → weight.
+    pub tags: BTreeMap<String, f32>,
+    /// Recently viewed item ids, newest last (they must exist).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recent_items: Vec<String>,
+}
+
+/// One event line: a flat object whose `kind` says which of the optional fields matter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JsonEvent {
+    /// The user id (required; created if new).
+    pub user: String,
+    /// The item id (required except for `search` and `impression`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// `view`, `click`, `search`, `favourite`, `cart`, `purchase`, `rating`, `review` or
+    /// `impression` (required).
+    pub kind: String,
+    /// Seconds since the epoch (required).
+    pub ts: u64,
+    /// The session or order id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// `purchase`: units (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qty: Option<u32>,
+    /// `purchase`: unit price (default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<f32>,
+    /// `rating`: 0 to 5 (required for ratings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating: Option<f32>,
+    /// `search`: what was typed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// `impression`: the slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// `impression`: the strategy that ranked the list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// `impression`: the items shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<String>>,
+}
+
+impl From<&Item> for JsonItem {
+    fn from(i: &Item) -> Self {
+        JsonItem {
+            id: i.id.clone(),
+            tags: i.tags.iter().cloned().collect(),
+            title: i.title.clone(),
+            category: i.category.clone(),
+            price: i.price,
+            stock: i.stock,
+            members_only: i.members_only,
+            created_at: i.created_at,
+        }
+    }
+}
+
+impl From<JsonItem> for Item {
+    fn from(j: JsonItem) -> Self {
+        let mut item = Item::new(j.id, j.tags)
+            .title(j.title)
+            .category(j.category)
+            .price(j.price)
+            .stock(j.stock);
+        item.members_only = j.members_only;
+        item.created_at = j.created_at;
+        item
+    }
+}
+
+impl From<&User> for JsonUser {
+    fn from(u: &User) -> Self {
+        JsonUser {
+            id: u.id.clone(),
+            tags: u.tags.iter().cloned().collect(),
+            recent_items: u.recent_items.clone(),
+        }
+    }
+}
+
+impl From<JsonUser> for User {
+    fn from(j: JsonUser) -> Self {
+        let mut u = User::new(j.id, j.tags);
+        u.recent_items = j.recent_items;
+        u
+    }
+}
+
+impl From<&Event> for JsonEvent {
+    fn from(e: &Event) -> Self {
+        let mut j = JsonEvent {
+            user: e.user.clone(),
+            item: e.item.clone(),
+            kind: e.kind.name().to_string(),
+            ts: e.ts,
+            session: e.session.clone(),
+            ..JsonEvent::default()
+        };
+        match &e.kind {
+            EventKind::Purchase { qty, price } => {
+                j.qty = Some(*qty);
+                j.price = Some(*price);
+            }
+            EventKind::Rating { value } => j.rating = Some(*value),
+            EventKind::Search { query } => j.query = Some(query.clone()),
+            EventKind::Impression {
+                slot,
+                strategy,
+                items,
+            } => {
+                j.slot = Some(slot.clone());
+                j.strategy = Some(strategy.clone());
+                j.items = Some(items.clone());
+            }
+            _ => {}
+        }
+        j
+    }
+}
+
+impl TryFrom<JsonEvent> for Event {
+    type Error = String;
+
+    fn try_from(j: JsonEvent) -> std::result::Result<Event, String> {
+        let need = |field: &str| format!("a `{}` event needs `{field}`", j.kind);
+        let kind = match j.kind.as_str() {
+            "view" => EventKind::View,
+            "click" => EventKind::Click,
+            "favourite" => EventKind::Favourite,
+            "cart" => EventKind::Cart,
+            "review" => EventKind::Review,
+            "search" => EventKind::Search {
+                query: j.query.clone().ok_or_else(|| need("query"))?,
+            },
+            "purchase" => EventKind::Purchase {
+                qty: j.qty.unwrap_or(1),
+                price: j.price.unwrap_or(0.0),
+            },
+            "rating" => EventKind::Rating {
+                value: j.rating.ok_or_else(|| need("rating"))?,
+            },
+            "impression" => EventKind::Impression {
+                slot: j.slot.clone().unwrap_or_default(),
+                strategy: j.strategy.clone().unwrap_or_default(),
+                items: j.items.clone().unwrap_or_default(),
+            },
+            "" => return Err("`kind` is missing".into()),
+            other => {
+                return Err(format!(
+                    "unknown kind `{}`; kinds are view, click, search, favourite, cart, \
+                     purchase, rating, review, impression",
+                    crate::model::display_id(other)
+                ))
+            }
+        };
+        if j.ts == 0 {
+            return Err("`ts` (seconds since the epoch) is missing or 0".into());
+        }
+        Ok(Event {
+            user: j.user,
+            item: j.item,
+            kind,
+            ts: j.ts,
+            session: j.session,
+        })
+    }
+}
+
+/// Which files to import; any subset.
+#[derive(Debug, Clone, Default)]
+pub struct JsonlFiles {
+    /// Item lines (`-` for stdin; `.gz` is decompressed).
+    pub items: Option<PathBuf>,
+    /// User lines.
+    pub users: Option<PathBuf>,
+    /// Event lines.
+    pub events: Option<PathBuf>,
+}
+
+/// Lines read from one source, with their 1-based numbers, and the bytes consumed so far for
+/// the progress bar.
+struct Lines {
+    name: String,
+    reader: Box<dyn BufRead>,
+    line: u64,
+    bar: ProgressBar,
+}
+
+/// Counts bytes read from the underlying file (compressed bytes for `.gz`) into the bar.
+struct Counting<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+impl Lines {
+    fn open(path: &Path, opts: &ImportOptions) -> Result<Lines> {
+        let (raw, len, name): (Box<dyn Read>, u64, String) = if path == Path::new("-") {
+            (Box::new(io::stdin()), 0, "stdin".into())
+        } else {
+            let (f, len) = super::common::open_file(path)?;
+            (Box::new(f), len, display_name(path))
+        };
+        let bar = if len > 0 {
+            progress_bar(opts, len)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_message(name.clone());
+        let counted = Counting {
+            inner: raw,
+            bar: bar.clone(),
+        };
+        let gz = path.extension().is_some_and(|e| e == "gz");
+        let reader: Box<dyn BufRead> = if gz {
+            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(counted)))
+        } else {
+            Box::new(BufReader::with_capacity(1 << 16, counted))
+        };
+        Ok(Lines {
+            name,
+            reader,
+            line: 0,
+            bar,
+        })
+    }
+
+    /// The next non-blank line, or `None` at the end. A line that is not UTF-8 comes back as
+    /// `Err(reason)` so the caller can report it and go on.
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> Result<Option<std::result::Result<(), String>>> {
+        loop {
+            buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', buf)
+                .map_err(|e| Error::io("reading", &self.name, e))?;
+            if n == 0 {
+                self.bar.finish_and_clear();
+                return Ok(None);
+            }
+            self.line += 1;
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(match std::str::from_utf8(buf) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("not UTF-8: {e}")),
+            }));
+        }
+    }
+}
+
+/// Parse one line as `T`, with a reason fit for a bad-row report.
+fn parse<T: serde::de::DeserializeOwned>(buf: &[u8]) -> std::result::Result<T, String> {
+    serde_json::from_slice(buf).map_err(|e| format!("not a valid record: {e}"))
+}
+
+/// What a checked line turns into.
+enum Record {
+    Item(Item),
+    User(User),
+    Event(Event),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Items,
+    Users,
+    Events,
+}
+
+/// Parse and check one line of `kind` without storing anything. `known_items` holds ids
+/// imported earlier in this run, for events and recent items in strict mode.
+fn check(
+    store: &Store,
+    kind: Kind,
+    buf: &[u8],
+    known_items: Option<&HashSet<String>>,
+) -> std::result::Result<Record, String> {
+    let max_tags = store.config().max_tags_per_record;
+    let snap = store.snapshot();
+    let exists = |id: &str| {
+        known_items.is_some_and(|k| k.contains(id))
+            || snap.item_id(id).is_some_and(|i| snap.item_row(i).is_some())
+    };
+    let reason = |e: Error| match e {
+        Error::InvalidRecord { reason, .. } | Error::InvalidEvent { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    match kind {
+        Kind::Items => {
+            let item: Item = parse::<JsonItem>(buf)?.into();
+            validate_item(&item, max_tags).map_err(reason)?;
+            Ok(Record::Item(item))
+        }
+        Kind::Users => {
+            let user: User = parse::<JsonUser>(buf)?.into();
+            validate_user(&user, max_tags).map_err(reason)?;
+            if let Some(missing) = user.recent_items.iter().find(|i| !exists(i)) {
+                return Err(format!(
+                    "recent item `{}` is not in the store; import items first",
+                    crate::model::display_id(missing)
+                ));
+            }
+            Ok(Record::User(user))
+        }
+        Kind::Events => {
+            let event = Event::try_from(parse::<JsonEvent>(buf)?)?;
+            event.validate(0).map_err(reason)?;
+            if let Some(missing) = event.item.as_deref().filter(|i| !exists(i)) {
+                return Err(format!(
+                    "item `{}` is not in the store; import it (--items) before its events",
+                    crate::model::display_id(missing)
+                ));
+            }
+            Ok(Record::Event(event))
+        }
+    }
+}
+
+/// Import any of the three files into `store`: items, then users, then events.
+pub fn import(store: &Store, files: &JsonlFiles, opts: &ImportOptions) -> Result<ImportSummary> {
+    let started = std::time::Instant::now();
+    let parts: Vec<(Kind, PathBuf)> = [
+        (Kind::Items, &files.items),
+        (Kind::Users, &files.users),
+        (Kind::Events, &files.events),
+    ]
+    .into_iter()
+    .filter_map(|(k, p)| p.clone().map(|p| (k, p)))
+    .collect();
+    if parts.iter().filter(|(_, p)| p == Path::new("-")).count() > 1 {
+        return Err(Error::InvalidQuery {
+            reason: "only one of --items, --users and --events can read stdin (`-`)".into(),
+        });
+    }
+    let mut summary = ImportSummary::default();
+    let mut spooled = None;
+    if opts.strict {
+        // Check everything before storing anything. Stdin can be read once only, so it is
+        // spooled to a temporary file for the second pass.
+        let mut known = HashSet::new();
+        let mut checked = Vec::new();
+        for (kind, path) in &parts {
+            let path = if path == Path::new("-") {
+                let tmp = spool_stdin()?;
+                let p = tmp.0.clone();
+                spooled = Some(tmp);
+                p
+            } else {
+                path.clone()
+            };
+            let mut lines = Lines::open(
+                &path,
+                &ImportOptions {
+                    progress: false,
+                    ..opts.clone()
+                },
+            )?;
+            let mut buf = Vec::new();
+            while let Some(utf8) = lines.next_line(&mut buf)? {
+                let rec = utf8.and_then(|()| check(store, *kind, &buf, Some(&known)));
+                match rec {
+                    Ok(Record::Item(i)) => {
+                        known.insert(i.id);
+                    }
+                    Ok(_) => {}
+                    Err(reason) => summary.bad_row(opts, &lines.name, lines.line, reason)?,
+                }
+            }
+            checked.push((*kind, path));
+        }
+        for (kind, path) in checked {
+            store_file(store, kind, &path, opts, &mut summary)?;
+        }
+    } else {
+        for (kind, path) in &parts {
+            store_file(store, *kind, path, opts, &mut summary)?;
+        }
+    }
+    drop(spooled);
+    store.flush()?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// A temporary copy of stdin, deleted when dropped.
+struct Spooled(PathBuf);
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spool_stdin() -> Result<Spooled> {
+    let path = std::env::temp_dir().join(format!(
+        "recostore-stdin-{}-{}.jsonl",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let spooled = Spooled(path.clone());
+    let mut f =
+        std::fs::File::create(&path).map_err(|e| Error::io("spooling stdin to", &path, e))?;
+    io::copy(&mut io::stdin().lock(), &mut f)
+        .map_err(|e| Error::io("spooling stdin to", &path, e))?;
+    Ok(spooled)
+}
+
+/// Stream one file into the store in batches, reporting and skipping bad lines.
+fn store_file(
+    store: &Store,
+    kind: Kind,
+    path: &Path,
+    opts: &ImportOptions,
+    summary: &mut ImportSummary,
+) -> Result<()> {
+    let mut lines = Lines::open(path, opts)?;
+    let mut buf = Vec::new();
+    let mut items = Vec::new();
+    let mut users = Vec::new();
+    let mut events = Vec::new();
+    let mut tags: HashSet<String> = HashSet::new();
+    let flush_events = |events: &mut Vec<Event>, summary: &mut ImportSummary| -> Result<()> {
+        let (recorded, skipped) = store.record_events_once(events)?;
+        summary.recorded += recorded as u64;
+        summary.dropped += skipped as u64;
+        events.clear();
+        Ok(())
+    };
+    while let Some(utf8) = lines.next_line(&mut buf)? {
+        match utf8.and_then(|()| check(store, kind, &buf, None)) {
+            Ok(Record::Item(i)) => {
+                tags.extend(i.tags.iter().map(|t| t.0.clone()));
+                items.push(i);
+                if items.len() == BATCH {
+                    store.upsert_items(&items)?;
+                    summary.items += items.len();
+                    items.clear();
+                }
+            }
+            Ok(Record::User(u)) => {
+                tags.extend(u.tags.iter().map(|t| t.0.clone()));
+                users.push(u);
+                if users.len() == BATCH {
+                    store.upsert_users(&users)?;
+                    summary.users += users.len();
+                    users.clear();
+                }
+            }
+            Ok(Record::Event(e)) => {
+                summary.events += 1;
+                events.push(e);
+                if events.len() == EVENT_BATCH {
+                    flush_events(&mut events, summary)?;
+                }
+            }
+            Err(reason) => summary.bad_row(opts, &lines.name, lines.line, reason)?,
+        }
+    }
+    store.upsert_items(&items)?;
+    summary.items += items.len();
+    store.upsert_users(&users)?;
+    summary.users += users.len();
+    flush_events(&mut events, summary)?;
+    summary.tags += tags.len();
+    Ok(())
+}

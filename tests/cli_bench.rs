@@ -1,0 +1,101 @@
+//! `recostore bench` on a small store reports sane figures, and `export jsonl` from the CLI.
+
+use std::process::Command;
+
+fn recostore(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_recostore"))
+        .args(args)
+        .output()
+        .expect("run recostore")
+}
+
+#[test]
+fn bench_reports_sane_figures_on_a_small_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("s");
+    let d = d.to_str().expect("utf-8");
+    let demo = recostore(&["demo", "--dir", d, "--items", "400", "--users", "60"]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    for scenario in [
+        "for-user",
+        "similar",
+        "together",
+        "trending",
+        "users-like",
+        "cart",
+    ] {
+        let out = recostore(&[
+            "bench",
+            "--dir",
+            d,
+            "--scenario",
+            scenario,
+            "--queries",
+            "300",
+            "--threads",
+            "2",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{scenario}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert_eq!(r["queries"], 300, "{r}");
+        assert_eq!(r["threads"], 2);
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(f("p50_us") > 0.0);
+        assert!(
+            f("p50_us") <= f("p90_us") && f("p90_us") <= f("p99_us") && f("p99_us") <= f("max_us"),
+            "{r}"
+        );
+        assert!(f("qps") > 0.0);
+        assert!(f("max_us") < 5e6, "no query takes 5 s on 400 items: {r}");
+    }
+    // The same seed draws the same subjects.
+    let a = recostore(&[
+        "bench",
+        "--dir",
+        d,
+        "--scenario",
+        "similar",
+        "--queries",
+        "50",
+        "--json",
+    ]);
+    let text = recostore(&[
+        "bench",
+        "--dir",
+        d,
+        "--scenario",
+        "similar",
+        "--queries",
+        "50",
+    ]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("queries/s"));
+    assert!(a.status.success());
+    let bad = recostore(&["bench", "--dir", d, "--scenario", "nonsense"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bench runs"));
+
+    let out = tmp.path().join("export");
+    let e = recostore(&[
+        "export",
+        "jsonl",
+        "--dir",
+        d,
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&e.stdout).expect("json");
+    assert_eq!(s["items"], 400);
+    assert!(out.join("events.jsonl").exists());
+}
