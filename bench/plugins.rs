@@ -16,8 +16,10 @@
 //!
 //! Figures go to `bench/RESULTS.md` by hand.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/plugin_support/mod.rs"]
+mod plugin_support;
 
 use a9_match::A9Match;
 use recostore::plugin::version::Input;
@@ -29,24 +31,6 @@ use recostore_plugin_sdk::{Candidates, Feature, Strategy};
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort_unstable();
     v[v.len() / 2].as_secs_f64() * 1e6
-}
-
-fn build_examples() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .arg("--manifest-path")
-        .arg(root.join("plugins/Cargo.toml"))
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building plugins/ failed");
-    root.join("plugins/target/wasm32-unknown-unknown/release")
 }
 
 /// Deterministic feature columns for `n` candidates, in the a9 plugin's column order.
@@ -276,7 +260,7 @@ fn epoch_and_fuel(dir: &std::path::Path) {
 }
 
 fn main() {
-    let dir = build_examples();
+    let dir = plugin_support::examples();
     // RECOSTORE_BENCH_ONLY=ranking|scenario|swap|fuel runs one part (for profiling).
     let only = std::env::var("RECOSTORE_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;

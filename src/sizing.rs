@@ -92,29 +92,32 @@ fn pick(rng: &mut ChaCha8Rng, pool: &[String]) -> Result<String> {
 fn jobs(store: &Store, o: &SizingOptions) -> Result<Vec<Job>> {
     let snap = store.snapshot();
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
-    let items: Vec<String> = (0..snap.item_id_bound())
-        .filter(|&i| snap.item_row(i).is_some())
-        .filter_map(|i| snap.item_name(i))
-        .collect();
-    // The activity maps iterate in hash order; sorting by id makes the draw reproducible.
-    let mut active: Vec<u32> = snap.activity.items().map(|(i, _)| i).collect();
-    active.sort_unstable();
-    let active_items: Vec<String> = active
-        .into_iter()
-        .filter(|&i| snap.item_row(i).is_some())
-        .filter_map(|i| snap.item_name(i))
-        .collect();
-    let users: Vec<String> = (0..snap.user_id_bound())
-        .filter(|&u| snap.user_row(u).is_some())
-        .filter_map(|u| snap.user_name(u))
-        .collect();
-    let mut active: Vec<u32> = snap.activity.users().map(|(u, _)| u).collect();
-    active.sort_unstable();
-    let active_users: Vec<String> = active
-        .into_iter()
-        .filter(|&u| snap.user_row(u).is_some())
-        .filter_map(|u| snap.user_name(u))
-        .collect();
+    // Ids are sorted before naming (the activity maps iterate in hash order), so the same
+    // seed draws the same subjects.
+    let named =
+        |mut ids: Vec<u32>, live: &dyn Fn(u32) -> bool, name: &dyn Fn(u32) -> Option<String>| {
+            ids.sort_unstable();
+            ids.into_iter()
+                .filter(|&i| live(i))
+                .filter_map(name)
+                .collect::<Vec<String>>()
+        };
+    let item_live = |i: u32| snap.item_row(i).is_some();
+    let user_live = |u: u32| snap.user_row(u).is_some();
+    let item_name = |i: u32| snap.item_name(i);
+    let user_name = |u: u32| snap.user_name(u);
+    let items = named((0..snap.item_id_bound()).collect(), &item_live, &item_name);
+    let active_items = named(
+        snap.activity.items().map(|(i, _)| i).collect(),
+        &item_live,
+        &item_name,
+    );
+    let users = named((0..snap.user_id_bound()).collect(), &user_live, &user_name);
+    let active_users = named(
+        snap.activity.users().map(|(u, _)| u).collect(),
+        &user_live,
+        &user_name,
+    );
     let mut out = Vec::with_capacity(o.queries);
     for _ in 0..o.queries {
         let ask = |s: Scenario| Job::Ask(Box::new(Ask::new(s).k(o.k)));

@@ -32,6 +32,14 @@ fn ids(store: &Store, ask: &Ask) -> Vec<String> {
         .collect()
 }
 
+/// Load `wat` as `name`; it must pass the load checks.
+fn load(store: &Store, name: &str, wat: Wat) {
+    store
+        .plugins()
+        .load(name, wat.text().as_bytes())
+        .unwrap_or_else(|e| panic!("{name} should pass the load checks: {e}"));
+}
+
 /// Load `wat` as `name`, query through it three times, and check every answer is the
 /// built-in one with a fallback noted. Returns the fault counters.
 fn contained(store: &Store, name: &str, wat: &Wat) -> FaultCounts {
@@ -168,18 +176,14 @@ fn nan_and_infinite_scores_rank_last_and_are_counted() {
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
       (return (local.get $n))";
-    store
-        .plugins()
-        .load(
-            "nan",
-            Wat {
-                hostile,
-                ..Wat::default()
-            }
-            .text()
-            .as_bytes(),
-        )
-        .expect("load");
+    load(
+        &store,
+        "nan",
+        Wat {
+            hostile,
+            ..Wat::default()
+        },
+    );
     let served = store
         .serve(&trending().strategy("nan").k(30))
         .expect("answer");
@@ -209,18 +213,14 @@ fn a_flood_of_logs_is_cut_and_counted() {
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
       (local.set $i (i32.const 0))";
-    store
-        .plugins()
-        .load(
-            "chatty",
-            Wat {
-                hostile,
-                ..Wat::default()
-            }
-            .text()
-            .as_bytes(),
-        )
-        .expect("load");
+    load(
+        &store,
+        "chatty",
+        Wat {
+            hostile,
+            ..Wat::default()
+        },
+    );
     let served = store.serve(&trending().strategy("chatty")).expect("answer");
     assert!(served.ranked_by.fallback.is_none());
     let info = store.plugins().info("chatty").expect("loaded");
@@ -271,18 +271,14 @@ fn missing_export_and_forbidden_import_are_refused_at_load() {
 #[test]
 fn a_plugin_that_keeps_faulting_is_disabled() {
     let (_d, store) = shop(limits().faults_in_a_row(3));
-    store
-        .plugins()
-        .load(
-            "panic",
-            Wat {
-                hostile: "unreachable",
-                ..Wat::default()
-            }
-            .text()
-            .as_bytes(),
-        )
-        .expect("load");
+    load(
+        &store,
+        "panic",
+        Wat {
+            hostile: "unreachable",
+            ..Wat::default()
+        },
+    );
     for _ in 0..3 {
         store.serve(&trending().strategy("panic")).expect("answer");
     }
@@ -307,18 +303,14 @@ fn a_plugin_that_keeps_faulting_is_disabled() {
 #[test]
 fn a_spinning_plugin_does_not_stall_other_queries() {
     let (_d, store) = shop(limits());
-    store
-        .plugins()
-        .load(
-            "spin",
-            Wat {
-                hostile: "(loop $spin (br $spin))",
-                ..Wat::default()
-            }
-            .text()
-            .as_bytes(),
-        )
-        .expect("load");
+    load(
+        &store,
+        "spin",
+        Wat {
+            hostile: "(loop $spin (br $spin))",
+            ..Wat::default()
+        },
+    );
     std::thread::scope(|s| {
         let spinner = s.spawn(|| {
             for _ in 0..20 {
