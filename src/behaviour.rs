@@ -18,6 +18,15 @@ use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::write::Pending;
 
+/// The state of one de-duplicated import run ([`Store::dedup_run`]): where the log stood when
+/// it began, and how many copies of each already-logged event the run has met. It holds an
+/// entry only per event that was logged before the run, so a first import keeps it empty.
+#[derive(Debug, Default)]
+pub struct DedupRun {
+    before: u64,
+    seen: HashMap<u64, u32>,
+}
+
 /// Per batch: the tags each item passes on to the users who touch it.
 type TagCache = HashMap<u32, Arc<Vec<(u32, f32)>>>;
 
@@ -243,15 +252,37 @@ impl Store {
         Ok(events.len())
     }
 
-    /// Like [`Store::record_events`], but skips each event already in the log: same user,
-    /// time, kind, item, session and values. Returns `(recorded, skipped)`. Importers use it so
-    /// that re-running an import does not count the same history twice. (Two imports of the
-    /// same events running at the same moment can still both record them.)
-    pub fn record_events_once(&self, events: &[Event]) -> Result<(usize, usize)> {
+    /// Start a de-duplicated run of [`Store::record_events_once`] calls (one import).
+    pub fn dedup_run(&self) -> DedupRun {
+        DedupRun {
+            before: self.snapshot().activity.totals().event_seq,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Like [`Store::record_events`], but skips events the log already held when `run`
+    /// began: the k-th copy of an event in the run is recorded only if the log held fewer than
+    /// k identical events (same user, time, kind, item, session and values) before the run.
+    /// So re-running an import records nothing, and identical events within one run are all
+    /// kept, wherever the batches split them. Returns `(recorded, skipped)`. (Two runs of the
+    /// same events at the same moment can still both record them.)
+    pub fn record_events_once(
+        &self,
+        events: &[Event],
+        run: &mut DedupRun,
+    ) -> Result<(usize, usize)> {
         let snap = self.snapshot();
         let mut fresh = Vec::with_capacity(events.len());
         for e in events {
-            if !self.already_logged(&snap, e)? {
+            let before = self.logged_before(&snap, e, run.before)?;
+            let keep = before == 0 || {
+                // Only events already logged are counted, so a first import keeps no state.
+                let key = xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(e).unwrap_or_default());
+                let copy = run.seen.entry(key).or_insert(0);
+                *copy += 1;
+                *copy > before
+            };
+            if keep {
                 fresh.push(e.clone());
             }
         }
@@ -259,22 +290,27 @@ impl Store {
         Ok((self.record_events(&fresh)?, skipped))
     }
 
-    /// Whether an event equal to `e` is in `e.user`'s log at `e.ts`.
-    fn already_logged(&self, snap: &Snapshot, e: &Event) -> Result<bool> {
+    /// How many events equal to `e` were in `e.user`'s log at `e.ts` with sequence number at
+    /// most `before`.
+    fn logged_before(&self, snap: &Snapshot, e: &Event, before: u64) -> Result<u32> {
         let Some(uid) = snap.user_id(&e.user) else {
-            return Ok(false);
+            return Ok(0);
         };
         let mut prefix = [0u8; 13];
         prefix[..5].copy_from_slice(&user_events_prefix(uid));
         prefix[5..].copy_from_slice(&e.ts.to_be_bytes());
+        let mut n = 0;
         for kv in self.tree().scan_prefix(prefix) {
             let (k, v) = kv?;
+            if codec::decode_u64(&k, k.get(13..).unwrap_or_default())? > before {
+                continue;
+            }
             let stored: StoredEvent = codec::decode(&k, &v)?;
             if public_event(snap, &e.user, e.ts, stored) == *e {
-                return Ok(true);
+                n += 1;
             }
         }
-        Ok(false)
+        Ok(n)
     }
 
     /// What behaviour says about user `id`, or `None` if the user does not exist.

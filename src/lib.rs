@@ -55,7 +55,7 @@ mod sparse;
 pub mod store;
 mod write;
 
-pub use behaviour::{ItemActivity, UserActivity};
+pub use behaviour::{DedupRun, ItemActivity, UserActivity};
 pub use config::{Config, Durability, EventWeights, LifecycleDays, SegmentVerify};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};

@@ -203,3 +203,34 @@ fn an_export_during_writes_is_one_consistent_snapshot() {
         );
     });
 }
+
+#[test]
+fn identical_events_split_across_batches_are_all_kept_then_never_repeated() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(tmp.path().join("s")).expect("open");
+    store
+        .upsert_items(&[Item::new("x", [("t", 1.0)])])
+        .expect("item");
+    // 10,001 lines: the last two are identical and fall into different import batches.
+    let mut lines: Vec<String> = (0..10_000)
+        .map(|n| {
+            format!(
+                r#"{{"user": "u{}", "item": "x", "kind": "view", "ts": {}}}"#,
+                n % 7,
+                1 + n
+            )
+        })
+        .collect();
+    lines.push(lines[9_999].clone());
+    let path = tmp.path().join("events.jsonl");
+    std::fs::write(&path, lines.join("\n")).expect("write");
+    let files = JsonlFiles {
+        events: Some(path),
+        ..JsonlFiles::default()
+    };
+    let first = import(&store, &files, &ImportOptions::default()).expect("import");
+    assert_eq!((first.recorded, first.dropped), (10_001, 0));
+    let again = import(&store, &files, &ImportOptions::default()).expect("re-run");
+    assert_eq!((again.recorded, again.dropped), (0, 10_001));
+    assert_eq!(store.stats().events, 10_001);
+}

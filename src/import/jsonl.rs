@@ -488,8 +488,9 @@ fn store_file(
     let mut users = Vec::new();
     let mut events = Vec::new();
     let mut tags: HashSet<String> = HashSet::new();
-    let flush_events = |events: &mut Vec<Event>, summary: &mut ImportSummary| -> Result<()> {
-        let (recorded, skipped) = store.record_events_once(events)?;
+    let mut run = store.dedup_run();
+    let mut flush_events = |events: &mut Vec<Event>, summary: &mut ImportSummary| -> Result<()> {
+        let (recorded, skipped) = store.record_events_once(events, &mut run)?;
         summary.recorded += recorded as u64;
         summary.dropped += skipped as u64;
         events.clear();
