@@ -201,6 +201,8 @@ impl Store {
             seq: counters.seq,
             activity,
         };
+        let plugins = crate::plugin::Plugins::new(config.plugins.clone());
+        plugins.attach(tree.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir,
@@ -212,7 +214,7 @@ impl Store {
                 rebuild_lock: Mutex::new(()),
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
-                plugins: crate::plugin::Plugins::new(config.plugins.clone()),
+                plugins,
                 latency: crate::metrics::Histogram::default(),
                 config,
             }),

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::host::Host;
+use super::persist::{self, StoredPlugin, StoredVersion};
 use super::slots::{Attribution, Slot, Strategy, Variant, VariantStats, BUILTIN};
 use super::version::{FaultCounts, PluginVersion};
 use super::{check_name, PluginLimits};
@@ -89,6 +90,8 @@ struct Shared {
     write: Mutex<()>,
     live: Arc<AtomicUsize>,
     attribution: Attribution,
+    /// Where changes are persisted (the store's tree); unset for a standalone registry.
+    tree: OnceLock<sled::Tree>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -118,6 +121,7 @@ impl Plugins {
                 write: Mutex::new(()),
                 live: Arc::new(AtomicUsize::new(0)),
                 attribution: Attribution::new(SHOWN_CAP),
+                tree: OnceLock::new(),
             }),
         }
     }
@@ -149,6 +153,92 @@ impl Plugins {
         self.shared.table.store(Arc::new(t));
     }
 
+    /// Persist plugin `name` as `entry` (`None`: removed), if this registry belongs to a store.
+    fn save(&self, name: &str, entry: Option<&Entry>) -> Result<()> {
+        let Some(tree) = self.shared.tree.get() else {
+            return Ok(());
+        };
+        let version = |v: &PluginVersion| {
+            let (wasm, config) = v.source();
+            StoredVersion {
+                number: v.number(),
+                wasm: wasm.to_vec(),
+                config: config.to_vec(),
+            }
+        };
+        let stored = entry.map(|e| StoredPlugin {
+            current: version(&e.current),
+            previous: e.previous.as_deref().map(version),
+            last_number: e.last_number,
+            disabled: e.disabled.clone(),
+        });
+        persist::save_plugin(tree, name, stored.as_ref())
+    }
+
+    /// Load the plugins and slots persisted in `tree` and persist every later change there.
+    /// A stored plugin that no longer loads (stricter limits, say) is reported and left out;
+    /// the store still opens.
+    pub(crate) fn attach(&self, tree: sled::Tree) -> Result<()> {
+        let persist::Stored { plugins, slots } = persist::load(&tree)?;
+        if !plugins.is_empty() || !slots.is_empty() {
+            let _w = self.writer();
+            let mut table = Table::default();
+            if !plugins.is_empty() {
+                let host = self.host()?;
+                for (name, p) in plugins {
+                    let load = |v: &StoredVersion| {
+                        PluginVersion::load(
+                            &host,
+                            &name,
+                            v.number,
+                            &v.wasm,
+                            &v.config,
+                            false,
+                            Some(self.shared.live.clone()),
+                        )
+                        .map(Arc::new)
+                    };
+                    match (load(&p.current), p.previous.as_ref().map(load).transpose()) {
+                        (Ok(current), Ok(previous)) => {
+                            let entry = Entry {
+                                current,
+                                previous,
+                                disabled: p.disabled,
+                                last_number: p.last_number,
+                            };
+                            table.plugins.insert(name, entry);
+                        }
+                        (Err(e), _) | (_, Err(e)) => tracing::error!(
+                            target: "recostore::plugin",
+                            plugin = %name,
+                            error = %e,
+                            "a stored plugin did not load and is not serving; load it again or unload it"
+                        ),
+                    }
+                }
+            }
+            for (name, variants) in slots {
+                let known = variants.iter().all(|v| match &v.strategy {
+                    Strategy::Plugin(p) => table.plugins.contains_key(p),
+                    Strategy::Builtin => true,
+                });
+                match Slot::new(&name, variants).filter(|_| known) {
+                    Some(s) => {
+                        table.slots.insert(name, Arc::new(s));
+                    }
+                    None => tracing::error!(
+                        target: "recostore::plugin",
+                        slot = %name,
+                        "a stored slot routes to a plugin that did not load; its queries use the built-in ranker"
+                    ),
+                }
+            }
+            self.shared.table.store(Arc::new(table));
+        }
+        let _ = self.shared.tree.set(tree);
+        Ok(())
+    }
+
     /// Load `wasm` (a binary module, or WAT text) as the next version of plugin `name` and
     /// publish it: the first load of a name, or a hot swap of a loaded one. The module is
     /// compiled (once per content hash), checked and smoke-tested before anything is
@@ -177,18 +267,15 @@ impl Plugins {
             false,
             Some(self.shared.live.clone()),
         )?;
-        let v = Arc::new(v);
+        let entry = Entry {
+            current: Arc::new(v),
+            previous: table.plugins.get(name).map(|e| e.current.clone()),
+            disabled: None,
+            last_number: number,
+        };
+        self.save(name, Some(&entry))?;
         self.publish(|t| {
-            let previous = t.plugins.remove(name).map(|e| e.current);
-            t.plugins.insert(
-                name.to_string(),
-                Entry {
-                    current: v,
-                    previous,
-                    disabled: None,
-                    last_number: number,
-                },
-            );
+            t.plugins.insert(name.to_string(), entry);
         });
         tracing::info!(target: "recostore::plugin", plugin = name, version = number, "published");
         self.info(name)
@@ -222,6 +309,7 @@ impl Plugins {
             disabled: None,
             last_number: e.last_number,
         };
+        self.save(name, Some(&entry))?;
         self.publish(|t| {
             t.plugins.insert(name.to_string(), entry);
         });
@@ -235,6 +323,12 @@ impl Plugins {
         let _w = self.writer();
         let table = self.shared.table.load_full();
         if !table.plugins.contains_key(name) {
+            // A stored plugin that failed to load at open can still be removed.
+            if let Some(tree) = self.shared.tree.get() {
+                if tree.contains_key([b"Pp".as_slice(), name.as_bytes()].concat())? {
+                    return self.save(name, None);
+                }
+            }
             return Err(not_found(name));
         }
         let used: Vec<&String> = table
@@ -251,6 +345,7 @@ impl Plugins {
                 ),
             });
         }
+        self.save(name, None)?;
         self.publish(|t| {
             t.plugins.remove(name);
         });
@@ -269,6 +364,7 @@ impl Plugins {
             .ok_or_else(|| not_found(name))?;
         e.current.counters.in_a_row.store(0, Relaxed);
         e.disabled = None;
+        self.save(name, Some(&e))?;
         self.publish(|t| {
             t.plugins.insert(name.to_string(), e);
         });
@@ -293,6 +389,9 @@ impl Plugins {
         let s = Slot::new(slot, variants).ok_or_else(|| Error::PluginRefused {
             reason: format!("slot `{slot}` needs at least one variant with a weight above 0"),
         })?;
+        if let Some(tree) = self.shared.tree.get() {
+            persist::save_slot(tree, slot, Some(&s.variants))?;
+        }
         self.publish(|t| {
             t.slots.insert(slot.to_string(), Arc::new(s));
         });
@@ -308,6 +407,9 @@ impl Plugins {
                 name: slot.to_string(),
                 hint: "Plugins::slots lists the slots that are routed",
             });
+        }
+        if let Some(tree) = self.shared.tree.get() {
+            persist::save_slot(tree, slot, None)?;
         }
         self.publish(|t| {
             t.slots.remove(slot);
@@ -419,6 +521,9 @@ impl Plugins {
         );
         let mut e = e.clone();
         e.disabled = Some(reason);
+        if let Err(err) = self.save(v.name(), Some(&e)) {
+            tracing::error!(plugin = v.name(), error = %err, "could not persist the disabled state");
+        }
         self.publish(|t| {
             t.plugins.insert(v.name().to_string(), e);
         });

@@ -182,6 +182,8 @@ pub struct PluginVersion {
     hash: u64,
     features: FeatureSet,
     config: Vec<u8>,
+    /// The module as loaded, kept so the registry can persist it.
+    wasm: Arc<[u8]>,
     has_init: bool,
     capture: bool,
     pre: InstancePre<Guest>,
@@ -264,6 +266,7 @@ impl PluginVersion {
             hash,
             features: FeatureSet::default(),
             config: config.to_vec(),
+            wasm: Arc::from(wasm),
             has_init,
             capture,
             pre,
@@ -327,6 +330,11 @@ impl PluginVersion {
     /// xxh3 hash of the module bytes.
     pub fn hash(&self) -> u64 {
         self.hash
+    }
+
+    /// The module bytes and config it was loaded from.
+    pub(crate) fn source(&self) -> (&[u8], &[u8]) {
+        (&self.wasm, &self.config)
     }
 
     /// The feature columns the plugin asked for.

@@ -1,0 +1,110 @@
+//! Plugins, their previous versions, their disabled state and slot routing survive a restart.
+
+mod plugin_support;
+
+use plugin_support::{shop, Wat};
+use recostore::plugin::Variant;
+use recostore::scenario::{Ask, Scenario};
+use recostore::{Config, PluginLimits, Store};
+
+#[test]
+fn plugins_and_slots_come_back_after_reopen() {
+    let (dir, store) = shop(PluginLimits::default());
+    let p = store.plugins();
+    p.load("order", Wat::default().text().as_bytes())
+        .expect("v1");
+    p.swap(
+        "order",
+        Wat {
+            sign: -1.0,
+            ..Wat::default()
+        }
+        .text()
+        .as_bytes(),
+    )
+    .expect("v2");
+    p.load("gone", Wat::default().text().as_bytes())
+        .expect("load");
+    p.unload("gone").expect("unload");
+    p.set_slot(
+        "home",
+        vec![Variant::new("builtin", 1), Variant::new("order", 3)],
+    )
+    .expect("route");
+    p.set_slot("cart", vec![Variant::new("order", 1)])
+        .expect("route");
+    p.remove_slot("cart").expect("remove");
+    let ask = Ask::new(Scenario::Trending).k(5).strategy("order");
+    let before: Vec<String> = store
+        .recommend(&ask)
+        .expect("answer")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    drop(store);
+
+    let store = Store::open_with(dir.path(), Config::default()).expect("reopen");
+    let p = store.plugins();
+    let info = p.info("order").expect("order is back");
+    assert_eq!((info.version, info.previous), (2, Some(1)));
+    assert!(p.info("gone").is_err(), "an unloaded plugin stays unloaded");
+    assert_eq!(
+        p.slots(),
+        vec![(
+            "home".to_string(),
+            vec![Variant::new("builtin", 1), Variant::new("order", 3)]
+        )]
+    );
+    let after: Vec<String> = store
+        .recommend(&ask)
+        .expect("answer")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(before, after, "the same version ranks the same way");
+    let info = p
+        .rollback("order")
+        .expect("the previous version came back too");
+    assert_eq!(info.version, 1);
+    p.swap("order", Wat::default().text().as_bytes())
+        .expect("v3");
+    assert_eq!(
+        p.info("order").expect("order").version,
+        3,
+        "numbering carries on"
+    );
+}
+
+#[test]
+fn a_stored_plugin_that_no_longer_loads_is_reported_and_can_be_removed() {
+    let (dir, store) = shop(PluginLimits::default());
+    store
+        .plugins()
+        .load("big", Wat::default().text().as_bytes())
+        .expect("load");
+    store
+        .plugins()
+        .set_slot("home", vec![Variant::new("big", 1)])
+        .expect("route");
+    drop(store);
+    // Reopen with a module size cap the stored module is over.
+    let limits = PluginLimits {
+        max_module_bytes: 16,
+        ..PluginLimits::default()
+    };
+    let store = Store::open_with(dir.path(), Config::default().plugins(limits))
+        .expect("the store still opens");
+    assert!(store.plugins().info("big").is_err());
+    assert!(
+        store.plugins().slots().is_empty(),
+        "a slot routing to it is left out"
+    );
+    let served = store
+        .serve(&Ask::new(Scenario::Trending).k(3).slot("home").user("buyer"))
+        .expect("answers");
+    assert_eq!(served.ranked_by.strategy, "builtin");
+    store.plugins().unload("big").expect("removable");
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert!(store.plugins().info("big").is_err(), "removed for good");
+}
