@@ -184,6 +184,13 @@ fn every_command_answers() {
         Code::Failed,
         "never overwritten"
     );
+    let exported = ok(
+        &mut c,
+        "export",
+        json!({"path": elsewhere.path().join("export")}),
+    );
+    assert_eq!(exported["items"], 30);
+    assert!(elsewhere.path().join("export/events.jsonl").exists());
     ok(&mut c, "log.level", json!({"filter": "debug"}));
     assert_eq!(
         code(&mut c, "log.level", json!({"filter": "a["})),

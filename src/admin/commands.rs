@@ -36,6 +36,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("segment.rebuild", "fold recent writes into a new segment now"),
     ("flush", "make every acknowledged write durable now"),
     ("backup", "consistent copy of the store while serving: {\"path\"}"),
+    ("export", "items, users and events as JSON lines into a directory: {\"path\"}"),
     ("log.level", "change log verbosity live: {\"filter\": \"info,recostore=debug\"}"),
 ];
 
@@ -273,6 +274,10 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         "backup" => {
             let PathArg { path } = args(a)?;
             to_value(&store.backup(path).map_err(failed)?)
+        }
+        "export" => {
+            let PathArg { path } = args(a)?;
+            to_value(&store.export_jsonl(path).map_err(failed)?)
         }
         "log.level" => {
             let Filter { filter } = args(a)?;

@@ -40,7 +40,7 @@ pub struct AdminArgs {
     timeout_secs: u64,
     /// The command: ping, help, stats, item.get, user.get, query, users.like, segment.users,
     /// plugin.list|load|swap|rollback|unload|enable, slot.route|remove|stats, segment.rebuild,
-    /// flush, backup, log.level (PROTOCOL.md has an example of each).
+    /// flush, backup, export, log.level (PROTOCOL.md has an example of each).
     cmd: String,
     /// Arguments as KEY=VALUE (VALUE is JSON if it parses, else a string), or one JSON object.
     /// E.g. `id=i01`, `scenario=for-user user=u1 k=5`, `'variants=[{"strategy":"a9","weight":1}]'`.
