@@ -500,7 +500,13 @@ impl Plugins {
         if streak < u64::from(self.shared.limits.faults_in_a_row) {
             return;
         }
-        let _w = self.writer();
+        // This runs on a query thread: never wait behind a load that is compiling. If a
+        // writer is busy, the next fault (the streak only grows) disables the plugin instead.
+        let _w = match self.shared.write.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let table = self.shared.table.load_full();
         let Some(e) = table.plugins.get(v.name()) else {
             return;
