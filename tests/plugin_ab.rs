@@ -5,14 +5,14 @@ mod plugin_support;
 
 use std::collections::HashMap;
 
-use plugin_support::{shop, Wat};
+use plugin_support::{relaxed, shop, Wat};
 use recostore::plugin::Variant;
 use recostore::scenario::{Ask, Scenario};
-use recostore::{Event, PluginLimits, User};
+use recostore::{Event, User};
 
 #[test]
 fn ten_thousand_users_split_by_weight_and_attribution_adds_up() {
-    let (_d, store) = shop(PluginLimits::default());
+    let (_d, store) = shop(relaxed());
     let users: Vec<User> = (0..10_000)
         .map(|u| User::new(format!("u{u}"), [("colour:c1", 1.0)]))
         .collect();

@@ -3,7 +3,7 @@
 
 mod plugin_support;
 
-use plugin_support::examples;
+use plugin_support::{examples, relaxed};
 use recostore::scenario::{Ask, Scenario};
 use recostore::{Config, Event, Item, Store, User};
 
@@ -20,7 +20,7 @@ fn ids(recs: &[recostore::Recommendation]) -> Vec<&str> {
 /// reviewed.
 fn tents() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_with(dir.path(), Config::default()).expect("open");
+    let store = Store::open_with(dir.path(), Config::default().plugins(relaxed())).expect("open");
     store
         .upsert_items(&[
             Item::new("tent-a", [("kind:tent", 0.5), ("colour:green", 1.0)]).price(100.0),
@@ -73,7 +73,7 @@ fn a9_match_prefers_what_converts_and_is_well_reviewed() {
 
 fn gift_shop() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+    let store = Store::open_with(dir.path(), Config::default().plugins(relaxed())).expect("open");
     let mut lantern = Item::new("lantern", [("for:dad", 1.0)])
         .price(40.0)
         .stock(5);
@@ -127,7 +127,7 @@ fn members_gift_puts_members_first_and_keeps_gifts_in_budget() {
 #[test]
 fn spend_match_follows_the_spend_band_and_spreads_categories() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+    let store = Store::open_with(dir.path(), Config::default().plugins(relaxed())).expect("open");
     let mut items = Vec::new();
     for (i, (cat, price)) in [
         ("shoes", 450.0),

@@ -161,7 +161,7 @@ fn panic_is_a_trap() {
 
 #[test]
 fn nan_and_infinite_scores_rank_last_and_are_counted() {
-    let (_d, store) = shop(limits());
+    let (_d, store) = shop(plugin_support::relaxed().faults_in_a_row(1_000));
     // Scores: +inf for candidate 0, NaN for the rest but the last, which keeps a real score.
     let hostile = "(local.set $i (i32.const 0))
       (block $done (loop $next
@@ -205,7 +205,7 @@ fn nan_and_infinite_scores_rank_last_and_are_counted() {
 
 #[test]
 fn a_flood_of_logs_is_cut_and_counted() {
-    let (_d, store) = shop(limits());
+    let (_d, store) = shop(plugin_support::relaxed().faults_in_a_row(1_000));
     let hostile = "(local.set $i (i32.const 0))
       (block $done (loop $next
         (br_if $done (i32.ge_u (local.get $i) (i32.const 10000)))

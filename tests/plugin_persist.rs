@@ -2,14 +2,14 @@
 
 mod plugin_support;
 
-use plugin_support::{shop, Wat};
+use plugin_support::{relaxed, shop, Wat};
 use recostore::plugin::Variant;
 use recostore::scenario::{Ask, Scenario};
 use recostore::{Config, PluginLimits, Store};
 
 #[test]
 fn plugins_and_slots_come_back_after_reopen() {
-    let (dir, store) = shop(PluginLimits::default());
+    let (dir, store) = shop(relaxed());
     let p = store.plugins();
     p.load("order", Wat::default().text().as_bytes())
         .expect("v1");
@@ -43,7 +43,7 @@ fn plugins_and_slots_come_back_after_reopen() {
         .collect();
     drop(store);
 
-    let store = Store::open_with(dir.path(), Config::default()).expect("reopen");
+    let store = Store::open_with(dir.path(), Config::default().plugins(relaxed())).expect("reopen");
     let p = store.plugins();
     let info = p.info("order").expect("order is back");
     assert_eq!((info.version, info.previous), (2, Some(1)));
@@ -77,7 +77,7 @@ fn plugins_and_slots_come_back_after_reopen() {
 
 #[test]
 fn a_stored_plugin_that_no_longer_loads_is_reported_and_can_be_removed() {
-    let (dir, store) = shop(PluginLimits::default());
+    let (dir, store) = shop(relaxed());
     store
         .plugins()
         .load("big", Wat::default().text().as_bytes())
@@ -90,7 +90,7 @@ fn a_stored_plugin_that_no_longer_loads_is_reported_and_can_be_removed() {
     // Reopen with a module size cap the stored module is over.
     let limits = PluginLimits {
         max_module_bytes: 16,
-        ..PluginLimits::default()
+        ..relaxed()
     };
     let store = Store::open_with(dir.path(), Config::default().plugins(limits))
         .expect("the store still opens");

@@ -5,13 +5,12 @@ mod plugin_support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use plugin_support::{shop, Wat};
+use plugin_support::{relaxed, shop, Wat};
 use recostore::scenario::{Ask, Scenario};
-use recostore::PluginLimits;
 
 #[test]
 fn swapping_100_times_under_four_query_threads() {
-    let (_d, store) = shop(PluginLimits::default());
+    let (_d, store) = shop(relaxed());
     let up = Wat::default().text();
     let down = Wat {
         sign: -1.0,
@@ -87,7 +86,7 @@ fn swapping_100_times_under_four_query_threads() {
 
 #[test]
 fn rollback_restores_the_previous_version_and_rolls_forward() {
-    let (_d, store) = shop(PluginLimits::default());
+    let (_d, store) = shop(relaxed());
     let p = store.plugins();
     p.load("r", Wat::default().text().as_bytes()).expect("v1");
     assert!(p.rollback("r").is_err(), "nothing to roll back to yet");

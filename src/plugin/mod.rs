@@ -9,12 +9,14 @@
 //!
 //! - [`host`]: the one wasmtime engine, its epoch ticker, the module cache and load checks.
 //! - [`version`]: one loaded version of a plugin, its warm instance pool and the call path.
+//! - `fault`: what can go wrong in a call, classified from wasmtime's errors, and counted.
 //! - [`registry`]: plugins by name with hot swap, rollback, unload and auto-disable.
 //! - `persist`: plugins and slots written to the store's sled tree, loaded back on open.
 //! - [`slots`]: A/B routing of users to strategies and attribution of what they did.
 //! - [`runner`]: run a plugin once on a JSON input, for strategy authors.
 
 pub mod abi;
+mod fault;
 pub mod host;
 mod persist;
 pub mod registry;

@@ -1,139 +1,24 @@
 //! One loaded version of a plugin: its pre-linked module, a pool of warm instances and the
 //! call path that turns candidate columns into scores, or into a [`Fault`].
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use serde::Serialize;
-use wasmtime::{InstancePre, Memory, Trap, TypedFunc};
+use wasmtime::{InstancePre, Memory, TypedFunc};
 
 use super::abi::{self, Context, Feature, FeatureSet, Layout};
+use super::fault::{classify, Counters};
+pub use super::fault::{Fault, FaultCounts};
 use super::host::{Guest, Host, LogLine};
 use crate::error::{Error, Result};
 
-/// Why a plugin call produced no usable scores. The query it served was ranked by the
-/// built-in ranker instead, and the fault was counted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[serde(tag = "fault", rename_all = "kebab-case")]
-pub enum Fault {
-    /// The call ran past [`super::PluginLimits::deadline`].
-    #[error("ran past its deadline")]
-    Deadline,
-    /// The call burnt its fuel budget.
-    #[error("ran out of fuel")]
-    Fuel,
-    /// The instance tried to grow memory past [`super::PluginLimits::memory_bytes`].
-    #[error("hit its memory limit")]
-    Memory,
-    /// The wasm stack overflowed (deep or unbounded recursion).
-    #[error("overflowed its stack")]
-    Stack,
-    /// Any other trap: a Rust panic (`unreachable`), an out-of-bounds access, a division by
-    /// zero…
-    #[error("trapped: {reason}")]
-    Trap {
-        /// wasmtime's description.
-        reason: String,
-    },
-    /// `recostore_input` returned a buffer that does not fit in the plugin's memory.
-    #[error("returned buffer {ptr:#x}+{bytes} outside its {memory}-byte memory")]
-    BadPointer {
-        /// The pointer returned.
-        ptr: u32,
-        /// Bytes the buffer needs.
-        bytes: usize,
-        /// The memory size.
-        memory: usize,
-    },
-    /// `recostore_score(n)` returned something other than `n`.
-    #[error("returned {got} from recostore_score, expected {expected}")]
-    WrongLength {
-        /// Candidates given.
-        expected: u32,
-        /// What it returned (negative: the plugin's own error code).
-        got: i32,
-    },
-    /// A fresh instance could not be made or initialised.
-    #[error("could not be instantiated: {reason}")]
-    Instantiate {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Fault counters of one plugin version, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct FaultCounts {
-    /// [`Fault::Deadline`].
-    pub deadline: u64,
-    /// [`Fault::Fuel`].
-    pub fuel: u64,
-    /// [`Fault::Memory`].
-    pub memory: u64,
-    /// [`Fault::Stack`].
-    pub stack: u64,
-    /// [`Fault::Trap`].
-    pub trap: u64,
-    /// [`Fault::BadPointer`] and [`Fault::WrongLength`].
-    pub bad_output: u64,
-    /// [`Fault::Instantiate`].
-    pub instantiate: u64,
-}
-
-impl FaultCounts {
-    /// All faults.
-    pub fn total(&self) -> u64 {
-        self.deadline
-            + self.fuel
-            + self.memory
-            + self.stack
-            + self.trap
-            + self.bad_output
-            + self.instantiate
-    }
-}
-
-/// Live counters (relaxed atomics: they are statistics, not synchronisation).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub calls: AtomicU64,
-    pub nanos: AtomicU64,
-    pub non_finite: AtomicU64,
-    pub logs_dropped: AtomicU64,
-    pub in_a_row: AtomicU64,
-    faults: [AtomicU64; 7],
-}
-
-impl Counters {
-    fn fault(&self, f: &Fault) -> u64 {
-        let i = match f {
-            Fault::Deadline => 0,
-            Fault::Fuel => 1,
-            Fault::Memory => 2,
-            Fault::Stack => 3,
-            Fault::Trap { .. } => 4,
-            Fault::BadPointer { .. } | Fault::WrongLength { .. } => 5,
-            Fault::Instantiate { .. } => 6,
-        };
-        self.faults[i].fetch_add(1, Relaxed);
-        self.in_a_row.fetch_add(1, Relaxed) + 1
-    }
-
-    pub(crate) fn faults(&self) -> FaultCounts {
-        let f = |i: usize| self.faults[i].load(Relaxed);
-        FaultCounts {
-            deadline: f(0),
-            fuel: f(1),
-            memory: f(2),
-            stack: f(3),
-            trap: f(4),
-            bad_output: f(5),
-            instantiate: f(6),
-        }
-    }
-}
+/// Epoch ticks the load-time checks (first instantiation, init, smoke run) may take: a
+/// second at the default 1 ms tick. Generous on purpose: a module that runs away is still
+/// caught, but a busy machine at load time does not reject a good plugin, which a per-query
+/// deadline of a few milliseconds could.
+const LOAD_TICKS: u64 = 1_000;
 
 /// What a plugin is asked to score: the context block and one value per candidate per
 /// requested feature.
@@ -212,24 +97,6 @@ impl Drop for PluginVersion {
     }
 }
 
-/// Map a wasmtime error from a call into the fault it stands for.
-fn classify(e: &wasmtime::Error, guest: &Guest) -> Fault {
-    if guest.limiter.refused {
-        return Fault::Memory;
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Fault::Deadline,
-        Some(Trap::OutOfFuel) => Fault::Fuel,
-        Some(Trap::StackOverflow) => Fault::Stack,
-        Some(t) => Fault::Trap {
-            reason: t.to_string(),
-        },
-        None => Fault::Trap {
-            reason: format!("{e:#}"),
-        },
-    }
-}
-
 impl PluginVersion {
     /// Compile, link, instantiate, check and smoke-test `wasm` as version `number` of plugin
     /// `name`. `capture` keeps log lines in each [`Output`] (the runner wants them).
@@ -276,7 +143,7 @@ impl PluginVersion {
             live,
         };
         let mut warm = v
-            .instantiate()
+            .instantiate(LOAD_TICKS)
             .map_err(|f| reject(format!("it {f} while starting")))?;
         let started = |e: wasmtime::Error, warm: &Warm| {
             reject(format!(
@@ -312,7 +179,7 @@ impl PluginVersion {
         })?;
         let _ = v.pool.push(warm);
         let smoke = v.smoke_input();
-        v.run(&smoke)
+        v.run_within(&smoke, LOAD_TICKS)
             .map_err(|f| reject(format!("its smoke run on a fixed input {f}")))?;
         Ok(v)
     }
@@ -391,7 +258,7 @@ impl PluginVersion {
     }
 
     /// A fresh instance, initialised with the version's config.
-    fn instantiate(&self) -> Result<Warm, Fault> {
+    fn instantiate(&self, ticks: u64) -> Result<Warm, Fault> {
         let limits = &self.host.limits;
         let mut store = wasmtime::Store::new(
             &self.host.engine,
@@ -399,7 +266,7 @@ impl PluginVersion {
         );
         store.limiter(|g| &mut g.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(limits.deadline_ticks());
+        store.set_epoch_deadline(ticks);
         if let Some(fuel) = limits.fuel {
             store.set_fuel(fuel).map_err(|e| Fault::Instantiate {
                 reason: e.to_string(),
@@ -462,14 +329,19 @@ impl PluginVersion {
     /// dropped (a trapped instance may hold broken state), the fault is counted, and the
     /// caller falls back.
     pub fn run(&self, input: &Input) -> Result<Output, Fault> {
+        self.run_within(input, self.host.limits.deadline_ticks())
+    }
+
+    /// [`PluginVersion::run`] with a deadline of `ticks` epoch ticks.
+    fn run_within(&self, input: &Input, ticks: u64) -> Result<Output, Fault> {
         let started = Instant::now();
         self.counters.calls.fetch_add(1, Relaxed);
         let result = self
             .pool
             .pop()
-            .map_or_else(|| self.instantiate(), Ok)
+            .map_or_else(|| self.instantiate(ticks), Ok)
             .and_then(|mut warm| {
-                let out = self.call(&mut warm, input);
+                let out = self.call(&mut warm, input, ticks);
                 let g = warm.store.data_mut();
                 g.logs_this_call = 0;
                 let dropped = std::mem::take(&mut g.logs_dropped);
@@ -514,7 +386,7 @@ impl PluginVersion {
     }
 
     /// One call on a warm instance: fill the buffer, score, bounds-check and read.
-    fn call(&self, warm: &mut Warm, input: &Input) -> Result<Output, Fault> {
+    fn call(&self, warm: &mut Warm, input: &Input, ticks: u64) -> Result<Output, Fault> {
         let n = input.ids.len();
         let layout = Layout {
             n,
@@ -522,7 +394,7 @@ impl PluginVersion {
         };
         let limits = &self.host.limits;
         let store = &mut warm.store;
-        store.set_epoch_deadline(limits.deadline_ticks());
+        store.set_epoch_deadline(ticks);
         if let Some(fuel) = limits.fuel {
             let _ = store.set_fuel(fuel);
         }
