@@ -234,3 +234,33 @@ fn identical_events_split_across_batches_are_all_kept_then_never_repeated() {
     assert_eq!((again.recorded, again.dropped), (0, 10_001));
     assert_eq!(store.stats().events, 10_001);
 }
+
+#[test]
+fn strict_stdin_reports_bad_lines_as_stdin_and_stores_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("s");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recostore"))
+        .args(["import", "jsonl", "--items", "-", "--strict", "--dir"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"{\"id\": \"a\", \"tags\": {\"x\": 1}}\n{\"id\": \"b\", \"tags\": {\"x\": \"no\"}}\n",
+        )
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stdin line 2"), "{err}");
+    assert_eq!(
+        Store::open(&dir).expect("open").stats().items,
+        0,
+        "strict: nothing stored"
+    );
+}

@@ -407,7 +407,8 @@ pub fn import(store: &Store, files: &JsonlFiles, opts: &ImportOptions) -> Result
         let mut known = HashSet::new();
         let mut checked = Vec::new();
         for (kind, path) in &parts {
-            let path = if path == Path::new("-") {
+            let stdin = path == Path::new("-");
+            let path = if stdin {
                 let tmp = spool_stdin()?;
                 let p = tmp.0.clone();
                 spooled = Some(tmp);
@@ -422,6 +423,9 @@ pub fn import(store: &Store, files: &JsonlFiles, opts: &ImportOptions) -> Result
                     ..opts.clone()
                 },
             )?;
+            if stdin {
+                lines.name = "stdin".into();
+            }
             let mut buf = Vec::new();
             while let Some(utf8) = lines.next_line(&mut buf)? {
                 let rec = utf8.and_then(|()| check(store, *kind, &buf, Some(&known)));

@@ -403,7 +403,18 @@ pub(crate) fn log_level_hook() -> Option<recostore::admin::LogLevelHook> {
     }))
 }
 
+/// Die quietly on a closed pipe (`recostore stats | head`) like every Unix tool, instead of
+/// panicking in `println!`. Rust starts programs with SIGPIPE ignored.
+fn default_sigpipe() {
+    // SAFETY: called first thing in `main`, before any other thread exists, so nothing races
+    // on the process's signal dispositions; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     use tracing_subscriber::prelude::*;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
