@@ -240,3 +240,82 @@ fn auto_uses_each_fast_path_where_it_applies() {
         "the best match shares both tags: {recs:?}"
     );
 }
+
+/// A catalogue where a few tags are on most items, as in a real shop (or a Zipf vocabulary):
+/// their lists cover whole id windows, so the pruned engine sweeps those windows densely and
+/// leaves long lists non-essential, which the small stores above rarely do.
+fn dense_store(n: usize, seed: u64) -> Vec<Item> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let mut tags: Vec<(String, f32)> = Vec::new();
+            for t in 0..DENSE_TAGS {
+                // Tag t is on about 1/(t+1) of the items.
+                if rng.gen_range(0..=t) == 0 {
+                    let w = if rng.gen_bool(0.3) {
+                        1.0
+                    } else {
+                        rng.gen_range(0.05f32..1.0)
+                    };
+                    tags.push((format!("t{t}"), w));
+                }
+            }
+            Item::new(format!("i{i}"), tags)
+                .category(CATEGORIES[i % CATEGORIES.len()])
+                .price((i % 100) as f32)
+                .stock((i % 3) as u32)
+        })
+        .collect()
+}
+
+const DENSE_TAGS: usize = 40;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn dense_windows_equal_the_oracle(
+        n in 1500usize..4000,
+        seed in any::<u64>(),
+        deletes in prop::collection::vec(0usize..4000, 0..20),
+        queries in prop::collection::vec(query(1500), 16),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default().neighbours(0).rebuild_threshold(None);
+        let store = Store::open_with(dir.path(), config).unwrap();
+        store.upsert_items(&dense_store(n, seed)).unwrap();
+        store.rebuild().unwrap();
+        for d in deletes {
+            store.delete_item(&format!("i{}", d % n)).unwrap();
+        }
+        for q in &queries {
+            same_answer(&store, q)?;
+        }
+        let popular = Query::profile([("t0", 1.0), ("t1", 0.5), ("t2", 0.8), ("t30", 1.0)]);
+        same_answer(&store, &popular)?;
+        for sim in [Similarity::Cosine, Similarity::Dot, Similarity::Jaccard] {
+            same_answer(&store, &Query::similar_to("i7").k(10).similarity(sim))?;
+        }
+    }
+}
+
+#[test]
+fn popular_tags_make_dense_windows_and_rare_ones_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default().neighbours(0).rebuild_threshold(None);
+    let store = Store::open_with(dir.path(), config).unwrap();
+    store.upsert_items(&dense_store(4000, 1)).unwrap();
+    store.rebuild().unwrap();
+    let pruned = |q: Query| {
+        let (recs, stats) = store
+            .query_with_stats(&q.k(10).method(Method::Pruned))
+            .unwrap();
+        assert_eq!(recs.len(), 10);
+        stats
+    };
+    let dense = pruned(Query::profile([("t0", 1.0), ("t1", 1.0), ("t39", 0.2)]));
+    assert!(dense.windows_swept > 0, "{dense:?}");
+    let sparse = pruned(Query::profile([("t30", 1.0), ("t35", 1.0), ("t39", 1.0)]));
+    assert_eq!(sparse.windows_swept, 0, "{sparse:?}");
+}

@@ -94,6 +94,9 @@ pub struct QueryStats {
     pub postings: u64,
     /// Id windows the pruned engine skipped entirely.
     pub windows_skipped: u64,
+    /// Id windows the pruned engine read densely: the essential lists covered enough of the
+    /// window that sweeping its whole accumulator was cheaper than tracking touched items.
+    pub windows_swept: u64,
 }
 
 /// A top-k similarity query. Build with [`Query::similar_to`] or [`Query::profile`] and the
@@ -279,6 +282,7 @@ pub(crate) fn run_excluding(
         scored: 0,
         postings: 0,
         windows_skipped: 0,
+        windows_swept: 0,
     };
     if scorer.is_empty() || filter.impossible() || q.k == 0 {
         return Ok((Vec::new(), stats));
@@ -327,6 +331,7 @@ pub(crate) fn run_excluding(
                 stats.scored += work.scored;
                 stats.postings = work.postings;
                 stats.windows_skipped = work.windows_skipped;
+                stats.windows_swept = work.windows_swept;
                 top.merge(seg_top);
                 top
             }

@@ -11,8 +11,16 @@
 //!    since those are the expensive ones to read. If every tag fits, the window is skipped.
 //! 3. The essential lists' postings in the window are summed into a small accumulator. An item
 //!    whose partial sum plus the non-essential bounds cannot reach θ is dropped; every other
-//!    candidate that passes the filter is scored *exactly* from its forward row (the same
-//!    [`Scorer::score`] the oracle uses) and offered to the heap.
+//!    candidate is checked against the non-essential lists one by one, and if it still may
+//!    reach θ and passes the filter it is scored *exactly* from its forward row (the same
+//!    [`Scorer::score`] the oracle uses) and offered to the heap. Two bounds are tried per
+//!    item: the window's (block maxima of `weight / norm`) and, for cosine, the item's own
+//!    (block maxima of the raw weight divided by this item's norm), which is tighter for the
+//!    many items whose norm is above the window's smallest.
+//! 4. Windows where the essential lists are dense (popular tags) are *swept*: no per-posting
+//!    bookkeeping of which slots were touched; afterwards 64 slots at a time are compared
+//!    with the bound in a branch-free loop, and only the few that pass are looked at. At 1M
+//!    Zipf items this halved the candidate work (see `bench/RESULTS.md`).
 //!
 //! θ starts from a priming pass (the exact scores of the items on the query's rarest tags,
 //! which are cheap to read and likely to be good) and from whatever the caller already holds
@@ -55,6 +63,8 @@ pub(crate) struct Work {
     pub postings: u64,
     /// Windows skipped without reading a posting.
     pub windows_skipped: u64,
+    /// Windows whose accumulator was swept whole instead of tracking touched items.
+    pub windows_swept: u64,
 }
 
 impl Work {
@@ -62,6 +72,7 @@ impl Work {
         self.scored += o.scored;
         self.postings += o.postings;
         self.windows_skipped += o.windows_skipped;
+        self.windows_swept += o.windows_swept;
     }
 }
 
@@ -75,6 +86,10 @@ struct Cursor<'a> {
     blk: usize,
     /// Bound for the current window, and postings it may have there.
     ub: f32,
+    /// Cosine only: the query factor times the largest *raw* weight in the window. Divided by
+    /// one item's own norm it bounds that item's share, often tighter than `ub`, which must
+    /// allow for the smallest norm in the window.
+    ub_raw: f32,
     count: usize,
     essential: bool,
 }
@@ -101,6 +116,7 @@ impl Cursor<'_> {
             _ => l.block_max,
         };
         let mut m = 0.0f32;
+        let mut m_raw = 0.0f32;
         let mut count = 0;
         let mut b = self.blk;
         while b < nblk {
@@ -109,6 +125,7 @@ impl Cursor<'_> {
                 break;
             }
             m = m.max(maxima[b].to_native());
+            m_raw = m_raw.max(l.block_max[b].to_native());
             count += BLOCK_LEN.min(l.items.len() - first);
             if l.block_last[b].to_native() >= hi {
                 break;
@@ -116,6 +133,7 @@ impl Cursor<'_> {
             b += 1;
         }
         self.count = count;
+        self.ub_raw = self.term.factor * m_raw;
         self.ub = match sim {
             Similarity::Cosine | Similarity::Dot => self.term.factor * m,
             Similarity::Jaccard if q_l1 > 0.0 => self.term.idf * self.term.factor.min(m) / q_l1,
@@ -128,8 +146,10 @@ impl Cursor<'_> {
 struct Scratch {
     top: TopK,
     work: Work,
-    acc: Vec<f32>,
-    seen: Vec<u64>,
+    /// Slots per window; `acc` and `seen` have room for the largest window.
+    window: usize,
+    acc: Box<[f32; WINDOW]>,
+    seen: Box<[u64; WINDOW / 64]>,
     order: Vec<usize>,
     ne: Vec<usize>,
 }
@@ -139,8 +159,9 @@ impl Scratch {
         Scratch {
             top: TopK::new(k),
             work: Work::default(),
-            acc: vec![0.0; window],
-            seen: vec![0; window / 64],
+            window,
+            acc: Box::new([0.0; WINDOW]),
+            seen: Box::new([0; WINDOW / 64]),
             order: Vec::new(),
             ne: Vec::new(),
         }
@@ -165,6 +186,7 @@ impl Search<'_, '_> {
                 pos: 0,
                 blk: 0,
                 ub: 0.0,
+                ub_raw: 0.0,
                 count: 0,
                 essential: false,
             })
@@ -196,6 +218,7 @@ impl Search<'_, '_> {
                 pos: 0,
                 blk: 0,
                 ub: 0.0,
+                ub_raw: 0.0,
                 count: 0,
                 essential: true,
             };
@@ -324,6 +347,7 @@ impl Search<'_, '_> {
         sc.order
             .sort_unstable_by(|&a, &b| cursors[b].count.cmp(&cursors[a].count));
         let mut ne_sum = 0.0f32;
+        let mut ne_raw = 0.0f32;
         let mut any_essential = false;
         let budget = theta * NE_SHARE;
         sc.ne.clear();
@@ -331,6 +355,7 @@ impl Search<'_, '_> {
             let c = &mut cursors[i];
             if prunable(ne_sum + c.ub, budget) {
                 ne_sum += c.ub;
+                ne_raw += c.ub_raw;
                 c.essential = false;
                 sc.ne.push(i);
             } else {
@@ -354,7 +379,25 @@ impl Search<'_, '_> {
             }
             c.pos = p;
         }
-        // 3. Accumulate the essential lists.
+        // 3. Accumulate the essential lists. When they are dense in this window (the usual
+        //    case for a query with popular tags), tracking which slots were touched costs more
+        //    than sweeping the whole accumulator afterwards, so dense windows skip it.
+        //    Block counts overstate sparse lists (one block can span many windows), so the
+        //    estimate assumes each list is spread evenly over the id space.
+        let slots = self.items.slots().max(1);
+        let len = (hi.min(slots as u32).max(lo) - lo) as usize;
+        let expected: usize = sc
+            .order
+            .iter()
+            .filter(|&&i| cursors[i].essential)
+            .map(|&i| cursors[i].list.len() * len / slots)
+            .sum();
+        let sweep = if expected * DENSE_SHARE >= len {
+            self.sweep_bound(lo, len)
+        } else {
+            None
+        };
+        sc.work.windows_swept += u64::from(sweep.is_some());
         for &i in &sc.order {
             let c = &mut cursors[i];
             if !c.essential {
@@ -366,108 +409,191 @@ impl Search<'_, '_> {
             while p < items.len() && items[p].to_native() < lo {
                 p += 1;
             }
-            let start = p;
-            let (factor, idf) = (c.term.factor, c.term.idf);
-            // One monomorphised loop per similarity: no branch on it per posting.
-            p += match sim {
-                Similarity::Cosine | Similarity::Dot => accumulate(
-                    items,
-                    weights,
-                    p,
-                    lo,
-                    hi,
-                    (&mut sc.acc, &mut sc.seen),
-                    |w| factor * w,
-                ),
-                Similarity::Jaccard => accumulate(
-                    items,
-                    weights,
-                    p,
-                    lo,
-                    hi,
-                    (&mut sc.acc, &mut sc.seen),
-                    |w| idf * factor.min(w),
-                ),
+            let (Some(items), Some(weights)) = (items.get(p..), weights.get(p..)) else {
+                continue;
             };
-            sc.work.postings += (p - start) as u64;
-            c.pos = p;
+            let (factor, idf) = (c.term.factor, c.term.idf);
+            let acc = (&mut *sc.acc, &mut *sc.seen);
+            // One monomorphised loop per similarity and mode: no branch on them per posting.
+            let read = match (sim, sweep.is_some()) {
+                (Similarity::Cosine | Similarity::Dot, false) => {
+                    accumulate::<true>(items, weights, (lo, hi), acc, |w| factor * w)
+                }
+                (Similarity::Cosine | Similarity::Dot, true) => {
+                    accumulate::<false>(items, weights, (lo, hi), acc, |w| factor * w)
+                }
+                (Similarity::Jaccard, false) => {
+                    accumulate::<true>(items, weights, (lo, hi), acc, |w| idf * factor.min(w))
+                }
+                (Similarity::Jaccard, true) => {
+                    accumulate::<false>(items, weights, (lo, hi), acc, |w| idf * factor.min(w))
+                }
+            };
+            sc.work.postings += read as u64;
+            c.pos = p + read;
         }
         // 4. Candidates in id order (so non-essential cursors only move forward): bound,
-        //    refine against the non-essential lists, filter, score exactly.
-        let norms = &self.items.forward.norms;
-        let q_l1 = self.scorer.q_l1;
-        for word in 0..sc.seen.len() {
-            let mut bits = std::mem::take(&mut sc.seen[word]);
+        //    refine against the non-essential lists, filter, score exactly. A dense window
+        //    first sweeps 64 slots at a time into a bitmask of those whose bound can reach θ
+        //    (a branch-free loop the compiler vectorises), then clears them.
+        let words = if sweep.is_some() {
+            len.div_ceil(64)
+        } else {
+            sc.window.div_ceil(64)
+        };
+        for word in 0..words {
+            let span = word * 64..((word + 1) * 64).min(len);
+            let mut bits = match &sweep {
+                Some(per_slot) => {
+                    let (cut, whole) = sweep_cuts(theta, ne_sum);
+                    let acc = &sc.acc[span.clone()];
+                    let per_slot = &per_slot[span.clone()];
+                    let keep = |a: f32, m: &rkyv::rend::f32_le| {
+                        let m = m.to_native();
+                        (a > 0.0) & (a >= cut * m) & (a + ne_raw >= whole * m)
+                    };
+                    // Count first (a sum the compiler vectorises); most spans have no one.
+                    let any: u32 = acc
+                        .iter()
+                        .zip(per_slot)
+                        .map(|(&a, m)| u32::from(keep(a, m)))
+                        .sum();
+                    let mut bits = 0u64;
+                    if any > 0 {
+                        for (j, (&a, m)) in acc.iter().zip(per_slot).enumerate() {
+                            bits |= u64::from(keep(a, m)) << j;
+                        }
+                    }
+                    bits
+                }
+                None => std::mem::take(&mut sc.seen[word]),
+            };
             while bits != 0 {
                 let l = word * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
                 let acc = std::mem::take(&mut sc.acc[l]);
                 let id = lo + l as u32;
-                let scale = match sim {
-                    Similarity::Cosine => {
-                        let n = norms.get(id as usize).map_or(0.0, |n| n.to_native());
-                        if n > 0.0 {
-                            1.0 / n
-                        } else {
-                            0.0
+                if let Some(s) = self.candidate(id, acc, (ne_sum, ne_raw), theta, cursors, &sc.ne) {
+                    sc.work.scored += 1;
+                    if sc.top.offer(id, s) {
+                        let t = sc.top.threshold();
+                        if t > theta {
+                            theta = t;
+                            floor.raise(t);
                         }
-                    }
-                    Similarity::Dot => 1.0,
-                    Similarity::Jaccard if q_l1 > 0.0 => 1.0 / q_l1,
-                    Similarity::Jaccard => 0.0,
-                };
-                let mut bound = acc * scale + ne_sum;
-                if prunable(bound, theta) {
-                    continue;
-                }
-                let mut alive = true;
-                for &i in &sc.ne {
-                    let c = &mut cursors[i];
-                    c.pos = seek(c.list.items, c.pos, id);
-                    let hit = c.list.items.get(c.pos).is_some_and(|v| v.to_native() == id);
-                    let add = if hit {
-                        c.contribution(sim, c.list.weights[c.pos].to_native()) * scale
-                    } else {
-                        0.0
-                    };
-                    bound += add - c.ub;
-                    if prunable(bound, theta) {
-                        alive = false;
-                        break;
-                    }
-                }
-                if !alive || !self.filter.allows_segment(id) {
-                    continue;
-                }
-                sc.work.scored += 1;
-                let s = self.scorer.score_segment(self.items, id);
-                if s > 0.0 && sc.top.offer(id, s) {
-                    let t = sc.top.threshold();
-                    if t > theta {
-                        theta = t;
-                        floor.raise(t);
                     }
                 }
             }
+            if sweep.is_some() {
+                sc.acc[span].fill(0.0);
+            }
         }
+    }
+
+    /// What a dense window compares each slot's accumulated sum with, per unit of the sweep
+    /// cut: the item norms for cosine (so no division per slot), or a constant slice.
+    fn sweep_bound(&self, lo: u32, len: usize) -> Option<&[rkyv::rend::f32_le]> {
+        let lo = lo as usize;
+        match self.scorer.sim {
+            Similarity::Cosine => self.items.forward.norms.get(lo..lo + len),
+            Similarity::Dot => ONES.get(..len),
+            Similarity::Jaccard => None,
+        }
+    }
+
+    /// Refine one candidate's bound against the non-essential lists, filter it, and return its
+    /// exact score if it may still make the top-k. Two bounds are kept: the window's (`ne_sum`,
+    /// from `ub`) and, for cosine and dot, the item's own (`ne_raw` from `ub_raw`, divided by
+    /// its norm); the item is dropped as soon as either is below θ.
+    #[inline]
+    fn candidate(
+        &self,
+        id: u32,
+        acc: f32,
+        (ne_sum, ne_raw): (f32, f32),
+        theta: f32,
+        cursors: &mut [Cursor<'_>],
+        ne: &[usize],
+    ) -> Option<f32> {
+        let sim = self.scorer.sim;
+        let q_l1 = self.scorer.q_l1;
+        let scale = match sim {
+            Similarity::Cosine => {
+                let n = self.items.forward.norm(id);
+                if n > 0.0 {
+                    1.0 / n
+                } else {
+                    0.0
+                }
+            }
+            Similarity::Dot => 1.0,
+            Similarity::Jaccard if q_l1 > 0.0 => 1.0 / q_l1,
+            Similarity::Jaccard => 0.0,
+        };
+        let mut bound = acc * scale + ne_sum;
+        let mut own = match sim {
+            Similarity::Cosine | Similarity::Dot => (acc + ne_raw) * scale,
+            Similarity::Jaccard => f32::INFINITY,
+        };
+        if prunable(bound.min(own), theta) {
+            return None;
+        }
+        for &i in ne {
+            let c = &mut cursors[i];
+            c.pos = seek(c.list.items, c.pos, id);
+            let hit = c.list.items.get(c.pos).is_some_and(|v| v.to_native() == id);
+            let add = if hit {
+                c.contribution(sim, c.list.weights[c.pos].to_native()) * scale
+            } else {
+                0.0
+            };
+            bound += add - c.ub;
+            own += add - c.ub_raw * scale;
+            if prunable(bound.min(own), theta) {
+                return None;
+            }
+        }
+        if !self.filter.allows_segment(id) {
+            return None;
+        }
+        let s = self.scorer.score_segment(self.items, id);
+        (s > 0.0).then_some(s)
     }
 }
 
-/// Add `contribution(weight)` of each posting from `from` with an item id below `hi` into the
-/// window's accumulator; returns how many postings were read.
+/// `1.0` per slot: the sweep's per-slot factor for dot products.
+static ONES: [rkyv::rend::f32_le; WINDOW] = [rkyv::rend::f32_le::from_native(1.0); WINDOW];
+
+/// Essential postings expected in a window, times this, at or above the window's length make
+/// the window dense (swept rather than tracked).
+const DENSE_SHARE: usize = 4;
+
+/// The sweep keeps a slot whose sum `a` satisfies `a >= cut · m` and `a + ne_raw >= whole · m`
+/// (`m` its norm, or 1). The exact tests in [`Search::candidate`] are
+/// `prunable(a / m + ne_sum, θ)`, that is `a / m < θ / (1 + SLACK) - ne_sum`, and
+/// `prunable((a + ne_raw) / m, θ)`. Both cuts sit a little below those, so a float rounding in
+/// the rearranged form can only let an extra slot through, never drop one.
 #[inline]
-fn accumulate(
+fn sweep_cuts(theta: f32, ne_sum: f32) -> (f32, f32) {
+    let whole = theta / (1.0 + super::topk::SLACK);
+    let cut = whole - ne_sum - 1e-6 * theta;
+    let cut = if cut > 0.0 { cut * (1.0 - 1e-6) } else { 0.0 };
+    (cut, whole * (1.0 - 1e-5))
+}
+
+/// Add `contribution(weight)` of each posting with an item id below `hi` into the accumulator
+/// of the window starting at `lo`; returns how many postings were read. Slots are taken modulo
+/// [`WINDOW`], so a damaged file can only misplace a sum, never index out of bounds, and the
+/// hot loop carries no bounds check. (Finding the window's end first, to drop the compare per
+/// posting, measured slower: a binary search there is a chain of cache misses.)
+#[inline]
+fn accumulate<const TRACK: bool>(
     items: &[rkyv::rend::u32_le],
     weights: &[rkyv::rend::f32_le],
-    from: usize,
-    lo: u32,
-    hi: u32,
-    (acc, seen): (&mut [f32], &mut [u64]),
+    (lo, hi): (u32, u32),
+    (acc, seen): (&mut [f32; WINDOW], &mut [u64; WINDOW / 64]),
     contribution: impl Fn(f32) -> f32,
 ) -> usize {
-    let (Some(items), Some(weights)) = (items.get(from..), weights.get(from..)) else {
-        return 0;
-    };
     let mut n = 0;
     for (d, w) in items.iter().zip(weights) {
         let d = d.to_native();
@@ -475,10 +601,9 @@ fn accumulate(
             break;
         }
         n += 1;
-        // A sound file is sorted, so `d >= lo`; a damaged one must not underflow.
-        let local = d.wrapping_sub(lo) as usize;
-        if let Some(a) = acc.get_mut(local) {
-            *a += contribution(w.to_native());
+        let local = d.wrapping_sub(lo) as usize % WINDOW;
+        acc[local] += contribution(w.to_native());
+        if TRACK {
             seen[local / 64] |= 1u64 << (local % 64);
         }
     }
