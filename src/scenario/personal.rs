@@ -212,14 +212,136 @@ fn blend_into(out: &mut Cands, part: Cands, weight: f32) {
     }
 }
 
-/// Dot product with the dense query and squared norm of `a + f·b` (both sorted by tag id).
-fn merged_dot(a: &[(u32, f32)], b: &[(u32, f32)], f: f32, dense: &[f32]) -> (f32, f32) {
-    crate::sparse::merge_sum(a, b, f).fold((0.0, 0.0), |(dot, norm2), (t, w)| {
-        (
-            dot + dense.get(t as usize).copied().unwrap_or(0.0) * w,
-            norm2 + w * w,
-        )
-    })
+/// The asking user's profile, laid out for the scan over every other user: a bitset of its
+/// tags (a few KiB, so it stays in L1 cache) in front of the dense weights (one float per tag
+/// id, shifted by one so slot 0 is a constant zero). Most tags of other users are not in the
+/// query, and for those only the bitset and slot 0 are read.
+struct QueryTags {
+    bits: Vec<u64>,
+    dense: Vec<f32>,
+}
+
+impl QueryTags {
+    fn new(q: &[(u32, f32)], tag_bound: u32) -> QueryTags {
+        let n = tag_bound as usize;
+        let mut t = QueryTags {
+            bits: vec![0; n.div_ceil(64)],
+            dense: vec![0.0; n + 1],
+        };
+        for &(tag, w) in q {
+            if let (Some(d), Some(b)) = (
+                t.dense.get_mut(tag as usize + 1),
+                t.bits.get_mut(tag as usize / 64),
+            ) {
+                *d = w;
+                *b |= 1 << (tag % 64);
+            }
+        }
+        t
+    }
+
+    /// The query's weight of `tag` (0 if absent). Branch-free: whether another user's tag is
+    /// in the query is a coin flip to the branch predictor, so a miss reads slot 0 (always
+    /// 0.0, always cached) instead of jumping.
+    #[inline]
+    fn weight(&self, tag: u32) -> f32 {
+        let i = tag as usize;
+        let word = self.bits.get(i / 64).copied().unwrap_or(0);
+        let slot = (i + 1) * (word >> (i % 64) & 1) as usize;
+        self.dense.get(slot).copied().unwrap_or(0.0)
+    }
+
+    /// Dot product with the query and squared norm of `a + f·b` (both sorted by tag id).
+    #[inline]
+    fn dot_norm2(&self, a: &[(u32, f32)], b: &[(u32, f32)], f: f32) -> (f32, f32) {
+        if a.is_empty() {
+            // Derived tags only (most users): scale once instead of per tag.
+            let (dot, n2) = b.iter().fold((0.0f32, 0.0f32), |(dot, n2), &(t, w)| {
+                (dot + self.weight(t) * w, n2 + w * w)
+            });
+            return (dot * f, n2 * f * f);
+        }
+        crate::sparse::merge_sum(a, b, f).fold((0.0, 0.0), |(dot, norm2), (t, w)| {
+            (dot + self.weight(t) * w, norm2 + w * w)
+        })
+    }
+}
+
+/// Users whose behaviour state is fetched together (see [`scan_users`]).
+const BATCH: usize = 32;
+
+/// The `k` users (other than `me`) whose profiles have the highest cosine with `query`,
+/// best first, ties by id. Users with behaviour are visited by walking the behaviour map
+/// (no hash look-up per user); users with only explicit tags are visited in a second pass
+/// over the rows, skipping those already seen.
+fn scan_users(
+    snap: &Snapshot,
+    me: u32,
+    query: &QueryTags,
+    half_life: f64,
+    q_norm: f32,
+    k: usize,
+) -> Vec<(f32, u32)> {
+    let now = snap.activity.now();
+    let bound = snap.user_id_bound();
+    let mut visited = vec![0u64; (bound as usize).div_ceil(64)];
+    let mut top = crate::search::TopK::new(k);
+    let mut scratch: Vec<(u32, f32)> = Vec::new();
+    // Explicit tags straight from the segment row (or the delta), without allocating.
+    let explicit = |snap: &Snapshot, id: u32, scratch: &mut Vec<(u32, f32)>| -> bool {
+        scratch.clear();
+        match snap.user_row(id) {
+            Some(Row::Delta(r)) => scratch.extend_from_slice(&r.tags),
+            Some(Row::Segment(i)) => {
+                let (t, w) = snap.seg().users.forward.row(i);
+                scratch.extend(t.iter().zip(w).map(|(t, w)| (t.to_native(), w.to_native())));
+            }
+            None => return false,
+        }
+        true
+    };
+    let mut offer = |id: u32, (dot, norm2): (f32, f32)| {
+        if dot > 0.0 && norm2 > 0.0 {
+            top.offer(id, dot / (q_norm * norm2.sqrt()));
+        }
+    };
+    // Each user's state and tag list are separate heap objects, so the walk is a chain of
+    // cache misses. Touching a batch of them before scoring lets the CPU fetch them in
+    // parallel instead of one after another.
+    let mut batch: Vec<(u32, &crate::activity::user::UserState)> = Vec::with_capacity(BATCH);
+    let mut users = snap.activity.users.iter().peekable();
+    while users.peek().is_some() {
+        batch.clear();
+        batch.extend(users.by_ref().take(BATCH).map(|(&id, s)| (id, &**s)));
+        let touched = batch.iter().fold(0u64, |a, (_, s)| a ^ s.derived_at);
+        let touched = batch.iter().fold(touched, |a, (_, s)| {
+            a ^ s.derived.first().map_or(0, |p| u64::from(p.0))
+        });
+        std::hint::black_box(touched);
+        for &(id, state) in &batch {
+            if let Some(v) = visited.get_mut(id as usize / 64) {
+                *v |= 1 << (id % 64);
+            }
+            if id == me || !explicit(snap, id, &mut scratch) {
+                continue;
+            }
+            let f = crate::activity::user::decay(1.0, state.derived_at, now, half_life);
+            offer(id, query.dot_norm2(&scratch, &state.derived, f));
+        }
+    }
+    for id in 0..bound {
+        let seen = visited
+            .get(id as usize / 64)
+            .is_some_and(|v| v >> (id % 64) & 1 == 1);
+        if seen || id == me || !explicit(snap, id, &mut scratch) {
+            continue;
+        }
+        offer(id, query.dot_norm2(&scratch, &[], 1.0));
+    }
+    top.into_sorted()
+        .into_iter()
+        .map(|h| (h.score, h.id))
+        .collect()
 }
 
 /// A user similar to the asking one.
@@ -257,50 +379,8 @@ impl Store {
         if q.is_empty() || q_norm <= 0.0 || k == 0 {
             return Ok(Vec::new());
         }
-        let mut dense = vec![0.0f32; snap.tag_id_bound() as usize];
-        for &(t, w) in &q {
-            if let Some(d) = dense.get_mut(t as usize) {
-                *d = w;
-            }
-        }
-        let mut top: Vec<(f32, u32)> = Vec::new();
-        let now = snap.activity.now();
-        let half_life = cfg.user_half_life_secs();
-        let mut scratch: Vec<(u32, f32)> = Vec::new();
-        for other in 0..snap.user_id_bound() {
-            if other == me {
-                continue;
-            }
-            // Explicit tags straight from the segment row (or the delta), derived tags from
-            // the behaviour state with their decay factor: merged without allocating.
-            let explicit: &[(u32, f32)] = match snap.user_row(other) {
-                Some(Row::Delta(r)) => {
-                    scratch.clear();
-                    scratch.extend_from_slice(&r.tags);
-                    &scratch
-                }
-                Some(Row::Segment(i)) => {
-                    scratch.clear();
-                    let (t, w) = snap.seg().users.forward.row(i);
-                    scratch.extend(t.iter().zip(w).map(|(t, w)| (t.to_native(), w.to_native())));
-                    &scratch
-                }
-                None => continue,
-            };
-            let (derived, f): (&[(u32, f32)], f32) = match snap.activity.user(other) {
-                Some(u) => (
-                    &u.derived,
-                    crate::activity::user::decay(1.0, u.derived_at, now, half_life),
-                ),
-                None => (&[], 1.0),
-            };
-            let (dot, norm2) = merged_dot(explicit, derived, f, &dense);
-            if dot > 0.0 && norm2 > 0.0 {
-                top.push((dot / (q_norm * norm2.sqrt()), other));
-            }
-        }
-        top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        top.truncate(k);
+        let query = QueryTags::new(&q, snap.tag_id_bound());
+        let top = scan_users(&snap, me, &query, cfg.user_half_life_secs(), q_norm, k);
         Ok(top
             .into_iter()
             .filter_map(|(score, id)| {
@@ -309,7 +389,7 @@ impl Store {
                 let mut matched: Vec<(String, f32)> = v
                     .iter()
                     .filter_map(|&(t, w)| {
-                        let qw = dense.get(t as usize).copied().unwrap_or(0.0);
+                        let qw = query.weight(t);
                         (qw > 0.0).then(|| {
                             Some((snap.tag_name(t)?.to_string(), qw * w / (q_norm * norm)))
                         })?

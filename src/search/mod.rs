@@ -33,7 +33,8 @@ use crate::snapshot::{Row, Snapshot};
 use crate::store::Store;
 use filter::Compiled;
 use score::Scorer;
-use topk::{Floor, TopK};
+use topk::Floor;
+pub(crate) use topk::TopK;
 
 /// The largest `k` a query may ask for.
 pub const MAX_K: usize = 10_000;
