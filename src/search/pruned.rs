@@ -491,7 +491,9 @@ impl Search<'_, '_> {
     }
 
     /// What a dense window compares each slot's accumulated sum with, per unit of the sweep
-    /// cut: the item norms for cosine (so no division per slot), or a constant slice.
+    /// cut: the item norms for cosine (so no division per slot), ones for dot products. `None`
+    /// keeps the window tracked: Jaccard's bound does not factor per slot this way, and a
+    /// short norms column (a damaged file) must not be swept past its end.
     fn sweep_bound(&self, lo: u32, len: usize) -> Option<&[rkyv::rend::f32_le]> {
         let lo = lo as usize;
         match self.scorer.sim {
