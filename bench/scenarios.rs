@@ -1,10 +1,12 @@
 //! Event ingestion and scenario latency, each beside a baseline from the same run.
 //!
-//! Run: `cargo bench --bench scenarios`. Two parts:
+//! Run: `cargo bench --bench scenarios` (`-- ingestion` or `-- scenarios` for one part). Two
+//! parts:
 //! * **Ingestion**: 200,000 generated events (views, carts, purchases in baskets, ratings) into
 //!   a 10,000-item store, group commit, batches of 10,000, then one flush; baseline: the same
-//!   number of raw sled inserts of the same key and value sizes in batches of 10,000 and one
-//!   flush, in a fresh sled database.
+//!   number of raw sled inserts (one key per event, the event's encoded bytes) in batches of
+//!   10,000 and one flush, in a fresh sled database. Median of 5 alternating rounds, each run in a
+//!   fresh process.
 //! * **Scenarios**: 1,000,000 generated items (`RECOSTORE_BENCH_ITEMS` changes it) with 24–32
 //!   Zipf tags, 500,000 events from up to 50,000 users; p50/p99 of 200 queries per scenario; baseline:
 //!   the exhaustive (brute-force) profile scan over the same items.
@@ -59,11 +61,10 @@ fn events(count: usize, users: usize, items: &[Item], seed: u64) -> Vec<Event> {
     out
 }
 
-fn ingestion() {
-    println!("### Event ingestion (200,000 events, batches of {BATCH}, group commit)\n");
-    let items = recostore::demo::zipf_items(10_000, 5_000, 8..=12, 3);
-    let evs = events(200_000, 20_000, &items, 5);
-
+/// Events/s of one recostore run: a fresh store with the items, then every event batch and a
+/// flush. With the default `checkpoint_events` (100,000) the timed part holds two checkpoints,
+/// so all of the behaviour state is written, not only the log.
+fn ingest_once(items: &[Item], evs: &[Event]) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
     for chunk in items.chunks(BATCH) {
@@ -75,16 +76,14 @@ fn ingestion() {
         store.record_events(chunk).expect("record");
     }
     store.flush().expect("flush");
-    let ours = evs.len() as f64 / started.elapsed().as_secs_f64();
+    evs.len() as f64 / started.elapsed().as_secs_f64()
+}
 
-    // Baseline: raw sled, same count, 21-byte keys (as the event log's) and the event's
-    // bincode encoding as the value (the size the log stores), same batches, one flush.
+/// Inserts/s of the baseline: raw sled, one key per event, 21-byte keys (as a one-key-per-event
+/// log would use) and the event's bincode encoding as the value, same batches, one flush.
+fn raw_sled_once(values: &[Vec<u8>]) -> f64 {
     let raw_dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(raw_dir.path()).expect("sled");
-    let values: Vec<Vec<u8>> = evs
-        .iter()
-        .map(|e| bincode::serde::encode_to_vec(e, bincode::config::standard()).unwrap_or_default())
-        .collect();
     let started = Instant::now();
     for (b, chunk) in values.chunks(BATCH).enumerate() {
         let mut batch = sled::Batch::default();
@@ -97,7 +96,70 @@ fn ingestion() {
         db.apply_batch(batch).expect("batch");
     }
     db.flush().expect("flush");
-    let raw = evs.len() as f64 / started.elapsed().as_secs_f64();
+    values.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+const INGEST_ROUNDS: usize = 5;
+
+/// The ingestion data, the same in every process (fixed seeds).
+fn ingestion_data() -> (Vec<Item>, Vec<Event>) {
+    let items = recostore::demo::zipf_items(10_000, 5_000, 8..=12, 3);
+    let evs = events(200_000, 20_000, &items, 5);
+    (items, evs)
+}
+
+/// Child side of [`ingestion`]: run one side once and print its rate.
+fn ingestion_child(side: &str) {
+    let (items, evs) = ingestion_data();
+    let rate = if side == "raw" {
+        let values: Vec<Vec<u8>> = evs
+            .iter()
+            .map(|e| {
+                bincode::serde::encode_to_vec(e, bincode::config::standard()).unwrap_or_default()
+            })
+            .collect();
+        raw_sled_once(&values)
+    } else {
+        ingest_once(&items, &evs)
+    };
+    println!("{rate}");
+}
+
+/// Each run is a fresh process: sled's garbage is collected through a process-wide epoch, so
+/// in one process a run would pay for freeing the previous run's database.
+fn run_child(side: &str) -> f64 {
+    let exe = std::env::current_exe().expect("bench binary path");
+    let out = std::process::Command::new(exe)
+        .args(["--ingestion-child", side])
+        .output()
+        .expect("run the ingestion child");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN)
+}
+
+fn ingestion() {
+    println!(
+        "### Event ingestion (200,000 events, batches of {BATCH}, group commit; median of {INGEST_ROUNDS} rounds)\n"
+    );
+    // Rounds alternate, so drift in the machine's load hits both sides alike.
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for round in 1..=INGEST_ROUNDS {
+        ours.push(run_child("recostore"));
+        raw.push(run_child("raw"));
+        eprintln!(
+            "round {round}: recostore {:.0}/s, raw sled {:.0}/s",
+            ours[round - 1],
+            raw[round - 1]
+        );
+    }
+    let (ours, raw) = (median(ours), median(raw));
     println!("| measure | recostore | raw sled inserts | ratio | target |");
     println!("|---|---|---|---|---|");
     println!(
@@ -213,10 +275,25 @@ fn main() {
         println!("scenarios: bench");
         return;
     }
-    ingestion();
-    let n = std::env::var("RECOSTORE_BENCH_ITEMS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    scenarios(n);
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--ingestion-child") {
+        ingestion_child(args.get(at + 1).map_or("recostore", String::as_str));
+        return;
+    }
+    // `cargo bench --bench scenarios -- ingestion` (or `-- scenarios`) runs one part.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|a| a == part);
+    if wanted("ingestion") {
+        ingestion();
+    }
+    if wanted("scenarios") {
+        let n = std::env::var("RECOSTORE_BENCH_ITEMS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_000_000);
+        scenarios(n);
+    }
 }

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::activity::ingest::{event_key, parse_event_key, user_events_prefix};
+use crate::activity::log::{self, Logged};
 use crate::activity::segments::in_segment;
 use crate::activity::user::passed_tags;
 use crate::activity::{Lifecycle, Rfm};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, StoredEvent, StoredKind};
 use crate::model::{display_id, User};
@@ -26,6 +25,9 @@ pub struct DedupRun {
     before: u64,
     seen: HashMap<u64, u32>,
 }
+
+/// Per [`Store::record_events_once`] call: each user's already-logged events, by time.
+type LoggedBefore = HashMap<u32, HashMap<u64, Vec<Event>>>;
 
 /// Per batch: the tags each item passes on to the users who touch it.
 type TagCache = HashMap<u32, Arc<Vec<(u32, f32)>>>;
@@ -53,15 +55,11 @@ impl Pending<'_> {
         };
         let seg = self.seg;
         let names = self.delta.tag_names.clone(); // O(1): a persistent map
-        let name_of = |t: u32| {
-            names
-                .get(&t)
-                .map(|n| n.to_string())
-                .or_else(|| seg.tags.get(t).map(str::to_string))
+        let named = |t: u32, prefix: &str| match names.get(&t) {
+            Some(n) => n.starts_with(prefix),
+            None => seg.tags.get(t).is_some_and(|n| n.starts_with(prefix)),
         };
-        let tags = passed_tags(tags, &category, price, name_of, |n| {
-            self.tag_id(n).map(Some)
-        })?;
+        let tags = passed_tags(tags, &category, price, named, |n| self.tag_id(n).map(Some))?;
         let tags = Arc::new(tags);
         cache.insert(item, tags.clone());
         Ok(tags)
@@ -131,23 +129,49 @@ impl Pending<'_> {
         let totals = &mut self.ingest.act.totals;
         totals.event_seq += 1;
         let seq = totals.event_seq;
-        self.batch
-            .insert(&event_key(user, ev.ts, seq), codec::encode(&stored));
+        self.log.push(
+            user,
+            Logged {
+                seq,
+                ts: ev.ts,
+                event: stored,
+            },
+        );
+        Ok(())
+    }
+
+    /// Re-apply journalled events (see [`Store::replay_journal`]): `events` in arrival order,
+    /// `entries` the journal entries they came from, removed by the checkpoint this forces.
+    pub(crate) fn replay(&mut self, events: Vec<(u32, Logged)>, entries: &[u64]) -> Result<()> {
+        let mut cache = TagCache::new();
+        for (user, e) in events {
+            let tags = match e.event.item {
+                Some(i) if e.event.kind.is_interest() => self.passed_tags(i, &mut cache)?,
+                _ => Arc::default(),
+            };
+            self.ingest.apply(user, e.ts, &e.event, &tags);
+            let totals = &mut self.ingest.act.totals;
+            totals.event_seq = totals.event_seq.max(e.seq);
+        }
+        for &entry in entries {
+            log::remove_journal(&mut self.batch, entry);
+        }
+        self.checkpoint = true;
         Ok(())
     }
 
     /// Drop user `id`'s event log and take their events back out of the co-occurrence state.
     pub(crate) fn forget_activity(&mut self, id: u32, tree: &sled::Tree) -> Result<()> {
-        let mut events = Vec::new();
-        for kv in tree.scan_prefix(user_events_prefix(id)) {
-            let (k, v) = kv?;
-            let (_, ts) = parse_event_key(&k)?;
-            events.push((ts, codec::decode::<StoredEvent>(&k, &v)?));
+        let (events, keys) = log::user_log(tree, id, u64::MAX)?;
+        for k in keys {
             self.batch.remove(k);
         }
         if !events.is_empty() || self.ingest.act.user(id).is_some() {
+            let events: Vec<(u64, StoredEvent)> =
+                events.into_iter().map(|e| (e.ts, e.event)).collect();
             self.ingest.forget_user(id, &events);
         }
+        self.checkpoint = true;
         Ok(())
     }
 }
@@ -272,9 +296,10 @@ impl Store {
         run: &mut DedupRun,
     ) -> Result<(usize, usize)> {
         let snap = self.snapshot();
+        let mut logs = LoggedBefore::new();
         let mut fresh = Vec::with_capacity(events.len());
         for e in events {
-            let before = self.logged_before(&snap, e, run.before)?;
+            let before = self.logged_before(&snap, e, run.before, &mut logs)?;
             let keep = before == 0 || {
                 // Only events already logged are counted, so a first import keeps no state.
                 let key = xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(e).unwrap_or_default());
@@ -290,27 +315,31 @@ impl Store {
         Ok((self.record_events(&fresh)?, skipped))
     }
 
-    /// How many events equal to `e` were in `e.user`'s log at `e.ts` with sequence number at
-    /// most `before`.
-    fn logged_before(&self, snap: &Snapshot, e: &Event, before: u64) -> Result<u32> {
+    /// How many events equal to `e` were in `e.user`'s log with sequence number at most
+    /// `before`. Each user's log is read once per call, into `logs`.
+    fn logged_before(
+        &self,
+        snap: &Snapshot,
+        e: &Event,
+        before: u64,
+        logs: &mut LoggedBefore,
+    ) -> Result<u32> {
         let Some(uid) = snap.user_id(&e.user) else {
             return Ok(0);
         };
-        let mut prefix = [0u8; 13];
-        prefix[..5].copy_from_slice(&user_events_prefix(uid));
-        prefix[5..].copy_from_slice(&e.ts.to_be_bytes());
-        let mut n = 0;
-        for kv in self.tree().scan_prefix(prefix) {
-            let (k, v) = kv?;
-            if codec::decode_u64(&k, k.get(13..).unwrap_or_default())? > before {
-                continue;
+        if let std::collections::hash_map::Entry::Vacant(slot) = logs.entry(uid) {
+            let (events, _) = log::user_log(self.tree(), uid, before)?;
+            let mut by_ts: HashMap<u64, Vec<Event>> = HashMap::new();
+            for l in events {
+                by_ts
+                    .entry(l.ts)
+                    .or_default()
+                    .push(public_event(snap, &e.user, l.ts, l.event));
             }
-            let stored: StoredEvent = codec::decode(&k, &v)?;
-            if public_event(snap, &e.user, e.ts, stored) == *e {
-                n += 1;
-            }
+            slot.insert(by_ts);
         }
-        Ok(n)
+        let same_time = logs.get(&uid).and_then(|m| m.get(&e.ts));
+        Ok(same_time.map_or(0, |v| v.iter().filter(|x| *x == e).count() as u32))
     }
 
     /// What behaviour says about user `id`, or `None` if the user does not exist.
@@ -425,13 +454,11 @@ impl Store {
         };
         let uid = snap.user_id(id).ok_or_else(not_found)?;
         snap.user_row(uid).ok_or_else(not_found)?;
-        let mut out = Vec::new();
-        for kv in self.tree().scan_prefix(user_events_prefix(uid)) {
-            let (k, v) = kv?;
-            let (_, ts) = parse_event_key(&k)?;
-            let e: StoredEvent = codec::decode(&k, &v)?;
-            out.push(public_event(&snap, id, ts, e));
-        }
+        let (events, _) = log::user_log(self.tree(), uid, u64::MAX)?;
+        let out = events
+            .into_iter()
+            .map(|l| public_event(&snap, id, l.ts, l.event))
+            .collect();
         Ok(out)
     }
 }

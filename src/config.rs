@@ -148,6 +148,12 @@ pub struct Config {
     /// A new item in a session is paired with at most this many of the session's latest items.
     /// Bounds the cost of very long sessions. Default 50.
     pub session_window: usize,
+    /// Event batches write only their log and a journal entry; the behaviour state they
+    /// change is written to sled (checkpointed) once this many events have piled up, by
+    /// any item upsert or delete, and on close. A crash loses nothing: open replays the journal,
+    /// which costs about the time it took to record those events. 0 checkpoints with every
+    /// batch (slowest ingestion, nothing to replay). Default: 100,000.
+    pub checkpoint_events: usize,
     /// Lifecycle stage boundaries. See [`LifecycleDays`].
     pub lifecycle: LifecycleDays,
     /// Limits every ranking plugin runs under. See [`PluginLimits`].
@@ -176,6 +182,7 @@ impl Default for Config {
             cooccurrence_per_item: 50,
             session_gap_secs: 1_800,
             session_window: 50,
+            checkpoint_events: 100_000,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
         }
@@ -186,6 +193,11 @@ impl Config {
     /// Set [`Config::plugins`].
     pub fn plugins(mut self, limits: PluginLimits) -> Self {
         self.plugins = limits;
+        self
+    }
+    /// Set [`Config::checkpoint_events`].
+    pub fn checkpoint_events(mut self, events: usize) -> Self {
+        self.checkpoint_events = events;
         self
     }
     /// Set [`Config::durability`].

@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::activity::ingest::{parse_event_key, Ingest};
-use crate::codec::{self, StoredUser};
+use crate::activity::ingest::Ingest;
+use crate::activity::log::{self, Logged};
+use crate::codec::StoredUser;
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::scenario::{Ask, Scenario};
@@ -94,8 +95,8 @@ fn passed_tags(snap: &Snapshot, item: u32) -> Vec<(u32, f32)> {
         }
         None => return Vec::new(),
     };
-    let name_of = |t: u32| snap.tag_name(t).map(str::to_string);
-    let found = crate::activity::user::passed_tags(tags, &category, price, name_of, |n| {
+    let named = |t: u32, prefix: &str| snap.tag_name(t).is_some_and(|n| n.starts_with(prefix));
+    let found = crate::activity::user::passed_tags(tags, &category, price, named, |n| {
         Ok::<_, std::convert::Infallible>(snap.tag_id(n))
     });
     found.unwrap_or_else(|never| match never {})
@@ -147,27 +148,28 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
         )));
     }
     let base = store.snapshot();
-    // The log is keyed user, ts, seq: one pass yields each user's history in time order.
+    // The log is keyed by user first: one pass yields each user's history, sorted on flush.
     let mut splits: Vec<(u32, UserSplit)> = Vec::new();
-    let mut current: Option<(u32, Vec<(u64, StoredEvent)>)> = None;
-    let flush = |cur: Option<(u32, Vec<(u64, StoredEvent)>)>, out: &mut Vec<(u32, UserSplit)>| {
-        if let Some((u, evs)) = cur {
+    let mut current: Option<(u32, Vec<Logged>)> = None;
+    let flush = |cur: Option<(u32, Vec<Logged>)>, out: &mut Vec<(u32, UserSplit)>| {
+        if let Some((u, mut evs)) = cur {
             if let Some(name) = base.user_name(u) {
+                log::sort_history(&mut evs);
+                let evs = evs.into_iter().map(|l| (l.ts, l.event)).collect();
                 out.push((u, split_user(name, evs, opts.holdout)));
             }
         }
     };
-    for kv in store.tree().scan_prefix(b"E") {
+    for kv in store.tree().scan_prefix(log::LOG_PREFIX) {
         let (k, v) = kv?;
-        let (user, ts) = parse_event_key(&k)?;
-        let e: StoredEvent = codec::decode(&k, &v)?;
+        let (user, chunk) = log::decode_entry(&k, &v)?;
         if current.as_ref().is_some_and(|(u, _)| *u != user) {
             flush(current.take(), &mut splits);
         }
         current
             .get_or_insert_with(|| (user, Vec::new()))
             .1
-            .push((ts, e));
+            .extend(chunk);
     }
     flush(current.take(), &mut splits);
     if splits.is_empty() {

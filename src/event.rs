@@ -272,8 +272,8 @@ impl Event {
     }
 }
 
-/// An event as kept in the durable log: ids resolved to dense ids. The user and time are in the
-/// key (`E` + user + ts + seq), so a user's history is one ordered prefix scan.
+/// An event as kept in the durable log: ids resolved to dense ids. The user is in the log key
+/// and the time in the chunk entry (`crate::activity::log`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StoredEvent {
     /// Dense item id, if the event names one.

@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::activity::ingest::parse_event_key;
+use crate::activity::log;
 use crate::behaviour::public_event;
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::import::jsonl::{JsonEvent, JsonItem, JsonUser};
@@ -102,25 +101,30 @@ impl Store {
         }
         out.finish()?;
 
-        // Keys only, sorted by (time, user, arrival); values are read back one by one.
-        let tree = self.tree();
-        let mut keys: Vec<(u64, u32, u64, sled::IVec)> = Vec::new();
-        for k in tree.scan_prefix(b"E").keys() {
-            let k = k?;
-            let (user, ts) = parse_event_key(&k)?;
-            let seq = codec::decode_u64(&k, &k[13..])?;
-            if seq <= last_event {
-                keys.push((ts, user, seq, k));
+        // Sorted by (time, user, arrival). The log is chunked per user and write call, so the
+        // events are decoded into memory first (about 60 bytes each).
+        let mut all: Vec<(u64, u32, u64, StoredEvent)> = Vec::new();
+        for kv in self.tree().scan_prefix(log::LOG_PREFIX) {
+            let (k, v) = kv?;
+            let (user, first) = log::parse_key(&k)?;
+            if first > last_event {
+                continue;
             }
+            let (_, chunk) = log::decode_entry(&k, &v)?;
+            all.extend(
+                chunk
+                    .into_iter()
+                    .filter(|l| l.seq <= last_event)
+                    .map(|l| (l.ts, user, l.seq, l.event)),
+            );
         }
-        keys.sort_unstable_by_key(|k| (k.0, k.1, k.2));
+        all.sort_unstable_by_key(|e| (e.0, e.1, e.2));
         let mut out = Out::create(dir, "events.jsonl")?;
         let mut events = 0;
-        for (ts, user, _, k) in keys {
-            let (Some(v), Some(name)) = (tree.get(&k)?, snap.user_name(user)) else {
+        for (ts, user, _, stored) in all {
+            let Some(name) = snap.user_name(user) else {
                 continue; // deleted during the export
             };
-            let stored: StoredEvent = codec::decode(&k, &v)?;
             out.line(&JsonEvent::from(&public_event(&snap, &name, ts, stored)))?;
             events += 1;
         }

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 
+use crate::activity::checkpoint::Unsaved;
 use crate::codec::{self, Kind};
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
@@ -33,12 +34,20 @@ pub(crate) struct Inner {
     db: sled::Db,
     tree: sled::Tree,
     snapshot: ArcSwap<Snapshot>,
-    writer: Mutex<Counters>,
+    writer: Mutex<Writer>,
     rebuild_lock: Mutex<()>,
     rebuild_running: AtomicBool,
     rebuild_thread: Mutex<Option<JoinHandle<()>>>,
     plugins: crate::plugin::Plugins,
     latency: crate::metrics::Histogram,
+}
+
+/// What the writer lock guards: the id and sequence counters, and what event batches have
+/// left to checkpoint.
+#[derive(Debug, Default)]
+struct Writer {
+    counters: Counters,
+    unsaved: Unsaved,
 }
 
 /// What a rebuild did.
@@ -157,7 +166,13 @@ impl Store {
             }
             Some(v) => {
                 let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
-                if found != codec::STORE_FORMAT {
+                if found == 1 {
+                    // Format 2 only adds the chunked event log and the journal; format-1
+                    // single-event log keys stay readable. Raise the mark so that an older
+                    // binary refuses the store instead of misreading chunks.
+                    tree.insert(codec::META_FORMAT, &codec::STORE_FORMAT.to_be_bytes())?;
+                    tracing::info!("store format 1 upgraded to 2 in place");
+                } else if found != codec::STORE_FORMAT {
                     return Err(Error::IncompatibleStore {
                         dir,
                         found,
@@ -194,7 +209,7 @@ impl Store {
             delta = delta.changed(),
             "store opened"
         );
-        let activity = crate::activity::ingest::load(&tree, &config)?;
+        let activity = crate::activity::checkpoint::load(&tree, &config)?;
         let snapshot = Snapshot {
             segment,
             delta,
@@ -203,14 +218,17 @@ impl Store {
         };
         let plugins = crate::plugin::Plugins::new(config.plugins.clone());
         plugins.attach(tree.clone())?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 dir,
                 seg_dir,
                 db,
                 tree,
                 snapshot: ArcSwap::from_pointee(snapshot),
-                writer: Mutex::new(counters),
+                writer: Mutex::new(Writer {
+                    counters,
+                    unsaved: Unsaved::default(),
+                }),
                 rebuild_lock: Mutex::new(()),
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
@@ -218,7 +236,9 @@ impl Store {
                 latency: crate::metrics::Histogram::default(),
                 config,
             }),
-        })
+        };
+        store.replay_journal()?;
+        Ok(store)
     }
 
     fn recover_segment(
@@ -370,6 +390,31 @@ impl Store {
         Ok(n)
     }
 
+    /// Re-apply the event batches the journal names (recorded after the last checkpoint, before
+    /// a crash), in arrival order, and checkpoint the result.
+    fn replay_journal(&self) -> Result<()> {
+        let (events, entries) = crate::activity::log::read_journal(&self.inner.tree)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            batches = entries.len(),
+            events = events.len(),
+            "replaying the event journal"
+        );
+        self.write(|p| p.replay(events, &entries))
+    }
+
+    /// Write the behaviour state that event batches have left in the journal (see
+    /// [`Config::checkpoint_events`]), so the next open has nothing to replay. Runs by itself
+    /// when that many events pile up, and when the last handle closes.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.write(|p| {
+            p.checkpoint = true;
+            Ok(())
+        })
+    }
+
     /// Make every write that has returned durable (fsync). After this returns, those writes
     /// survive `kill -9` and power loss. See [`Durability`] for the automatic alternatives.
     pub fn flush(&self) -> Result<()> {
@@ -380,24 +425,22 @@ impl Store {
     pub(crate) fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
         let inner = &self.inner;
         let changed = {
-            let mut counters = lock(&inner.writer);
+            let mut writer = lock(&inner.writer);
             let base = inner.snapshot.load_full();
-            let mut p = Pending::new(&base, *counters, &inner.config);
+            let mut p = Pending::new(&base, writer.counters, &inner.config);
             stage(&mut p)?;
-            let staged = p.finish();
-            let next = staged.counters;
-            if next.seq == counters.seq
-                && next.next_tag == counters.next_tag
-                && staged.activity.is_none()
-            {
-                return Ok(()); // nothing changed
+            let staged = p.finish(&writer.unsaved);
+            if staged.is_noop(&writer.counters) {
+                return Ok(());
             }
+            let next = staged.counters;
             let delta = staged.delta;
             inner.tree.apply_batch(staged.batch)?;
             if inner.config.durability == Durability::Immediate {
                 inner.db.flush()?;
             }
-            *counters = next;
+            writer.counters = next;
+            writer.unsaved.applied(staged.saved);
             let changed = delta.changed();
             inner.snapshot.store(Arc::new(Snapshot {
                 segment: base.segment.clone(),
@@ -498,7 +541,7 @@ impl Inner {
         drop(data);
         let seg = Arc::new(seg?);
         let tag_slots = seg.data().tags.len() as u32;
-        let counters = lock(&self.writer);
+        let writer = lock(&self.writer);
         let cur = self.snapshot.load_full();
         // Generation first, durably: from here on, dirty entries <= base.seq are ignored on open.
         self.tree
@@ -508,10 +551,10 @@ impl Inner {
         self.snapshot.store(Arc::new(Snapshot {
             segment: seg,
             delta: cur.delta.since(base.seq, tag_slots),
-            seq: counters.seq,
+            seq: writer.counters.seq,
             activity: cur.activity.clone(),
         }));
-        drop(counters);
+        drop(writer);
         cur.segment.retire();
         rebuild::clean_dirty_log(&self.tree, base.seq)?;
         tracing::info!(
@@ -532,6 +575,12 @@ impl Drop for Store {
     fn drop(&mut self) {
         if let Some(h) = lock(&self.inner.rebuild_thread).take() {
             let _ = h.join();
+        }
+        // The last handle checkpoints, so the next open has no journal to replay.
+        if Arc::strong_count(&self.inner) == 1 {
+            if let Err(e) = self.checkpoint() {
+                tracing::warn!(error = %e, "checkpoint on close failed; the next open replays the journal instead");
+            }
         }
         if let Err(e) = self.inner.db.flush() {
             tracing::error!(error = %e, "flush on close failed; writes since the last flush may be lost");

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use sled::Batch;
 
+use crate::activity::checkpoint::{self, Touched, Unsaved};
 use crate::activity::ingest::Ingest;
+use crate::activity::log::LogBatch;
 use crate::activity::Activity;
 use crate::codec::{self, Kind, StoredItem, StoredUser};
 use crate::config::Config;
@@ -52,7 +54,26 @@ pub(crate) struct Pending<'a> {
     pub batch: Batch,
     /// Behaviour changes of this call (events, forgotten users).
     pub ingest: Ingest<'a>,
+    /// This call's events, for the log.
+    pub log: LogBatch,
+    /// Whether this call must checkpoint the behaviour state (see [`checkpoint`]): set by
+    /// writes that event replay depends on, or that un-apply state.
+    pub checkpoint: bool,
     pub config: &'a Config,
+}
+
+/// How a finished write left the behaviour state in sled.
+pub(crate) enum Saved {
+    /// The call did not change it.
+    Nothing,
+    /// Only in the journal: the writer remembers what to checkpoint later.
+    Journal {
+        touched: Box<Touched>,
+        entry: u64,
+        events: usize,
+    },
+    /// Checkpointed: everything unsaved so far is written.
+    Checkpoint,
 }
 
 /// What a finished write hands to the store to apply and publish.
@@ -62,6 +83,8 @@ pub(crate) struct Staged {
     pub counters: Counters,
     /// The new behaviour state, if this write changed it.
     pub activity: Option<Activity>,
+    /// What the batch did with the behaviour state.
+    pub saved: Saved,
 }
 
 impl<'a> Pending<'a> {
@@ -72,6 +95,8 @@ impl<'a> Pending<'a> {
             counters,
             batch: Batch::default(),
             ingest: Ingest::new(&base.activity, config),
+            log: LogBatch::default(),
+            checkpoint: false,
             config,
         }
     }
@@ -174,6 +199,8 @@ impl<'a> Pending<'a> {
 
     /// Stage an item upsert. `tags` are the validated tags of `item`.
     pub fn upsert_item(&mut self, item: &Item, tags: &[(&str, f32)]) -> Result<()> {
+        // Event replay reads item rows: the journal must not outlive the rows it was made on.
+        self.checkpoint = true;
         let id = self.claim(Kind::Item, &item.id)?;
         let row = StoredItem {
             name: item.id.clone(),
@@ -231,6 +258,7 @@ impl<'a> Pending<'a> {
         if !live {
             return false;
         }
+        self.checkpoint = true;
         self.batch.remove(&codec::record_key(kind, id));
         let seq = self.next_seq(kind, id);
         match kind {
@@ -240,19 +268,71 @@ impl<'a> Pending<'a> {
         true
     }
 
-    /// Finish: persist counters (and touched behaviour state) into the batch and return what
-    /// to apply and publish.
-    pub fn finish(mut self) -> Staged {
+    /// Finish: persist the counters, the log chunks and either a journal entry or a checkpoint
+    /// of the behaviour state into the batch, and return what to apply and publish. `unsaved`
+    /// is what earlier event batches left to checkpoint.
+    pub fn finish(mut self, unsaved: &Unsaved) -> Staged {
         self.counters.persist(&mut self.batch);
-        let activity = self.ingest.changed().then(|| {
-            self.ingest.persist(&mut self.batch);
-            self.ingest.act
-        });
+        let events = self.log.len();
+        let changed = self.ingest.changed();
+        let checkpoint = (changed || !unsaved.is_empty())
+            && (self.checkpoint
+                || (changed && events == 0)
+                || unsaved.events + events >= self.config.checkpoint_events);
+        let entry = self.log.write(&mut self.batch, changed && !checkpoint);
+        let saved = if checkpoint {
+            checkpoint::write(
+                &self.ingest.act,
+                &self.ingest.touched,
+                unsaved,
+                &mut self.batch,
+            );
+            Saved::Checkpoint
+        } else {
+            match entry {
+                Some(entry) => Saved::Journal {
+                    touched: Box::new(std::mem::take(&mut self.ingest.touched)),
+                    entry,
+                    events,
+                },
+                None => Saved::Nothing,
+            }
+        };
         Staged {
             batch: self.batch,
             delta: self.delta,
             counters: self.counters,
-            activity,
+            activity: changed.then_some(self.ingest.act),
+            saved,
+        }
+    }
+}
+
+impl Staged {
+    /// Whether applying it would change nothing.
+    pub fn is_noop(&self, before: &Counters) -> bool {
+        self.counters.seq == before.seq
+            && self.counters.next_tag == before.next_tag
+            && self.activity.is_none()
+            && matches!(self.saved, Saved::Nothing)
+    }
+}
+
+impl Unsaved {
+    /// Account for a batch that `sled` has applied.
+    pub(crate) fn applied(&mut self, saved: Saved) {
+        match saved {
+            Saved::Nothing => {}
+            Saved::Journal {
+                touched,
+                entry,
+                events,
+            } => {
+                self.touched.absorb(*touched);
+                self.journal.push(entry);
+                self.events += events;
+            }
+            Saved::Checkpoint => *self = Unsaved::default(),
         }
     }
 }

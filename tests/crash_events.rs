@@ -1,7 +1,8 @@
 //! Crash consistency of events: a child process records event batches and prints each one
 //! acknowledged (recorded, then `flush` returned); we SIGKILL it at a random moment and reopen.
 //! Every acknowledged event must be in the log, and for every user the derived state must agree
-//! with the log (they are written in one atomic batch, so neither can run ahead of the other).
+//! with the log (a batch's log chunks and journal entry are written in one atomic batch, and
+//! open replays the journal onto the last checkpoint, so neither can run ahead of the other).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -42,7 +43,9 @@ fn child_recorder() {
         .unwrap_or(0);
     let cfg = Config::default()
         .durability(Durability::GroupCommit { ms: 20 })
-        .rebuild_threshold(Some(50));
+        .rebuild_threshold(Some(50))
+        // Small, so kills land both right after checkpoints and with journalled batches.
+        .checkpoint_events(12);
     let store = Store::open_with(&dir, cfg).expect("child opens store");
     let items: Vec<Item> = (0..40)
         .map(|i| Item::new(format!("it-{i}"), [(format!("t:{}", i % 7), 1.0)]))

@@ -1,117 +1,18 @@
-//! Applying events to an [`Activity`], un-applying a deleted user, and the sled keys the
-//! state lives under.
-//!
-//! | key                                   | value                              |
-//! |---------------------------------------|------------------------------------|
-//! | `E` user (u32 BE) ts (u64 BE) seq (u64 BE) | `VERSION ++ bincode(StoredEvent)` |
-//! | `A` user (u32 BE)                     | `VERSION ++ bincode(UserState)`    |
-//! | `S` item (u32 BE)                     | `VERSION ++ bincode(ItemStats)`    |
-//! | `CB` / `CV` item (u32 BE)             | `VERSION ++ bincode(CoList)`       |
-//! | `Mactivity`                           | `VERSION ++ bincode(Totals)`       |
-//!
-//! Each event batch writes its log entries and the touched state in the same sled batch as
-//! everything else, so after a crash the log and the state agree.
+//! Applying events to an [`Activity`], and un-applying a deleted user's.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use sled::Batch;
-
-use super::{Activity, CoList, ItemStats, Relation, UserState};
-use crate::codec;
+use super::checkpoint::Touched;
+use super::{Activity, ItemStats, Relation, UserState};
 use crate::config::Config;
-use crate::error::Result;
 use crate::event::{StoredEvent, StoredKind};
-
-/// Meta key of the [`super::Totals`].
-pub(crate) const META_ACTIVITY: &[u8] = b"Mactivity";
-
-pub(crate) fn event_key(user: u32, ts: u64, seq: u64) -> [u8; 21] {
-    let mut k = [0u8; 21];
-    k[0] = b'E';
-    k[1..5].copy_from_slice(&user.to_be_bytes());
-    k[5..13].copy_from_slice(&ts.to_be_bytes());
-    k[13..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// The event-log prefix of one user.
-pub(crate) fn user_events_prefix(user: u32) -> [u8; 5] {
-    let mut k = [b'E', 0, 0, 0, 0];
-    k[1..].copy_from_slice(&user.to_be_bytes());
-    k
-}
-
-/// `(user, ts)` of an event-log key.
-pub(crate) fn parse_event_key(k: &[u8]) -> Result<(u32, u64)> {
-    if k.len() != 21 {
-        return Err(codec::corrupt(k, "event key is not 21 bytes"));
-    }
-    let user = codec::decode_u32(k, k.get(1..5))?;
-    let ts = codec::decode_u64(k, &k[5..13])?;
-    Ok((user, ts))
-}
-
-fn id_key(prefix: u8, id: u32) -> [u8; 5] {
-    let mut k = [prefix, 0, 0, 0, 0];
-    k[1..].copy_from_slice(&id.to_be_bytes());
-    k
-}
-
-fn list_key(rel: Relation, id: u32) -> [u8; 6] {
-    let mut k = [b'C', rel_byte(rel), 0, 0, 0, 0];
-    k[2..].copy_from_slice(&id.to_be_bytes());
-    k
-}
-
-fn rel_byte(rel: Relation) -> u8 {
-    match rel {
-        Relation::Bought => b'B',
-        Relation::Viewed => b'V',
-    }
-}
-
-/// Load the activity state from sled (on open).
-pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
-    let mut act = Activity::default();
-    if let Some(v) = tree.get(META_ACTIVITY)? {
-        act.totals = codec::decode(META_ACTIVITY, &v)?;
-    }
-    for kv in tree.scan_prefix(b"A") {
-        let (k, v) = kv?;
-        let state: UserState = codec::decode(&k, &v)?;
-        act.users.insert(codec::record_key_id(&k)?, Arc::new(state));
-    }
-    for kv in tree.scan_prefix(b"S") {
-        let (k, v) = kv?;
-        let stats: ItemStats = codec::decode(&k, &v)?;
-        let id = codec::record_key_id(&k)?;
-        if let Some(key) = stats.popularity_key(cfg.popularity_half_life_secs()) {
-            act.by_popularity.insert((key, id));
-        }
-        act.items.insert(id, Arc::new(stats));
-    }
-    for kv in tree.scan_prefix(b"C") {
-        let (k, v) = kv?;
-        let list: CoList = codec::decode(&k, &v)?;
-        let id = codec::decode_u32(&k, k.get(2..))?;
-        match k.get(1) {
-            Some(b'B') => act.bought.insert(id, Arc::new(list)),
-            Some(b'V') => act.viewed.insert(id, Arc::new(list)),
-            _ => return Err(codec::corrupt(&k, "unknown co-occurrence relation")),
-        };
-    }
-    Ok(act)
-}
 
 /// One batch of changes to an [`Activity`]: a private copy plus what it touched, to persist.
 pub(crate) struct Ingest<'c> {
     pub act: Activity,
     cfg: &'c Config,
-    users: HashSet<u32>,
-    items: HashSet<u32>,
-    bought: HashSet<u32>,
-    viewed: HashSet<u32>,
+    /// What this batch changed, for the next checkpoint.
+    pub touched: Touched,
 }
 
 /// How much an event of this kind adds (negative for a bad rating).
@@ -141,15 +42,12 @@ impl<'c> Ingest<'c> {
         Ingest {
             act,
             cfg,
-            users: HashSet::new(),
-            items: HashSet::new(),
-            bought: HashSet::new(),
-            viewed: HashSet::new(),
+            touched: Touched::default(),
         }
     }
 
     fn stats(&mut self, item: u32) -> &mut ItemStats {
-        self.items.insert(item);
+        self.touched.items.insert(item);
         Arc::make_mut(self.act.items.entry(item).or_default())
     }
 
@@ -157,8 +55,8 @@ impl<'c> Ingest<'c> {
     fn pair(&mut self, rel: Relation, item: u32, partners: &[u32], add: bool) {
         let cap = self.cfg.cooccurrence_per_item.max(1);
         let (lists, touched) = match rel {
-            Relation::Bought => (&mut self.act.bought, &mut self.bought),
-            Relation::Viewed => (&mut self.act.viewed, &mut self.viewed),
+            Relation::Bought => (&mut self.act.bought, &mut self.touched.bought),
+            Relation::Viewed => (&mut self.act.viewed, &mut self.touched.viewed),
         };
         for &other in partners {
             for (a, b) in [(item, other), (other, item)] {
@@ -213,7 +111,7 @@ impl<'c> Ingest<'c> {
         let t = &mut self.act.totals;
         t.events += 1;
         t.latest_ts = t.latest_ts.max(ts);
-        self.users.insert(user);
+        self.touched.users.insert(user);
         let interest = ev.kind.is_interest().then_some(ev.item).flatten();
         let key = session_key(ev.session.as_deref());
         // Copy-on-write: the first event of a user in a batch copies their state out of the
@@ -335,40 +233,11 @@ impl<'c> Ingest<'c> {
         let t = &mut self.act.totals;
         t.events = t.events.saturating_sub(events.len() as u64);
         self.act.users.remove(&user);
-        self.users.insert(user);
+        self.touched.users.insert(user);
     }
 
     /// Whether anything was touched.
     pub fn changed(&self) -> bool {
-        !(self.users.is_empty() && self.items.is_empty())
-    }
-
-    /// Write every touched value (or its removal) and the totals into `batch`.
-    pub fn persist(&self, batch: &mut Batch) {
-        for &u in &self.users {
-            let k = id_key(b'A', u);
-            match self.act.users.get(&u) {
-                Some(s) => batch.insert(&k, codec::encode(&**s)),
-                None => batch.remove(&k),
-            }
-        }
-        for &i in &self.items {
-            if let Some(s) = self.act.items.get(&i) {
-                batch.insert(&id_key(b'S', i), codec::encode(&**s));
-            }
-        }
-        for (rel, set, lists) in [
-            (Relation::Bought, &self.bought, &self.act.bought),
-            (Relation::Viewed, &self.viewed, &self.act.viewed),
-        ] {
-            for &i in set {
-                let k = list_key(rel, i);
-                match lists.get(&i) {
-                    Some(l) => batch.insert(&k, codec::encode(&**l)),
-                    None => batch.remove(&k),
-                }
-            }
-        }
-        batch.insert(META_ACTIVITY, codec::encode(&self.act.totals));
+        !self.touched.is_empty()
     }
 }

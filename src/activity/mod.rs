@@ -6,21 +6,26 @@
 //! * [`item`] — an item's counters, conversion and time-decayed popularity.
 //! * [`cooccur`] — a bounded top-N list of co-occurring items per item, with support,
 //!   confidence and lift.
-//! * [`ingest`] — applying a batch of events (or un-applying a deleted user's) and the sled keys
-//!   the results live under.
+//! * [`ingest`] — applying a batch of events (or un-applying a deleted user's).
+//! * [`log`] — the durable event log (per-user chunks) and the journal of event batches whose
+//!   state is not yet checkpointed.
+//! * [`checkpoint`] — writing the state to sled now and then, and loading it on open.
 //! * [`segments`] — RFM scores and lifecycle stages, computed on read.
 //!
 //! All of it is held in persistent maps (`imbl`: O(1) clone, O(log n) update) inside the
 //! [`crate::snapshot::Snapshot`], so a reader sees one consistent state without a lock, exactly
-//! like the record delta. sled is the source of truth; the maps are loaded from it on open.
+//! like the record delta. sled is the source of truth; the maps are loaded from its last checkpoint on open, and the
+//! journal's event batches are replayed on top.
 //!
 //! **Time.** Decay is relative to the store's clock, which is the newest event time recorded
 //! (not the wall clock). A live shop's newest event is "now"; a replayed history from 2011
 //! behaves as it did then. Queries can override it.
 
+pub(crate) mod checkpoint;
 pub mod cooccur;
 pub(crate) mod ingest;
 pub mod item;
+pub(crate) mod log;
 pub mod segments;
 pub mod user;
 

@@ -29,19 +29,17 @@ pub fn price_band(price: f32) -> &'static str {
 
 /// The tags an event on an item passes to the user: the item's tags, plus `category:<path>` and
 /// its price band unless it has such tags already, scaled to unit L2 norm (so every event adds
-/// the same total weight whatever the item). `name_of` names a tag id; `id_of` finds (or, on the
-/// write path, creates) the id of a tag name, `None` to leave the tag out.
+/// the same total weight whatever the item). `named` tells whether tag id `t`'s name starts
+/// with a prefix; `id_of` finds (or, on the write path, creates) the id of a tag name, `None`
+/// to leave the tag out.
 pub(crate) fn passed_tags<E>(
     mut tags: Vec<(u32, f32)>,
     category: &str,
     price: f32,
-    name_of: impl Fn(u32) -> Option<String>,
+    named: impl Fn(u32, &str) -> bool,
     mut id_of: impl FnMut(&str) -> Result<Option<u32>, E>,
 ) -> Result<Vec<(u32, f32)>, E> {
-    let has = |tags: &[(u32, f32)], prefix: &str| {
-        tags.iter()
-            .any(|&(t, _)| name_of(t).is_some_and(|n| n.starts_with(prefix)))
-    };
+    let has = |tags: &[(u32, f32)], prefix: &str| tags.iter().any(|&(t, _)| named(t, prefix));
     let mut extra = Vec::new();
     if !category.is_empty() && !has(&tags, "category:") {
         extra.push(format!("category:{category}"));
@@ -110,6 +108,29 @@ pub struct UserState {
     pub sessions: Vec<OpenSession>,
 }
 
+type Tags = Vec<(u32, f32)>;
+
+thread_local! {
+    /// Scratch space of [`UserState::add_tags`]: the merge, and the selection.
+    static MERGE: std::cell::RefCell<(Tags, Tags)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Keep the `max` strongest of `tags` (sorted by id; ties in weight go to the smaller id), in
+/// id order. Linear: one selection finds the weakest survivor instead of sorting by weight.
+fn keep_strongest(tags: &mut Vec<(u32, f32)>, max: usize, scratch: &mut Vec<(u32, f32)>) {
+    let Some(nth) = max.checked_sub(1) else {
+        tags.clear();
+        return;
+    };
+    // Stronger first; among equal weights, the smaller id first.
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    scratch.clear();
+    scratch.extend_from_slice(tags);
+    let (_, &mut last, _) = scratch.select_nth_unstable_by(nth, order);
+    tags.retain(|t| order(t, &last).is_le());
+}
+
 /// How many sessions per user stay open for pairing; an event for a session beyond these (the
 /// oldest is dropped) starts a fresh basket.
 pub const OPEN_SESSIONS: usize = 4;
@@ -144,18 +165,20 @@ impl UserState {
         } else {
             decay(scale, ts, self.derived_at, half_life_secs)
         };
-        let mut out: Vec<(u32, f32)> =
-            crate::sparse::merge_sum(&self.derived, weights, scale).collect();
-        out.retain(|p| p.1 > 1e-6 && p.1.is_finite());
-        if out.len() > max {
-            let mut by_weight: Vec<usize> = (0..out.len()).collect();
-            by_weight.sort_by(|&a, &b| out[b].1.total_cmp(&out[a].1).then(out[a].0.cmp(&out[b].0)));
-            let mut keep = vec![false; out.len()];
-            by_weight.iter().take(max).for_each(|&k| keep[k] = true);
-            let mut k = keep.into_iter();
-            out.retain(|_| k.next().unwrap_or(false));
-        }
-        self.derived = out;
+        // Merge into a per-thread buffer and copy back: the state keeps its allocation, and
+        // ingestion does this once per event.
+        MERGE.with_borrow_mut(|(out, scratch)| {
+            out.clear();
+            out.extend(
+                crate::sparse::merge_sum(&self.derived, weights, scale)
+                    .filter(|p| p.1 > 1e-6 && p.1.is_finite()),
+            );
+            if out.len() > max {
+                keep_strongest(out, max, scratch);
+            }
+            self.derived.clear();
+            self.derived.extend_from_slice(out);
+        });
     }
 
     /// Note an event at `ts` on `item` (if any).
@@ -226,6 +249,30 @@ pub(crate) fn insert_sorted(set: &mut Vec<u32>, id: u32, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_strongest_matches_sorting_by_weight() {
+        let mut rng = 0x9e37_79b9_u64;
+        for case in 0..500 {
+            let n = 1 + case % 90;
+            let mut tags: Vec<(u32, f32)> = (0..n as u32)
+                .map(|t| {
+                    rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    // Few distinct weights, so ties are common.
+                    (t * 3, ((rng >> 33) % 7) as f32)
+                })
+                .collect();
+            let max = case % 70;
+            let mut want: Vec<(u32, f32)> = tags.clone();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(max);
+            want.sort_by_key(|p| p.0);
+            if tags.len() > max {
+                keep_strongest(&mut tags, max, &mut Vec::new());
+            }
+            assert_eq!(tags, want, "case {case}");
+        }
+    }
 
     #[test]
     fn decay_halves() {
