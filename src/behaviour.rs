@@ -29,14 +29,11 @@ pub struct DedupRun {
 /// Per [`Store::record_events_once`] call: each user's already-logged events, by time.
 type LoggedBefore = HashMap<u32, HashMap<u64, Vec<Event>>>;
 
-/// Per batch: the tags each item passes on to the users who touch it.
-type TagCache = HashMap<u32, Arc<Vec<(u32, f32)>>>;
-
 impl Pending<'_> {
     /// The item's tags plus its category and price band (unless it has such tags already),
     /// scaled to unit L2 norm so every event adds the same total weight whatever the item.
-    fn passed_tags(&mut self, item: u32, cache: &mut TagCache) -> Result<Arc<Vec<(u32, f32)>>> {
-        if let Some(t) = cache.get(&item) {
+    fn passed_tags(&mut self, item: u32) -> Result<Arc<Vec<(u32, f32)>>> {
+        if let Some(t) = self.passed.get(&item) {
             return Ok(t.clone());
         }
         let (tags, category, price) = match self.delta.items.get(&item) {
@@ -61,7 +58,7 @@ impl Pending<'_> {
         };
         let tags = passed_tags(tags, &category, price, named, |n| self.tag_id(n).map(Some))?;
         let tags = Arc::new(tags);
-        cache.insert(item, tags.clone());
+        self.passed.insert(item, tags.clone());
         Ok(tags)
     }
 
@@ -81,7 +78,7 @@ impl Pending<'_> {
     }
 
     /// Stage one event: its log entry and its effect on the behaviour state.
-    fn record(&mut self, index: usize, ev: &Event, cache: &mut TagCache) -> Result<()> {
+    fn record(&mut self, index: usize, ev: &Event) -> Result<()> {
         let user = self.ensure_user(&ev.user)?;
         let item = match &ev.item {
             Some(name) => Some(self.live_item(name).ok_or_else(|| Error::InvalidEvent {
@@ -122,7 +119,7 @@ impl Pending<'_> {
             session: ev.session.clone(),
         };
         let tags = match item {
-            Some(i) if stored.kind.is_interest() => self.passed_tags(i, cache)?,
+            Some(i) if stored.kind.is_interest() => self.passed_tags(i)?,
             _ => Arc::default(),
         };
         self.ingest.apply(user, ev.ts, &stored, &tags);
@@ -143,10 +140,9 @@ impl Pending<'_> {
     /// Re-apply journalled events (see [`Store::replay_journal`]): `events` in arrival order,
     /// `entries` the journal entries they came from, removed by the checkpoint this forces.
     pub(crate) fn replay(&mut self, events: Vec<(u32, Logged)>, entries: &[u64]) -> Result<()> {
-        let mut cache = TagCache::new();
         for (user, e) in events {
             let tags = match e.event.item {
-                Some(i) if e.event.kind.is_interest() => self.passed_tags(i, &mut cache)?,
+                Some(i) if e.event.kind.is_interest() => self.passed_tags(i)?,
                 _ => Arc::default(),
             };
             self.ingest.apply(user, e.ts, &e.event, &tags);
@@ -265,12 +261,11 @@ impl Store {
         for (i, e) in events.iter().enumerate() {
             e.validate(i)?;
         }
-        let mut cache = TagCache::new();
         self.write(|p| {
             events
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, e)| p.record(i, e, &mut cache))
+                .try_for_each(|(i, e)| p.record(i, e))
         })?;
         self.plugins().attribute(events);
         Ok(events.len())

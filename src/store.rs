@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 
-use crate::activity::checkpoint::Unsaved;
+use crate::activity::checkpoint::{Background, Unsaved};
 use crate::codec::{self, Kind};
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
@@ -15,7 +15,7 @@ use crate::model::{self, Item, User};
 use crate::rebuild;
 use crate::segment::{self, Segment};
 use crate::snapshot::Snapshot;
-use crate::write::{Counters, Pending};
+use crate::write::{Counters, PassedTags, Pending};
 
 /// An open recommendation store. Cheap to share: it is `Send + Sync`; put it in an `Arc` and
 /// use it from every request thread. Reads never block; writes are serialised internally.
@@ -48,6 +48,8 @@ pub(crate) struct Inner {
 struct Writer {
     counters: Counters,
     unsaved: Unsaved,
+    passed: PassedTags,
+    background: Background,
 }
 
 /// What a rebuild did.
@@ -228,6 +230,8 @@ impl Store {
                 writer: Mutex::new(Writer {
                     counters,
                     unsaved: Unsaved::default(),
+                    passed: PassedTags::new(),
+                    background: Background::default(),
                 }),
                 rebuild_lock: Mutex::new(()),
                 rebuild_running: AtomicBool::new(false),
@@ -427,12 +431,21 @@ impl Store {
         let changed = {
             let mut writer = lock(&inner.writer);
             let base = inner.snapshot.load_full();
-            let mut p = Pending::new(&base, writer.counters, &inner.config);
+            let w = &mut *writer;
+            w.background.reap(&mut w.unsaved);
+            let mut p = Pending::new(&base, w.counters, &inner.config);
+            p.passed = std::mem::take(&mut w.passed);
             stage(&mut p)?;
-            let staged = p.finish(&writer.unsaved);
+            if p.must_checkpoint() {
+                // An older checkpoint must land first, or its values would overwrite newer ones.
+                w.background.settle(&mut w.unsaved);
+            }
+            let mut staged = p.finish(&w.unsaved, w.background.busy());
             if staged.is_noop(&writer.counters) {
+                writer.passed = std::mem::take(&mut staged.passed);
                 return Ok(());
             }
+            let passed = std::mem::take(&mut staged.passed);
             let next = staged.counters;
             let delta = staged.delta;
             inner.tree.apply_batch(staged.batch)?;
@@ -441,12 +454,22 @@ impl Store {
             }
             writer.counters = next;
             writer.unsaved.applied(staged.saved);
+            writer.passed = passed;
             let changed = delta.changed();
+            let activity = staged.activity.unwrap_or_else(|| base.activity.clone());
+            if staged.background {
+                let w = &mut *writer;
+                let unsaved = std::mem::take(&mut w.unsaved);
+                let act = activity.clone();
+                if let Some(back) = w.background.start(inner.tree.clone(), act, unsaved) {
+                    w.unsaved = back;
+                }
+            }
             inner.snapshot.store(Arc::new(Snapshot {
                 segment: base.segment.clone(),
                 delta,
                 seq: next.seq,
-                activity: staged.activity.unwrap_or_else(|| base.activity.clone()),
+                activity,
             }));
             changed
         };
@@ -515,7 +538,10 @@ impl Store {
         f: impl FnOnce(&sled::Tree, &Snapshot, &Path) -> Result<T>,
     ) -> Result<T> {
         let _rebuild = lock(&self.inner.rebuild_lock);
-        let _writes = lock(&self.inner.writer);
+        let mut writes = lock(&self.inner.writer);
+        // A checkpoint running on its own thread would change sled under the reader.
+        let w = &mut *writes;
+        w.background.settle(&mut w.unsaved);
         self.inner.db.flush()?;
         let snap = self.inner.snapshot.load_full();
         f(&self.inner.tree, &snap, &self.inner.seg_dir)

@@ -2,6 +2,7 @@
 //! publish a new snapshot. Writers are serialised by one mutex (sled is the bottleneck anyway);
 //! readers never wait for it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sled::Batch;
@@ -45,6 +46,13 @@ impl Counters {
     }
 }
 
+/// The tags each item passes on to the users who touch it (see `Pending::passed_tags`).
+/// They depend only on the item's row and the tag dictionary, so the writer keeps them from
+/// call to call until a checkpoint: item upserts and deletes checkpoint, and so bound the
+/// cache to the items touched since the last one. A failed call drops it (it may hold tag ids
+/// that call allocated and never stored).
+pub(crate) type PassedTags = HashMap<u32, Arc<Vec<(u32, f32)>>>;
+
 /// One write call in progress: a private copy of the delta and counters, plus the sled batch.
 /// Nothing is visible to anyone until [`Pending::commit`] hands back the new snapshot.
 pub(crate) struct Pending<'a> {
@@ -56,6 +64,8 @@ pub(crate) struct Pending<'a> {
     pub ingest: Ingest<'a>,
     /// This call's events, for the log.
     pub log: LogBatch,
+    /// Passed-on item tags, carried from call to call by the writer.
+    pub passed: PassedTags,
     /// Whether this call must checkpoint the behaviour state (see [`checkpoint`]): set by
     /// writes that event replay depends on, or that un-apply state.
     pub checkpoint: bool,
@@ -85,6 +95,10 @@ pub(crate) struct Staged {
     pub activity: Option<Activity>,
     /// What the batch did with the behaviour state.
     pub saved: Saved,
+    /// The passed-tag cache to keep; empty after a checkpoint.
+    pub passed: PassedTags,
+    /// Whether to hand everything unsaved to a background checkpoint once applied.
+    pub background: bool,
 }
 
 impl<'a> Pending<'a> {
@@ -96,6 +110,7 @@ impl<'a> Pending<'a> {
             batch: Batch::default(),
             ingest: Ingest::new(&base.activity, config),
             log: LogBatch::default(),
+            passed: PassedTags::new(),
             checkpoint: false,
             config,
         }
@@ -268,19 +283,29 @@ impl<'a> Pending<'a> {
         true
     }
 
+    /// Whether this call must checkpoint in its own batch: it changed what replay depends on,
+    /// or it changed behaviour state without events (a deleted user's).
+    pub fn must_checkpoint(&self) -> bool {
+        self.checkpoint || (self.ingest.changed() && self.log.len() == 0)
+    }
+
     /// Finish: persist the counters, the log chunks and either a journal entry or a checkpoint
     /// of the behaviour state into the batch, and return what to apply and publish. `unsaved`
-    /// is what earlier event batches left to checkpoint.
-    pub fn finish(mut self, unsaved: &Unsaved) -> Staged {
+    /// is what earlier event batches left to checkpoint; `busy` says a background checkpoint
+    /// is still running.
+    pub fn finish(mut self, unsaved: &Unsaved, busy: bool) -> Staged {
         self.counters.persist(&mut self.batch);
         let events = self.log.len();
         let changed = self.ingest.changed();
-        let checkpoint = (changed || !unsaved.is_empty())
-            && (self.checkpoint
-                || (changed && events == 0)
-                || unsaved.events + events >= self.config.checkpoint_events);
-        let entry = self.log.write(&mut self.batch, changed && !checkpoint);
-        let saved = if checkpoint {
+        let every = self.config.checkpoint_events;
+        let due = unsaved.events + events >= every;
+        // A checkpoint the count calls for runs in the background after this batch (unless
+        // one still runs: a later batch starts it); `checkpoint_events` 0 keeps it inline.
+        let inline =
+            (changed || !unsaved.is_empty()) && (self.must_checkpoint() || (due && every == 0));
+        let background = !inline && changed && due && !busy;
+        let entry = self.log.write(&mut self.batch, changed && !inline);
+        let saved = if inline {
             checkpoint::write(
                 &self.ingest.act,
                 &self.ingest.touched,
@@ -303,7 +328,13 @@ impl<'a> Pending<'a> {
             delta: self.delta,
             counters: self.counters,
             activity: changed.then_some(self.ingest.act),
+            passed: if inline || background || self.checkpoint {
+                PassedTags::new()
+            } else {
+                self.passed
+            },
             saved,
+            background,
         }
     }
 }

@@ -50,7 +50,7 @@ fn list_key(rel: Relation, id: u32) -> [u8; 6] {
 }
 
 /// The ids whose behaviour state changed.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Touched {
     pub users: HashSet<u32>,
     pub items: HashSet<u32>,
@@ -86,7 +86,7 @@ impl Touched {
 
 /// What the writer holds between checkpoints: the ids changed by event batches whose state is
 /// only in the journal, and those batches' journal entries.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Unsaved {
     pub touched: Touched,
     pub journal: Vec<u64>,
@@ -97,6 +97,13 @@ impl Unsaved {
     /// Whether a checkpoint would write anything.
     pub fn is_empty(&self) -> bool {
         self.journal.is_empty() && self.touched.is_empty()
+    }
+
+    /// Add `other`'s ids, journal entries and event count.
+    pub fn absorb(&mut self, other: Unsaved) {
+        self.touched.absorb(other.touched);
+        self.journal.extend(other.journal);
+        self.events += other.events;
     }
 }
 
@@ -171,4 +178,69 @@ pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
         };
     }
     Ok(act)
+}
+
+/// The checkpoint that the event count triggered, written on its own thread so the write call
+/// that crossed the threshold does not wait for it. At most one runs; the writer settles it
+/// before any checkpoint of its own (a forced one must not land before an older one) and
+/// before a backup reads sled. It keeps a copy of the ids it writes, to hand back on failure.
+#[derive(Debug, Default)]
+pub(crate) struct Background(Option<(std::thread::JoinHandle<Result<()>>, Unsaved)>);
+
+impl Background {
+    /// Whether one is still running.
+    pub fn busy(&self) -> bool {
+        self.0.as_ref().is_some_and(|(h, _)| !h.is_finished())
+    }
+
+    /// Write `unsaved` from `act` on a new thread. Journal batches may go on meanwhile: they
+    /// touch only log and journal keys, and the checkpoint removes only its own entries.
+    /// Hands `unsaved` back if no thread could be started.
+    pub fn start(&mut self, tree: sled::Tree, act: Activity, unsaved: Unsaved) -> Option<Unsaved> {
+        let copy = unsaved.clone();
+        let run = move || -> Result<()> {
+            let mut batch = Batch::default();
+            write(&act, &Touched::default(), &unsaved, &mut batch);
+            Ok(tree.apply_batch(batch)?)
+        };
+        match std::thread::Builder::new()
+            .name("recostore-checkpoint".into())
+            .spawn(run)
+        {
+            Ok(h) => {
+                self.0 = Some((h, copy));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a checkpoint thread; retrying later");
+                Some(copy)
+            }
+        }
+    }
+
+    /// Wait for the running checkpoint, if any. If it failed (or panicked), it wrote nothing
+    /// (one atomic batch), so its ids and journal entries go back into `into` for the next one.
+    pub fn settle(&mut self, into: &mut Unsaved) {
+        let Some((h, copy)) = self.0.take() else {
+            return;
+        };
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "background checkpoint failed; the next one writes its state");
+                into.absorb(copy);
+            }
+            Err(_) => {
+                tracing::error!("background checkpoint panicked; the next one writes its state");
+                into.absorb(copy);
+            }
+        }
+    }
+
+    /// Collect a finished checkpoint without waiting.
+    pub fn reap(&mut self, into: &mut Unsaved) {
+        if self.0.as_ref().is_some_and(|(h, _)| h.is_finished()) {
+            self.settle(into);
+        }
+    }
 }
