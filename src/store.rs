@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     rebuild_thread: Mutex<Option<JoinHandle<()>>>,
     plugins: crate::plugin::Plugins,
     latency: crate::metrics::Histogram,
+    /// The profiles `users_like` scans, kept between queries (see `scenario::user_matrix`).
+    users_matrix: arc_swap::ArcSwapOption<crate::scenario::user_matrix::UserMatrix>,
 }
 
 /// What the writer lock guards: the id and sequence counters, and what event batches have
@@ -238,6 +240,7 @@ impl Store {
                 rebuild_thread: Mutex::new(None),
                 plugins,
                 latency: crate::metrics::Histogram::default(),
+                users_matrix: arc_swap::ArcSwapOption::empty(),
                 config,
             }),
         };
@@ -545,6 +548,12 @@ impl Store {
         self.inner.db.flush()?;
         let snap = self.inner.snapshot.load_full();
         f(&self.inner.tree, &snap, &self.inner.seg_dir)
+    }
+
+    pub(crate) fn users_matrix_slot(
+        &self,
+    ) -> &arc_swap::ArcSwapOption<crate::scenario::user_matrix::UserMatrix> {
+        &self.inner.users_matrix
     }
 
     pub(crate) fn latency(&self) -> &crate::metrics::Histogram {

@@ -4,6 +4,8 @@
 //! (decayed over time), users in the segment and in the delta, deleted users. The oracle takes
 //! each user's profile as `get_user(..).tags` plus `user_activity(..).derived_tags` and ranks
 //! every other user by cosine. The scan must return the same scores, best first, ties by age.
+//! Asks mid-way leave the store's profile matrix behind, so later asks mix its rows with users
+//! changed since (scored from the snapshot).
 
 use std::collections::BTreeMap;
 
@@ -47,6 +49,9 @@ enum Step {
     View(usize, usize, u64),
     Delete(usize),
     Rebuild,
+    /// Ask (and check) mid-way: the store keeps what the scan built, so later asks see rows
+    /// that changed since.
+    Ask(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -57,6 +62,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..USERS, 0..ITEMS, 0u64..40).prop_map(|(u, i, d)| Step::View(u, i, d)),
         1 => (0..USERS).prop_map(Step::Delete),
         1 => Just(Step::Rebuild),
+        2 => (0..USERS).prop_map(Step::Ask),
     ]
 }
 
@@ -105,39 +111,54 @@ proptest! {
                 Step::Rebuild => {
                     store.rebuild().unwrap();
                 }
+                Step::Ask(u) => check(&store, &[(*u, 4)])?,
             }
         }
-        let existing: Vec<String> = (0..USERS)
-            .map(|u| format!("u{u}"))
-            .filter(|u| store.get_user(u).is_some())
+        check(&store, &asks)?;
+    }
+}
+
+/// Every ask in `asks` against the oracle.
+fn check(store: &Store, asks: &[(usize, usize)]) -> Result<(), TestCaseError> {
+    let existing: Vec<String> = (0..USERS)
+        .map(|u| format!("u{u}"))
+        .filter(|u| store.get_user(u).is_some())
+        .collect();
+    let profiles: BTreeMap<&str, BTreeMap<String, f32>> = existing
+        .iter()
+        .map(|u| (u.as_str(), profile(store, u)))
+        .collect();
+    for &(u, k) in asks {
+        let me = format!("u{u}");
+        let got = store.users_like(&me, k);
+        let Some(mine) = profiles.get(me.as_str()) else {
+            prop_assert!(got.is_err(), "{me} does not exist: {got:?}");
+            continue;
+        };
+        let got = got.unwrap();
+        let mut want: Vec<(f32, &str)> = profiles
+            .iter()
+            .filter(|(other, _)| **other != me)
+            .map(|(other, p)| (cosine(mine, p), *other))
+            .filter(|(s, _)| *s > 0.0)
             .collect();
-        let profiles: BTreeMap<&str, BTreeMap<String, f32>> =
-            existing.iter().map(|u| (u.as_str(), profile(&store, u))).collect();
-        for &(u, k) in &asks {
-            let me = format!("u{u}");
-            let got = store.users_like(&me, k);
-            let Some(mine) = profiles.get(me.as_str()) else {
-                prop_assert!(got.is_err(), "{me} does not exist: {got:?}");
-                continue;
-            };
-            let got = got.unwrap();
-            let mut want: Vec<(f32, &str)> = profiles
-                .iter()
-                .filter(|(other, _)| **other != me)
-                .map(|(other, p)| (cosine(mine, p), *other))
-                .filter(|(s, _)| *s > 0.0)
-                .collect();
-            want.sort_by(|a, b| b.0.total_cmp(&a.0));
-            want.truncate(k);
-            prop_assert_eq!(got.len(), want.len(), "{:?} vs {:?}", got, want);
-            for (g, w) in got.iter().zip(&want) {
-                prop_assert!((g.score - w.0).abs() < 1e-4, "{:?} vs {:?}", got, want);
-                let oracle = cosine(mine, &profiles[g.id.as_str()]);
-                prop_assert!((g.score - oracle).abs() < 1e-4, "{} scored {} not {}", g.id, g.score, oracle);
-            }
-            for pair in got.windows(2) {
-                prop_assert!(pair[0].score >= pair[1].score, "best first: {:?}", got);
-            }
+        want.sort_by(|a, b| b.0.total_cmp(&a.0));
+        want.truncate(k);
+        prop_assert_eq!(got.len(), want.len(), "{:?} vs {:?}", got, want);
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert!((g.score - w.0).abs() < 1e-4, "{:?} vs {:?}", got, want);
+            let oracle = cosine(mine, &profiles[g.id.as_str()]);
+            prop_assert!(
+                (g.score - oracle).abs() < 1e-4,
+                "{} scored {} not {}",
+                g.id,
+                g.score,
+                oracle
+            );
+        }
+        for pair in got.windows(2) {
+            prop_assert!(pair[0].score >= pair[1].score, "best first: {:?}", got);
         }
     }
+    Ok(())
 }

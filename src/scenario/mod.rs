@@ -19,7 +19,8 @@
 //! why it was recommended ([`Reason`]). `users-like` ([`Store::users_like`]) returns users.
 //!
 //! * [`cooccur`] — together, viewed, cart, after-purchase.
-//! * [`personal`] — for-user, users-like and the user's tag profile.
+//! * [`personal`] — for-user and the user's tag profile.
+//! * [`users_like`] — similar users, scanned over [`user_matrix`].
 //! * [`catalogue`] — trending, gift guides, search re-ranking.
 //! * [`rank`] — the shared tail: filters, boosts, members first, MMR, explanations.
 //! * [`strategy`] — the ranking step as a WebAssembly plugin ([`crate::plugin`]), chosen by
@@ -30,11 +31,13 @@ pub mod cooccur;
 pub mod personal;
 pub(crate) mod rank;
 pub mod strategy;
+pub(crate) mod user_matrix;
+pub mod users_like;
 
 use serde::{Deserialize, Serialize};
 
-pub use personal::UserMatch;
 pub use strategy::{RankedBy, Served};
+pub use users_like::UserMatch;
 
 use crate::error::{Error, Result};
 use crate::model::display_id;
