@@ -146,13 +146,17 @@ pub struct Config {
     /// an implicit session. Default 1,800 (30 minutes).
     pub session_gap_secs: u64,
     /// A new item in a session is paired with at most this many of the session's latest items.
-    /// Bounds the cost of very long sessions. Default 50.
+    /// Items next to each other in a session are the related ones: on both real data sets,
+    /// `for-user` and `cart` rank better with 5 than with 50 (wider windows add pairs with
+    /// whatever is popular; `recostore eval --session-window` measures it on your data, see
+    /// bench/RESULTS.md). It also bounds the cost of long sessions. Default 5.
     pub session_window: usize,
     /// Event batches write only their log and a journal entry; the behaviour state they
     /// change is written to sled (checkpointed) once this many events have piled up, by
     /// any item upsert or delete, and on close. A crash loses nothing: open replays the journal,
     /// which costs about the time it took to record those events. 0 checkpoints with every
-    /// batch (slowest ingestion, nothing to replay). Default: 100,000.
+    /// batch (slowest ingestion, nothing to replay). Replayed events are applied under the
+    /// configuration of the open that replays them. Default: 100,000.
     pub checkpoint_events: usize,
     /// Lifecycle stage boundaries. See [`LifecycleDays`].
     pub lifecycle: LifecycleDays,
@@ -181,7 +185,7 @@ impl Default for Config {
             max_seen_items: 10_000,
             cooccurrence_per_item: 50,
             session_gap_secs: 1_800,
-            session_window: 50,
+            session_window: 5,
             checkpoint_events: 100_000,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
