@@ -306,6 +306,11 @@ impl<'a> Pending<'a> {
         let background = !inline && changed && due && !busy;
         let entry = self.log.write(&mut self.batch, changed && !inline);
         let saved = if inline {
+            tracing::debug!(
+                events = unsaved.events + events,
+                batches = unsaved.journal.len(),
+                "checkpoint with this write"
+            );
             checkpoint::write(
                 &self.ingest.act,
                 &self.ingest.touched,

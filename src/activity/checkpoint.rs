@@ -197,6 +197,13 @@ impl Background {
     /// touch only log and journal keys, and the checkpoint removes only its own entries.
     /// Hands `unsaved` back if no thread could be started.
     pub fn start(&mut self, tree: sled::Tree, act: Activity, unsaved: Unsaved) -> Option<Unsaved> {
+        tracing::debug!(
+            events = unsaved.events,
+            batches = unsaved.journal.len(),
+            users = unsaved.touched.users.len(),
+            items = unsaved.touched.items.len(),
+            "checkpoint started in the background"
+        );
         let copy = unsaved.clone();
         let run = move || -> Result<()> {
             let mut batch = Batch::default();

@@ -1,15 +1,12 @@
 //! The child-process harness the crash tests share: re-run this test binary as a child that
-//! writes and prints `ack N` for each acknowledged unit of work, SIGKILL it after a while, and
-//! return what it acknowledged.
+//! writes and prints what it has made durable, SIGKILL it, and return what it said.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-/// Run the ignored test `child_test` of this binary as a child with `envs`, kill it with
-/// SIGKILL after `after`, and return the numbers it printed as `ack N`.
-#[allow(dead_code)] // not every crash test binary uses both helpers
-pub fn run_child_and_kill(child_test: &str, envs: &[(&str, String)], after: Duration) -> Vec<u64> {
+/// Start the ignored test `child_test` of this binary as a child with `envs`, its stdout piped.
+fn spawn_child(child_test: &str, envs: &[(&str, String)]) -> (Child, ChildStdout) {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -26,22 +23,39 @@ pub fn run_child_and_kill(child_test: &str, envs: &[(&str, String)], after: Dura
     }
     let mut child = cmd.spawn().expect("spawn child");
     let stdout = child.stdout.take().expect("piped stdout");
+    (child, stdout)
+}
+
+/// What a child printed on one line, without what libtest may print before it on the first
+/// line ("test NAME ... ").
+fn said(line: &str) -> &str {
+    line.rsplit_once(" ... ").map_or(line, |(_, rest)| rest)
+}
+
+fn kill(mut child: Child) {
+    child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL on Unix.
+    child.wait().expect("reap child");
+}
+
+/// Run the ignored test `child_test` of this binary as a child with `envs`, kill it with
+/// SIGKILL after `after`, and return the numbers it printed as `ack N`.
+#[allow(dead_code)] // not every crash test binary uses both helpers
+pub fn run_child_and_kill(child_test: &str, envs: &[(&str, String)], after: Duration) -> Vec<u64> {
+    let (child, stdout) = spawn_child(child_test, envs);
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .filter_map(|l| l.strip_prefix("ack ").and_then(|n| n.parse().ok()))
+            .filter_map(|l| said(&l).strip_prefix("ack ").and_then(|n| n.parse().ok()))
             .collect::<Vec<u64>>()
     });
     std::thread::sleep(after);
-    child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL on Unix.
-    child.wait().expect("reap child");
+    kill(child);
     reader.join().expect("reader thread")
 }
 
-/// Run the ignored test `child_test` of this binary as a child with `envs` until it prints a
-/// line ending with `line` (or `limit` passes), then kill it with SIGKILL. Returns whether the
-/// line came.
+/// Run the ignored test `child_test` of this binary as a child with `envs` until it prints
+/// `line` (or `limit` passes), then kill it with SIGKILL. Returns whether the line came.
 #[allow(dead_code)] // not every crash test binary uses both helpers
 pub fn run_child_until(
     child_test: &str,
@@ -49,33 +63,17 @@ pub fn run_child_until(
     line: &str,
     limit: Duration,
 ) -> bool {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "--ignored",
-        "--exact",
-        child_test,
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn child");
-    let stdout = child.stdout.take().expect("piped stdout");
+    let (child, stdout) = spawn_child(child_test, envs);
     let (tx, rx) = std::sync::mpsc::channel();
     let want = line.to_string();
     std::thread::spawn(move || {
         let seen = BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .any(|l| l.ends_with(&want)); // libtest may print "test NAME ... " first
+            .any(|l| said(&l) == want);
         let _ = tx.send(seen);
     });
     let seen = rx.recv_timeout(limit).unwrap_or(false);
-    child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL on Unix.
-    child.wait().expect("reap child");
+    kill(child);
     seen
 }
