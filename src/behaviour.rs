@@ -153,6 +153,7 @@ impl Pending<'_> {
             log::remove_journal(&mut self.batch, entry);
         }
         self.checkpoint = true;
+        self.replayed = true;
         Ok(())
     }
 

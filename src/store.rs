@@ -452,9 +452,9 @@ impl Store {
             let next = staged.counters;
             let delta = staged.delta;
             inner.tree.apply_batch(staged.batch)?;
-            if inner.config.durability == Durability::Immediate {
-                inner.db.flush()?;
-            }
+            // Applied: from here on the write is in sled, so the writer's state and the
+            // snapshot must follow it even if the flush below fails (or the next write would
+            // reuse its ids and sequence numbers).
             writer.counters = next;
             writer.unsaved.applied(staged.saved);
             writer.passed = passed;
@@ -474,6 +474,9 @@ impl Store {
                 seq: next.seq,
                 activity,
             }));
+            if inner.config.durability == Durability::Immediate {
+                inner.db.flush()?;
+            }
             changed
         };
         if inner.config.rebuild_threshold.is_some_and(|t| changed >= t) {

@@ -64,6 +64,8 @@ pub(crate) struct Pending<'a> {
     pub ingest: Ingest<'a>,
     /// This call's events, for the log.
     pub log: LogBatch,
+    /// Set by a journal replay (see [`Pending::finish`]).
+    pub replayed: bool,
     /// Passed-on item tags, carried from call to call by the writer.
     pub passed: PassedTags,
     /// Whether this call must checkpoint the behaviour state (see [`checkpoint`]): set by
@@ -110,6 +112,7 @@ impl<'a> Pending<'a> {
             batch: Batch::default(),
             ingest: Ingest::new(&base.activity, config),
             log: LogBatch::default(),
+            replayed: false,
             passed: PassedTags::new(),
             checkpoint: false,
             config,
@@ -301,8 +304,10 @@ impl<'a> Pending<'a> {
         let due = unsaved.events + events >= every;
         // A checkpoint the count calls for runs in the background after this batch (unless
         // one still runs: a later batch starts it); `checkpoint_events` 0 keeps it inline.
-        let inline =
-            (changed || !unsaved.is_empty()) && (self.must_checkpoint() || (due && every == 0));
+        // A replay's batch removes the journal entries: it is applied even if nothing changed.
+        let inline = self.replayed
+            || ((changed || !unsaved.is_empty())
+                && (self.must_checkpoint() || (due && every == 0)));
         let background = !inline && changed && due && !busy;
         let entry = self.log.write(&mut self.batch, changed && !inline);
         let saved = if inline {

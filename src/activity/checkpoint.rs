@@ -196,7 +196,15 @@ impl Background {
     /// Write `unsaved` from `act` on a new thread. Journal batches may go on meanwhile: they
     /// touch only log and journal keys, and the checkpoint removes only its own entries.
     /// Hands `unsaved` back if no thread could be started.
-    pub fn start(&mut self, tree: sled::Tree, act: Activity, unsaved: Unsaved) -> Option<Unsaved> {
+    pub fn start(
+        &mut self,
+        tree: sled::Tree,
+        act: Activity,
+        mut unsaved: Unsaved,
+    ) -> Option<Unsaved> {
+        // One that finished since the writer last looked: if it failed, this one writes its
+        // ids (from the newer state) and removes its journal entries too.
+        self.settle(&mut unsaved);
         tracing::debug!(
             events = unsaved.events,
             batches = unsaved.journal.len(),

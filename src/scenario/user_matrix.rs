@@ -110,6 +110,75 @@ pub(crate) fn explicit_tags(snap: &Snapshot, id: u32, out: &mut Vec<(u32, f32)>)
     true
 }
 
+/// Merge explicit and derived tags (each sorted by id) into `out`, in id order, and return
+/// the row's `(e·e, e·d, d·d)`. Matrix rows and stale users both go through this, [`dots`] and
+/// [`finish`], so equal profiles get bit-equal scores and ties stay ordered by id.
+fn merge(
+    explicit: &[(u32, f32)],
+    derived: &[(u32, f32)],
+    mut out: impl FnMut(Tag),
+) -> (f32, f32, f32) {
+    let (mut i, mut j) = (0, 0);
+    let (mut ee, mut ed, mut dd) = (0.0f32, 0.0f32, 0.0f32);
+    loop {
+        let (tag, explicit_w, derived_w) = match (explicit.get(i), derived.get(j)) {
+            (Some(a), Some(b)) if a.0 == b.0 => {
+                i += 1;
+                j += 1;
+                (a.0, a.1, b.1)
+            }
+            (Some(a), Some(b)) if a.0 < b.0 => {
+                i += 1;
+                (a.0, a.1, 0.0)
+            }
+            (Some(a), None) => {
+                i += 1;
+                (a.0, a.1, 0.0)
+            }
+            (_, Some(b)) => {
+                j += 1;
+                (b.0, 0.0, b.1)
+            }
+            (None, None) => break,
+        };
+        ee += explicit_w * explicit_w;
+        ed += explicit_w * derived_w;
+        dd += derived_w * derived_w;
+        out(Tag {
+            tag,
+            explicit: explicit_w,
+            derived: derived_w,
+        });
+    }
+    (ee, ed, dd)
+}
+
+/// The query's dot products with one row's explicit and derived parts.
+fn dots(row: impl Iterator<Item = Tag>, weight: &impl Fn(u32) -> f32) -> (f32, f32) {
+    row.fold((0.0f32, 0.0f32), |(de, dd), t| {
+        let w = weight(t.tag);
+        (de + w * t.explicit, dd + w * t.derived)
+    })
+}
+
+/// `(dot, squared norm)` of the profile `e + f·d` from its parts.
+fn finish((de, dd): (f32, f32), (ee, ed, d2): (f32, f32, f32), f: f32) -> (f32, f32) {
+    (de + f * dd, ee + 2.0 * f * ed + f * f * d2)
+}
+
+/// `(dot, squared norm)` of a profile given as explicit and derived tags, exactly as a matrix
+/// row of the same profile scores: for the users a query finds stale.
+pub(crate) fn score_direct(
+    explicit: &[(u32, f32)],
+    derived: &[(u32, f32)],
+    f: f32,
+    weight: impl Fn(u32) -> f32,
+) -> (f32, f32) {
+    let mut row = Vec::with_capacity(explicit.len() + derived.len());
+    let norms = merge(explicit, derived, |t| row.push(t));
+    finish(dots(row.into_iter(), &weight), norms, f)
+}
+
 impl UserMatrix {
     /// Lay out every live user's profile in `snap`.
     pub fn build(snap: &Snapshot) -> UserMatrix {
@@ -138,51 +207,7 @@ impl UserMatrix {
             let state = users.get(&id);
             let derived = state.map_or(&[][..], |s| &s.derived[..]);
             let start = m.tags.len() as u32;
-            let (mut i, mut j) = (0, 0);
-            let (mut ee, mut ed, mut dd) = (0.0f32, 0.0f32, 0.0f32);
-            while i < explicit.len() || j < derived.len() {
-                let (te, td) = (explicit.get(i), derived.get(j));
-                let tag = match (te, td) {
-                    (Some(a), Some(b)) if a.0 == b.0 => {
-                        i += 1;
-                        j += 1;
-                        Tag {
-                            tag: a.0,
-                            explicit: a.1,
-                            derived: b.1,
-                        }
-                    }
-                    (Some(a), Some(b)) if a.0 < b.0 => {
-                        i += 1;
-                        Tag {
-                            tag: a.0,
-                            explicit: a.1,
-                            derived: 0.0,
-                        }
-                    }
-                    (Some(a), None) => {
-                        i += 1;
-                        Tag {
-                            tag: a.0,
-                            explicit: a.1,
-                            derived: 0.0,
-                        }
-                    }
-                    (_, Some(b)) => {
-                        j += 1;
-                        Tag {
-                            tag: b.0,
-                            explicit: 0.0,
-                            derived: b.1,
-                        }
-                    }
-                    (None, None) => break,
-                };
-                ee += tag.explicit * tag.explicit;
-                ed += tag.explicit * tag.derived;
-                dd += tag.derived * tag.derived;
-                m.tags.push(tag);
-            }
+            let (ee, ed, dd) = merge(&explicit, derived, |t| m.tags.push(t));
             let end = m.tags.len() as u32;
             if end > start {
                 m.rows.push(UserRow {
@@ -259,16 +284,14 @@ impl UserMatrix {
                 .tags
                 .get(r.start as usize..r.end as usize)
                 .unwrap_or(&[]);
-            let (de, dd) = row.iter().fold((0.0f32, 0.0f32), |(de, dd), t| {
-                let w = weight(t.tag);
-                (de + w * t.explicit, dd + w * t.derived)
-            });
+            let (de, dd) = dots(row.iter().copied(), &weight);
             if de <= 0.0 && dd <= 0.0 {
                 continue;
             }
             // Only candidates pay for the decay (an `exp`).
             let f = decay(1.0, r.derived_at, now, half_life);
-            offer(r.id, de + f * dd, r.ee + 2.0 * f * r.ed + f * f * r.dd);
+            let (dot, norm2) = finish((de, dd), (r.ee, r.ed, r.dd), f);
+            offer(r.id, dot, norm2);
         }
     }
 }

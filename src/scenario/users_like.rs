@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::user_matrix::{explicit_tags, UserMatrix};
+use super::user_matrix::{explicit_tags, score_direct, UserMatrix};
 use crate::error::{Error, Result};
 use crate::model::display_id;
 use crate::search::MAX_K;
@@ -54,21 +54,6 @@ impl QueryTags {
         let slot = (i + 1) * (word >> (i % 64) & 1) as usize;
         self.dense.get(slot).copied().unwrap_or(0.0)
     }
-
-    /// Dot product with the query and squared norm of `a + f·b` (both sorted by tag id).
-    #[inline]
-    fn dot_norm2(&self, a: &[(u32, f32)], b: &[(u32, f32)], f: f32) -> (f32, f32) {
-        if a.is_empty() {
-            // Derived tags only (most users): scale once instead of per tag.
-            let (dot, n2) = b.iter().fold((0.0f32, 0.0f32), |(dot, n2), &(t, w)| {
-                (dot + self.weight(t) * w, n2 + w * w)
-            });
-            return (dot * f, n2 * f * f);
-        }
-        crate::sparse::merge_sum(a, b, f).fold((0.0, 0.0), |(dot, norm2), (t, w)| {
-            (dot + self.weight(t) * w, norm2 + w * w)
-        })
-    }
 }
 
 /// The `k` users (other than `me`) whose profiles have the highest cosine with `query`, best
@@ -103,7 +88,7 @@ fn scan_users(
             ),
             None => (&[][..], 1.0),
         };
-        let (dot, norm2) = query.dot_norm2(&explicit, derived, f);
+        let (dot, norm2) = score_direct(&explicit, derived, f, |t| query.weight(t));
         offer(id, dot, norm2);
     }
     top.into_sorted()
