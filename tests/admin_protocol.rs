@@ -170,6 +170,8 @@ fn every_command_answers() {
     let r = ok(&mut c, "segment.rebuild", Value::Null);
     assert!(r["generation"].as_u64().expect("generation") >= 1);
     ok(&mut c, "flush", Value::Null);
+    let r = ok(&mut c, "checkpoint", Value::Null);
+    assert_eq!(r["checkpointed"], true);
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let backup = elsewhere.path().join("backup");
     assert_eq!(

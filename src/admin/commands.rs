@@ -35,6 +35,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("slot.stats", "A/B figures per variant: {\"slot\"?}"),
     ("segment.rebuild", "fold recent writes into a new segment now"),
     ("flush", "make every acknowledged write durable now"),
+    ("checkpoint", "write the behaviour state the event journal holds, so the next open replays nothing"),
     ("backup", "consistent copy of the store while serving: {\"path\"}"),
     ("export", "items, users and events as JSON lines into a directory: {\"path\"}"),
     ("log.level", "change log verbosity live: {\"filter\": \"info,recostore=debug\"}"),
@@ -270,6 +271,10 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         "flush" => {
             store.flush().map_err(failed)?;
             Ok(json!({"flushed": true}))
+        }
+        "checkpoint" => {
+            store.checkpoint().map_err(failed)?;
+            Ok(json!({"checkpointed": true}))
         }
         "backup" => {
             let PathArg { path } = args(a)?;
