@@ -1,7 +1,7 @@
 //! Top-k similarity: latency, throughput and build time, each beside baselines from the same run.
 //!
 //! Run: `cargo bench --bench similarity`. Data: 1,000,000 generated items with 24–32 tags from a
-//! 100,000-tag Zipf vocabulary (`RECOSTORE_BENCH_ITEMS` changes the count), then the real
+//! 100,000-tag Zipf vocabulary (`RECOSTORE_BENCH_ITEMS` changes the count), then 100,000, then the real
 //! MovieLens and Online Retail stores from `../shared/data` (skipped if absent).
 //!
 //! Baselines in the same run, on the same data:
@@ -26,9 +26,16 @@ const K: usize = 10;
 const QUERIES: usize = 400;
 const BRUTE_QUERIES: usize = 40;
 const PROFILE_TAGS: usize = 20;
-/// Above this many items the bench does not build neighbour lists (one search per item: at 1M
-/// that is hours of this 2-core machine); the neighbour rows then come from a 100k run.
-const NEIGHBOUR_BUILD_MAX: usize = 200_000;
+/// Above this many items the bench does not build neighbour lists (one exact search per item;
+/// at 1M about 12 minutes of this 2-core machine). `RECOSTORE_BENCH_NEIGHBOURS_MAX` changes it.
+const NEIGHBOUR_BUILD_MAX: usize = 1_000_000;
+
+fn neighbour_build_max() -> usize {
+    std::env::var("RECOSTORE_BENCH_NEIGHBOURS_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(NEIGHBOUR_BUILD_MAX)
+}
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -163,7 +170,7 @@ fn generated(n: usize) {
     )
     .expect("open");
     let t = Instant::now();
-    if n <= NEIGHBOUR_BUILD_MAX {
+    if n <= neighbour_build_max() {
         store.rebuild().expect("rebuild");
     }
     let both_s = t.elapsed().as_secs_f64();
@@ -240,10 +247,10 @@ fn generated(n: usize) {
             e.lines().next().unwrap_or("")
         ),
     }
-    let auto_name = if n <= NEIGHBOUR_BUILD_MAX {
+    let auto_name = if n <= neighbour_build_max() {
         "top-10 similar items, neighbour list (auto), p50 / p99"
     } else {
-        "top-10 similar items, `Method::Auto` (no neighbour lists at 1M, so the pruned engine)"
+        "top-10 similar items, `Method::Auto` (no neighbour lists at this size, so the pruned engine)"
     };
     row(
         auto_name,
@@ -287,7 +294,7 @@ fn generated(n: usize) {
         "—".into(),
         "—",
     );
-    if n <= NEIGHBOUR_BUILD_MAX {
+    if n <= neighbour_build_max() {
         row(
             &format!("neighbour lists ({} per item, {threads} threads)", 4 * K),
             format!(
@@ -344,7 +351,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     generated(n);
-    if n > NEIGHBOUR_BUILD_MAX {
+    if n > 100_000 {
         generated(100_000);
     }
 

@@ -316,6 +316,9 @@ fn popular_tags_make_dense_windows_and_rare_ones_sparse() {
     };
     let dense = pruned(Query::profile([("t0", 1.0), ("t1", 1.0), ("t39", 0.2)]));
     assert!(dense.windows_swept > 0, "{dense:?}");
+    // t0 and t1 are on most items, so they are summed from their dense columns.
+    assert!(dense.column_slots > 0, "{dense:?}");
     let sparse = pruned(Query::profile([("t30", 1.0), ("t35", 1.0), ("t39", 1.0)]));
     assert_eq!(sparse.windows_swept, 0, "{sparse:?}");
+    assert_eq!(sparse.column_slots, 0, "{sparse:?}");
 }

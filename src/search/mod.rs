@@ -13,6 +13,7 @@
 
 pub mod explain;
 pub mod filter;
+mod kernels;
 mod neighbours;
 mod pruned;
 mod scan;
@@ -98,6 +99,9 @@ pub struct QueryStats {
     /// Id windows the pruned engine read densely: the essential lists covered enough of the
     /// window that sweeping its whole accumulator was cheaper than tracking touched items.
     pub windows_swept: u64,
+    /// Item slots the pruned engine summed from dense columns (one byte per item, for tags
+    /// that most items carry) instead of reading postings.
+    pub column_slots: u64,
 }
 
 /// A top-k similarity query. Build with [`Query::similar_to`] or [`Query::profile`] and the
@@ -284,6 +288,7 @@ pub(crate) fn run_excluding(
         postings: 0,
         windows_skipped: 0,
         windows_swept: 0,
+        column_slots: 0,
     };
     if scorer.is_empty() || filter.impossible() || q.k == 0 {
         return Ok((Vec::new(), stats));
@@ -333,6 +338,7 @@ pub(crate) fn run_excluding(
                 stats.postings = work.postings;
                 stats.windows_skipped = work.windows_skipped;
                 stats.windows_swept = work.windows_swept;
+                stats.column_slots = work.column_slots;
                 top.merge(seg_top);
                 top
             }

@@ -21,6 +21,14 @@
 //!    bookkeeping of which slots were touched; afterwards 64 slots at a time are compared
 //!    with the bound in a branch-free loop, and only the few that pass are looked at. At 1M
 //!    Zipf items this halved the candidate work (see `bench/RESULTS.md`).
+//! 5. Tags that most items carry also have a *dense column* in the segment: one byte per item,
+//!    the weight quantised upwards. In a swept window an essential list with a column is
+//!    summed from it (a vectorised pass, several columns at a time) instead of scattering its
+//!    postings, and a non-essential one answers a candidate's probe with one byte instead of a
+//!    seek. Quantised weights only ever raise a bound, and every survivor is scored exactly,
+//!    so the answer stays exact. The two passes over whole windows (columns, and the sweep's
+//!    test) are compiled for AVX2 and AVX-512 too and picked at run time (`multiversion`),
+//!    since a default build targets the oldest x86-64.
 //!
 //! θ starts from a priming pass (the exact scores of the items on the query's rarest tags,
 //! which are cheap to read and likely to be good) and from whatever the caller already holds
@@ -32,15 +40,21 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::filter::Compiled;
+use super::kernels::{
+    accumulate, add_columns, seek, sweep_cuts, sweep_mask, COLUMN_BATCH, SWEEP_WORDS,
+};
 use super::score::{Scorer, Similarity, Term};
 use super::topk::{prunable, Floor, TopK};
 use crate::segment::format::{ArchivedItemTable, BLOCK_LEN};
 use crate::segment::postings::PostingList;
 
-/// Largest number of item ids per window. Small enough that the accumulator stays in L1/L2 and
-/// block bounds stay local; large enough that per-window bookkeeping is cheap next to the
-/// postings. Small segments use smaller windows (see [`window_for`]).
-pub(crate) const WINDOW: usize = 4096;
+/// Largest number of item ids per window. The accumulator (128 KiB) stays in L2; the cost per
+/// window (bounding every list, choosing the essential ones) is paid 31 times at 1M items.
+/// With dense columns the bounds of popular tags are loose anyway, so wider windows lose
+/// little pruning: at 1M Zipf items 4096 / 8192 / 16384 / 32768 / 65536 measured about
+/// 2.8 / 2.3 / 2.2 / 2.1 / 2.1 ms p50 (ad-hoc runs before the sweep was vectorised).
+/// Small segments use smaller windows (see [`window_for`]).
+pub(crate) const WINDOW: usize = 32768;
 
 /// Window size for a segment of `slots` items: about 16 windows, between 64 and [`WINDOW`],
 /// a power of two.
@@ -48,7 +62,7 @@ fn window_for(slots: usize) -> usize {
     (slots / 16).next_power_of_two().clamp(64, WINDOW)
 }
 /// Windows a thread claims at a time when a query is split across threads.
-const WINDOWS_PER_CLAIM: usize = 16;
+const WINDOWS_PER_CLAIM: usize = 4;
 /// Lists at most this long are read in the priming pass.
 const PRIME_LIST: usize = 4096;
 /// The priming pass stops after this many candidates.
@@ -65,6 +79,8 @@ pub(crate) struct Work {
     pub windows_skipped: u64,
     /// Windows whose accumulator was swept whole instead of tracking touched items.
     pub windows_swept: u64,
+    /// Item slots summed from dense columns instead of postings.
+    pub column_slots: u64,
 }
 
 impl Work {
@@ -73,6 +89,7 @@ impl Work {
         self.postings += o.postings;
         self.windows_skipped += o.windows_skipped;
         self.windows_swept += o.windows_swept;
+        self.column_slots += o.column_slots;
     }
 }
 
@@ -91,6 +108,9 @@ struct Cursor<'a> {
     /// allow for the smallest norm in the window.
     ub_raw: f32,
     count: usize,
+    /// What reading the list in the current window costs, in postings: its count, or a
+    /// fraction of the window for a list with a dense column in a swept window.
+    cost: usize,
     essential: bool,
 }
 
@@ -103,14 +123,39 @@ impl Cursor<'_> {
         }
     }
 
+    /// An upper bound on what this list adds to item `id` (0 if the item is not on it), and
+    /// the list's position moved to `id`. A list with a dense column answers from the column
+    /// (its quantised weight rounds up, so the bound holds) without moving through postings.
+    #[inline]
+    fn bound_item(&mut self, sim: Similarity, id: u32) -> f32 {
+        if let Some(col) = &self.list.column {
+            return match col.q.get(id as usize) {
+                Some(&q) if q > 0 => self.contribution(sim, f32::from(q) * col.scale),
+                Some(_) => 0.0,
+                None => self.contribution(sim, f32::INFINITY),
+            };
+        }
+        self.pos = seek(self.list.items, self.pos, id);
+        if self
+            .list
+            .items
+            .get(self.pos)
+            .is_some_and(|v| v.to_native() == id)
+        {
+            self.contribution(sim, self.list.weights[self.pos].to_native())
+        } else {
+            0.0
+        }
+    }
+
     /// Bound this list's contribution in `[lo, hi)` and count the postings that may lie there.
     #[inline]
     fn bound_window(&mut self, sim: Similarity, lo: u32, hi: u32, q_l1: f32) {
         let l = &self.list;
         let nblk = l.block_last.len();
-        if self.blk < nblk && l.block_last[self.blk].to_native() < lo {
-            self.blk += l.block_last[self.blk..].partition_point(|b| b.to_native() < lo);
-        }
+        // Windows move forward a little at a time, so gallop from the last block rather than
+        // binary-search the whole rest of the list (a chain of cache misses per window).
+        self.blk = seek(l.block_last, self.blk, lo);
         let maxima = match sim {
             Similarity::Cosine => l.block_max_cos,
             _ => l.block_max,
@@ -121,7 +166,7 @@ impl Cursor<'_> {
         let mut b = self.blk;
         while b < nblk {
             let first = b * BLOCK_LEN;
-            if l.items.get(first).map_or(u32::MAX, |v| v.to_native()) >= hi {
+            if l.block_first[b].to_native() >= hi {
                 break;
             }
             m = m.max(maxima[b].to_native());
@@ -154,17 +199,42 @@ struct Scratch {
     ne: Vec<usize>,
 }
 
+/// An accumulator and its touched-slot bits, at rest all zero.
+type Slots = (Box<[f32; WINDOW]>, Box<[u64; WINDOW / 64]>);
+
+thread_local! {
+    /// The last query's accumulator on this thread. Allocating and zeroing 128 KiB per query
+    /// would cost a small store more than its whole scan.
+    static SPARE: std::cell::RefCell<Option<Slots>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Scratch {
     fn new(window: usize, k: usize) -> Scratch {
+        let (acc, seen) = match SPARE.with(|s| s.borrow_mut().take()) {
+            // Windows leave their slots zero, so this is insurance: clearing the part this
+            // query uses costs little next to its scan, and no sum can leak between queries.
+            Some((mut acc, mut seen)) => {
+                acc[..window].fill(0.0);
+                seen.fill(0);
+                (acc, seen)
+            }
+            None => (Box::new([0.0; WINDOW]), Box::new([0; WINDOW / 64])),
+        };
         Scratch {
             top: TopK::new(k),
             work: Work::default(),
             window,
-            acc: Box::new([0.0; WINDOW]),
-            seen: Box::new([0; WINDOW / 64]),
+            acc,
+            seen,
             order: Vec::new(),
             ne: Vec::new(),
         }
+    }
+
+    /// This thread's heap and counters; the slots go back for the next query.
+    fn finish(self) -> (TopK, Work) {
+        SPARE.with(|s| *s.borrow_mut() = Some((self.acc, self.seen)));
+        (self.top, self.work)
     }
 }
 
@@ -188,6 +258,7 @@ impl Search<'_, '_> {
                 ub: 0.0,
                 ub_raw: 0.0,
                 count: 0,
+                cost: 0,
                 essential: false,
             })
             .filter(|c| !c.list.is_empty())
@@ -220,6 +291,7 @@ impl Search<'_, '_> {
                 ub: 0.0,
                 ub_raw: 0.0,
                 count: 0,
+                cost: 0,
                 essential: true,
             };
             gathered.extend(
@@ -320,7 +392,7 @@ impl Search<'_, '_> {
                 self.window(lo, hi, &mut cursors, &mut scratch, floor);
             }
         }
-        (scratch.top, scratch.work)
+        scratch.finish()
     }
 
     fn window(
@@ -334,9 +406,16 @@ impl Search<'_, '_> {
         let sim = self.scorer.sim;
         let mut theta = floor.get().max(sc.top.threshold());
 
-        // 1. Bounds for this window.
+        // 1. Bounds for this window, and what reading each list here costs.
+        let slots = self.items.slots().max(1);
+        let len = (hi.min(slots as u32).max(lo) - lo) as usize;
+        let sweepable = self.sweep_bound(lo, len).is_some();
         for c in cursors.iter_mut() {
             c.bound_window(sim, lo, hi, self.scorer.q_l1);
+            c.cost = match c.list.column {
+                Some(_) if sweepable && c.count > 0 => len / COLUMN_COST,
+                _ => c.count,
+            };
         }
         // 2. Non-essential set: longest lists first while their bounds stay below β·θ. The
         //    gap (1-β)·θ left over lets most items found by a single essential list be dropped
@@ -345,7 +424,7 @@ impl Search<'_, '_> {
         sc.order
             .extend((0..cursors.len()).filter(|&i| cursors[i].count > 0));
         sc.order
-            .sort_unstable_by(|&a, &b| cursors[b].count.cmp(&cursors[a].count));
+            .sort_unstable_by(|&a, &b| cursors[b].cost.cmp(&cursors[a].cost));
         let mut ne_sum = 0.0f32;
         let mut ne_raw = 0.0f32;
         let mut any_essential = false;
@@ -372,6 +451,9 @@ impl Search<'_, '_> {
             .sort_unstable_by(|&a, &b| cursors[b].ub.total_cmp(&cursors[a].ub));
         for &i in &sc.ne {
             let c = &mut cursors[i];
+            if c.list.column.is_some() {
+                continue;
+            }
             let items = c.list.items;
             let mut p = c.pos.max(c.blk * BLOCK_LEN);
             while p < items.len() && items[p].to_native() < lo {
@@ -383,14 +465,16 @@ impl Search<'_, '_> {
         //    case for a query with popular tags), tracking which slots were touched costs more
         //    than sweeping the whole accumulator afterwards, so dense windows skip it.
         //    Block counts overstate sparse lists (one block can span many windows), so the
-        //    estimate assumes each list is spread evenly over the id space.
-        let slots = self.items.slots().max(1);
-        let len = (hi.min(slots as u32).max(lo) - lo) as usize;
+        //    estimate assumes each list is spread evenly over the id space. An essential list
+        //    with a dense column is summed from the column, which only a swept window can do.
         let expected: usize = sc
             .order
             .iter()
             .filter(|&&i| cursors[i].essential)
-            .map(|&i| cursors[i].list.len() * len / slots)
+            .map(|&i| match cursors[i].list.column {
+                Some(_) if sweepable => len,
+                _ => cursors[i].list.len() * len / slots,
+            })
             .sum();
         let sweep = if expected * DENSE_SHARE >= len {
             self.sweep_bound(lo, len)
@@ -398,10 +482,27 @@ impl Search<'_, '_> {
             None
         };
         sc.work.windows_swept += u64::from(sweep.is_some());
+        // Columns are summed a few at a time, so the accumulator is loaded and stored once per
+        // batch rather than once per column. Their sums only bound (the weights round up);
+        // survivors are scored exactly.
+        let mut batch: [(&[u8], f32); COLUMN_BATCH] = [(&[], 0.0); COLUMN_BATCH];
+        let mut batched = 0;
         for &i in &sc.order {
             let c = &mut cursors[i];
             if !c.essential {
                 continue;
+            }
+            if let (Some(_), Some(col)) = (&sweep, &c.list.column) {
+                if let Some(q) = col.q.get(lo as usize..lo as usize + len) {
+                    batch[batched] = (q, c.term.factor * col.scale);
+                    batched += 1;
+                    if batched == COLUMN_BATCH {
+                        add_columns(&mut sc.acc[..len], &batch);
+                        batched = 0;
+                    }
+                    sc.work.column_slots += len as u64;
+                    continue;
+                }
             }
             let items = c.list.items;
             let weights = c.list.weights;
@@ -432,6 +533,7 @@ impl Search<'_, '_> {
             sc.work.postings += read as u64;
             c.pos = p + read;
         }
+        add_columns(&mut sc.acc[..len], &batch[..batched]);
         // 4. Candidates in id order (so non-essential cursors only move forward): bound,
         //    refine against the non-essential lists, filter, score exactly. A dense window
         //    first sweeps 64 slots at a time into a bitmask of those whose bound can reach θ
@@ -441,45 +543,35 @@ impl Search<'_, '_> {
         } else {
             sc.window.div_ceil(64)
         };
-        for word in 0..words {
-            let span = word * 64..((word + 1) * 64).min(len);
-            let mut bits = match &sweep {
-                Some(per_slot) => {
-                    let (cut, whole) = sweep_cuts(theta, ne_sum);
-                    let acc = &sc.acc[span.clone()];
-                    let per_slot = &per_slot[span.clone()];
-                    let keep = |a: f32, m: &rkyv::rend::f32_le| {
-                        let m = m.to_native();
-                        (a > 0.0) & (a >= cut * m) & (a + ne_raw >= whole * m)
-                    };
-                    // Count first (a sum the compiler vectorises); most spans have no one.
-                    let any: u32 = acc
-                        .iter()
-                        .zip(per_slot)
-                        .map(|(&a, m)| u32::from(keep(a, m)))
-                        .sum();
-                    let mut bits = 0u64;
-                    if any > 0 {
-                        for (j, (&a, m)) in acc.iter().zip(per_slot).enumerate() {
-                            bits |= u64::from(keep(a, m)) << j;
-                        }
-                    }
-                    bits
-                }
-                None => std::mem::take(&mut sc.seen[word]),
-            };
-            while bits != 0 {
-                let l = word * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let acc = std::mem::take(&mut sc.acc[l]);
-                let id = lo + l as u32;
-                if let Some(s) = self.candidate(id, acc, (ne_sum, ne_raw), theta, cursors, &sc.ne) {
-                    sc.work.scored += 1;
-                    if sc.top.offer(id, s) {
-                        let t = sc.top.threshold();
-                        if t > theta {
-                            theta = t;
-                            floor.raise(t);
+        for chunk in (0..words).step_by(SWEEP_WORDS) {
+            let chunk = chunk..(chunk + SWEEP_WORDS).min(words);
+            let span = chunk.start * 64..(chunk.end * 64).min(len);
+            if let Some(per_slot) = &sweep {
+                // The cut follows θ as it rises, one chunk at a time.
+                let (cut, whole) = sweep_cuts(theta, ne_sum);
+                sweep_mask(
+                    &sc.acc[span.clone()],
+                    &per_slot[span.clone()],
+                    (cut, whole, ne_raw),
+                    &mut sc.seen[chunk.clone()],
+                );
+            }
+            for word in chunk {
+                let mut bits = std::mem::take(&mut sc.seen[word]);
+                while bits != 0 {
+                    let l = word * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let acc = std::mem::take(&mut sc.acc[l]);
+                    let id = lo + l as u32;
+                    let cand = self.candidate(id, acc, (ne_sum, ne_raw), theta, cursors, &sc.ne);
+                    if let Some(s) = cand {
+                        sc.work.scored += 1;
+                        if sc.top.offer(id, s) {
+                            let t = sc.top.threshold();
+                            if t > theta {
+                                theta = t;
+                                floor.raise(t);
+                            }
                         }
                     }
                 }
@@ -542,13 +634,7 @@ impl Search<'_, '_> {
         }
         for &i in ne {
             let c = &mut cursors[i];
-            c.pos = seek(c.list.items, c.pos, id);
-            let hit = c.list.items.get(c.pos).is_some_and(|v| v.to_native() == id);
-            let add = if hit {
-                c.contribution(sim, c.list.weights[c.pos].to_native()) * scale
-            } else {
-                0.0
-            };
+            let add = c.bound_item(sim, id) * scale;
             bound += add - c.ub;
             own += add - c.ub_raw * scale;
             if prunable(bound.min(own), theta) {
@@ -570,65 +656,9 @@ static ONES: [rkyv::rend::f32_le; WINDOW] = [rkyv::rend::f32_le::from_native(1.0
 /// the window dense (swept rather than tracked).
 const DENSE_SHARE: usize = 4;
 
-/// The sweep keeps a slot whose sum `a` satisfies `a >= cut · m` and `a + ne_raw >= whole · m`
-/// (`m` its norm, or 1). The exact tests in [`Search::candidate`] are
-/// `prunable(a / m + ne_sum, θ)`, that is `a / m < θ / (1 + SLACK) - ne_sum`, and
-/// `prunable((a + ne_raw) / m, θ)`. Both cuts sit a little below those, so a float rounding in
-/// the rearranged form can only let an extra slot through, never drop one.
-#[inline]
-fn sweep_cuts(theta: f32, ne_sum: f32) -> (f32, f32) {
-    let whole = theta / (1.0 + super::topk::SLACK);
-    let cut = whole - ne_sum - 1e-6 * theta;
-    let cut = if cut > 0.0 { cut * (1.0 - 1e-6) } else { 0.0 };
-    (cut, whole * (1.0 - 1e-5))
-}
-
-/// Add `contribution(weight)` of each posting with an item id below `hi` into the accumulator
-/// of the window starting at `lo`; returns how many postings were read. Slots are taken modulo
-/// [`WINDOW`], so a damaged file can only misplace a sum, never index out of bounds, and the
-/// hot loop carries no bounds check. (Finding the window's end first, to drop the compare per
-/// posting, measured slower: a binary search there is a chain of cache misses.)
-#[inline]
-fn accumulate<const TRACK: bool>(
-    items: &[rkyv::rend::u32_le],
-    weights: &[rkyv::rend::f32_le],
-    (lo, hi): (u32, u32),
-    (acc, seen): (&mut [f32; WINDOW], &mut [u64; WINDOW / 64]),
-    contribution: impl Fn(f32) -> f32,
-) -> usize {
-    let mut n = 0;
-    for (d, w) in items.iter().zip(weights) {
-        let d = d.to_native();
-        if d >= hi {
-            break;
-        }
-        n += 1;
-        let local = d.wrapping_sub(lo) as usize % WINDOW;
-        acc[local] += contribution(w.to_native());
-        if TRACK {
-            seen[local / 64] |= 1u64 << (local % 64);
-        }
-    }
-    n
-}
-
-/// First index at or after `from` whose item id is `>= id`: galloping, then binary search, so
-/// a dense list is crossed in small steps and a sparse jump costs a logarithm.
-#[inline]
-fn seek(items: &[rkyv::rend::u32_le], from: usize, id: u32) -> usize {
-    let n = items.len();
-    if from >= n || items[from].to_native() >= id {
-        return from;
-    }
-    let mut lo = from;
-    let mut step = 1;
-    while lo + step < n && items[lo + step].to_native() < id {
-        lo += step;
-        step *= 2;
-    }
-    let hi = (lo + step).min(n);
-    lo + 1 + items[lo + 1..hi].partition_point(|v| v.to_native() < id)
-}
+/// Slots of a dense column summed for the cost of one posting read: the column is a
+/// vectorised pass over a byte per slot, a posting a dependent scatter into the accumulator.
+const COLUMN_COST: usize = 8;
 
 /// Share of θ the non-essential bounds may take (β). At β = 1 (textbook MaxScore) almost
 /// every candidate has to be checked against the non-essential lists; lower β reads more

@@ -10,7 +10,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// Magic bytes at the start of the footer.
 pub const MAGIC: [u8; 8] = *b"RECOSEG\0";
 /// Version of the footer + archive layout. Bump on any change to the types below.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Size of the fixed footer in bytes.
 pub const FOOTER_LEN: usize = 48;
 /// Postings per block of the inverted index. Each block records its last item id and the
@@ -21,11 +21,11 @@ pub const NONE: u32 = u32::MAX;
 
 /// Describes the archived types. Its hash goes in the footer, so a build whose types differ
 /// refuses a file instead of misreading it. Edit it together with the types.
-pub const SCHEMA: &str = "recostore-segment v2: \
+pub const SCHEMA: &str = "recostore-segment v3: \
 Segment{generation:u64,max_seq:u64,created_at:u64,tags:Dictionary,items:ItemTable,users:UserTable}; \
 Dictionary{offsets:[u64],bytes:[u8],slots:[u32]}; \
 Forward{offsets:[u64],tag_ids:[u32],weights:[f32],norms:[f32]}; \
-Postings{offsets:[u64],items:[u32],weights:[f32],block_offsets:[u64],block_last:[u32],block_max:[f32],block_max_cos:[f32]}; \
+Postings{offsets:[u64],items:[u32],weights:[f32],block_offsets:[u64],block_first:[u32],block_last:[u32],block_max:[f32],block_max_cos:[f32],column_of:[u32],column_scale:[f32],column_len:u64,columns:[u8]}; \
 IdLists{offsets:[u64],ids:[u32]}; \
 ItemTable{names:Dictionary,live:[u64],live_count:u64,forward:Forward,postings:Postings,titles:Dictionary,category:[u32],categories:Dictionary,category_items:IdLists,price:[f32],stock:[u32],members_only:[u64],created_at:[u64]}; \
 UserTable{names:Dictionary,live:[u64],forward:Forward,recent_offsets:[u64],recent:[u32]}";
@@ -94,13 +94,35 @@ pub struct Postings {
     pub weights: Vec<f32>,
     /// `tags + 1` offsets into the block columns.
     pub block_offsets: Vec<u64>,
+    /// First (smallest) item id in each block. Kept beside `block_last` so bounding a window
+    /// reads only the block columns, never the postings of a list summed from its column.
+    pub block_first: Vec<u32>,
     /// Last (largest) item id in each block.
     pub block_last: Vec<u32>,
     /// Largest raw weight in each block (bounds dot product and Jaccard).
     pub block_max: Vec<f32>,
     /// Largest `weight / L2 norm of the item` in each block (bounds cosine).
     pub block_max_cos: Vec<f32>,
+    /// Per tag: which dense column holds its weights quantised, or [`NONE`]. Only lists that
+    /// cover at least 1/[`COLUMN_DENSITY`] of the item slots get one.
+    pub column_of: Vec<u32>,
+    /// Per column: the step of its quantised weights. `q · scale ≥ weight` for every posting
+    /// (rounded up), so a sum of quantised weights bounds the exact sum from above.
+    pub column_scale: Vec<f32>,
+    /// Bytes per column: the item slot count when the segment was built.
+    pub column_len: u64,
+    /// Columns back to back, `column_len` bytes each: byte `i` is item `i`'s weight in steps of
+    /// the column's scale, rounded up, or 0 if the item lacks the tag.
+    pub columns: Vec<u8>,
 }
+
+/// A list covering at least `1 / COLUMN_DENSITY` of the item slots also gets a dense column of
+/// one byte per item: summing it is a vectorised pass over a window instead of a scatter per
+/// posting, and probing it is one byte instead of a seek. At 1/16 a column is at most twice
+/// the size of the list's 8-byte postings; at 1M Zipf items 1/8, 1/16 and 1/32 measured
+/// within noise of each other (about 1.4–1.6 ms p50), with 1/16 reading half the postings
+/// of 1/8 for 18 more columns (18 MB).
+pub const COLUMN_DENSITY: usize = 16;
 
 /// Lists of ids by a small key (here: items by category id), CSR-style.
 #[derive(Archive, Serialize, Deserialize, Debug, Default)]
