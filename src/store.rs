@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     latency: crate::metrics::Histogram,
     /// The profiles `users_like` scans, kept between queries (see `scenario::user_matrix`).
     users_matrix: arc_swap::ArcSwapOption<crate::scenario::user_matrix::UserMatrix>,
+    /// The liked-by-the-same-people relation, kept between `for-user` queries.
+    history: arc_swap::ArcSwapOption<crate::scenario::history::History>,
 }
 
 /// What the writer lock guards: the id and sequence counters, and what event batches have
@@ -241,6 +243,7 @@ impl Store {
                 plugins,
                 latency: crate::metrics::Histogram::default(),
                 users_matrix: arc_swap::ArcSwapOption::empty(),
+                history: arc_swap::ArcSwapOption::empty(),
                 config,
             }),
         };
@@ -557,6 +560,12 @@ impl Store {
         &self,
     ) -> &arc_swap::ArcSwapOption<crate::scenario::user_matrix::UserMatrix> {
         &self.inner.users_matrix
+    }
+
+    pub(crate) fn history_slot(
+        &self,
+    ) -> &arc_swap::ArcSwapOption<crate::scenario::history::History> {
+        &self.inner.history
     }
 
     pub(crate) fn latency(&self) -> &crate::metrics::Histogram {

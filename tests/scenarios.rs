@@ -314,3 +314,71 @@ fn asks_and_events_round_trip_through_json() {
     assert!(text.contains(r#""kind":"purchase""#), "{text}");
     assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), ev);
 }
+
+#[test]
+fn liked_by_the_same_people_spans_sessions_and_forgets_deleted_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), Config::default().rebuild_threshold(None)).unwrap();
+    store
+        .upsert_items(&[
+            item("film-a", "films", &["genre:drama"], 5.0),
+            item("film-b", "films", &["genre:noir"], 5.0),
+            item("film-c", "films", &["genre:comedy"], 5.0),
+        ])
+        .unwrap();
+    // Two fans watch a and b a month apart, so no session pairs them: only whole histories do.
+    for (fan, day) in [("fan1", 1), ("fan2", 3)] {
+        store
+            .record_event(&Event::view(fan, "film-a", DAY * day))
+            .unwrap();
+        store
+            .record_event(&Event::view(fan, "film-b", DAY * (day + 30)))
+            .unwrap();
+    }
+    store
+        .record_event(&Event::view("other", "film-c", DAY * 40))
+        .unwrap();
+    store
+        .record_event(&Event::view("me", "film-a", DAY * 50))
+        .unwrap();
+    let ask = Ask::new(Scenario::ForUser).user("me").exclude_seen().k(5);
+    let recs = store.recommend(&ask).unwrap();
+    assert_eq!(recs[0].id, "film-b", "{recs:?}");
+    let liked = recs[0].reasons.iter().find_map(|r| match r {
+        Reason::LikedTogether {
+            with,
+            shared,
+            similarity,
+        } => Some((with.clone(), *shared, *similarity)),
+        _ => None,
+    });
+    // a: {fan1, fan2, me}; b: {fan1, fan2}: cosine 2 / √6.
+    let (with, shared, similarity) = liked.expect("a liked-together reason");
+    assert_eq!((with.as_str(), shared), ("film-a", 2));
+    assert!(
+        (similarity - 2.0 / 6f32.sqrt()).abs() < 1e-6,
+        "{similarity}"
+    );
+
+    // A basket of film-a cross-sells film-b for the same reason.
+    let cart = store
+        .recommend(&Ask::new(Scenario::Cart {
+            items: vec!["film-a".into()],
+        }))
+        .unwrap();
+    assert_eq!(cart[0].id, "film-b", "{cart:?}");
+    assert!(cart[0]
+        .reasons
+        .iter()
+        .any(|r| matches!(r, Reason::LikedTogether { .. })));
+
+    // Forgetting the fans takes their histories out of the relation at once.
+    store.delete_users(&["fan1", "fan2"]).unwrap();
+    let recs = store.recommend(&ask).unwrap();
+    assert!(
+        recs.iter()
+            .flat_map(|r| &r.reasons)
+            .all(|r| !matches!(r, Reason::LikedTogether { .. })),
+        "{recs:?}"
+    );
+}

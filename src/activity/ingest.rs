@@ -233,6 +233,7 @@ impl<'c> Ingest<'c> {
         let t = &mut self.act.totals;
         t.events = t.events.saturating_sub(events.len() as u64);
         self.act.users.remove(&user);
+        self.act.forgotten += 1;
         self.touched.users.insert(user);
     }
 

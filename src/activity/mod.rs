@@ -73,6 +73,9 @@ pub struct Activity {
     pub(crate) totals: Totals,
     /// Items by [`ItemStats::popularity_key`]: trending reads it from the top.
     pub(crate) by_popularity: imbl::OrdSet<(u64, u32)>,
+    /// Users forgotten since the process started: a relation derived from histories is
+    /// stale once this moves (not persisted; such relations are not either).
+    pub(crate) forgotten: u64,
     /// RFM quintile bounds of this version, computed on first use.
     pub(crate) rfm: Arc<OnceLock<segments::RfmBounds>>,
 }

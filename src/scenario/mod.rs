@@ -28,6 +28,7 @@
 
 pub mod catalogue;
 pub mod cooccur;
+pub(crate) mod history;
 pub mod personal;
 pub(crate) mod rank;
 pub mod strategy;
@@ -155,6 +156,15 @@ pub enum Reason {
         /// How much more often than chance.
         lift: f32,
     },
+    /// Liked by the same people as `with`: both are in the histories of `shared` users.
+    LikedTogether {
+        /// The item of the user's history it goes with.
+        with: String,
+        /// Users whose history holds both.
+        shared: u32,
+        /// Cosine of the two items' sets of users.
+        similarity: f32,
+    },
     /// It is popular now.
     Popular {
         /// Time-decayed popularity.
@@ -187,6 +197,7 @@ impl Reason {
             Reason::Profile { similarity } => *similarity,
             Reason::BoughtTogether { support, lift, .. }
             | Reason::ViewedTogether { support, lift, .. } => *support as f32 * lift.max(1.0),
+            Reason::LikedTogether { similarity, .. } => *similarity,
             Reason::Popular { popularity } => *popularity,
             Reason::Keywords { matched } => matched.len() as f32,
             Reason::Boost { factor, .. } => *factor,
@@ -413,7 +424,7 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
             choice: &choice,
         })
     };
-    let (items, fault) = candidates_and_rank(snap, cfg, ask, user, plug())?;
+    let (items, fault) = candidates_and_rank(store, snap, ask, user, plug())?;
     if fault.is_some() {
         if let Some(v) = &choice.version {
             plugins.after_fault(v);
@@ -441,14 +452,35 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
     Ok(Served { items, ranked_by })
 }
 
+/// Blend weight of liked-by-the-same-people in basket scenarios, against co-occurrence's
+/// (both scaled to a maximum of 1 first).
+const W_BASKET_HISTORY: f32 = 3.0;
+
+/// Blend liked-by-the-same-people partners of `items` into a basket's candidates.
+fn liked_with(store: &Store, snap: &Snapshot, items: &[u32], out: &mut rank::Cands) {
+    let seeds: Vec<(u32, f32)> = items.iter().map(|&i| (i, 1.0)).collect();
+    let mut liked = rank::Cands::new();
+    store.history(snap).add_partners(snap, &seeds, &mut liked);
+    let mut blended = std::mem::take(out);
+    let co_max = blended.values().map(|c| c.score).fold(0.0f32, f32::max);
+    if co_max > 0.0 {
+        for c in blended.values_mut() {
+            c.score /= co_max;
+        }
+    }
+    personal::blend_into(&mut blended, liked, W_BASKET_HISTORY);
+    *out = blended;
+}
+
 /// Gather the scenario's candidates and run the ranking tail.
 fn candidates_and_rank(
+    store: &Store,
     snap: &Snapshot,
-    cfg: &crate::config::Config,
     ask: &Ask,
     user: Option<u32>,
     plug: Option<rank::Plug<'_>>,
 ) -> Result<(Vec<Recommendation>, Option<crate::plugin::Fault>)> {
+    let cfg = store.config();
     let mut excluded: Vec<u32> = Vec::new();
     if let Some(u) = user.and_then(|u| snap.activity.user(u)) {
         if ask.exclude_seen {
@@ -483,7 +515,9 @@ fn candidates_and_rank(
                 .map(|n| item_id(snap, n))
                 .collect::<Result<Vec<u32>>>()?;
             excluded.extend_from_slice(&ids);
-            cooccur::basket(snap, &ids)
+            let mut c = cooccur::basket(snap, &ids);
+            liked_with(store, snap, &ids, &mut c);
+            c
         }
         Scenario::AfterPurchase => {
             let basket = user
@@ -493,7 +527,10 @@ fn candidates_and_rank(
             excluded.extend_from_slice(&basket);
             cooccur::basket(snap, &basket)
         }
-        Scenario::ForUser => personal::for_user(snap, cfg, ask, user, &excluded)?,
+        Scenario::ForUser => {
+            let history = || store.history(snap);
+            personal::for_user(snap, cfg, ask, user, &excluded, history)?
+        }
         Scenario::SearchRerank { items, keywords } => {
             catalogue::search_rerank(snap, cfg, user, items, keywords)
         }

@@ -29,6 +29,8 @@ const W_POPULAR: f32 = 1.0;
 const MIN_COOCCUR: usize = 20;
 /// Viewed-together evidence counts this much of bought-together in the blend.
 const W_VIEWED: f32 = 0.5;
+/// Blend weight of liked-by-the-same-people ([`super::history`]).
+const W_HISTORY: f32 = 2.0;
 
 /// A user's tag profile: the tags the app set plus those derived from behaviour (decayed to
 /// the store's clock), sorted by tag id.
@@ -103,6 +105,7 @@ pub(crate) fn for_user(
     ask: &Ask,
     user: Option<u32>,
     excluded: &[u32],
+    history: impl FnOnce() -> std::sync::Arc<super::history::History>,
 ) -> Result<Cands> {
     let Some(user) = user else {
         return Ok(Cands::new());
@@ -136,6 +139,9 @@ pub(crate) fn for_user(
         let viewed: Vec<(u32, f32)> = seeds.iter().map(|&(i, w)| (i, w * W_VIEWED)).collect();
         cooccur::add_partners(snap, &viewed, Relation::Viewed, &mut co);
         blend_into(&mut out, co, W_COOCCUR);
+        let mut liked = Cands::new();
+        history().add_partners(snap, &seeds, &mut liked);
+        blend_into(&mut out, liked, W_HISTORY);
     }
     let trending = catalogue::trending(snap, cfg, ask, excluded, (ask.k * 4).max(50));
     // Tag profile. With enough co-occurrence candidates it re-scores those and the trending
@@ -190,7 +196,7 @@ pub(crate) fn for_user(
 }
 
 /// Add `part` to `out` with its scores scaled to a maximum of `weight`.
-fn blend_into(out: &mut Cands, part: Cands, weight: f32) {
+pub(crate) fn blend_into(out: &mut Cands, part: Cands, weight: f32) {
     let max = part.values().map(|c| c.score).fold(0.0f32, f32::max);
     if max <= 0.0 {
         return;

@@ -43,6 +43,13 @@ pub fn reasons(r: &Recommendation) -> String {
                 lift,
                 ..
             } => format!("viewed with {with} ({support}×, lift {lift:.1})"),
+            Reason::LikedTogether {
+                with,
+                shared,
+                similarity,
+            } => format!(
+                "liked by the same people as {with} ({shared} users, cosine {similarity:.2})"
+            ),
             Reason::Popular { popularity } => format!("popular ({popularity:.1})"),
             Reason::Keywords { matched } => format!("keywords {}", matched.join(" ")),
             Reason::Boost { tag, factor } => format!("boost {tag} ×{factor}"),
