@@ -372,6 +372,22 @@ fn liked_by_the_same_people_spans_sessions_and_forgets_deleted_users() {
         .iter()
         .any(|r| matches!(r, Reason::LikedTogether { .. })));
 
+    // A basket nobody else liked gets the shopper's own taste when the ask names them.
+    let other_cart = || {
+        Ask::new(Scenario::Cart {
+            items: vec!["film-c".into()],
+        })
+    };
+    let liked_reason = |recs: &[recostore::Recommendation]| {
+        recs.iter()
+            .flat_map(|r| &r.reasons)
+            .any(|r| matches!(r, Reason::LikedTogether { with, .. } if with == "film-a"))
+    };
+    let anonymous = store.recommend(&other_cart()).unwrap();
+    assert!(!liked_reason(&anonymous), "{anonymous:?}");
+    let mine = store.recommend(&other_cart().user("me")).unwrap();
+    assert!(liked_reason(&mine), "{mine:?}");
+
     // Forgetting the fans takes their histories out of the relation at once.
     store.delete_users(&["fan1", "fan2"]).unwrap();
     let recs = store.recommend(&ask).unwrap();

@@ -456,9 +456,32 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
 /// (both scaled to a maximum of 1 first).
 const W_BASKET_HISTORY: f32 = 3.0;
 
-/// Blend liked-by-the-same-people partners of `items` into a basket's candidates.
-fn liked_with(store: &Store, snap: &Snapshot, items: &[u32], out: &mut rank::Cands) {
-    let seeds: Vec<(u32, f32)> = items.iter().map(|&i| (i, 1.0)).collect();
+/// What each item of the shopper's own history (beyond the basket) counts as a seed of the
+/// cart's liked-by-the-same-people part; a basket item counts 1.
+const W_CART_TASTE: f32 = 0.3;
+/// At most this many items of the shopper's history seed it.
+const CART_TASTE_ITEMS: usize = 200;
+
+/// Blend liked-by-the-same-people partners of `items` into a basket's candidates, with the
+/// shopper's own history (if the ask names a user) as weaker seeds: the cart is theirs.
+fn liked_with(
+    store: &Store,
+    snap: &Snapshot,
+    items: &[u32],
+    user: Option<u32>,
+    out: &mut rank::Cands,
+) {
+    let mut seeds: Vec<(u32, f32)> = items.iter().map(|&i| (i, 1.0)).collect();
+    if let Some(state) = user.and_then(|u| snap.activity.user(u)) {
+        seeds.extend(
+            state
+                .seen
+                .iter()
+                .filter(|i| !items.contains(i))
+                .take(CART_TASTE_ITEMS)
+                .map(|&i| (i, W_CART_TASTE)),
+        );
+    }
     let mut liked = rank::Cands::new();
     store.history(snap).add_partners(snap, &seeds, &mut liked);
     let mut blended = std::mem::take(out);
@@ -516,7 +539,7 @@ fn candidates_and_rank(
                 .collect::<Result<Vec<u32>>>()?;
             excluded.extend_from_slice(&ids);
             let mut c = cooccur::basket(snap, &ids);
-            liked_with(store, snap, &ids, &mut c);
+            liked_with(store, snap, &ids, user, &mut c);
             c
         }
         Scenario::AfterPurchase => {
