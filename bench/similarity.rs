@@ -1,8 +1,9 @@
 //! Top-k similarity: latency, throughput and build time, each beside baselines from the same run.
 //!
 //! Run: `cargo bench --bench similarity`. Data: 1,000,000 generated items with 24–32 tags from a
-//! 100,000-tag Zipf vocabulary (`RECOSTORE_BENCH_ITEMS` changes the count), then 100,000, then the real
-//! MovieLens and Online Retail stores from `../shared/data` (skipped if absent).
+//! 100,000-tag Zipf vocabulary (`RECOSTORE_BENCH_ITEMS` changes the count), then 100,000 items,
+//! then the real MovieLens and Online Retail stores from `../shared/data` (skipped if absent).
+//! Neighbour lists are built up to 1M items (`RECOSTORE_BENCH_NEIGHBOURS_MAX` changes that).
 //!
 //! Baselines in the same run, on the same data:
 //! * brute force: [`Method::Exhaustive`], every item scored from the forward index;
