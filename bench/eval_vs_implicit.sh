@@ -3,6 +3,7 @@
 # ALS models, on the same time split of both real data sets, in one run.
 #
 #   bench/eval_vs_implicit.sh            # needs bench/peers/.venv (see bench/peers/README.md)
+#   RECOSTORE_EVAL_HOLDOUT=0.3 bench/eval_vs_implicit.sh   # hold out another fraction (default 0.2)
 #
 # Stores and splits go to a temporary directory; the data are read from ../shared/data.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 py="${RECOSTORE_PEER_PYTHON:-bench/peers/.venv/bin/python}"
 cargo build --release --quiet
 bin=target/release/recostore
+holdout="${RECOSTORE_EVAL_HOLDOUT:-0.2}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 $bin import movielens ../shared/data/movielens-small --dir "$work/movielens" --json > /dev/null
@@ -17,7 +19,7 @@ $bin import retail ../shared/data/online-retail/online-retail.csv.gz --dir "$wor
 for set in movielens retail; do
   echo "## $set"
   for scenario in for-user cart; do
-    $bin eval --dir "$work/$set" --scenario "$scenario" -k 10 --write-split "$work/split-$set"
+    $bin eval --dir "$work/$set" --scenario "$scenario" -k 10 --holdout "$holdout" --write-split "$work/split-$set"
   done
   "$py" bench/peers/implicit_peer.py "$work/split-$set" > "$work/peer-$set.json"
   "$py" - "$work/peer-$set.json" <<'PY'

@@ -202,6 +202,11 @@ fn scenarios(n: usize) {
         "cart" => Ask::new(Scenario::Cart {
             items: (0..3).map(|_| item(r)).collect(),
         }),
+        "cart for a known shopper" => Ask::new(Scenario::Cart {
+            items: (0..3).map(|_| item(r)).collect(),
+        })
+        .user(user(r))
+        .exclude_seen(),
         "after-purchase" => Ask::new(Scenario::AfterPurchase).user(user(r)),
         "search-rerank" => Ask::new(Scenario::SearchRerank {
             items: (0..50).map(|_| item(r)).collect(),
@@ -218,6 +223,7 @@ fn scenarios(n: usize) {
         "viewed",
         "for-user",
         "cart",
+        "cart for a known shopper",
         "after-purchase",
         "search-rerank",
         "trending",

@@ -140,6 +140,51 @@ fn viewed_together_and_cart() {
     assert_eq!(ids(&cart)[0], "mallet", "{cart:?}");
 }
 
+/// A named shopper's cart is read as the newest part of their history: the basket's own
+/// complements lead, what goes with their earlier purchases follows, and a stranger's cart
+/// (no user) gets the basket's complements only.
+#[test]
+fn cart_for_a_known_shopper_reads_the_basket_as_their_newest_items() {
+    let (_d, store) = shop();
+    let mut events = Vec::new();
+    for n in 0..5 {
+        let order = format!("tea{n}");
+        let parent = format!("parent{n}");
+        events.push(Event::purchase(&parent, "mug-red", 1, 8.0, DAY * 4 + n).session(&order));
+        events.push(Event::purchase(&parent, "teapot", 1, 40.0, DAY * 4 + n).session(&order));
+    }
+    // The shopper bought a red mug, then (newer) a scarf, on separate days.
+    events.push(Event::purchase("me", "mug-red", 1, 8.0, DAY * 5).session("m1"));
+    events.push(Event::purchase("me", "scarf", 1, 25.0, DAY * 6).session("m2"));
+    store.record_events(&events).unwrap();
+    let basket = || {
+        Ask::new(Scenario::Cart {
+            items: vec!["tent".into()],
+        })
+        .k(10)
+    };
+    let stranger = store.recommend(&basket()).unwrap();
+    assert_eq!(ids(&stranger)[0], "pegs", "{stranger:?}");
+    assert!(!ids(&stranger).contains(&"teapot"), "{stranger:?}");
+
+    let mine = store
+        .recommend(&basket().user("me").exclude_seen())
+        .unwrap();
+    assert_eq!(ids(&mine)[0], "pegs", "{mine:?}");
+    let teapot = mine
+        .iter()
+        .find(|r| r.id == "teapot")
+        .expect("the teapot goes with the shopper's red mug");
+    assert!(
+        teapot
+            .reasons
+            .iter()
+            .any(|r| matches!(r, Reason::BoughtTogether { with, .. } if with == "mug-red")),
+        "{teapot:?}"
+    );
+    assert!(!ids(&mine).contains(&"tent") && !ids(&mine).contains(&"mug-red"));
+}
+
 #[test]
 fn after_purchase_excludes_everything_bought() {
     let (_d, store) = shop();
@@ -352,13 +397,13 @@ fn liked_by_the_same_people_spans_sessions_and_forgets_deleted_users() {
         } => Some((with.clone(), *shared, *similarity)),
         _ => None,
     });
-    // a: {fan1, fan2, me}; b: {fan1, fan2}: cosine 2 / √6.
+    // a: {fan1, fan2, me}; b: {fan1, fan2}. Each vote weighs 1/√(history length): the fans'
+    // 1/√2, mine 1. Similarity: (2/√2) / √((2/√2 + 1) · 2/√2).
     let (with, shared, similarity) = liked.expect("a liked-together reason");
     assert_eq!((with.as_str(), shared), ("film-a", 2));
-    assert!(
-        (similarity - 2.0 / 6f32.sqrt()).abs() < 1e-6,
-        "{similarity}"
-    );
+    let fans = 2.0 / 2f32.sqrt();
+    let expected = fans / ((fans + 1.0) * fans).sqrt();
+    assert!((similarity - expected).abs() < 1e-6, "{similarity}");
 
     // A basket of film-a cross-sells film-b for the same reason.
     let cart = store

@@ -63,11 +63,12 @@ pub(crate) fn related(snap: &Snapshot, sources: &[u32], rel: Relation) -> Cands 
     out
 }
 
-/// Weight of viewed-together evidence relative to bought-together in a basket scenario.
+/// Weight of viewed-together evidence relative to bought-together in `after-purchase`.
 const VIEWED_WEIGHT: f32 = 0.25;
 
-/// Cross-sell for a basket: what is bought with its items, plus (weaker) what is viewed with
-/// them, so a basket of rarely-bought items still gets answers.
+/// Follow-ups to a basket (`after-purchase`): what is bought with its items, plus (weaker)
+/// what is viewed with them, so a basket of rarely-bought items still gets answers. (`cart`
+/// also weighs the shopper's history: [`super::personal::cart`].)
 pub(crate) fn basket(snap: &Snapshot, items: &[u32]) -> Cands {
     let mut out = related(snap, items, Relation::Bought);
     let weighted: Vec<(u32, f32)> = items.iter().map(|&s| (s, VIEWED_WEIGHT)).collect();

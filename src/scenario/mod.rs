@@ -452,49 +452,6 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
     Ok(Served { items, ranked_by })
 }
 
-/// Blend weight of liked-by-the-same-people in basket scenarios, against co-occurrence's
-/// (both scaled to a maximum of 1 first).
-const W_BASKET_HISTORY: f32 = 3.0;
-
-/// What each item of the shopper's own history (beyond the basket) counts as a seed of the
-/// cart's liked-by-the-same-people part; a basket item counts 1.
-const W_CART_TASTE: f32 = 0.3;
-/// At most this many items of the shopper's history seed it.
-const CART_TASTE_ITEMS: usize = 200;
-
-/// Blend liked-by-the-same-people partners of `items` into a basket's candidates, with the
-/// shopper's own history (if the ask names a user) as weaker seeds: the cart is theirs.
-fn liked_with(
-    store: &Store,
-    snap: &Snapshot,
-    items: &[u32],
-    user: Option<u32>,
-    out: &mut rank::Cands,
-) {
-    let mut seeds: Vec<(u32, f32)> = items.iter().map(|&i| (i, 1.0)).collect();
-    if let Some(state) = user.and_then(|u| snap.activity.user(u)) {
-        seeds.extend(
-            state
-                .seen
-                .iter()
-                .filter(|i| !items.contains(i))
-                .take(CART_TASTE_ITEMS)
-                .map(|&i| (i, W_CART_TASTE)),
-        );
-    }
-    let mut liked = rank::Cands::new();
-    store.history(snap).add_partners(snap, &seeds, &mut liked);
-    let mut blended = std::mem::take(out);
-    let co_max = blended.values().map(|c| c.score).fold(0.0f32, f32::max);
-    if co_max > 0.0 {
-        for c in blended.values_mut() {
-            c.score /= co_max;
-        }
-    }
-    personal::blend_into(&mut blended, liked, W_BASKET_HISTORY);
-    *out = blended;
-}
-
 /// Gather the scenario's candidates and run the ranking tail.
 fn candidates_and_rank(
     store: &Store,
@@ -538,9 +495,7 @@ fn candidates_and_rank(
                 .map(|n| item_id(snap, n))
                 .collect::<Result<Vec<u32>>>()?;
             excluded.extend_from_slice(&ids);
-            let mut c = cooccur::basket(snap, &ids);
-            liked_with(store, snap, &ids, user, &mut c);
-            c
+            personal::cart(snap, &ids, user, &store.history(snap))
         }
         Scenario::AfterPurchase => {
             let basket = user
