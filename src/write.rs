@@ -48,10 +48,14 @@ impl Counters {
 
 /// The tags each item passes on to the users who touch it (see `Pending::passed_tags`).
 /// They depend only on the item's row and the tag dictionary, so the writer keeps them from
-/// call to call until a checkpoint: item upserts and deletes checkpoint, and so bound the
-/// cache to the items touched since the last one. A failed call drops it (it may hold tag ids
+/// call to call until a call changes items (upserts and deletes set `Pending::checkpoint`)
+/// or the cache holds [`PASSED_TAGS_MAX`] items. A failed call drops it (it may hold tag ids
 /// that call allocated and never stored).
 pub(crate) type PassedTags = HashMap<u32, Arc<Vec<(u32, f32)>>>;
+
+/// Items whose passed-on tags the writer keeps at most (about 100 bytes each): a bound on
+/// memory, far above the items one checkpoint interval usually touches.
+const PASSED_TAGS_MAX: usize = 1 << 18;
 
 /// One write call in progress: a private copy of the delta and counters, plus the sled batch.
 /// Nothing is visible to anyone until [`Pending::commit`] hands back the new snapshot.
@@ -97,7 +101,7 @@ pub(crate) struct Staged {
     pub activity: Option<Activity>,
     /// What the batch did with the behaviour state.
     pub saved: Saved,
-    /// The passed-tag cache to keep; empty after a checkpoint.
+    /// The passed-tag cache to keep; empty after a call that changed items.
     pub passed: PassedTags,
     /// Whether to hand everything unsaved to a background checkpoint once applied.
     pub background: bool,
@@ -338,7 +342,7 @@ impl<'a> Pending<'a> {
             delta: self.delta,
             counters: self.counters,
             activity: changed.then_some(self.ingest.act),
-            passed: if inline || background || self.checkpoint {
+            passed: if self.checkpoint || self.passed.len() > PASSED_TAGS_MAX {
                 PassedTags::new()
             } else {
                 self.passed

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::checkpoint::Touched;
-use super::{Activity, ItemStats, Relation, UserState};
+use super::{Activity, CoList, ItemStats, Relation, UserState};
 use crate::config::Config;
 use crate::event::{StoredEvent, StoredKind};
 
@@ -13,6 +13,10 @@ pub(crate) struct Ingest<'c> {
     cfg: &'c Config,
     /// What this batch changed, for the next checkpoint.
     pub touched: Touched,
+    /// Scratch for the session partners of the event being applied (one per relation), so
+    /// applying an event allocates nothing once these have grown to the session window.
+    viewed_with: Vec<u32>,
+    bought_with: Vec<u32>,
 }
 
 /// How much an event of this kind adds (negative for a bad rating).
@@ -43,6 +47,8 @@ impl<'c> Ingest<'c> {
             act,
             cfg,
             touched: Touched::default(),
+            viewed_with: Vec::new(),
+            bought_with: Vec::new(),
         }
     }
 
@@ -53,30 +59,42 @@ impl<'c> Ingest<'c> {
 
     /// Pair `item` with every item already in `partners`, in both directions.
     fn pair(&mut self, rel: Relation, item: u32, partners: &[u32], add: bool) {
+        if partners.is_empty() {
+            return;
+        }
         let cap = self.cfg.cooccurrence_per_item.max(1);
         let (lists, touched) = match rel {
             Relation::Bought => (&mut self.act.bought, &mut self.touched.bought),
             Relation::Viewed => (&mut self.act.viewed, &mut self.touched.viewed),
         };
-        for &other in partners {
-            for (a, b) in [(item, other), (other, item)] {
-                touched.insert(a);
-                if add {
-                    Arc::make_mut(lists.entry(a).or_default()).add(b, cap);
-                } else if let Some(l) = lists.get_mut(&a) {
-                    let l = Arc::make_mut(l);
+        let mut count = |lists: &mut imbl::HashMap<u32, Arc<CoList>>, a: u32, b: &[u32]| {
+            touched.insert(a);
+            if add {
+                let l = Arc::make_mut(lists.entry(a).or_default());
+                for &b in b {
+                    l.add(b, cap);
+                }
+            } else if let Some(l) = lists.get_mut(&a) {
+                let l = Arc::make_mut(l);
+                for &b in b {
                     l.remove(b);
-                    if l.entries.is_empty() {
-                        lists.remove(&a);
-                    }
+                }
+                if l.entries.is_empty() {
+                    lists.remove(&a);
                 }
             }
+        };
+        // The item's own list once for all partners, then each partner's.
+        count(lists, item, partners);
+        for &other in partners {
+            count(lists, other, &[item]);
         }
     }
 
-    /// Put `item` into the session list of relation `rel` of user state `u`; returns the
-    /// partners to pair it with and whether the list was empty before (a new basket/session).
-    /// `None` when the item is already in the session (counted once per session).
+    /// Put `item` into the session list of relation `rel` of user state `u`, leaving the
+    /// partners to pair it with in `partners`; returns whether the list was empty before (a
+    /// new basket/session). `None` when the item is already in the session (counted once per
+    /// session).
     fn join_session(
         u: &mut UserState,
         rel: Relation,
@@ -84,7 +102,8 @@ impl<'c> Ingest<'c> {
         ts: u64,
         item: u32,
         cfg: &Config,
-    ) -> Option<(Vec<u32>, bool)> {
+        partners: &mut Vec<u32>,
+    ) -> Option<bool> {
         let s = u.session(key, ts, cfg.session_gap_secs);
         let list = match rel {
             Relation::Bought => &mut s.bought,
@@ -93,14 +112,14 @@ impl<'c> Ingest<'c> {
         if list.contains(&item) {
             return None;
         }
-        let partners = list.clone();
+        partners.clear();
+        partners.extend_from_slice(list);
         list.push(item);
         let window = cfg.session_window.max(1);
         if list.len() > window {
             list.drain(..list.len() - window);
         }
-        let first = partners.is_empty();
-        Some((partners, first))
+        Some(partners.is_empty())
     }
 
     /// Apply one event of `user` at `ts`. `tags` are the item's tags as passed to the user
@@ -122,14 +141,16 @@ impl<'c> Ingest<'c> {
         let mut bought = None;
         if let Some(item) = interest {
             u.add_tags(tags, w, ts, cfg.user_half_life_secs(), cfg.max_derived_tags);
-            viewed = Self::join_session(u, Relation::Viewed, key, ts, item, cfg);
+            let with = &mut self.viewed_with;
+            viewed = Self::join_session(u, Relation::Viewed, key, ts, item, cfg, with);
             if let StoredKind::Purchase { qty, price } = ev.kind {
                 u.last_order = u.last_order.max(ts);
                 u.spend += f64::from(qty) * f64::from(price);
                 super::user::insert_sorted(&mut u.purchased, item, cfg.max_seen_items);
-                bought = Self::join_session(u, Relation::Bought, key, ts, item, cfg);
-                if let Some((_, new_basket)) = &bought {
-                    if *new_basket {
+                let with = &mut self.bought_with;
+                bought = Self::join_session(u, Relation::Bought, key, ts, item, cfg, with);
+                if let Some(new_basket) = bought {
+                    if new_basket {
                         u.orders += 1;
                         u.last_basket.clear();
                     }
@@ -166,6 +187,8 @@ impl<'c> Ingest<'c> {
             StoredKind::Review => s.reviews += 1,
             StoredKind::Search(_) | StoredKind::Impression { .. } => {}
         }
+        s.sessions += u32::from(viewed.is_some());
+        s.baskets += u32::from(bought.is_some());
         let before = s.popularity_key(half_life);
         s.add_popularity(w.max(0.0), ts, half_life);
         let after = s.popularity_key(half_life);
@@ -177,19 +200,19 @@ impl<'c> Ingest<'c> {
                 self.act.by_popularity.insert((k, item));
             }
         }
-        if let Some((partners, new_session)) = viewed {
-            self.stats(item).sessions += 1;
-            if new_session {
-                self.act.totals.sessions += 1;
-            }
-            self.pair(Relation::Viewed, item, &partners, true);
+        let t = &mut self.act.totals;
+        t.sessions += u64::from(viewed == Some(true));
+        t.baskets += u64::from(bought == Some(true));
+        // The scratch lists go out and back so `pair` can borrow the whole state.
+        if viewed.is_some() {
+            let with = std::mem::take(&mut self.viewed_with);
+            self.pair(Relation::Viewed, item, &with, true);
+            self.viewed_with = with;
         }
-        if let Some((partners, new_basket)) = bought {
-            self.stats(item).baskets += 1;
-            if new_basket {
-                self.act.totals.baskets += 1;
-            }
-            self.pair(Relation::Bought, item, &partners, true);
+        if bought.is_some() {
+            let with = std::mem::take(&mut self.bought_with);
+            self.pair(Relation::Bought, item, &with, true);
+            self.bought_with = with;
         }
     }
 
@@ -200,13 +223,15 @@ impl<'c> Ingest<'c> {
     pub fn forget_user(&mut self, user: u32, events: &[(u64, StoredEvent)]) {
         let cfg = self.cfg;
         let mut scratch = UserState::default();
+        let mut with = Vec::new();
         for (ts, ev) in events {
             let Some(item) = ev.kind.is_interest().then_some(ev.item).flatten() else {
                 continue;
             };
             let key = session_key(ev.session.as_deref());
-            if let Some((partners, new_session)) =
-                Self::join_session(&mut scratch, Relation::Viewed, key, *ts, item, cfg)
+            let session = &mut scratch;
+            if let Some(new_session) =
+                Self::join_session(session, Relation::Viewed, key, *ts, item, cfg, &mut with)
             {
                 let s = self.stats(item);
                 s.sessions = s.sessions.saturating_sub(1);
@@ -214,11 +239,11 @@ impl<'c> Ingest<'c> {
                     let t = &mut self.act.totals;
                     t.sessions = t.sessions.saturating_sub(1);
                 }
-                self.pair(Relation::Viewed, item, &partners, false);
+                self.pair(Relation::Viewed, item, &with, false);
             }
             if ev.kind.is_purchase() {
-                if let Some((partners, new_basket)) =
-                    Self::join_session(&mut scratch, Relation::Bought, key, *ts, item, cfg)
+                if let Some(new_basket) =
+                    Self::join_session(session, Relation::Bought, key, *ts, item, cfg, &mut with)
                 {
                     let s = self.stats(item);
                     s.baskets = s.baskets.saturating_sub(1);
@@ -226,7 +251,7 @@ impl<'c> Ingest<'c> {
                         let t = &mut self.act.totals;
                         t.baskets = t.baskets.saturating_sub(1);
                     }
-                    self.pair(Relation::Bought, item, &partners, false);
+                    self.pair(Relation::Bought, item, &with, false);
                 }
             }
         }

@@ -207,6 +207,11 @@ impl Attribution {
 
     /// Attribute the clicks and purchases among `events` to the variants that showed the item.
     pub(crate) fn record(&self, events: &[Event]) {
+        // Nothing shown, nothing to attribute: ingestion without A/B slots skips the per-event
+        // map search (and its epoch pin) entirely.
+        if self.shown.is_empty() {
+            return;
+        }
         for e in events {
             let Some(item) = e.item.as_deref() else {
                 continue;

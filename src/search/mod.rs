@@ -11,6 +11,7 @@
 //! A query loads one snapshot (a lock-free `ArcSwap` load) and runs entirely on it, so it sees
 //! one consistent segment + delta and never waits for a writer or a rebuild.
 
+mod cursor;
 pub mod explain;
 pub mod filter;
 mod kernels;
