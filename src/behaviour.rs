@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::activity::ingest_items::Steps;
 use crate::activity::log::{self, Logged};
 use crate::activity::segments::in_segment;
 use crate::activity::user::passed_tags;
@@ -24,6 +25,22 @@ use crate::write::Pending;
 pub struct DedupRun {
     before: u64,
     seen: HashMap<u64, u32>,
+}
+
+/// Batches of at least this many events apply the item half of each event on a second thread
+/// (see `Pending::record_all`); below it, starting the thread costs more than it saves.
+pub(crate) const PARALLEL_EVENTS: usize = 2_048;
+/// Events whose item halves go to that thread at a time.
+const STEPS_PER_HANDOVER: usize = 256;
+
+/// The ids one call has resolved, by name. Events repeat their users and items, and a flat
+/// table answers a repeat faster than the persistent maps behind `Pending::user_id` (a
+/// chain of pointer hops per name). Nothing it holds can change within a call: users are
+/// only created by it, and items are not written by it.
+#[derive(Default)]
+struct Resolved<'e> {
+    users: HashMap<&'e str, u32>,
+    items: HashMap<&'e str, u32>,
 }
 
 /// Per [`Store::record_events_once`] call: each user's already-logged events, by time.
@@ -77,18 +94,113 @@ impl Pending<'_> {
             .ok_or_else(|| Error::invalid("user", name, "could not be created"))
     }
 
-    /// Stage one event: its log entry and its effect on the behaviour state.
-    fn record(&mut self, index: usize, ev: &Event) -> Result<()> {
-        let user = self.ensure_user(&ev.user)?;
+    /// Stage `events`: their log entries and their effect on the behaviour state. A large
+    /// batch applies the item half of each event ([`crate::activity::ingest_items`]) on a
+    /// second thread while this one resolves names and applies the user half; the state
+    /// comes out the same as applying one event after another.
+    fn record_all(&mut self, events: &[Event]) -> Result<()> {
+        let cfg = self.config;
+        let mut side = self.ingest.take_items();
+        let mut steps = Steps::default();
+        let parallel = events.len() >= PARALLEL_EVENTS
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        let staged = if parallel {
+            let handed = &mut side;
+            std::thread::scope(|scope| {
+                let (send, recv) = std::sync::mpsc::sync_channel::<Steps>(4);
+                // Applied steps come back emptied, so their buffers are reused rather than
+                // allocated by this thread and freed by the other.
+                let (give_back, take_back) = std::sync::mpsc::channel::<Steps>();
+                let apply = move || {
+                    for mut s in recv {
+                        handed.parts().apply(cfg, &s);
+                        s.clear();
+                        let _ = give_back.send(s);
+                    }
+                };
+                // Without the thread (it could not start) the steps pile up and are applied
+                // below, after the scope.
+                let worker = std::thread::Builder::new()
+                    .name("recostore-items".into())
+                    .spawn_scoped(scope, apply)
+                    .ok();
+                let staged = self.stage(events, &mut steps, |steps| {
+                    if worker.is_some() {
+                        // Fails only if the thread is gone (it panicked); the join raises that.
+                        let empty = take_back.try_recv().unwrap_or_default();
+                        let _ = send.send(std::mem::replace(steps, empty));
+                    }
+                });
+                drop(send);
+                if let Some(w) = worker {
+                    if let Err(panic) = w.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                staged
+            })
+        } else {
+            self.stage(events, &mut steps, |steps| {
+                side.parts().apply(cfg, steps);
+                steps.clear();
+            })
+        };
+        side.parts().apply(cfg, &steps);
+        self.ingest.restore_items(side);
+        staged
+    }
+
+    /// [`Pending::record`] each of `events`, handing the steps over every
+    /// [`STEPS_PER_HANDOVER`] events.
+    fn stage(
+        &mut self,
+        events: &[Event],
+        steps: &mut Steps,
+        mut hand_over: impl FnMut(&mut Steps),
+    ) -> Result<()> {
+        let mut known = Resolved::default();
+        for (i, e) in events.iter().enumerate() {
+            self.record(i, e, steps, &mut known)?;
+            if steps.len() >= STEPS_PER_HANDOVER {
+                hand_over(steps);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stage one event: its log entry and the user half of its effect on the behaviour state
+    /// (the item half goes onto `steps`).
+    fn record<'e>(
+        &mut self,
+        index: usize,
+        ev: &'e Event,
+        steps: &mut Steps,
+        known: &mut Resolved<'e>,
+    ) -> Result<()> {
+        let user = match known.users.get(ev.user.as_str()) {
+            Some(&u) => u,
+            None => {
+                let u = self.ensure_user(&ev.user)?;
+                known.users.insert(&ev.user, u);
+                u
+            }
+        };
         let item = match &ev.item {
-            Some(name) => Some(self.live_item(name).ok_or_else(|| Error::InvalidEvent {
-                index,
-                user: display_id(&ev.user),
-                reason: format!(
-                    "item `{}` is not in the store; upsert the item before recording events about it",
-                    display_id(name)
-                ),
-            })?),
+            Some(name) => Some(match known.items.get(name.as_str()) {
+                Some(&i) => i,
+                None => {
+                    let i = self.live_item(name).ok_or_else(|| Error::InvalidEvent {
+                        index,
+                        user: display_id(&ev.user),
+                        reason: format!(
+                            "item `{}` is not in the store; upsert the item before recording events about it",
+                            display_id(name)
+                        ),
+                    })?;
+                    known.items.insert(name, i);
+                    i
+                }
+            }),
             None => None,
         };
         let kind = match &ev.kind {
@@ -122,7 +234,7 @@ impl Pending<'_> {
             Some(i) if stored.kind.is_interest() => self.passed_tags(i)?,
             _ => Arc::default(),
         };
-        self.ingest.apply(user, ev.ts, &stored, &tags);
+        self.ingest.apply_user(user, ev.ts, &stored, &tags, steps);
         let totals = &mut self.ingest.act.totals;
         totals.event_seq += 1;
         let seq = totals.event_seq;
@@ -256,18 +368,14 @@ impl Store {
     /// items must exist. The batch is durable under the store's [`crate::Durability`] like
     /// any write (group commit: after the next flush). Returns how many were recorded.
     ///
-    /// Batches are much faster than single events: each user's and item's state is written
-    /// once per batch.
+    /// Batches are much faster than single events: each user's and item's state is copied
+    /// once per batch, and a batch of 2,048 events or more applies its item statistics and
+    /// co-occurrence on a second thread.
     pub fn record_events(&self, events: &[Event]) -> Result<usize> {
         for (i, e) in events.iter().enumerate() {
             e.validate(i)?;
         }
-        self.write(|p| {
-            events
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, e)| p.record(i, e))
-        })?;
+        self.write(|p| p.record_all(events))?;
         self.plugins().attribute(events);
         Ok(events.len())
     }

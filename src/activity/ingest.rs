@@ -1,9 +1,11 @@
-//! Applying events to an [`Activity`], and un-applying a deleted user's.
+//! Applying events to an [`Activity`] (the user half here, the item half in
+//! [`super::ingest_items`]), and un-applying a deleted user's.
 
 use std::sync::Arc;
 
 use super::checkpoint::Touched;
-use super::{Activity, CoList, ItemStats, Relation, UserState};
+use super::ingest_items::{ItemParts, ItemSide, Step, Steps};
+use super::{Activity, Relation, UserState};
 use crate::config::Config;
 use crate::event::{StoredEvent, StoredKind};
 
@@ -13,10 +15,11 @@ pub(crate) struct Ingest<'c> {
     cfg: &'c Config,
     /// What this batch changed, for the next checkpoint.
     pub touched: Touched,
-    /// Scratch for the session partners of the event being applied (one per relation), so
-    /// applying an event allocates nothing once these have grown to the session window.
-    viewed_with: Vec<u32>,
-    bought_with: Vec<u32>,
+    /// Scratch for the session partners of the event being applied, so applying an event
+    /// allocates nothing once it has grown to the session window.
+    with: Vec<u32>,
+    /// Scratch steps for [`Ingest::apply`], which runs both halves per event.
+    steps: Steps,
 }
 
 /// How much an event of this kind adds (negative for a bad rating).
@@ -47,48 +50,55 @@ impl<'c> Ingest<'c> {
             act,
             cfg,
             touched: Touched::default(),
-            viewed_with: Vec::new(),
-            bought_with: Vec::new(),
+            with: Vec::new(),
+            steps: Steps::default(),
         }
     }
 
-    fn stats(&mut self, item: u32) -> &mut ItemStats {
-        self.touched.items.insert(item);
-        Arc::make_mut(self.act.items.entry(item).or_default())
+    /// The item half of the state, borrowed in place.
+    pub fn item_parts(&mut self) -> ItemParts<'_> {
+        let (a, t) = (&mut self.act, &mut self.touched);
+        ItemParts {
+            items: &mut a.items,
+            bought: &mut a.bought,
+            viewed: &mut a.viewed,
+            by_popularity: &mut a.by_popularity,
+            touched_items: &mut t.items,
+            touched_bought: &mut t.bought,
+            touched_viewed: &mut t.viewed,
+            sessions: &mut a.totals.sessions,
+            baskets: &mut a.totals.baskets,
+        }
     }
 
-    /// Pair `item` with every item already in `partners`, in both directions.
-    fn pair(&mut self, rel: Relation, item: u32, partners: &[u32], add: bool) {
-        if partners.is_empty() {
-            return;
+    /// Take the item half of the state out, to apply [`Steps`] to while the user half goes on
+    /// (see [`super::ingest_items`]). [`Ingest::restore_items`] puts it back.
+    pub fn take_items(&mut self) -> ItemSide {
+        let t = &mut self.touched;
+        ItemSide {
+            items: std::mem::take(&mut self.act.items),
+            bought: std::mem::take(&mut self.act.bought),
+            viewed: std::mem::take(&mut self.act.viewed),
+            by_popularity: std::mem::take(&mut self.act.by_popularity),
+            touched_items: std::mem::take(&mut t.items),
+            touched_bought: std::mem::take(&mut t.bought),
+            touched_viewed: std::mem::take(&mut t.viewed),
+            sessions: self.act.totals.sessions,
+            baskets: self.act.totals.baskets,
         }
-        let cap = self.cfg.cooccurrence_per_item.max(1);
-        let (lists, touched) = match rel {
-            Relation::Bought => (&mut self.act.bought, &mut self.touched.bought),
-            Relation::Viewed => (&mut self.act.viewed, &mut self.touched.viewed),
-        };
-        let mut count = |lists: &mut imbl::HashMap<u32, Arc<CoList>>, a: u32, b: &[u32]| {
-            touched.insert(a);
-            if add {
-                let l = Arc::make_mut(lists.entry(a).or_default());
-                for &b in b {
-                    l.add(b, cap);
-                }
-            } else if let Some(l) = lists.get_mut(&a) {
-                let l = Arc::make_mut(l);
-                for &b in b {
-                    l.remove(b);
-                }
-                if l.entries.is_empty() {
-                    lists.remove(&a);
-                }
-            }
-        };
-        // The item's own list once for all partners, then each partner's.
-        count(lists, item, partners);
-        for &other in partners {
-            count(lists, other, &[item]);
-        }
+    }
+
+    /// Put back what [`Ingest::take_items`] took, with what was applied to it.
+    pub fn restore_items(&mut self, side: ItemSide) {
+        self.act.items = side.items;
+        self.act.bought = side.bought;
+        self.act.viewed = side.viewed;
+        self.act.by_popularity = side.by_popularity;
+        self.touched.items = side.touched_items;
+        self.touched.bought = side.touched_bought;
+        self.touched.viewed = side.touched_viewed;
+        self.act.totals.sessions = side.sessions;
+        self.act.totals.baskets = side.baskets;
     }
 
     /// Put `item` into the session list of relation `rel` of user state `u`, leaving the
@@ -122,9 +132,28 @@ impl<'c> Ingest<'c> {
         Some(partners.is_empty())
     }
 
-    /// Apply one event of `user` at `ts`. `tags` are the item's tags as passed to the user
-    /// (unit L2 norm, category and price band included), empty when there is no item.
+    /// Apply one event of `user` at `ts`, both halves. `tags` are the item's tags as passed
+    /// to the user (unit L2 norm, category and price band included), empty when there is no
+    /// item.
     pub fn apply(&mut self, user: u32, ts: u64, ev: &StoredEvent, tags: &[(u32, f32)]) {
+        let mut steps = std::mem::take(&mut self.steps);
+        steps.clear();
+        self.apply_user(user, ts, ev, tags, &mut steps);
+        let cfg = self.cfg;
+        self.item_parts().apply(cfg, &steps);
+        self.steps = steps;
+    }
+
+    /// The user half of [`Ingest::apply`]: update `user`'s state, and push what the item half
+    /// needs onto `steps` (nothing for an event that touches no item).
+    pub fn apply_user(
+        &mut self,
+        user: u32,
+        ts: u64,
+        ev: &StoredEvent,
+        tags: &[(u32, f32)],
+        steps: &mut Steps,
+    ) {
         let cfg = self.cfg;
         let w = weight(&ev.kind, cfg);
         let t = &mut self.act.totals;
@@ -137,83 +166,48 @@ impl<'c> Ingest<'c> {
         // published snapshot; later ones in the batch update it in place.
         let u = Arc::make_mut(self.act.users.entry(user).or_default());
         u.touch(interest, ts, cfg.max_recent_items, cfg.max_seen_items);
-        let mut viewed = None;
-        let mut bought = None;
-        if let Some(item) = interest {
-            u.add_tags(tags, w, ts, cfg.user_half_life_secs(), cfg.max_derived_tags);
-            let with = &mut self.viewed_with;
-            viewed = Self::join_session(u, Relation::Viewed, key, ts, item, cfg, with);
-            if let StoredKind::Purchase { qty, price } = ev.kind {
-                u.last_order = u.last_order.max(ts);
-                u.spend += f64::from(qty) * f64::from(price);
-                super::user::insert_sorted(&mut u.purchased, item, cfg.max_seen_items);
-                let with = &mut self.bought_with;
-                bought = Self::join_session(u, Relation::Bought, key, ts, item, cfg, with);
-                if let Some(new_basket) = bought {
-                    if new_basket {
-                        u.orders += 1;
-                        u.last_basket.clear();
-                    }
-                    if u.last_basket.len() < cfg.session_window.max(1) {
-                        u.last_basket.push(item);
-                    }
-                }
-            }
-        }
         let Some(item) = interest else {
-            if let StoredKind::Impression { items, .. } = &ev.kind {
-                for &i in items {
-                    self.stats(i).impressions += 1;
-                }
+            if let StoredKind::Impression { .. } = &ev.kind {
+                steps.steps.push(Step {
+                    item: 0,
+                    ts,
+                    w,
+                    kind: ev.kind.clone(),
+                    viewed: None,
+                    bought: None,
+                });
             }
             return;
         };
-        let half_life = cfg.popularity_half_life_secs();
-        let s = self.stats(item);
-        match ev.kind {
-            StoredKind::View => s.views += 1,
-            StoredKind::Click => s.clicks += 1,
-            StoredKind::Favourite => s.favourites += 1,
-            StoredKind::Cart => s.carts += 1,
-            StoredKind::Purchase { qty, price } => {
-                s.orders += 1;
-                s.units += u64::from(qty);
-                s.revenue += f64::from(qty) * f64::from(price);
-            }
-            StoredKind::Rating(x) => {
-                s.ratings += 1;
-                s.rating_sum += f64::from(x);
-            }
-            StoredKind::Review => s.reviews += 1,
-            StoredKind::Search(_) | StoredKind::Impression { .. } => {}
-        }
-        s.sessions += u32::from(viewed.is_some());
-        s.baskets += u32::from(bought.is_some());
-        let before = s.popularity_key(half_life);
-        s.add_popularity(w.max(0.0), ts, half_life);
-        let after = s.popularity_key(half_life);
-        if before != after {
-            if let Some(k) = before {
-                self.act.by_popularity.remove(&(k, item));
-            }
-            if let Some(k) = after {
-                self.act.by_popularity.insert((k, item));
+        u.add_tags(tags, w, ts, cfg.user_half_life_secs(), cfg.max_derived_tags);
+        let with = &mut self.with;
+        let viewed = Self::join_session(u, Relation::Viewed, key, ts, item, cfg, with)
+            .map(|new| (new, steps.push_partners(with)));
+        let mut bought = None;
+        if let StoredKind::Purchase { qty, price } = ev.kind {
+            u.last_order = u.last_order.max(ts);
+            u.spend += f64::from(qty) * f64::from(price);
+            super::user::insert_sorted(&mut u.purchased, item, cfg.max_seen_items);
+            bought = Self::join_session(u, Relation::Bought, key, ts, item, cfg, with)
+                .map(|new| (new, steps.push_partners(with)));
+            if let Some((new_basket, _)) = bought {
+                if new_basket {
+                    u.orders += 1;
+                    u.last_basket.clear();
+                }
+                if u.last_basket.len() < cfg.session_window.max(1) {
+                    u.last_basket.push(item);
+                }
             }
         }
-        let t = &mut self.act.totals;
-        t.sessions += u64::from(viewed == Some(true));
-        t.baskets += u64::from(bought == Some(true));
-        // The scratch lists go out and back so `pair` can borrow the whole state.
-        if viewed.is_some() {
-            let with = std::mem::take(&mut self.viewed_with);
-            self.pair(Relation::Viewed, item, &with, true);
-            self.viewed_with = with;
-        }
-        if bought.is_some() {
-            let with = std::mem::take(&mut self.bought_with);
-            self.pair(Relation::Bought, item, &with, true);
-            self.bought_with = with;
-        }
+        steps.steps.push(Step {
+            item,
+            ts,
+            w,
+            kind: ev.kind.clone(),
+            viewed,
+            bought,
+        });
     }
 
     /// Remove user `user` and take back what their events added to co-occurrence: `events`
@@ -222,6 +216,7 @@ impl<'c> Ingest<'c> {
     /// (views, sales, popularity) are shop figures, not personal data, and stay.
     pub fn forget_user(&mut self, user: u32, events: &[(u64, StoredEvent)]) {
         let cfg = self.cfg;
+        let mut side = self.item_parts();
         let mut scratch = UserState::default();
         let mut with = Vec::new();
         for (ts, ev) in events {
@@ -233,25 +228,23 @@ impl<'c> Ingest<'c> {
             if let Some(new_session) =
                 Self::join_session(session, Relation::Viewed, key, *ts, item, cfg, &mut with)
             {
-                let s = self.stats(item);
+                let s = side.stats(item);
                 s.sessions = s.sessions.saturating_sub(1);
                 if new_session {
-                    let t = &mut self.act.totals;
-                    t.sessions = t.sessions.saturating_sub(1);
+                    *side.sessions = side.sessions.saturating_sub(1);
                 }
-                self.pair(Relation::Viewed, item, &with, false);
+                side.pair(cfg, Relation::Viewed, item, &with, false);
             }
             if ev.kind.is_purchase() {
                 if let Some(new_basket) =
                     Self::join_session(session, Relation::Bought, key, *ts, item, cfg, &mut with)
                 {
-                    let s = self.stats(item);
+                    let s = side.stats(item);
                     s.baskets = s.baskets.saturating_sub(1);
                     if new_basket {
-                        let t = &mut self.act.totals;
-                        t.baskets = t.baskets.saturating_sub(1);
+                        *side.baskets = side.baskets.saturating_sub(1);
                     }
-                    self.pair(Relation::Bought, item, &with, false);
+                    side.pair(cfg, Relation::Bought, item, &with, false);
                 }
             }
         }

@@ -24,6 +24,7 @@
 pub(crate) mod checkpoint;
 pub mod cooccur;
 pub(crate) mod ingest;
+pub(crate) mod ingest_items;
 pub mod item;
 pub(crate) mod log;
 pub mod segments;
