@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 
-use crate::activity::checkpoint::{Background, Unsaved};
+use crate::activity::background::Background;
+use crate::activity::checkpoint::Unsaved;
 use crate::codec::{self, Kind};
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
@@ -172,12 +173,19 @@ impl Store {
             }
             Some(v) => {
                 let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
-                if found == 1 {
-                    // Format 2 only adds the chunked event log and the journal; format-1
-                    // single-event log keys stay readable. Raise the mark so that an older
-                    // binary refuses the store instead of misreading chunks.
-                    tree.insert(codec::META_FORMAT, &codec::STORE_FORMAT.to_be_bytes())?;
-                    tracing::info!("store format 1 upgraded to 2 in place");
+                if found == 1 || found == 2 {
+                    // Format 2 added the chunked event log and the journal (format-1
+                    // single-event log keys stay readable); format 3 keeps each item's
+                    // behaviour state under one key. The item state is rewritten and the mark
+                    // raised in one batch, so an older binary refuses the store instead of
+                    // misreading it.
+                    let items = crate::activity::reload::upgrade(&tree, codec::STORE_FORMAT)?;
+                    tracing::info!(
+                        from = found,
+                        to = codec::STORE_FORMAT,
+                        items,
+                        "store format upgraded in place"
+                    );
                 } else if found != codec::STORE_FORMAT {
                     return Err(Error::IncompatibleStore {
                         dir,
@@ -215,7 +223,7 @@ impl Store {
             delta = delta.changed(),
             "store opened"
         );
-        let activity = crate::activity::checkpoint::load(&tree, &config)?;
+        let activity = crate::activity::reload::load(&tree, &config)?;
         let snapshot = Snapshot {
             segment,
             delta,

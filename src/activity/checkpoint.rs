@@ -1,11 +1,11 @@
-//! Writing the behaviour state to sled (a *checkpoint*) and loading it back on open.
+//! Writing the behaviour state to sled (a *checkpoint*). Loading it back on open is in
+//! [`super::reload`]; running a checkpoint off the writer's thread in [`super::background`].
 //!
-//! | key                                   | value                              |
-//! |---------------------------------------|------------------------------------|
-//! | `A` user (u32 BE)                     | `VERSION ++ bincode(UserState)`    |
-//! | `S` item (u32 BE)                     | `VERSION ++ bincode(ItemStats)`    |
-//! | `CB` / `CV` item (u32 BE)             | `VERSION ++ bincode(CoList)`       |
-//! | `Mactivity`                           | `VERSION ++ bincode(Totals)`       |
+//! | key                   | value                              |
+//! |-----------------------|------------------------------------|
+//! | `A` user (u32 BE)     | `VERSION ++ bincode(UserState)`    |
+//! | `B` item (u32 BE)     | `VERSION ++ bincode(ItemRecord)`   |
+//! | `Mactivity`           | `VERSION ++ bincode(Totals)`       |
 //!
 //! **Why checkpoints.** Writing every touched state value with every event batch cost about
 //! three sled keys per event, which bounded ingestion at about 40k events/s. Instead, an event
@@ -19,34 +19,54 @@
 //! and when the last store handle closes. So at any durable point the journal names only event
 //! batches recorded since the checkpoint, against the item rows still stored, and replaying
 //! them in arrival order on open reproduces the state bit for bit (`tests/recovery_journal.rs`).
+//!
+//! **One key per item.** An item's statistics and its two co-occurrence lists change
+//! together (an event on an item counts it and pairs it with its session), so they are one
+//! value: a checkpoint writes about half as many sled keys as with a key for each, and sled's
+//! cost is mostly per key. Store format 2 and older kept them apart (`S` item, `CB`/`CV` item).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use sled::Batch;
 
-use super::{log, Activity, CoList, ItemStats, Relation, UserState};
+use super::{log, Activity, CoList, ItemStats};
 use crate::codec;
-use crate::config::Config;
-use crate::error::Result;
 
 /// Meta key of the [`super::Totals`].
 pub(crate) const META_ACTIVITY: &[u8] = b"Mactivity";
+/// Prefix of the user records.
+pub(crate) const USER_PREFIX: u8 = b'A';
+/// Prefix of the item records.
+pub(crate) const ITEM_PREFIX: u8 = b'B';
 
-fn id_key(prefix: u8, id: u32) -> [u8; 5] {
+/// The key of record `id` under `prefix`.
+pub(crate) fn id_key(prefix: u8, id: u32) -> [u8; 5] {
     let mut k = [prefix, 0, 0, 0, 0];
     k[1..].copy_from_slice(&id.to_be_bytes());
     k
 }
 
-fn list_key(rel: Relation, id: u32) -> [u8; 6] {
-    let rel = match rel {
-        Relation::Bought => b'B',
-        Relation::Viewed => b'V',
-    };
-    let mut k = [b'C', rel, 0, 0, 0, 0];
-    k[2..].copy_from_slice(&id.to_be_bytes());
-    k
+/// Everything behaviour keeps about one item: the value under its `B` key.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+pub(crate) struct ItemRecord {
+    pub stats: Option<ItemStats>,
+    pub bought: Option<CoList>,
+    pub viewed: Option<CoList>,
+}
+
+/// [`ItemRecord`] borrowed from the state, to encode without copying it (same bytes).
+#[derive(Serialize)]
+pub(crate) struct ItemRecordRef<'a> {
+    pub stats: Option<&'a ItemStats>,
+    pub bought: Option<&'a CoList>,
+    pub viewed: Option<&'a CoList>,
+}
+
+impl ItemRecordRef<'_> {
+    fn is_empty(&self) -> bool {
+        self.stats.is_none() && self.bought.is_none() && self.viewed.is_none()
+    }
 }
 
 /// The ids whose behaviour state changed.
@@ -107,155 +127,48 @@ impl Unsaved {
     }
 }
 
-/// The ids in `a` or `b`, each once.
-fn union<'a>(a: &'a HashSet<u32>, b: &'a HashSet<u32>) -> impl Iterator<Item = u32> + 'a {
-    a.iter().chain(b.difference(a)).copied()
+/// The ids in any of `sets`, sorted, each once (sorted keys are cheapest for sled).
+fn ids<'a>(sets: impl IntoIterator<Item = &'a HashSet<u32>>) -> Vec<u32> {
+    let mut out: Vec<u32> = sets.into_iter().flatten().copied().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Write the current value (or removal) of every id in `touched` and in `unsaved.touched`,
 /// remove `unsaved`'s journal entries and write the totals, all into `batch`.
 pub(crate) fn write(act: &Activity, touched: &Touched, unsaved: &Unsaved, batch: &mut Batch) {
     let old = &unsaved.touched;
-    for u in union(&touched.users, &old.users) {
-        let k = id_key(b'A', u);
+    for u in ids([&touched.users, &old.users]) {
+        let k = id_key(USER_PREFIX, u);
         match act.users.get(&u) {
             Some(s) => batch.insert(&k, codec::encode(&**s)),
             None => batch.remove(&k),
         }
     }
-    for i in union(&touched.items, &old.items) {
-        // Item statistics are never removed: they are shop figures, kept when a user goes.
-        if let Some(s) = act.items.get(&i) {
-            batch.insert(&id_key(b'S', i), codec::encode(&**s));
-        }
-    }
-    for (rel, lists, new_ids, old_ids) in [
-        (Relation::Bought, &act.bought, &touched.bought, &old.bought),
-        (Relation::Viewed, &act.viewed, &touched.viewed, &old.viewed),
-    ] {
-        for i in union(new_ids, old_ids) {
-            let k = list_key(rel, i);
-            match lists.get(&i) {
-                Some(l) => batch.insert(&k, codec::encode(&**l)),
-                None => batch.remove(&k),
-            }
+    let items = ids([
+        &touched.items,
+        &old.items,
+        &touched.bought,
+        &old.bought,
+        &touched.viewed,
+        &old.viewed,
+    ]);
+    for i in items {
+        let record = ItemRecordRef {
+            stats: act.items.get(&i).map(|s| &**s),
+            bought: act.bought.get(&i).map(|l| &**l),
+            viewed: act.viewed.get(&i).map(|l| &**l),
+        };
+        let k = id_key(ITEM_PREFIX, i);
+        if record.is_empty() {
+            batch.remove(&k);
+        } else {
+            batch.insert(&k, codec::encode(&record));
         }
     }
     for &seq in &unsaved.journal {
         log::remove_journal(batch, seq);
     }
     batch.insert(META_ACTIVITY, codec::encode(&act.totals));
-}
-
-/// Load the checkpointed behaviour state from sled (on open; the journal is replayed after).
-pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
-    let mut act = Activity::default();
-    if let Some(v) = tree.get(META_ACTIVITY)? {
-        act.totals = codec::decode(META_ACTIVITY, &v)?;
-    }
-    for kv in tree.scan_prefix(b"A") {
-        let (k, v) = kv?;
-        let state: UserState = codec::decode(&k, &v)?;
-        act.users.insert(codec::record_key_id(&k)?, Arc::new(state));
-    }
-    for kv in tree.scan_prefix(b"S") {
-        let (k, v) = kv?;
-        let stats: ItemStats = codec::decode(&k, &v)?;
-        let id = codec::record_key_id(&k)?;
-        if let Some(key) = stats.popularity_key(cfg.popularity_half_life_secs()) {
-            act.by_popularity.insert((key, id));
-        }
-        act.items.insert(id, Arc::new(stats));
-    }
-    for kv in tree.scan_prefix(b"C") {
-        let (k, v) = kv?;
-        let list: CoList = codec::decode(&k, &v)?;
-        let id = codec::decode_u32(&k, k.get(2..))?;
-        match k.get(1) {
-            Some(b'B') => act.bought.insert(id, Arc::new(list)),
-            Some(b'V') => act.viewed.insert(id, Arc::new(list)),
-            _ => return Err(codec::corrupt(&k, "unknown co-occurrence relation")),
-        };
-    }
-    Ok(act)
-}
-
-/// The checkpoint that the event count triggered, written on its own thread so the write call
-/// that crossed the threshold does not wait for it. At most one runs; the writer settles it
-/// before any checkpoint of its own (a forced one must not land before an older one) and
-/// before a backup reads sled. It keeps a copy of the ids it writes, to hand back on failure.
-#[derive(Debug, Default)]
-pub(crate) struct Background(Option<(std::thread::JoinHandle<Result<()>>, Unsaved)>);
-
-impl Background {
-    /// Whether one is still running.
-    pub fn busy(&self) -> bool {
-        self.0.as_ref().is_some_and(|(h, _)| !h.is_finished())
-    }
-
-    /// Write `unsaved` from `act` on a new thread. Journal batches may go on meanwhile: they
-    /// touch only log and journal keys, and the checkpoint removes only its own entries.
-    /// Hands `unsaved` back if no thread could be started.
-    pub fn start(
-        &mut self,
-        tree: sled::Tree,
-        act: Activity,
-        mut unsaved: Unsaved,
-    ) -> Option<Unsaved> {
-        // One that finished since the writer last looked: if it failed, this one writes its
-        // ids (from the newer state) and removes its journal entries too.
-        self.settle(&mut unsaved);
-        tracing::debug!(
-            events = unsaved.events,
-            batches = unsaved.journal.len(),
-            users = unsaved.touched.users.len(),
-            items = unsaved.touched.items.len(),
-            "checkpoint started in the background"
-        );
-        let copy = unsaved.clone();
-        let run = move || -> Result<()> {
-            let mut batch = Batch::default();
-            write(&act, &Touched::default(), &unsaved, &mut batch);
-            Ok(tree.apply_batch(batch)?)
-        };
-        match std::thread::Builder::new()
-            .name("recostore-checkpoint".into())
-            .spawn(run)
-        {
-            Ok(h) => {
-                self.0 = Some((h, copy));
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not start a checkpoint thread; retrying later");
-                Some(copy)
-            }
-        }
-    }
-
-    /// Wait for the running checkpoint, if any. If it failed (or panicked), it wrote nothing
-    /// (one atomic batch), so its ids and journal entries go back into `into` for the next one.
-    pub fn settle(&mut self, into: &mut Unsaved) {
-        let Some((h, copy)) = self.0.take() else {
-            return;
-        };
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "background checkpoint failed; the next one writes its state");
-                into.absorb(copy);
-            }
-            Err(_) => {
-                tracing::error!("background checkpoint panicked; the next one writes its state");
-                into.absorb(copy);
-            }
-        }
-    }
-
-    /// Collect a finished checkpoint without waiting.
-    pub fn reap(&mut self, into: &mut Unsaved) {
-        if self.0.as_ref().is_some_and(|(h, _)| h.is_finished()) {
-            self.settle(into);
-        }
-    }
 }

@@ -9,7 +9,9 @@
 //! * [`ingest`] — applying a batch of events (or un-applying a deleted user's).
 //! * [`log`] — the durable event log (per-user chunks) and the journal of event batches whose
 //!   state is not yet checkpointed.
-//! * [`checkpoint`] — writing the state to sled now and then, and loading it on open.
+//! * [`checkpoint`] — writing the state to sled now and then (and its layout);
+//!   [`background`] runs the periodic one on its own thread; [`reload`] loads it on open and
+//!   upgrades older layouts.
 //! * [`segments`] — RFM scores and lifecycle stages, computed on read.
 //!
 //! All of it is held in persistent maps (`imbl`: O(1) clone, O(log n) update) inside the
@@ -21,12 +23,14 @@
 //! (not the wall clock). A live shop's newest event is "now"; a replayed history from 2011
 //! behaves as it did then. Queries can override it.
 
+pub(crate) mod background;
 pub(crate) mod checkpoint;
 pub mod cooccur;
 pub(crate) mod ingest;
 pub(crate) mod ingest_items;
 pub mod item;
 pub(crate) mod log;
+pub(crate) mod reload;
 pub mod segments;
 pub mod user;
 
