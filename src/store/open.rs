@@ -1,0 +1,261 @@
+//! Opening a store: sled, the format mark (and upgrades), the segment (repaired from sled if
+//! it is missing or damaged), the delta from the dirty log, the behaviour state and the
+//! journal replay.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::{Inner, Store, Writer};
+use crate::activity::background::Background;
+use crate::activity::checkpoint::Unsaved;
+use crate::codec;
+use crate::config::{Config, Durability};
+use crate::error::{Error, Result};
+use crate::rebuild;
+use crate::segment::{self, Segment};
+use crate::snapshot::Snapshot;
+use crate::write::{Counters, PassedTags};
+
+fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
+    match tree.get(key)? {
+        None => Ok(0),
+        Some(v) if v.len() == 4 => Ok(u64::from(codec::decode_u32(key, Some(&v))?)),
+        Some(v) => codec::decode_u64(key, &v),
+    }
+}
+
+/// How long `open` keeps retrying a locked database before reporting [`Error::Locked`].
+/// Dropping a `Store` releases sled's file lock only once sled's flusher thread has wound down,
+/// which can lag the drop by a few milliseconds; a close-then-reopen in one process must not fail
+/// on that.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
+    let flush_ms = match config.durability {
+        Durability::GroupCommit { ms } => ms.max(1),
+        Durability::Immediate => 500,
+    };
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(config.cache_capacity_bytes)
+            .flush_every_ms(Some(flush_ms))
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(ref io))
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(Error::Locked {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(other) => return Err(Error::Durable(other)),
+        }
+    }
+}
+
+/// Check the store's format mark: write it on a new store, upgrade an older store in place,
+/// refuse a newer one.
+fn check_format(tree: &sled::Tree, dir: &Path) -> Result<()> {
+    match tree.get(codec::META_FORMAT)? {
+        None => {
+            tree.insert(codec::META_FORMAT, &codec::STORE_FORMAT.to_be_bytes())?;
+        }
+        Some(v) => {
+            let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
+            if found == 1 || found == 2 {
+                // Format 2 added the chunked event log and the journal (format-1
+                // single-event log keys stay readable); format 3 keeps each item's
+                // behaviour state under one key. The item state is rewritten and the mark
+                // raised in one batch, so an older binary refuses the store instead of
+                // misreading it.
+                let items = crate::activity::reload::upgrade(tree, codec::STORE_FORMAT)?;
+                tracing::info!(
+                    from = found,
+                    to = codec::STORE_FORMAT,
+                    items,
+                    "store format upgraded in place"
+                );
+            } else if found != codec::STORE_FORMAT {
+                return Err(Error::IncompatibleStore {
+                    dir: dir.to_path_buf(),
+                    found,
+                    expected: codec::STORE_FORMAT,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` with default [`Config`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, Config::default())
+    }
+
+    /// Open (or create) the store in `dir`.
+    ///
+    /// Only one `Store` may have a directory open; if another holds it, this waits up to 2 s
+    /// for it to close (a drop releases sled's lock a moment later) and then fails with
+    /// [`Error::Locked`].
+    ///
+    /// Recovery: the segment named by sled's meta is mapped and validated; if it is missing or
+    /// damaged it is rebuilt from sled (unless `config.repair_segments` is off, then
+    /// [`Error::CorruptSegment`]). Writes newer than the segment are replayed from sled's dirty
+    /// log into the delta, so everything acknowledged before a crash is visible again.
+    pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir)
+            .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
+        let db = open_sled(&dir, &config)?;
+        let tree: sled::Tree = (*db).clone();
+
+        check_format(&tree, &dir)?;
+        let counters = Counters {
+            next_item: meta_u64(&tree, codec::META_NEXT_ITEM)? as u32,
+            next_user: meta_u64(&tree, codec::META_NEXT_USER)? as u32,
+            next_tag: meta_u64(&tree, codec::META_NEXT_TAG)? as u32,
+            seq: meta_u64(&tree, codec::META_SEQ)?,
+        };
+        let generation = meta_u64(&tree, codec::META_GENERATION)?;
+        let segment = Arc::new(Self::recover_segment(
+            &tree,
+            &seg_dir,
+            generation,
+            counters.seq,
+            &config,
+        )?);
+        if segment.generation() != generation {
+            // Record the repaired generation and drop dirty entries it already contains.
+            tree.insert(codec::META_GENERATION, &segment.generation().to_be_bytes())?;
+            db.flush()?;
+            rebuild::clean_dirty_log(&tree, segment.data().max_seq.to_native())?;
+        }
+        remove_stray_files(&seg_dir, segment.generation());
+        let delta = rebuild::delta_from_dirty_log(&tree, &segment)?;
+        tracing::info!(
+            dir = %dir.display(),
+            generation = segment.generation(),
+            delta = delta.changed(),
+            "store opened"
+        );
+        let activity = crate::activity::reload::load(&tree, &config)?;
+        let snapshot = Snapshot {
+            segment,
+            delta,
+            seq: counters.seq,
+            activity,
+        };
+        let plugins = crate::plugin::Plugins::new(config.plugins.clone());
+        plugins.attach(tree.clone())?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                dir,
+                seg_dir,
+                db,
+                tree,
+                snapshot: ArcSwap::from_pointee(snapshot),
+                writer: Mutex::new(Writer {
+                    counters,
+                    unsaved: Unsaved::default(),
+                    passed: PassedTags::new(),
+                    background: Background::default(),
+                }),
+                rebuild_lock: Mutex::new(()),
+                rebuild_running: AtomicBool::new(false),
+                rebuild_thread: Mutex::new(None),
+                plugins,
+                latency: crate::metrics::Histogram::default(),
+                users_matrix: arc_swap::ArcSwapOption::empty(),
+                history: arc_swap::ArcSwapOption::empty(),
+                config,
+            }),
+        };
+        store.replay_journal()?;
+        Ok(store)
+    }
+
+    fn recover_segment(
+        tree: &sled::Tree,
+        seg_dir: &Path,
+        generation: u64,
+        seq: u64,
+        config: &Config,
+    ) -> Result<Segment> {
+        if generation > 0 {
+            let path = seg_dir.join(segment::file::file_name(generation));
+            match Segment::open(&path, config.segment_verify) {
+                Ok(s) => return Ok(rebuild::attach_neighbours(s, seg_dir, config)),
+                Err(e @ (Error::CorruptSegment { .. } | Error::Io { .. }))
+                    if config.repair_segments =>
+                {
+                    tracing::warn!(error = %e, "segment unusable; rebuilding it from the durable records");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Pick a generation above every file present, so the repair never collides with one.
+        let next = highest_generation_on_disk(seg_dir).max(generation) + 1;
+        let data = rebuild::from_sled(tree, next, seq)?;
+        rebuild::publish(seg_dir, &data, config)
+    }
+
+    /// Re-apply the event batches the journal names (recorded after the last checkpoint, before
+    /// a crash), in arrival order, and checkpoint the result.
+    fn replay_journal(&self) -> Result<()> {
+        let (events, entries) = crate::activity::log::read_journal(&self.inner.tree)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            batches = entries.len(),
+            events = events.len(),
+            "replaying the event journal"
+        );
+        self.write(|p| p.replay(events, &entries))
+    }
+}
+
+fn highest_generation_on_disk(seg_dir: &Path) -> u64 {
+    std::fs::read_dir(seg_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(segment::file::parse_file_name)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Delete segment and neighbour files other than generation `keep`'s (older generations, unfinished temporaries). A file
+/// still mapped by this process cannot exist here: this runs before any snapshot is shared.
+fn remove_stray_files(seg_dir: &Path, keep: u64) {
+    for e in std::fs::read_dir(seg_dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let current = segment::file::parse_file_name(&name) == Some(keep)
+            || name == segment::neighbours::file_name(keep);
+        if !current && (name.ends_with(".seg") || name.ends_with(".nbr") || name.ends_with(".tmp"))
+        {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!(file = %name, error = %err, "could not remove stale segment file");
+            }
+        }
+    }
+}
