@@ -73,18 +73,14 @@ impl ItemRecordRef<'_> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Touched {
     pub users: HashSet<u32>,
+    /// Items whose statistics or co-occurrence lists changed (one record each).
     pub items: HashSet<u32>,
-    pub bought: HashSet<u32>,
-    pub viewed: HashSet<u32>,
 }
 
 impl Touched {
     /// Whether nothing is in it.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-            && self.items.is_empty()
-            && self.bought.is_empty()
-            && self.viewed.is_empty()
+        self.users.is_empty() && self.items.is_empty()
     }
 
     /// Add `other`'s ids.
@@ -92,8 +88,6 @@ impl Touched {
         for (mine, theirs) in [
             (&mut self.users, other.users),
             (&mut self.items, other.items),
-            (&mut self.bought, other.bought),
-            (&mut self.viewed, other.viewed),
         ] {
             if mine.is_empty() {
                 *mine = theirs;
@@ -146,15 +140,7 @@ pub(crate) fn write(act: &Activity, touched: &Touched, unsaved: &Unsaved, batch:
             None => batch.remove(&k),
         }
     }
-    let items = ids([
-        &touched.items,
-        &old.items,
-        &touched.bought,
-        &old.bought,
-        &touched.viewed,
-        &old.viewed,
-    ]);
-    for i in items {
+    for i in ids([&touched.items, &old.items]) {
         let record = ItemRecordRef {
             stats: act.items.get(&i).map(|s| &**s),
             bought: act.bought.get(&i).map(|l| &**l),

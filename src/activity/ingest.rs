@@ -64,8 +64,6 @@ impl<'c> Ingest<'c> {
             viewed: &mut a.viewed,
             by_popularity: &mut a.by_popularity,
             touched_items: &mut t.items,
-            touched_bought: &mut t.bought,
-            touched_viewed: &mut t.viewed,
             sessions: &mut a.totals.sessions,
             baskets: &mut a.totals.baskets,
         }
@@ -81,8 +79,6 @@ impl<'c> Ingest<'c> {
             viewed: std::mem::take(&mut self.act.viewed),
             by_popularity: std::mem::take(&mut self.act.by_popularity),
             touched_items: std::mem::take(&mut t.items),
-            touched_bought: std::mem::take(&mut t.bought),
-            touched_viewed: std::mem::take(&mut t.viewed),
             sessions: self.act.totals.sessions,
             baskets: self.act.totals.baskets,
         }
@@ -95,8 +91,6 @@ impl<'c> Ingest<'c> {
         self.act.viewed = side.viewed;
         self.act.by_popularity = side.by_popularity;
         self.touched.items = side.touched_items;
-        self.touched.bought = side.touched_bought;
-        self.touched.viewed = side.touched_viewed;
         self.act.totals.sessions = side.sessions;
         self.act.totals.baskets = side.baskets;
     }

@@ -69,9 +69,8 @@ pub(crate) struct ItemSide {
     pub bought: imbl::HashMap<u32, Arc<CoList>>,
     pub viewed: imbl::HashMap<u32, Arc<CoList>>,
     pub by_popularity: imbl::OrdSet<(u64, u32)>,
+    /// Items whose statistics or lists changed.
     pub touched_items: HashSet<u32>,
-    pub touched_bought: HashSet<u32>,
-    pub touched_viewed: HashSet<u32>,
     /// `Totals::sessions` and `Totals::baskets`.
     pub sessions: u64,
     pub baskets: u64,
@@ -86,8 +85,6 @@ impl ItemSide {
             viewed: &mut self.viewed,
             by_popularity: &mut self.by_popularity,
             touched_items: &mut self.touched_items,
-            touched_bought: &mut self.touched_bought,
-            touched_viewed: &mut self.touched_viewed,
             sessions: &mut self.sessions,
             baskets: &mut self.baskets,
         }
@@ -102,8 +99,6 @@ pub(crate) struct ItemParts<'a> {
     pub viewed: &'a mut imbl::HashMap<u32, Arc<CoList>>,
     pub by_popularity: &'a mut imbl::OrdSet<(u64, u32)>,
     pub touched_items: &'a mut HashSet<u32>,
-    pub touched_bought: &'a mut HashSet<u32>,
-    pub touched_viewed: &'a mut HashSet<u32>,
     pub sessions: &'a mut u64,
     pub baskets: &'a mut u64,
 }
@@ -122,9 +117,10 @@ impl ItemParts<'_> {
             return;
         }
         let cap = cfg.cooccurrence_per_item.max(1);
-        let (lists, touched) = match rel {
-            Relation::Bought => (&mut *self.bought, &mut *self.touched_bought),
-            Relation::Viewed => (&mut *self.viewed, &mut *self.touched_viewed),
+        let touched = &mut *self.touched_items;
+        let lists = match rel {
+            Relation::Bought => &mut *self.bought,
+            Relation::Viewed => &mut *self.viewed,
         };
         let mut count = |lists: &mut imbl::HashMap<u32, Arc<CoList>>, a: u32, b: &[u32]| {
             touched.insert(a);

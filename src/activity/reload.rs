@@ -139,8 +139,6 @@ mod tests {
         Touched {
             users: users.iter().copied().collect(),
             items: items.iter().copied().collect(),
-            bought: items.iter().copied().collect(),
-            viewed: items.iter().copied().collect(),
         }
     }
 
