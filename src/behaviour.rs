@@ -33,16 +33,6 @@ pub(crate) const PARALLEL_EVENTS: usize = 2_048;
 /// Events whose item halves go to that thread at a time.
 const STEPS_PER_HANDOVER: usize = 256;
 
-/// The ids one call has resolved, by name. Events repeat their users and items, and a flat
-/// table answers a repeat faster than the persistent maps behind `Pending::user_id` (a
-/// chain of pointer hops per name). Nothing it holds can change within a call: users are
-/// only created by it, and items are not written by it.
-#[derive(Default)]
-struct Resolved<'e> {
-    users: HashMap<&'e str, u32>,
-    items: HashMap<&'e str, u32>,
-}
-
 /// Per [`Store::record_events_once`] call: each user's already-logged events, by time.
 type LoggedBefore = HashMap<u32, HashMap<u64, Vec<Event>>>;
 
@@ -50,7 +40,7 @@ impl Pending<'_> {
     /// The item's tags plus its category and price band (unless it has such tags already),
     /// scaled to unit L2 norm so every event adds the same total weight whatever the item.
     fn passed_tags(&mut self, item: u32) -> Result<Arc<Vec<(u32, f32)>>> {
-        if let Some(t) = self.passed.get(&item) {
+        if let Some(t) = self.carried.passed.get(&item) {
             return Ok(t.clone());
         }
         let (tags, category, price) = match self.delta.items.get(&item) {
@@ -75,7 +65,7 @@ impl Pending<'_> {
         };
         let tags = passed_tags(tags, &category, price, named, |n| self.tag_id(n).map(Some))?;
         let tags = Arc::new(tags);
-        self.passed.insert(item, tags.clone());
+        self.carried.passed.insert(item, tags.clone());
         Ok(tags)
     }
 
@@ -158,9 +148,8 @@ impl Pending<'_> {
         steps: &mut Steps,
         mut hand_over: impl FnMut(&mut Steps),
     ) -> Result<()> {
-        let mut known = Resolved::default();
         for (i, e) in events.iter().enumerate() {
-            self.record(i, e, steps, &mut known)?;
+            self.record(i, e, steps)?;
             if steps.len() >= STEPS_PER_HANDOVER {
                 hand_over(steps);
             }
@@ -170,23 +159,17 @@ impl Pending<'_> {
 
     /// Stage one event: its log entry and the user half of its effect on the behaviour state
     /// (the item half goes onto `steps`).
-    fn record<'e>(
-        &mut self,
-        index: usize,
-        ev: &'e Event,
-        steps: &mut Steps,
-        known: &mut Resolved<'e>,
-    ) -> Result<()> {
-        let user = match known.users.get(ev.user.as_str()) {
+    fn record(&mut self, index: usize, ev: &Event, steps: &mut Steps) -> Result<()> {
+        let user = match self.carried.users.get(ev.user.as_str()) {
             Some(&u) => u,
             None => {
                 let u = self.ensure_user(&ev.user)?;
-                known.users.insert(&ev.user, u);
+                self.carried.users.insert(ev.user.as_str().into(), u);
                 u
             }
         };
         let item = match &ev.item {
-            Some(name) => Some(match known.items.get(name.as_str()) {
+            Some(name) => Some(match self.carried.items.get(name.as_str()) {
                 Some(&i) => i,
                 None => {
                     let i = self.live_item(name).ok_or_else(|| Error::InvalidEvent {
@@ -197,7 +180,7 @@ impl Pending<'_> {
                             display_id(name)
                         ),
                     })?;
-                    known.items.insert(name, i);
+                    self.carried.items.insert(name.as_str().into(), i);
                     i
                 }
             }),

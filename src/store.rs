@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::model::{self, Item, User};
 use crate::rebuild;
 use crate::snapshot::Snapshot;
-use crate::write::{Counters, PassedTags, Pending};
+use crate::write::{Carried, Counters, Pending};
 
 /// An open recommendation store. Cheap to share: it is `Send + Sync`; put it in an `Arc` and
 /// use it from every request thread. Reads never block; writes are serialised internally.
@@ -55,7 +55,7 @@ pub(crate) struct Inner {
 struct Writer {
     counters: Counters,
     unsaved: Unsaved,
-    passed: PassedTags,
+    carried: Carried,
     background: Background,
 }
 
@@ -249,7 +249,7 @@ impl Store {
             let w = &mut *writer;
             w.background.reap(&mut w.unsaved);
             let mut p = Pending::new(&base, w.counters, &inner.config);
-            p.passed = std::mem::take(&mut w.passed);
+            p.carried = std::mem::take(&mut w.carried);
             stage(&mut p)?;
             if p.must_checkpoint() {
                 // An older checkpoint must land first, or its values would overwrite newer ones.
@@ -257,10 +257,10 @@ impl Store {
             }
             let mut staged = p.finish(&w.unsaved, w.background.busy());
             if staged.is_noop(&writer.counters) {
-                writer.passed = std::mem::take(&mut staged.passed);
+                writer.carried = std::mem::take(&mut staged.carried);
                 return Ok(());
             }
-            let passed = std::mem::take(&mut staged.passed);
+            let carried = std::mem::take(&mut staged.carried);
             let next = staged.counters;
             let delta = staged.delta;
             inner.tree.apply_batch(staged.batch)?;
@@ -269,7 +269,7 @@ impl Store {
             // reuse its ids and sequence numbers).
             writer.counters = next;
             writer.unsaved.applied(staged.saved);
-            writer.passed = passed;
+            writer.carried = carried;
             let changed = delta.changed();
             let activity = staged.activity.unwrap_or_else(|| base.activity.clone());
             if staged.background {

@@ -46,16 +46,36 @@ impl Counters {
     }
 }
 
-/// The tags each item passes on to the users who touch it (see `Pending::passed_tags`).
-/// They depend only on the item's row and the tag dictionary, so the writer keeps them from
-/// call to call until a call changes items (upserts and deletes set `Pending::checkpoint`)
-/// or the cache holds [`PASSED_TAGS_MAX`] items. A failed call drops it (it may hold tag ids
-/// that call allocated and never stored).
-pub(crate) type PassedTags = HashMap<u32, Arc<Vec<(u32, f32)>>>;
+/// What the writer keeps from call to call to spare look-ups in event batches. All of it
+/// depends only on item rows, the tag dictionary and which users exist, so it stays valid
+/// until a call changes items or deletes anything (such calls set `Pending::checkpoint`),
+/// which clears it; so does a failed call (it may hold ids that call allocated and never
+/// stored), and growing past [`CARRIED_MAX`] entries in one table.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    /// The tags each item passes on to the users who touch it (see `Pending::passed_tags`).
+    pub passed: HashMap<u32, Arc<Vec<(u32, f32)>>>,
+    /// Live users by name. Events repeat their users, and a flat table answers a repeat
+    /// several times faster than the persistent maps behind `Pending::user_id` (a chain of
+    /// pointer hops per name).
+    pub users: HashMap<Box<str>, u32>,
+    /// Live items by name, for the same reason.
+    pub items: HashMap<Box<str>, u32>,
+}
 
-/// Items whose passed-on tags the writer keeps at most (about 100 bytes each): a bound on
-/// memory, far above the items one checkpoint interval usually touches.
-const PASSED_TAGS_MAX: usize = 1 << 18;
+/// Entries the writer keeps at most in each table of [`Carried`] (about 100 bytes each): a
+/// bound on memory, far above what one checkpoint interval usually touches.
+const CARRIED_MAX: usize = 1 << 18;
+
+impl Carried {
+    fn full(&self) -> bool {
+        self.passed
+            .len()
+            .max(self.users.len())
+            .max(self.items.len())
+            > CARRIED_MAX
+    }
+}
 
 /// One write call in progress: a private copy of the delta and counters, plus the sled batch.
 /// Nothing is visible to anyone until [`Pending::commit`] hands back the new snapshot.
@@ -70,8 +90,8 @@ pub(crate) struct Pending<'a> {
     pub log: LogBatch,
     /// Set by a journal replay (see [`Pending::finish`]).
     pub replayed: bool,
-    /// Passed-on item tags, carried from call to call by the writer.
-    pub passed: PassedTags,
+    /// Look-ups carried from call to call by the writer.
+    pub carried: Carried,
     /// Whether this call must checkpoint the behaviour state (see [`checkpoint`]): set by
     /// writes that event replay depends on, or that un-apply state.
     pub checkpoint: bool,
@@ -101,8 +121,8 @@ pub(crate) struct Staged {
     pub activity: Option<Activity>,
     /// What the batch did with the behaviour state.
     pub saved: Saved,
-    /// The passed-tag cache to keep; empty after a call that changed items.
-    pub passed: PassedTags,
+    /// The look-ups to carry to the next call; empty after a call that changed items.
+    pub carried: Carried,
     /// Whether to hand everything unsaved to a background checkpoint once applied.
     pub background: bool,
 }
@@ -117,7 +137,7 @@ impl<'a> Pending<'a> {
             ingest: Ingest::new(&base.activity, config),
             log: LogBatch::default(),
             replayed: false,
-            passed: PassedTags::new(),
+            carried: Carried::default(),
             checkpoint: false,
             config,
         }
@@ -342,10 +362,10 @@ impl<'a> Pending<'a> {
             delta: self.delta,
             counters: self.counters,
             activity: changed.then_some(self.ingest.act),
-            passed: if self.checkpoint || self.passed.len() > PASSED_TAGS_MAX {
-                PassedTags::new()
+            carried: if self.checkpoint || self.carried.full() {
+                Carried::default()
             } else {
-                self.passed
+                self.carried
             },
             saved,
             background,

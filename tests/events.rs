@@ -173,3 +173,57 @@ fn deleting_a_user_forgets_them_everywhere() {
     assert_eq!(together(&s).len(), 1);
     assert_eq!(s.segment_users("buyers").unwrap(), ["eve"]);
 }
+
+/// The writer remembers names it resolved from one event batch to the next; deletes, item
+/// writes and failed batches must not leave it pointing at the wrong record.
+#[test]
+fn names_resolved_by_earlier_batches_follow_deletes_and_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.record_events(&[
+        Event::view("ann", "red-cap", DAY),
+        Event::view("bob", "socks", DAY),
+    ])
+    .unwrap();
+
+    // A deleted item is unknown to the next batch, which then stores nothing.
+    assert!(s.delete_item("red-cap").unwrap());
+    let err = s
+        .record_events(&[
+            Event::view("ann", "socks", 2 * DAY),
+            Event::view("ann", "red-cap", 2 * DAY),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(err, recostore::Error::InvalidEvent { index: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(s.user_activity("ann").unwrap().events, 1);
+
+    // A deleted user comes back as a new one, with none of the old state.
+    assert!(s.delete_user("bob").unwrap());
+    s.record_event(&Event::view("bob", "blue-shirt", 3 * DAY))
+        .unwrap();
+    let bob = s.user_activity("bob").unwrap();
+    assert_eq!(
+        (bob.events, bob.recent_items.clone()),
+        (1, vec!["blue-shirt".to_string()])
+    );
+
+    // A batch that fails after creating a user leaves no trace, and the next one creates
+    // that user properly.
+    s.record_events(&[
+        Event::view("cid", "socks", 4 * DAY),
+        Event::view("cid", "no-such-item", 4 * DAY),
+    ])
+    .unwrap_err();
+    assert!(s.get_user("cid").is_none());
+    s.record_event(&Event::view("cid", "socks", 5 * DAY))
+        .unwrap();
+    assert_eq!(s.user_activity("cid").unwrap().events, 1);
+    assert_eq!(s.get_user("cid").unwrap().id, "cid");
+    drop(s);
+    let s = store(dir.path());
+    assert_eq!(s.user_activity("cid").unwrap().events, 1);
+    assert_eq!(s.user_activity("bob").unwrap().events, 1);
+}

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::rebuild;
 use crate::segment::{self, Segment};
 use crate::snapshot::Snapshot;
-use crate::write::{Counters, PassedTags};
+use crate::write::{Carried, Counters};
 
 fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
     match tree.get(key)? {
@@ -171,7 +171,7 @@ impl Store {
                 writer: Mutex::new(Writer {
                     counters,
                     unsaved: Unsaved::default(),
-                    passed: PassedTags::new(),
+                    carried: Carried::default(),
                     background: Background::default(),
                 }),
                 rebuild_lock: Mutex::new(()),
