@@ -252,16 +252,34 @@ impl Pending<'_> {
         Ok(())
     }
 
-    /// Drop user `id`'s event log and take their events back out of the co-occurrence state.
+    /// Derive the behaviour state of an older store (formats 1 to 3) again from its whole
+    /// event log (`events`, in arrival order; see [`crate::activity::reload`]): replay every
+    /// event into an empty state, remove `old_keys` (the old state and journal) and raise the
+    /// format mark, all in this write's batch with the checkpoint it forces.
+    pub(crate) fn upgrade_activity(
+        &mut self,
+        events: Vec<(u32, Logged)>,
+        old_keys: Vec<sled::IVec>,
+    ) -> Result<()> {
+        for k in old_keys {
+            self.batch.remove(k);
+        }
+        self.replay(events, &[])?;
+        self.batch.insert(
+            crate::codec::META_FORMAT,
+            &crate::codec::STORE_FORMAT.to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    /// Drop user `id`'s event log and take their baskets and sessions out of the indexes.
     pub(crate) fn forget_activity(&mut self, id: u32, tree: &sled::Tree) -> Result<()> {
         let (events, keys) = log::user_log(tree, id, u64::MAX)?;
         for k in keys {
             self.batch.remove(k);
         }
         if !events.is_empty() || self.ingest.act.user(id).is_some() {
-            let events: Vec<(u64, StoredEvent)> =
-                events.into_iter().map(|e| (e.ts, e.event)).collect();
-            self.ingest.forget_user(id, &events);
+            self.ingest.forget_user(id, events.len());
         }
         self.checkpoint = true;
         Ok(())

@@ -36,7 +36,7 @@ pub(crate) const META_NEXT_TAG: &[u8] = b"Mnext_tag";
 pub(crate) const META_SEQ: &[u8] = b"Mseq";
 
 /// Format version of the sled layout described above.
-pub(crate) const STORE_FORMAT: u32 = 3;
+pub(crate) const STORE_FORMAT: u32 = 4;
 
 /// Which record family a key or dirty-log entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -139,18 +139,15 @@ pub struct Config {
     /// Most items remembered per user as seen, and as purchased (for the "exclude already
     /// seen/purchased" filters). Default 10,000.
     pub max_seen_items: usize,
-    /// Entries kept per item in each co-occurrence list (bought together, viewed together).
-    /// Default 50.
-    pub cooccurrence_per_item: usize,
+    /// Most (basket, item) lines each co-occurrence index keeps (one for bought together, one
+    /// for viewed together). Beyond it the oldest baskets are dropped, 256 at a time, and
+    /// the figures of items that lost baskets are reported as lower bounds ("at least 120×").
+    /// A line costs about 12 bytes plus 64 per item (bench/RESULTS.md), so the default bounds
+    /// each index at about 130 MB. Default 10,000,000.
+    pub cooccurrence_lines: u64,
     /// Events of one user without a session id that are at most this many seconds apart share
     /// an implicit session. Default 1,800 (30 minutes).
     pub session_gap_secs: u64,
-    /// A new item in a session is paired with at most this many of the session's latest items.
-    /// Items next to each other in a session are the related ones: on both real data sets,
-    /// `for-user` and `cart` rank better with 5 than with 50 (wider windows add pairs with
-    /// whatever is popular; `recostore eval --session-window` measures it on your data, see
-    /// bench/RESULTS.md). It also bounds the cost of long sessions. Default 5.
-    pub session_window: usize,
     /// Event batches write only their log and a journal entry; the behaviour state they
     /// change is written to sled (checkpointed) once this many events have piled up, by
     /// any item upsert or delete, and on close. A crash loses nothing: open replays the journal,
@@ -183,9 +180,8 @@ impl Default for Config {
             popularity_half_life_days: 7.0,
             max_derived_tags: 64,
             max_seen_items: 10_000,
-            cooccurrence_per_item: 50,
+            cooccurrence_lines: 10_000_000,
             session_gap_secs: 1_800,
-            session_window: 5,
             checkpoint_events: 100_000,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
@@ -197,6 +193,11 @@ impl Config {
     /// Set [`Config::plugins`].
     pub fn plugins(mut self, limits: PluginLimits) -> Self {
         self.plugins = limits;
+        self
+    }
+    /// Set [`Config::cooccurrence_lines`].
+    pub fn cooccurrence_lines(mut self, lines: u64) -> Self {
+        self.cooccurrence_lines = lines;
         self
     }
     /// Set [`Config::checkpoint_events`].

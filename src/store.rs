@@ -89,8 +89,12 @@ pub struct Stats {
     pub events: u64,
     /// The store's clock: the newest event time (seconds since the epoch; 0 before any event).
     pub clock: u64,
-    /// Co-occurrence lists held (bought together + viewed together).
-    pub cooccurrence_lists: usize,
+    /// Lines (basket, item) in the bought-together index.
+    pub bought_lines: u64,
+    /// Lines (session, item) in the viewed-together index.
+    pub viewed_lines: u64,
+    /// Heap bytes of both indexes, estimated from their lengths.
+    pub cooccurrence_bytes: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -339,7 +343,9 @@ impl Store {
             delta_records: s.delta.changed(),
             events: s.activity.totals().events,
             clock: s.activity.now(),
-            cooccurrence_lists: s.activity.bought.len() + s.activity.viewed.len(),
+            bought_lines: s.activity.bought.lines(),
+            viewed_lines: s.activity.viewed.lines(),
+            cooccurrence_bytes: s.activity.bought.approx_bytes() + s.activity.viewed.approx_bytes(),
         }
     }
 

@@ -91,6 +91,32 @@ fn every_command_answers() {
         json!({"scenario": "similar", "item": "i00", "k": 2}),
     );
     assert_eq!(sim["items"].as_array().expect("items").len(), 2);
+    // The buyer's purchases form one basket (an implicit session): every item not tagged as
+    // i05 is (its one tag, colour:c2, matched in full means a variant, not a complement)
+    // completes it, seen together exactly once.
+    let comp = ok(
+        &mut c,
+        "query",
+        json!({"scenario": "complements", "item": "i05", "k": 50}),
+    );
+    let comp = comp["items"].as_array().expect("items");
+    assert_eq!(comp.len(), 20, "{comp:?}");
+    for r in comp {
+        let n: u32 = r["id"].as_str().expect("id")[1..].parse().expect("number");
+        assert_ne!(n % 3, 2, "{r}");
+        let reason = &r["reasons"][0];
+        assert_eq!(reason["kind"], "complement", "{r}");
+        assert_eq!(reason["bought_together"], 1, "{r}");
+        assert_eq!(reason["exact"], true, "{r}");
+    }
+    let subs = ok(
+        &mut c,
+        "query",
+        json!({"scenario": "substitutes", "item": "i05", "k": 5}),
+    );
+    for r in subs["items"].as_array().expect("items") {
+        assert_eq!(r["reasons"][0]["kind"], "substitute", "{r}");
+    }
     assert_eq!(
         code(&mut c, "query", json!({"scenario": "nonsense"})),
         Code::BadArgs
@@ -161,7 +187,11 @@ fn every_command_answers() {
     assert_eq!(stats["items"], 30);
     assert_eq!(stats["users"], 1);
     assert!(stats["events"].as_u64().expect("events") >= 465);
-    assert_eq!(stats["queries"]["count"], 3, "three queries ran: {stats}");
+    assert_eq!(stats["queries"]["count"], 5, "five queries ran: {stats}");
+    assert_eq!(
+        stats["cooccurrence"]["bought_lines"], 30,
+        "one basket of 30: {stats}"
+    );
     assert!(stats["queries"]["p50_us"].as_f64().expect("p50") > 0.0);
     assert!(stats["memory"]["resident_bytes"].as_u64().expect("rss") > 0);
     assert!(stats["segment"]["generation"].is_u64());

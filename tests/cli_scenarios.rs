@@ -91,7 +91,30 @@ fn scenario_commands_print_results_with_reasons() {
     // Text output names the reason.
     let out = cli(tmp.path(), &["query", "together", "tent"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("bought with tent (12×"), "{text}");
+    assert!(text.contains("bought with tent (12×, lift 1.0)"), "{text}");
+
+    // Typed relations: pegs complete the tent (12 baskets); the lamp and the stove, browsed
+    // in the same sessions and never bought, are substitutes for each other.
+    let v = json(&cli(
+        tmp.path(),
+        &["query", "complements", "tent", "--json"],
+    ));
+    assert_eq!(v["scenario"], "complements");
+    assert_eq!(v["results"][0]["id"], "pegs");
+    assert_eq!(v["results"][0]["reasons"][0]["kind"], "complement");
+    assert_eq!(v["results"][0]["reasons"][0]["bought_together"], 12);
+    let v = json(&cli(
+        tmp.path(),
+        &["query", "substitutes", "lamp", "--json"],
+    ));
+    assert_eq!(v["results"][0]["id"], "stove", "{v}");
+    assert_eq!(v["results"][0]["reasons"][0]["viewed_together"], 12);
+    let out = cli(tmp.path(), &["query", "substitutes", "lamp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("substitute for lamp: tag match 0.50, viewed in the same session 12×, bought together 0×"),
+        "{text}"
+    );
 }
 
 #[test]

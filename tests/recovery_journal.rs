@@ -97,9 +97,13 @@ fn state(store: &Store) -> String {
     users.sort();
     let mut items: Vec<_> = act.items().map(|(id, s)| format!("{id}: {s:?}")).collect();
     items.sort();
-    let lists: Vec<_> = (0..ITEMS as u32)
-        .flat_map(|i| [Relation::Bought, Relation::Viewed].map(|r| (i, r)))
-        .map(|(i, r)| format!("{i} {r:?}: {:?}", act.list(r, i)))
+    let lists: Vec<_> = [Relation::Bought, Relation::Viewed]
+        .into_iter()
+        .flat_map(|r| {
+            let b = act.baskets(r);
+            (b.first()..b.end())
+                .map(move |id| format!("{r:?} {id} {:?}: {:?}", b.owner(id), b.basket(id)))
+        })
         .collect();
     let logs: Vec<_> = (0..USERS)
         .map(|u| format!("u{u}: {:?}", store.user_events(&format!("u{u}")).ok()))

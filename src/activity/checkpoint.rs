@@ -1,11 +1,12 @@
 //! Writing the behaviour state to sled (a *checkpoint*). Loading it back on open is in
 //! [`super::reload`]; running a checkpoint off the writer's thread in [`super::background`].
 //!
-//! | key                   | value                              |
-//! |-----------------------|------------------------------------|
-//! | `A` user (u32 BE)     | `VERSION ++ bincode(UserState)`    |
-//! | `B` item (u32 BE)     | `VERSION ++ bincode(ItemRecord)`   |
-//! | `Mactivity`           | `VERSION ++ bincode(Totals)`       |
+//! | key                                         | value                              |
+//! |---------------------------------------------|------------------------------------|
+//! | `A` user (u32 BE)                           | `VERSION ++ bincode(UserState)`    |
+//! | `B` item (u32 BE)                           | `VERSION ++ bincode(ItemRecord)`   |
+//! | `K` relation (`b`/`v`) chunk number (u64 BE) | `VERSION ++ bincode(Chunk)`        |
+//! | `Mactivity`                                 | `VERSION ++ bincode(Totals)`       |
 //!
 //! **Why checkpoints.** Writing every touched state value with every event batch cost about
 //! three sled keys per event, which bounded ingestion at about 40k events/s. Instead, an event
@@ -20,17 +21,21 @@
 //! batches recorded since the checkpoint, against the item rows still stored, and replaying
 //! them in arrival order on open reproduces the state bit for bit (`tests/recovery_journal.rs`).
 //!
-//! **One key per item.** An item's statistics and its two co-occurrence lists change
-//! together (an event on an item counts it and pairs it with its session), so they are one
-//! value: a checkpoint writes about half as many sled keys as with a key for each, and sled's
-//! cost is mostly per key. Store format 2 and older kept them apart (`S` item, `CB`/`CV` item).
+//! **Baskets by the chunk.** The basket indexes ([`super::baskets`]) are written as the
+//! chunks of 256 baskets that changed since the last checkpoint (a new chunk fills in about
+//! 1,000 events of a shop's traffic), so a checkpoint adds a few hundred keys per 100,000
+//! events; posting lists are not stored but rebuilt from the chunks on open. A chunk dropped
+//! by `Config::cooccurrence_lines` is removed in the same batch. Store format 3 and older kept
+//! bounded co-occurrence lists inside each item's record instead (see
+//! [`super::reload::upgrade`]).
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use sled::Batch;
 
-use super::{log, Activity, CoList, ItemStats};
+use super::baskets::Chunk;
+use super::{log, Activity, ItemStats, Relation};
 use crate::codec;
 
 /// Meta key of the [`super::Totals`].
@@ -39,6 +44,23 @@ pub(crate) const META_ACTIVITY: &[u8] = b"Mactivity";
 pub(crate) const USER_PREFIX: u8 = b'A';
 /// Prefix of the item records.
 pub(crate) const ITEM_PREFIX: u8 = b'B';
+/// Prefix of the basket-index chunks.
+pub(crate) const CHUNK_PREFIX: u8 = b'K';
+
+/// The relation byte of a chunk key.
+pub(crate) fn relation_byte(rel: Relation) -> u8 {
+    match rel {
+        Relation::Bought => b'b',
+        Relation::Viewed => b'v',
+    }
+}
+
+/// The key of chunk `n` of the index of `rel`.
+pub(crate) fn chunk_key(rel: Relation, n: u64) -> [u8; 10] {
+    let mut k = [CHUNK_PREFIX, relation_byte(rel), 0, 0, 0, 0, 0, 0, 0, 0];
+    k[2..].copy_from_slice(&n.to_be_bytes());
+    k
+}
 
 /// The key of record `id` under `prefix`.
 pub(crate) fn id_key(prefix: u8, id: u32) -> [u8; 5] {
@@ -48,53 +70,46 @@ pub(crate) fn id_key(prefix: u8, id: u32) -> [u8; 5] {
 }
 
 /// Everything behaviour keeps about one item: the value under its `B` key.
-#[derive(Debug, Default, PartialEq, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ItemRecord {
-    pub stats: Option<ItemStats>,
-    pub bought: Option<CoList>,
-    pub viewed: Option<CoList>,
+    pub stats: ItemStats,
 }
 
 /// [`ItemRecord`] borrowed from the state, to encode without copying it (same bytes).
 #[derive(Serialize)]
 pub(crate) struct ItemRecordRef<'a> {
-    pub stats: Option<&'a ItemStats>,
-    pub bought: Option<&'a CoList>,
-    pub viewed: Option<&'a CoList>,
+    pub stats: &'a ItemStats,
 }
 
-impl ItemRecordRef<'_> {
-    fn is_empty(&self) -> bool {
-        self.stats.is_none() && self.bought.is_none() && self.viewed.is_none()
-    }
-}
-
-/// The ids whose behaviour state changed.
+/// What changed in the behaviour state since it was last written.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Touched {
     pub users: HashSet<u32>,
-    /// Items whose statistics or co-occurrence lists changed (one record each).
+    /// Items whose statistics changed (one record each).
     pub items: HashSet<u32>,
+    /// Basket-index chunks that changed or were dropped.
+    pub chunks: HashSet<(Relation, u64)>,
+}
+
+fn absorb_set<T: std::hash::Hash + Eq>(mine: &mut HashSet<T>, theirs: HashSet<T>) {
+    if mine.is_empty() {
+        *mine = theirs;
+    } else {
+        mine.extend(theirs);
+    }
 }
 
 impl Touched {
     /// Whether nothing is in it.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.items.is_empty()
+        self.users.is_empty() && self.items.is_empty() && self.chunks.is_empty()
     }
 
     /// Add `other`'s ids.
     pub fn absorb(&mut self, other: Touched) {
-        for (mine, theirs) in [
-            (&mut self.users, other.users),
-            (&mut self.items, other.items),
-        ] {
-            if mine.is_empty() {
-                *mine = theirs;
-            } else {
-                mine.extend(theirs);
-            }
-        }
+        absorb_set(&mut self.users, other.users);
+        absorb_set(&mut self.items, other.items);
+        absorb_set(&mut self.chunks, other.chunks);
     }
 }
 
@@ -141,16 +156,21 @@ pub(crate) fn write(act: &Activity, touched: &Touched, unsaved: &Unsaved, batch:
         }
     }
     for i in ids([&touched.items, &old.items]) {
-        let record = ItemRecordRef {
-            stats: act.items.get(&i).map(|s| &**s),
-            bought: act.bought.get(&i).map(|l| &**l),
-            viewed: act.viewed.get(&i).map(|l| &**l),
-        };
         let k = id_key(ITEM_PREFIX, i);
-        if record.is_empty() {
-            batch.remove(&k);
-        } else {
-            batch.insert(&k, codec::encode(&record));
+        match act.items.get(&i) {
+            Some(s) => batch.insert(&k, codec::encode(&ItemRecordRef { stats: s })),
+            None => batch.remove(&k),
+        }
+    }
+    let mut chunks: Vec<(Relation, u64)> =
+        touched.chunks.iter().chain(&old.chunks).copied().collect();
+    chunks.sort_unstable_by_key(|&(rel, n)| (relation_byte(rel), n));
+    chunks.dedup();
+    for (rel, n) in chunks {
+        let k = chunk_key(rel, n);
+        match act.baskets(rel).chunk(n) {
+            Some(c) => batch.insert(&k, codec::encode::<Chunk>(&**c)),
+            None => batch.remove(&k),
         }
     }
     for &seq in &unsaved.journal {

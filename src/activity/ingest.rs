@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::checkpoint::Touched;
-use super::ingest_items::{ItemParts, ItemSide, Step, Steps};
-use super::{Activity, Relation, UserState};
+use super::ingest_items::{ItemParts, ItemSide, Joined, Step, Steps};
+use super::{Activity, Relation};
 use crate::config::Config;
 use crate::event::{StoredEvent, StoredKind};
 
@@ -15,9 +15,6 @@ pub(crate) struct Ingest<'c> {
     cfg: &'c Config,
     /// What this batch changed, for the next checkpoint.
     pub touched: Touched,
-    /// Scratch for the session partners of the event being applied, so applying an event
-    /// allocates nothing once it has grown to the session window.
-    with: Vec<u32>,
     /// Scratch steps for [`Ingest::apply`], which runs both halves per event.
     steps: Steps,
 }
@@ -50,7 +47,6 @@ impl<'c> Ingest<'c> {
             act,
             cfg,
             touched: Touched::default(),
-            with: Vec::new(),
             steps: Steps::default(),
         }
     }
@@ -64,6 +60,7 @@ impl<'c> Ingest<'c> {
             viewed: &mut a.viewed,
             by_popularity: &mut a.by_popularity,
             touched_items: &mut t.items,
+            touched_chunks: &mut t.chunks,
             sessions: &mut a.totals.sessions,
             baskets: &mut a.totals.baskets,
         }
@@ -79,6 +76,7 @@ impl<'c> Ingest<'c> {
             viewed: std::mem::take(&mut self.act.viewed),
             by_popularity: std::mem::take(&mut self.act.by_popularity),
             touched_items: std::mem::take(&mut t.items),
+            touched_chunks: std::mem::take(&mut t.chunks),
             sessions: self.act.totals.sessions,
             baskets: self.act.totals.baskets,
         }
@@ -91,39 +89,9 @@ impl<'c> Ingest<'c> {
         self.act.viewed = side.viewed;
         self.act.by_popularity = side.by_popularity;
         self.touched.items = side.touched_items;
+        self.touched.chunks = side.touched_chunks;
         self.act.totals.sessions = side.sessions;
         self.act.totals.baskets = side.baskets;
-    }
-
-    /// Put `item` into the session list of relation `rel` of user state `u`, leaving the
-    /// partners to pair it with in `partners`; returns whether the list was empty before (a
-    /// new basket/session). `None` when the item is already in the session (counted once per
-    /// session).
-    fn join_session(
-        u: &mut UserState,
-        rel: Relation,
-        key: u64,
-        ts: u64,
-        item: u32,
-        cfg: &Config,
-        partners: &mut Vec<u32>,
-    ) -> Option<bool> {
-        let s = u.session(key, ts, cfg.session_gap_secs);
-        let list = match rel {
-            Relation::Bought => &mut s.bought,
-            Relation::Viewed => &mut s.viewed,
-        };
-        if list.contains(&item) {
-            return None;
-        }
-        partners.clear();
-        partners.extend_from_slice(list);
-        list.push(item);
-        let window = cfg.session_window.max(1);
-        if list.len() > window {
-            list.drain(..list.len() - window);
-        }
-        Some(partners.is_empty())
     }
 
     /// Apply one event of `user` at `ts`, both halves. `tags` are the item's tags as passed
@@ -139,7 +107,10 @@ impl<'c> Ingest<'c> {
     }
 
     /// The user half of [`Ingest::apply`]: update `user`'s state, and push what the item half
-    /// needs onto `steps` (nothing for an event that touches no item).
+    /// needs onto `steps` (nothing for an event that touches no item). An interest event joins
+    /// the user's open session for its session id (or the implicit, time-gap one): a purchase
+    /// its basket, any other interest event its viewed-together session; the first such event
+    /// of a session takes the next basket (or session) id.
     pub fn apply_user(
         &mut self,
         user: u32,
@@ -162,88 +133,82 @@ impl<'c> Ingest<'c> {
         u.touch(interest, ts, cfg.max_recent_items, cfg.max_seen_items);
         let Some(item) = interest else {
             if let StoredKind::Impression { .. } = &ev.kind {
-                steps.steps.push(Step {
+                steps.push(Step {
                     item: 0,
+                    user,
                     ts,
                     w,
                     kind: ev.kind.clone(),
-                    viewed: None,
-                    bought: None,
+                    basket: None,
                 });
             }
             return;
         };
         u.add_tags(tags, w, ts, cfg.user_half_life_secs(), cfg.max_derived_tags);
-        let with = &mut self.with;
-        let viewed = Self::join_session(u, Relation::Viewed, key, ts, item, cfg, with)
-            .map(|new| (new, steps.push_partners(with)));
-        let mut bought = None;
+        let purchase = ev.kind.is_purchase();
+        let session = u.session(key, ts, cfg.session_gap_secs);
+        let t = &mut self.act.totals;
+        let (rel, slot, ids) = if purchase {
+            (Relation::Bought, &mut session.basket, &mut t.bought_ids)
+        } else {
+            (Relation::Viewed, &mut session.viewed, &mut t.viewed_ids)
+        };
+        let (new, id) = match *slot {
+            Some(id) => (false, id),
+            None => {
+                let id = *ids;
+                *ids += 1;
+                *slot = Some(id);
+                (true, id)
+            }
+        };
         if let StoredKind::Purchase { qty, price } = ev.kind {
             u.last_order = u.last_order.max(ts);
             u.spend += f64::from(qty) * f64::from(price);
             super::user::insert_sorted(&mut u.purchased, item, cfg.max_seen_items);
-            bought = Self::join_session(u, Relation::Bought, key, ts, item, cfg, with)
-                .map(|new| (new, steps.push_partners(with)));
-            if let Some((new_basket, _)) = bought {
-                if new_basket {
-                    u.orders += 1;
-                    u.last_basket.clear();
-                }
-                if u.last_basket.len() < cfg.session_window.max(1) {
-                    u.last_basket.push(item);
-                }
+            if new {
+                u.orders += 1;
+                u.last_basket = Some(id);
             }
         }
-        steps.steps.push(Step {
+        steps.push(Step {
             item,
+            user,
             ts,
             w,
             kind: ev.kind.clone(),
-            viewed,
-            bought,
+            basket: Some(Joined { rel, new, id }),
         });
     }
 
-    /// Remove user `user` and take back what their events added to co-occurrence: `events`
-    /// is their log in time order. The replay runs the same session logic as [`Ingest::apply`]
-    /// on a scratch state, so exactly the pairs they contributed are subtracted. Item counters
-    /// (views, sales, popularity) are shop figures, not personal data, and stay.
-    pub fn forget_user(&mut self, user: u32, events: &[(u64, StoredEvent)]) {
-        let cfg = self.cfg;
+    /// Remove user `user`, whose log held `events` events, and take their baskets and
+    /// sessions out of the indexes: exactly the lines they added, and one basket (or session)
+    /// each from the counts of their items and the totals. Item counters (views, sales,
+    /// popularity) are shop figures, not personal data, and stay.
+    pub fn forget_user(&mut self, user: u32, events: usize) {
         let mut side = self.item_parts();
-        let mut scratch = UserState::default();
-        let mut with = Vec::new();
-        for (ts, ev) in events {
-            let Some(item) = ev.kind.is_interest().then_some(ev.item).flatten() else {
-                continue;
-            };
-            let key = session_key(ev.session.as_deref());
-            let session = &mut scratch;
-            if let Some(new_session) =
-                Self::join_session(session, Relation::Viewed, key, *ts, item, cfg, &mut with)
-            {
-                let s = side.stats(item);
-                s.sessions = s.sessions.saturating_sub(1);
-                if new_session {
-                    *side.sessions = side.sessions.saturating_sub(1);
-                }
-                side.pair(cfg, Relation::Viewed, item, &with, false);
-            }
-            if ev.kind.is_purchase() {
-                if let Some(new_basket) =
-                    Self::join_session(session, Relation::Bought, key, *ts, item, cfg, &mut with)
-                {
+        for rel in [Relation::Bought, Relation::Viewed] {
+            let (removed, chunks) = side.index(rel).forget(user);
+            side.touched_chunks
+                .extend(chunks.into_iter().map(|n| (rel, n)));
+            for items in removed.iter().filter(|b| !b.is_empty()) {
+                let total = match rel {
+                    Relation::Bought => &mut *side.baskets,
+                    Relation::Viewed => &mut *side.sessions,
+                };
+                *total = total.saturating_sub(1);
+                for &item in items {
                     let s = side.stats(item);
-                    s.baskets = s.baskets.saturating_sub(1);
-                    if new_basket {
-                        *side.baskets = side.baskets.saturating_sub(1);
-                    }
-                    side.pair(cfg, Relation::Bought, item, &with, false);
+                    let n = match rel {
+                        Relation::Bought => &mut s.baskets,
+                        Relation::Viewed => &mut s.sessions,
+                    };
+                    *n = n.saturating_sub(1);
                 }
             }
         }
         let t = &mut self.act.totals;
-        t.events = t.events.saturating_sub(events.len() as u64);
+        t.events = t.events.saturating_sub(events as u64);
         self.act.users.remove(&user);
         self.act.forgotten += 1;
         self.touched.users.insert(user);

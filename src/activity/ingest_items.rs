@@ -1,44 +1,55 @@
-//! The item half of applying events: item counters, the popularity index and co-occurrence.
+//! The item half of applying events: item counters, the popularity index and the basket
+//! indexes.
 //!
 //! Applying an event has two halves that share nothing. The user half (the user's state:
-//! recent items, decayed tags, open sessions) decides which session partners a new item
-//! pairs with; the item half counts the event on the item and pairs it. [`Ingest`] runs the
+//! recent items, decayed tags, open sessions) decides which basket or session an item joins;
+//! the item half counts the event on the item and puts it in that basket. [`Ingest`] runs the
 //! user half and hands its findings over as [`Steps`]; [`ItemSide`] applies them, in the same
 //! order ([`ItemParts::apply`]). Because the halves touch disjoint state, a large batch can
-//! run the item half on a second thread while the writer's thread resolves names and runs the user half (see
-//! `Pending::record_all`), and the result is the same as applying each event in turn.
+//! run the item half on a second thread while the writer's thread resolves names and runs the
+//! user half (see `Pending::record_all`), and the result is the same as applying each event in
+//! turn.
 //!
 //! [`Ingest`]: super::ingest::Ingest
 
 use std::collections::HashSet;
-use std::ops::Range;
 use std::sync::Arc;
 
-use super::{CoList, ItemStats, Relation};
+use super::baskets::{Added, Baskets};
+use super::{ItemStats, Relation};
 use crate::config::Config;
 use crate::event::StoredKind;
+
+/// The basket (or viewed-together session) an event joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Joined {
+    /// Which index: a purchase joins a basket, any other interest event a session.
+    pub rel: Relation,
+    /// Whether the event opened it.
+    pub new: bool,
+    /// Its id in that index.
+    pub id: u64,
+}
 
 /// What the user half of one event found, for the item half.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
     /// The item the event is about. For an impression, unused (`kind` lists the items).
     pub item: u32,
+    /// The user, who owns the basket.
+    pub user: u32,
     pub ts: u64,
     /// The event's weight ([`super::ingest::weight`]).
     pub w: f32,
     pub kind: StoredKind,
-    /// Joined a viewed-together session: whether it was a new one, and the partners (a range
-    /// of [`Steps::partners`]).
-    pub viewed: Option<(bool, Range<usize>)>,
-    /// Joined a basket: whether it was a new one, and the partners.
-    pub bought: Option<(bool, Range<usize>)>,
+    /// The basket or session it joined, for an interest event.
+    pub basket: Option<Joined>,
 }
 
-/// A run of [`Step`]s with their session partners, in arrival order.
+/// A run of [`Step`]s, in arrival order.
 #[derive(Debug, Default)]
 pub(crate) struct Steps {
     pub steps: Vec<Step>,
-    pub partners: Vec<u32>,
 }
 
 impl Steps {
@@ -47,17 +58,14 @@ impl Steps {
         self.steps.len()
     }
 
-    /// Drop every step, keeping the allocations.
+    /// Drop every step, keeping the allocation.
     pub fn clear(&mut self) {
         self.steps.clear();
-        self.partners.clear();
     }
 
-    /// Append `partners` and return their range.
-    pub fn push_partners(&mut self, partners: &[u32]) -> Range<usize> {
-        let at = self.partners.len();
-        self.partners.extend_from_slice(partners);
-        at..self.partners.len()
+    /// Append one.
+    pub fn push(&mut self, step: Step) {
+        self.steps.push(step);
     }
 }
 
@@ -66,11 +74,13 @@ impl Steps {
 #[derive(Debug, Default)]
 pub(crate) struct ItemSide {
     pub items: imbl::HashMap<u32, Arc<ItemStats>>,
-    pub bought: imbl::HashMap<u32, Arc<CoList>>,
-    pub viewed: imbl::HashMap<u32, Arc<CoList>>,
+    pub bought: Baskets,
+    pub viewed: Baskets,
     pub by_popularity: imbl::OrdSet<(u64, u32)>,
-    /// Items whose statistics or lists changed.
+    /// Items whose statistics changed.
     pub touched_items: HashSet<u32>,
+    /// Basket-index chunks that changed (or were dropped).
+    pub touched_chunks: HashSet<(Relation, u64)>,
     /// `Totals::sessions` and `Totals::baskets`.
     pub sessions: u64,
     pub baskets: u64,
@@ -85,6 +95,7 @@ impl ItemSide {
             viewed: &mut self.viewed,
             by_popularity: &mut self.by_popularity,
             touched_items: &mut self.touched_items,
+            touched_chunks: &mut self.touched_chunks,
             sessions: &mut self.sessions,
             baskets: &mut self.baskets,
         }
@@ -95,10 +106,11 @@ impl ItemSide {
 /// batch's state (`Ingest::item_parts`), so applying one event moves nothing.
 pub(crate) struct ItemParts<'a> {
     pub items: &'a mut imbl::HashMap<u32, Arc<ItemStats>>,
-    pub bought: &'a mut imbl::HashMap<u32, Arc<CoList>>,
-    pub viewed: &'a mut imbl::HashMap<u32, Arc<CoList>>,
+    pub bought: &'a mut Baskets,
+    pub viewed: &'a mut Baskets,
     pub by_popularity: &'a mut imbl::OrdSet<(u64, u32)>,
     pub touched_items: &'a mut HashSet<u32>,
+    pub touched_chunks: &'a mut HashSet<(Relation, u64)>,
     pub sessions: &'a mut u64,
     pub baskets: &'a mut u64,
 }
@@ -110,43 +122,35 @@ impl ItemParts<'_> {
         Arc::make_mut(self.items.entry(item).or_default())
     }
 
-    /// Pair `item` with every item in `partners`, in both directions (`add` false: take the
-    /// pairs back, for a forgotten user).
-    pub fn pair(&mut self, cfg: &Config, rel: Relation, item: u32, partners: &[u32], add: bool) {
-        if partners.is_empty() {
-            return;
-        }
-        let cap = cfg.cooccurrence_per_item.max(1);
-        let touched = &mut *self.touched_items;
-        let lists = match rel {
-            Relation::Bought => &mut *self.bought,
-            Relation::Viewed => &mut *self.viewed,
-        };
-        let mut count = |lists: &mut imbl::HashMap<u32, Arc<CoList>>, a: u32, b: &[u32]| {
-            touched.insert(a);
-            if add {
-                let l = Arc::make_mut(lists.entry(a).or_default());
-                for &b in b {
-                    l.add(b, cap);
-                }
-            } else if let Some(l) = lists.get_mut(&a) {
-                let l = Arc::make_mut(l);
-                for &b in b {
-                    l.remove(b);
-                }
-                if l.entries.is_empty() {
-                    lists.remove(&a);
-                }
-            }
-        };
-        // The item's own list once for all partners, then each partner's.
-        count(lists, item, partners);
-        for &other in partners {
-            count(lists, other, &[item]);
+    /// The basket index of `rel`.
+    pub fn index(&mut self, rel: Relation) -> &mut Baskets {
+        match rel {
+            Relation::Bought => self.bought,
+            Relation::Viewed => self.viewed,
         }
     }
 
-    /// Apply `steps` in order.
+    /// Put `item` into the basket `j` names; returns whether that adds to the item's count of
+    /// baskets (a new line, or one in a basket the index no longer keeps, which the count
+    /// still includes so the item's figures are reported as bounds).
+    fn join(&mut self, j: Joined, user: u32, item: u32) -> bool {
+        let total = match j.rel {
+            Relation::Bought => &mut *self.baskets,
+            Relation::Viewed => &mut *self.sessions,
+        };
+        *total += u64::from(j.new);
+        match self.index(j.rel).add(j.id, user, item) {
+            Added::New(chunk) => {
+                self.touched_chunks.insert((j.rel, chunk));
+                true
+            }
+            Added::Duplicate => false,
+            Added::Dropped => true,
+        }
+    }
+
+    /// Apply `steps` in order, then drop the oldest baskets of an index that holds more than
+    /// `Config::cooccurrence_lines` lines.
     pub fn apply(&mut self, cfg: &Config, steps: &Steps) {
         let half_life = cfg.popularity_half_life_secs();
         for step in &steps.steps {
@@ -157,6 +161,7 @@ impl ItemParts<'_> {
                 continue;
             }
             let item = step.item;
+            let joined = step.basket.map(|j| (j.rel, self.join(j, step.user, item)));
             let s = self.stats(item);
             match step.kind {
                 StoredKind::View => s.views += 1,
@@ -175,8 +180,11 @@ impl ItemParts<'_> {
                 StoredKind::Review => s.reviews += 1,
                 StoredKind::Search(_) | StoredKind::Impression { .. } => {}
             }
-            s.sessions += u32::from(step.viewed.is_some());
-            s.baskets += u32::from(step.bought.is_some());
+            match joined {
+                Some((Relation::Bought, true)) => s.baskets += 1,
+                Some((Relation::Viewed, true)) => s.sessions += 1,
+                _ => {}
+            }
             let before = s.popularity_key(half_life);
             s.add_popularity(step.w.max(0.0), step.ts, half_life);
             let after = s.popularity_key(half_life);
@@ -188,16 +196,11 @@ impl ItemParts<'_> {
                     self.by_popularity.insert((k, item));
                 }
             }
-            if let Some((new, range)) = &step.viewed {
-                *self.sessions += u64::from(*new);
-                let with = steps.partners.get(range.clone()).unwrap_or_default();
-                self.pair(cfg, Relation::Viewed, item, with, true);
-            }
-            if let Some((new, range)) = &step.bought {
-                *self.baskets += u64::from(*new);
-                let with = steps.partners.get(range.clone()).unwrap_or_default();
-                self.pair(cfg, Relation::Bought, item, with, true);
-            }
+        }
+        for rel in [Relation::Bought, Relation::Viewed] {
+            let dropped = self.index(rel).trim(cfg.cooccurrence_lines);
+            self.touched_chunks
+                .extend(dropped.into_iter().map(|n| (rel, n)));
         }
     }
 }
@@ -261,6 +264,7 @@ mod tests {
         assert_eq!(x.items, y.items);
         assert_eq!(x.bought, y.bought);
         assert_eq!(x.viewed, y.viewed);
+        assert!(x.bought.lines() > 0 && x.viewed.lines() > 0);
         assert_eq!(x.by_popularity, y.by_popularity);
     }
 }

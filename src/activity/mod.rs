@@ -1,11 +1,13 @@
 //! What behaviour events leave behind: per-user derived tags and counters, per-item statistics,
-//! and bounded co-occurrence lists ("bought together", "viewed together").
+//! and the basket indexes that "bought together" and "viewed together" are counted from.
 //!
 //! * [`user`] — a user's derived tags (decayed lazily), recent/seen/purchased items, RFM
 //!   counters and open sessions.
 //! * [`item`] — an item's counters, conversion and time-decayed popularity.
-//! * [`cooccur`] — a bounded top-N list of co-occurring items per item, with support,
-//!   confidence and lift.
+//! * [`baskets`] — per relation, the items of every basket (or session) and the baskets of
+//!   every item.
+//! * [`cooccur`] — exact support, confidence and lift of a pair from those indexes, and the
+//!   association measure scenarios rank by.
 //! * [`ingest`] — applying a batch of events (or un-applying a deleted user's).
 //! * [`log`] — the durable event log (per-user chunks) and the journal of event batches whose
 //!   state is not yet checkpointed.
@@ -24,6 +26,7 @@
 //! behaves as it did then. Queries can override it.
 
 pub(crate) mod background;
+pub mod baskets;
 pub(crate) mod checkpoint;
 pub mod cooccur;
 pub(crate) mod ingest;
@@ -38,7 +41,8 @@ use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-pub use cooccur::{CoList, Pair};
+pub use baskets::Baskets;
+pub use cooccur::Pair;
 pub use item::ItemStats;
 pub use segments::{Lifecycle, Rfm};
 pub use user::UserState;
@@ -46,9 +50,11 @@ pub use user::UserState;
 /// Store-wide counters of the behaviour data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
-    /// Purchase baskets seen (one per user session with a purchase).
+    /// Purchase baskets (one per user session with a purchase); a forgotten user's are
+    /// subtracted.
     pub baskets: u64,
-    /// Sessions with at least one interest event (view, click, cart, ...).
+    /// Sessions with at least one interest event other than a purchase (view, click, cart,
+    /// favourite, rating, review); a forgotten user's are subtracted.
     pub sessions: u64,
     /// Events recorded.
     pub events: u64,
@@ -56,15 +62,20 @@ pub struct Totals {
     pub latest_ts: u64,
     /// Sequence number of the last event (makes event-log keys unique).
     pub event_seq: u64,
+    /// Purchase basket ids handed out (the next basket's id).
+    pub bought_ids: u64,
+    /// Viewed-together session ids handed out.
+    pub viewed_ids: u64,
 }
 
 /// Which co-occurrence relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Relation {
-    /// Bought in the same basket (a purchase session).
+    /// Bought in the same basket (the purchases of one user session).
     Bought,
-    /// Interacted with in the same session.
+    /// Shown interest in (viewed, clicked, carted, saved, rated, reviewed) in the same
+    /// session. A purchase alone is not a view: only recorded interest events count.
     Viewed,
 }
 
@@ -73,8 +84,8 @@ pub enum Relation {
 pub struct Activity {
     pub(crate) users: imbl::HashMap<u32, Arc<UserState>>,
     pub(crate) items: imbl::HashMap<u32, Arc<ItemStats>>,
-    pub(crate) bought: imbl::HashMap<u32, Arc<CoList>>,
-    pub(crate) viewed: imbl::HashMap<u32, Arc<CoList>>,
+    pub(crate) bought: Baskets,
+    pub(crate) viewed: Baskets,
     pub(crate) totals: Totals,
     /// Items by [`ItemStats::popularity_key`]: trending reads it from the top.
     pub(crate) by_popularity: imbl::OrdSet<(u64, u32)>,
@@ -106,13 +117,60 @@ impl Activity {
         self.items.get(&id).map(|a| &**a)
     }
 
-    /// The co-occurrence list of item `id`.
-    pub fn list(&self, rel: Relation, id: u32) -> Option<&CoList> {
+    /// The basket index of `rel`.
+    pub fn baskets(&self, rel: Relation) -> &Baskets {
         match rel {
-            Relation::Bought => self.bought.get(&id),
-            Relation::Viewed => self.viewed.get(&id),
+            Relation::Bought => &self.bought,
+            Relation::Viewed => &self.viewed,
         }
-        .map(|a| &**a)
+    }
+
+    /// Baskets (or sessions) ever holding `item` under `rel`, as item statistics count them
+    /// (those the index dropped included, a forgotten user's not).
+    pub fn holding(&self, rel: Relation, item: u32) -> u32 {
+        self.item(item).map_or(0, |s| match rel {
+            Relation::Bought => s.baskets,
+            Relation::Viewed => s.sessions,
+        })
+    }
+
+    /// Baskets (or sessions) of `rel` in all.
+    pub fn total(&self, rel: Relation) -> u64 {
+        match rel {
+            Relation::Bought => self.totals.baskets,
+            Relation::Viewed => self.totals.sessions,
+        }
+    }
+
+    /// Whether the index of `rel` still holds every basket `item` was in, so that the
+    /// supports counted from it are exact.
+    pub fn complete(&self, rel: Relation, item: u32) -> bool {
+        self.baskets(rel).count(item) >= self.holding(rel, item)
+    }
+
+    /// Support, confidence and lift of item `b` given item `a` under `rel`, if they were ever
+    /// together in a kept basket.
+    pub fn pair(&self, rel: Relation, a: u32, b: u32) -> Option<Pair> {
+        let support = self.baskets(rel).support(a, b);
+        (support > 0).then(|| self.pair_from_count(rel, a, b, support))
+    }
+
+    /// The pair measures for a support counted from the index of `rel`.
+    pub fn pair_from_count(&self, rel: Relation, a: u32, b: u32, support: u32) -> Pair {
+        Pair::new(
+            support,
+            self.holding(rel, a),
+            self.holding(rel, b),
+            self.total(rel),
+            self.complete(rel, a),
+        )
+    }
+
+    /// Every partner of `a` under `rel` with its pair measures, in no particular order.
+    pub fn partners(&self, rel: Relation, a: u32) -> Vec<(u32, Pair)> {
+        let mut out = Vec::new();
+        cooccur::each_partners(self, rel, &[a], |_, pairs| out.append(pairs));
+        out
     }
 
     /// Every user with behaviour, by dense id (unordered).
@@ -129,29 +187,5 @@ impl Activity {
     /// Every item with statistics, by dense id (unordered).
     pub fn items(&self) -> impl Iterator<Item = (u32, &ItemStats)> {
         self.items.iter().map(|(k, v)| (*k, &**v))
-    }
-
-    /// Support, confidence, lift and cosine of item `b` given item `a` under `rel`, if `b` is in
-    /// `a`'s list.
-    pub fn pair(&self, rel: Relation, a: u32, b: u32) -> Option<Pair> {
-        let count = self.list(rel, a)?.count(b)?;
-        Some(self.pair_from_count(rel, a, b, count))
-    }
-
-    /// The pair measures for a known co-occurrence count.
-    pub fn pair_from_count(&self, rel: Relation, a: u32, b: u32, count: u32) -> Pair {
-        let (na, nb, total) = match rel {
-            Relation::Bought => (
-                self.item(a).map_or(0, |s| s.baskets),
-                self.item(b).map_or(0, |s| s.baskets),
-                self.totals.baskets,
-            ),
-            Relation::Viewed => (
-                self.item(a).map_or(0, |s| s.sessions),
-                self.item(b).map_or(0, |s| s.sessions),
-                self.totals.sessions,
-            ),
-        };
-        Pair::new(count, na, nb, total)
     }
 }

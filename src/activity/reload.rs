@@ -1,15 +1,23 @@
 //! Loading the checkpointed behaviour state on open (the journal is replayed after it, see
-//! [`super::checkpoint`]), and raising older layouts to the current one.
+//! [`super::checkpoint`]), and what upgrading an older store's state takes.
+//!
+//! **Upgrades.** Store formats 1 to 3 kept bounded co-occurrence lists whose counts could not
+//! be trusted (space-saving inherits evicted counts), and counted purchases as views. Their
+//! state cannot be converted into exact basket indexes, so an older store's behaviour state is
+//! derived again from its event log, which holds every event: [`old_state_keys`] lists what
+//! to remove, and the store replays the whole log (`Store::upgrade_activity`) and writes the
+//! result, the removals and the new format mark in one atomic batch.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sled::Batch;
+use sled::IVec;
 
+use super::baskets::{Baskets, Chunk};
 use super::checkpoint::{
-    id_key, ItemRecord, ItemRecordRef, ITEM_PREFIX, META_ACTIVITY, USER_PREFIX,
+    relation_byte, ItemRecord, CHUNK_PREFIX, ITEM_PREFIX, META_ACTIVITY, USER_PREFIX,
 };
-use super::{Activity, CoList, UserState};
+use super::log::{self, Logged};
+use super::{Activity, Relation, UserState};
 use crate::codec;
 use crate::config::Config;
 use crate::error::Result;
@@ -30,66 +38,70 @@ pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
         let (k, v) = kv?;
         let id = codec::record_key_id(&k)?;
         let record: ItemRecord = codec::decode(&k, &v)?;
-        if let Some(stats) = record.stats {
-            if let Some(key) = stats.popularity_key(half_life) {
-                act.by_popularity.insert((key, id));
-            }
-            act.items.insert(id, Arc::new(stats));
+        if let Some(key) = record.stats.popularity_key(half_life) {
+            act.by_popularity.insert((key, id));
         }
-        if let Some(list) = record.bought {
-            act.bought.insert(id, Arc::new(list));
-        }
-        if let Some(list) = record.viewed {
-            act.viewed.insert(id, Arc::new(list));
-        }
+        act.items.insert(id, Arc::new(record.stats));
     }
+    act.bought = load_baskets(tree, Relation::Bought)?;
+    act.viewed = load_baskets(tree, Relation::Viewed)?;
     Ok(act)
 }
 
-/// Raise a format-1 or format-2 store's behaviour state to format 3 and set the store's
-/// format mark to `format`, in one atomic batch (a crash leaves the old layout and mark, and
-/// the next open upgrades again): an item's statistics (`S`) and lists (`CB`, `CV`), a key
-/// each before, become one `B` record. Returns how many items were rewritten.
-pub(crate) fn upgrade(tree: &sled::Tree, format: u32) -> Result<usize> {
-    let mut batch = Batch::default();
-    let mut items: BTreeMap<u32, ItemRecord> = BTreeMap::new();
-    for kv in tree.scan_prefix(b"S") {
+/// The basket index of `rel`, from its chunks (in key order, which is chunk order).
+fn load_baskets(tree: &sled::Tree, rel: Relation) -> Result<Baskets> {
+    let mut chunks = Vec::new();
+    for kv in tree.scan_prefix([CHUNK_PREFIX, relation_byte(rel)]) {
         let (k, v) = kv?;
-        let id = codec::record_key_id(&k)?;
-        items.entry(id).or_default().stats = Some(codec::decode(&k, &v)?);
-        batch.remove(k);
-    }
-    for kv in tree.scan_prefix(b"C") {
-        let (k, v) = kv?;
-        let id = codec::decode_u32(&k, k.get(2..))?;
-        let list: CoList = codec::decode(&k, &v)?;
-        let record = items.entry(id).or_default();
-        match k.get(1) {
-            Some(b'B') => record.bought = Some(list),
-            Some(b'V') => record.viewed = Some(list),
-            _ => return Err(codec::corrupt(&k, "unknown co-occurrence relation")),
+        let n = codec::decode_u64(&k, k.get(2..).unwrap_or_default())?;
+        let chunk: Chunk = codec::decode(&k, &v)?;
+        if !chunk.is_valid() {
+            return Err(codec::corrupt(&k, "basket chunk offsets are inconsistent"));
         }
-        batch.remove(k);
+        chunks.push((n, chunk));
     }
-    for (&id, r) in &items {
-        let borrowed = ItemRecordRef {
-            stats: r.stats.as_ref(),
-            bought: r.bought.as_ref(),
-            viewed: r.viewed.as_ref(),
-        };
-        batch.insert(&id_key(ITEM_PREFIX, id), codec::encode(&borrowed));
+    Ok(Baskets::from_chunks(chunks))
+}
+
+/// The keys of an older store's behaviour state (formats 1 to 3): user and item records,
+/// format-2 statistics and lists, and the journal (the upgrade replays the whole log, the
+/// journalled batches included).
+pub(crate) fn old_state_keys(tree: &sled::Tree) -> Result<Vec<IVec>> {
+    let mut keys = Vec::new();
+    for prefix in [
+        &[USER_PREFIX][..],
+        &[ITEM_PREFIX],
+        b"S",
+        b"C",
+        &[CHUNK_PREFIX],
+        log::JOURNAL_PREFIX,
+    ] {
+        for kv in tree.scan_prefix(prefix) {
+            keys.push(kv?.0);
+        }
     }
-    batch.insert(codec::META_FORMAT, &format.to_be_bytes());
-    tree.apply_batch(batch)?;
-    Ok(items.len())
+    Ok(keys)
+}
+
+/// Every event of the log with its user, in arrival order (the order they were recorded in).
+pub(crate) fn whole_log(tree: &sled::Tree) -> Result<Vec<(u32, Logged)>> {
+    let mut events = Vec::new();
+    for kv in tree.scan_prefix(log::LOG_PREFIX) {
+        let (k, v) = kv?;
+        let (user, chunk) = log::decode_entry(&k, &v)?;
+        events.extend(chunk.into_iter().map(|e| (user, e)));
+    }
+    events.sort_by_key(|(_, e)| e.seq);
+    Ok(events)
 }
 
 #[cfg(test)]
 mod tests {
+    use sled::Batch;
+
     use super::*;
-    use crate::activity::checkpoint::{write, Touched, Unsaved};
-    use crate::activity::cooccur::CoEntry;
-    use crate::activity::{ItemStats, Relation};
+    use crate::activity::checkpoint::{chunk_key, id_key, write, Touched, Unsaved};
+    use crate::activity::ItemStats;
 
     fn stats(views: u64, pop: f32) -> ItemStats {
         ItemStats {
@@ -97,19 +109,6 @@ mod tests {
             pop,
             pop_at: 1_000,
             ..ItemStats::default()
-        }
-    }
-
-    fn list(items: &[u32]) -> CoList {
-        CoList {
-            entries: items
-                .iter()
-                .map(|&item| CoEntry {
-                    item,
-                    count: item + 1,
-                    err: 0,
-                })
-                .collect(),
         }
     }
 
@@ -121,65 +120,37 @@ mod tests {
         }
     }
 
-    /// Users 1 and 2; items 1 (stats and both lists), 2 (stats only), 3 (a bought list only).
-    fn activity() -> Activity {
+    /// Users 1 and 2; items 1 and 2 with statistics; baskets {1, 2}, {1, 3} and a session {2}.
+    fn activity() -> (Activity, Touched) {
         let mut act = Activity::default();
+        let mut t = Touched::default();
         act.users.insert(1, Arc::new(user(3)));
         act.users.insert(2, Arc::new(user(5)));
         act.items.insert(1, Arc::new(stats(10, 2.0)));
         act.items.insert(2, Arc::new(stats(3, 1.0)));
-        act.bought.insert(1, Arc::new(list(&[2, 3])));
-        act.viewed.insert(1, Arc::new(list(&[2])));
-        act.bought.insert(3, Arc::new(list(&[1])));
-        act.totals.events = 8;
-        act
-    }
-
-    fn touched(users: &[u32], items: &[u32]) -> Touched {
-        Touched {
-            users: users.iter().copied().collect(),
-            items: items.iter().copied().collect(),
+        for (id, item) in [(0, 1), (0, 2), (1, 1), (1, 3)] {
+            act.bought.add(id, 1, item);
         }
+        act.viewed.add(0, 2, 2);
+        act.totals.events = 8;
+        t.users.extend([1, 2]);
+        t.items.extend([1, 2]);
+        t.chunks
+            .extend([(Relation::Bought, 0), (Relation::Viewed, 0)]);
+        (act, t)
     }
 
-    type ItemRow = (u32, Option<ItemStats>, Option<CoList>, Option<CoList>);
+    type State = (Vec<(u32, UserState)>, Vec<(u32, ItemStats)>, u64);
 
-    /// Everything a checkpoint keeps, in a comparable form.
-    fn state(act: &Activity) -> (Vec<(u32, UserState)>, Vec<ItemRow>, u64) {
+    /// Everything a checkpoint keeps but the indexes, in a comparable form.
+    fn state(act: &Activity) -> State {
         let mut users: Vec<(u32, UserState)> = act.users().map(|(id, u)| (id, u.clone())).collect();
         users.sort_by_key(|u| u.0);
-        let mut ids: Vec<u32> = act
-            .items
-            .keys()
-            .chain(act.bought.keys())
-            .chain(act.viewed.keys())
-            .copied()
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let items = ids
-            .into_iter()
-            .map(|i| {
-                (
-                    i,
-                    act.item(i).cloned(),
-                    act.list(Relation::Bought, i).cloned(),
-                    act.list(Relation::Viewed, i).cloned(),
-                )
-            })
-            .collect();
+        let mut items: Vec<(u32, ItemStats)> = act.items().map(|(id, s)| (id, s.clone())).collect();
+        items.sort_by_key(|i| i.0);
         (users, items, act.totals.events)
     }
 
-    fn popularity(act: &Activity) -> imbl::OrdSet<(u64, u32)> {
-        let hl = Config::default().popularity_half_life_secs();
-        act.items
-            .iter()
-            .filter_map(|(&i, s)| Some((s.popularity_key(hl)?, i)))
-            .collect()
-    }
-
-    /// Checkpoint `act` (touching `t`) in one batch, as a write call does.
     fn checkpoint(db: &sled::Tree, act: &Activity, t: &Touched) -> Result<()> {
         let mut batch = Batch::default();
         write(act, t, &Unsaved::default(), &mut batch);
@@ -192,74 +163,47 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_go_when_empty() -> Result<()> {
+    fn records_and_chunks_round_trip_and_go_when_empty() -> Result<()> {
         let db = sled::Config::new().temporary(true).open()?;
-        let act = activity();
-        checkpoint(&db, &act, &touched(&[1, 2], &[1, 2, 3]))?;
+        let (act, t) = activity();
+        checkpoint(&db, &act, &t)?;
         let loaded = reopen(&db)?;
         assert_eq!(state(&loaded), state(&act));
-        assert_eq!(loaded.by_popularity, popularity(&act));
-        // One key per user and per item with any state.
+        assert_eq!(loaded.bought, act.bought);
+        assert_eq!(loaded.viewed, act.viewed);
+        assert_eq!(loaded.baskets(Relation::Bought).support(1, 2), 1);
         assert_eq!(db.scan_prefix([USER_PREFIX]).count(), 2);
-        assert_eq!(db.scan_prefix([ITEM_PREFIX]).count(), 3);
+        assert_eq!(db.scan_prefix([ITEM_PREFIX]).count(), 2);
+        assert_eq!(db.scan_prefix([CHUNK_PREFIX]).count(), 2);
 
-        // Item 3 loses its only list and user 2 goes: their keys go; the rest is as it was.
+        // User 2 goes with their session; item 2 loses its statistics.
         let mut after = act.clone();
-        after.users.insert(1, Arc::new(user(4)));
-        after.bought.remove(&3);
         after.users.remove(&2);
-        checkpoint(&db, &after, &touched(&[1, 2], &[3]))?;
-        assert!(db.get(id_key(ITEM_PREFIX, 3))?.is_none());
+        after.items.remove(&2);
+        after.viewed.forget(2);
+        let mut t = Touched::default();
+        t.users.insert(2);
+        t.items.insert(2);
+        t.chunks.insert((Relation::Viewed, 0));
+        checkpoint(&db, &after, &t)?;
+        assert!(db.get(id_key(ITEM_PREFIX, 2))?.is_none());
         assert!(db.get(id_key(USER_PREFIX, 2))?.is_none());
-        assert_eq!(state(&reopen(&db)?), state(&after));
-        Ok(())
-    }
-
-    #[test]
-    fn a_format_2_store_is_upgraded() -> Result<()> {
-        let db = sled::Config::new().temporary(true).open()?;
-        let act = activity();
-        // The format-2 layout: a key for an item's statistics and for each of its lists.
-        for (&u, s) in act.users.iter() {
-            db.insert(id_key(USER_PREFIX, u), codec::encode(&**s))?;
-        }
-        for (&i, s) in act.items.iter() {
-            db.insert(id_key(b'S', i), codec::encode(&**s))?;
-        }
-        for (rel, lists) in [(b'B', &act.bought), (b'V', &act.viewed)] {
-            for (&i, l) in lists.iter() {
-                let mut k = vec![b'C', rel];
-                k.extend_from_slice(&i.to_be_bytes());
-                db.insert(k, codec::encode(&**l))?;
-            }
-        }
-        db.insert(META_ACTIVITY, codec::encode(&act.totals))?;
-        db.insert(codec::META_FORMAT, &2u32.to_be_bytes())?;
-
-        assert_eq!(upgrade(&db, 3)?, 3);
-        assert_eq!(
-            db.scan_prefix(b"S").count() + db.scan_prefix(b"C").count(),
-            0
-        );
-        let format = db.get(codec::META_FORMAT)?;
-        assert_eq!(codec::decode_u32(codec::META_FORMAT, format.as_deref())?, 3);
         let loaded = reopen(&db)?;
-        assert_eq!(state(&loaded), state(&act));
-        assert_eq!(loaded.by_popularity, popularity(&act));
+        assert_eq!(state(&loaded), state(&after));
+        assert_eq!(loaded.viewed.lines(), 0);
         Ok(())
     }
 
     #[test]
-    fn a_damaged_old_key_fails_the_upgrade_and_changes_nothing() -> Result<()> {
+    fn a_damaged_chunk_is_an_error_not_a_panic() -> Result<()> {
         let db = sled::Config::new().temporary(true).open()?;
-        db.insert(id_key(b'S', 1), codec::encode(&stats(1, 1.0)))?;
-        db.insert([b'C', b'X', 0, 0, 0, 1], codec::encode(&list(&[2])))?;
-        db.insert(codec::META_FORMAT, &2u32.to_be_bytes())?;
-        assert!(upgrade(&db, 3).is_err());
-        assert!(db.get(id_key(b'S', 1))?.is_some());
-        assert_eq!(db.scan_prefix([ITEM_PREFIX]).count(), 0);
-        let format = db.get(codec::META_FORMAT)?;
-        assert_eq!(codec::decode_u32(codec::META_FORMAT, format.as_deref())?, 2);
+        db.insert(
+            chunk_key(Relation::Bought, 0),
+            codec::encode(&(vec![1u32], vec![9u32], Vec::<u32>::new())),
+        )?;
+        assert!(reopen(&db).is_err());
+        db.insert(chunk_key(Relation::Bought, 0), &b"\x01garbage"[..])?;
+        assert!(reopen(&db).is_err());
         Ok(())
     }
 }

@@ -64,17 +64,20 @@ pub(crate) fn passed_tags<E>(
     Ok(tags)
 }
 
-/// A session still open for pairing: purchases in it form one basket.
+/// A session still open: its purchases form one basket, its other interest events one
+/// viewed-together session. The items are in the basket indexes
+/// ([`crate::activity::baskets`]) under these ids.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpenSession {
     /// xxh3 of the app's session id; 0 for the implicit (time-gap) session.
     pub key: u64,
     /// Time of its newest event.
     pub last_ts: u64,
-    /// Items bought in it, oldest first (the last `Config::session_window`).
-    pub bought: Vec<u32>,
-    /// Items of interest events in it, oldest first (same window).
-    pub viewed: Vec<u32>,
+    /// Id of its purchase basket, once it has a purchase.
+    pub basket: Option<u64>,
+    /// Id of its viewed-together session, once it has an interest event other than a
+    /// purchase.
+    pub viewed: Option<u64>,
 }
 
 /// Everything behaviour tells about one user.
@@ -90,8 +93,8 @@ pub struct UserState {
     pub seen: Vec<u32>,
     /// Every item the user bought, sorted (same cap).
     pub purchased: Vec<u32>,
-    /// The items of the most recent purchase basket.
-    pub last_basket: Vec<u32>,
+    /// Id of the most recent purchase basket (its items are in the bought-together index).
+    pub last_basket: Option<u64>,
     /// Time of the first event.
     pub first_seen: u64,
     /// Time of the newest event.
@@ -304,9 +307,9 @@ mod tests {
     #[test]
     fn implicit_sessions_split_on_gaps() {
         let mut u = UserState::default();
-        u.session(0, 100, 60).viewed.push(1);
-        assert_eq!(u.session(0, 150, 60).viewed, vec![1]);
-        assert!(u.session(0, 1000, 60).viewed.is_empty());
+        u.session(0, 100, 60).viewed = Some(1);
+        assert_eq!(u.session(0, 150, 60).viewed, Some(1));
+        assert!(u.session(0, 1000, 60).viewed.is_none());
         for k in 1..10 {
             u.session(k, 2000 + k, 60);
         }

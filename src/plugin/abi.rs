@@ -163,7 +163,8 @@ pub struct Context {
     /// How many results will be shown.
     pub k: u32,
     /// The scenario: 1 similar, 2 profile, 3 together, 4 viewed, 5 for-user, 6 cart,
-    /// 7 after-purchase, 8 search-rerank, 9 trending, 10 gift; 0 unknown.
+    /// 7 after-purchase, 8 search-rerank, 9 trending, 10 gift, 11 substitutes, 12 complements;
+    /// 0 unknown.
     pub scenario: u32,
     /// The page slot: 1 home, 2 search, 3 product, 4 cart, 5 checkout, 6 email; 0 none or
     /// another name.

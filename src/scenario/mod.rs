@@ -3,13 +3,15 @@
 //!
 //! | scenario | where | candidates | score |
 //! |---|---|---|---|
-//! | `similar` | product page: substitutes | tag similarity | cosine |
+//! | `similar` | product page: more like this | tag similarity | cosine |
 //! | `profile` | any: a tag profile | tag similarity | cosine |
-//! | `together` | product page: complements | bought-together list | basket cosine |
-//! | `viewed` | product page | viewed-together list | session cosine |
+//! | `substitutes` | product page: "instead of this" | similar tags + viewed together | tag match and viewing, damped by co-buying |
+//! | `complements` | cart, receipt: "goes with this" | bought together | association, damped by tag match |
+//! | `together` | product page | bought together | association (shrunk lift) |
+//! | `viewed` | product page | viewed together | association (shrunk lift) |
 //! | `for-user` | home page | co-occurrence of recent items + tag profile + trending | blend |
-//! | `cart` | cart | bought-together of every basket item | summed basket cosine |
-//! | `after-purchase` | receipt | complements of the last basket | summed basket cosine |
+//! | `cart` | cart | co-occurrence of the basket and the shopper's history | blend |
+//! | `after-purchase` | receipt | bought (and viewed) with the last basket | summed association |
 //! | `search-rerank` | search results | the given list | keywords + user match + social proof |
 //! | `trending` | anywhere | items with activity | decayed popularity |
 //! | `gift` | campaign | items tagged `for:<recipient>` | popularity + rating |
@@ -18,7 +20,8 @@
 //! campaign [`Boost`]s, members-first, and an optional MMR diversity re-rank; every result says
 //! why it was recommended ([`Reason`]). `users-like` ([`Store::users_like`]) returns users.
 //!
-//! * [`cooccur`] — together, viewed, cart, after-purchase.
+//! * [`cooccur`] — together, viewed, after-purchase, and the co-occurrence part of the blends.
+//! * [`relations`] — substitutes and complements.
 //! * [`personal`] — for-user and the user's tag profile.
 //! * [`users_like`] — similar users, scanned over [`user_matrix`].
 //! * [`catalogue`] — trending, gift guides, search re-ranking.
@@ -31,6 +34,7 @@ pub mod cooccur;
 pub(crate) mod history;
 pub mod personal;
 pub(crate) mod rank;
+pub mod relations;
 pub mod strategy;
 pub(crate) mod user_matrix;
 pub mod users_like;
@@ -60,7 +64,20 @@ pub enum Scenario {
         /// `(tag, weight)` pairs.
         tags: Vec<(String, f32)>,
     },
-    /// Complements: bought in the same basket as `item`.
+    /// Items that could replace `item` ("instead of this", for the product page): a strong
+    /// tag match, often viewed in the same sessions, rarely bought in the same baskets. Each
+    /// result carries a [`Reason::Substitute`] with that evidence.
+    Substitutes {
+        /// The item on the page.
+        item: String,
+    },
+    /// Items that complete `item` ("goes with this", for the cart and after purchase): bought
+    /// in the same baskets, unlike it in tags. Each result carries a [`Reason::Complement`].
+    Complements {
+        /// The item on the page.
+        item: String,
+    },
+    /// Bought in the same basket as `item`, ranked by association.
     Together {
         /// The item on the page.
         item: String,
@@ -104,6 +121,8 @@ impl Scenario {
         match self {
             Scenario::Similar { .. } => "similar",
             Scenario::Profile { .. } => "profile",
+            Scenario::Substitutes { .. } => "substitutes",
+            Scenario::Complements { .. } => "complements",
             Scenario::Together { .. } => "together",
             Scenario::Viewed { .. } => "viewed",
             Scenario::ForUser => "for-user",
@@ -138,23 +157,66 @@ pub enum Reason {
     BoughtTogether {
         /// The item it goes with.
         with: String,
-        /// Baskets holding both.
+        /// Baskets holding both: exact when `exact`, otherwise a lower bound.
         support: u32,
+        /// Whether the figures are exact. False only when the store has dropped some of
+        /// `with`'s baskets to stay within `Config::cooccurrence_lines`; every figure is then
+        /// a lower bound ("at least").
+        exact: bool,
+        /// When set, the figures count only the newest this many baskets of `with` (the
+        /// blends walk each history item's newest baskets): `support` of them hold this item,
+        /// `confidence` is `support / newest`, and `lift` compares that share with this item's
+        /// share of all baskets. Unset: every basket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        newest: Option<u32>,
         /// P(this | with).
         confidence: f32,
         /// How much more often than chance.
         lift: f32,
     },
-    /// Viewed in the same session as `with`.
+    /// Viewed (shown interest in) in the same session as `with`.
     ViewedTogether {
         /// The item it goes with.
         with: String,
-        /// Sessions holding both.
+        /// Sessions holding both: exact when `exact`, otherwise a lower bound.
         support: u32,
+        /// Whether the figures are exact (see [`Reason::BoughtTogether`]).
+        exact: bool,
+        /// The newest sessions of `with` counted, if not all (see [`Reason::BoughtTogether`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        newest: Option<u32>,
         /// P(this | with).
         confidence: f32,
         /// How much more often than chance.
         lift: f32,
+    },
+    /// It can replace `with` ([`Scenario::Substitutes`]).
+    Substitute {
+        /// The item it replaces.
+        with: String,
+        /// Cosine of the two items' tags.
+        tag_match: f32,
+        /// Sessions in which both were viewed.
+        viewed_together: u32,
+        /// Baskets holding both.
+        bought_together: u32,
+        /// Whether both counts are exact (see [`Reason::BoughtTogether`]).
+        exact: bool,
+    },
+    /// It completes `with` ([`Scenario::Complements`]).
+    Complement {
+        /// The item it goes with.
+        with: String,
+        /// Baskets holding both.
+        bought_together: u32,
+        /// Whether the figures are exact (see [`Reason::BoughtTogether`]).
+        exact: bool,
+        /// P(this | with).
+        confidence: f32,
+        /// How much more often than chance they are bought together.
+        lift: f32,
+        /// Cosine of the two items' tags.
+        tag_match: f32,
     },
     /// Liked by the same people as `with`: both are in the histories of `shared` users.
     LikedTogether {
@@ -195,13 +257,141 @@ impl Reason {
     pub(crate) fn strength(&self) -> f32 {
         match self {
             Reason::Profile { similarity } => *similarity,
-            Reason::BoughtTogether { support, lift, .. }
-            | Reason::ViewedTogether { support, lift, .. } => *support as f32 * lift.max(1.0),
+            // More baskets together is the stronger explanation; confidence (at most 1)
+            // breaks ties. Lift would favour one-offs between rarities.
+            Reason::BoughtTogether {
+                support,
+                confidence,
+                ..
+            }
+            | Reason::ViewedTogether {
+                support,
+                confidence,
+                ..
+            }
+            | Reason::Complement {
+                bought_together: support,
+                confidence,
+                ..
+            } => *support as f32 + confidence.clamp(0.0, 1.0),
+            Reason::Substitute { tag_match, .. } => *tag_match,
             Reason::LikedTogether { similarity, .. } => *similarity,
             Reason::Popular { popularity } => *popularity,
             Reason::Keywords { matched } => matched.len() as f32,
             Reason::Boost { factor, .. } => *factor,
             Reason::MembersOnly => 1.0,
+        }
+    }
+}
+
+/// `n×`, or `at least n×` when the figure is a bound.
+fn times(n: u32, exact: bool) -> String {
+    if exact {
+        format!("{n}×")
+    } else {
+        format!("at least {n}×")
+    }
+}
+
+/// Below this support a reason's text leaves the lift out: one shared basket between two
+/// rarities has a lift in the thousands, true and meaningless. The JSON keeps it.
+pub const LIFT_MIN_SUPPORT: u32 = 3;
+
+/// `lift x` (or `lift at least x` when it is a bound) behind `sep`, or nothing when the
+/// support is below [`LIFT_MIN_SUPPORT`].
+fn lift(sep: &str, x: f32, support: u32, exact: bool) -> String {
+    match (support >= LIFT_MIN_SUPPORT, exact) {
+        (false, _) => String::new(),
+        (true, true) => format!("{sep}lift {x:.1}"),
+        (true, false) => format!("{sep}lift at least {x:.1}"),
+    }
+}
+
+impl std::fmt::Display for Reason {
+    /// One line for a person: `bought with 85123A (457×, lift 3.1)`. A figure that is a lower
+    /// bound says so (`at least 120×`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Profile { similarity } => write!(f, "matches the profile ({similarity:.2})"),
+            Reason::BoughtTogether {
+                with,
+                support,
+                exact,
+                newest,
+                lift: l,
+                ..
+            } => match newest {
+                Some(n) => write!(
+                    f,
+                    "bought with {with} in {support} of its newest {n} baskets{}",
+                    lift(" (", *l, *support, *exact) + if *support >= LIFT_MIN_SUPPORT { ")" } else { "" }
+                ),
+                None => write!(
+                    f,
+                    "bought with {with} ({}{})",
+                    times(*support, *exact),
+                    lift(", ", *l, *support, *exact)
+                ),
+            },
+            Reason::ViewedTogether {
+                with,
+                support,
+                exact,
+                newest,
+                lift: l,
+                ..
+            } => match newest {
+                Some(n) => write!(
+                    f,
+                    "viewed with {with} in {support} of its newest {n} sessions{}",
+                    lift(" (", *l, *support, *exact) + if *support >= LIFT_MIN_SUPPORT { ")" } else { "" }
+                ),
+                None => write!(
+                    f,
+                    "viewed with {with} ({}{})",
+                    times(*support, *exact),
+                    lift(", ", *l, *support, *exact)
+                ),
+            },
+            Reason::Substitute {
+                with,
+                tag_match,
+                viewed_together,
+                bought_together,
+                exact,
+            } => write!(
+                f,
+                "substitute for {with}: tag match {tag_match:.2}, viewed in the same session {}, bought together {}",
+                times(*viewed_together, *exact),
+                times(*bought_together, *exact)
+            ),
+            Reason::Complement {
+                with,
+                bought_together,
+                exact,
+                lift: l,
+                tag_match,
+                ..
+            } => write!(
+                f,
+                "complement to {with}: bought together {}{}, tag match {tag_match:.2}",
+                times(*bought_together, *exact),
+                lift(" (", *l, *bought_together, *exact)
+                    + if *bought_together >= LIFT_MIN_SUPPORT { ")" } else { "" }
+            ),
+            Reason::LikedTogether {
+                with,
+                shared,
+                similarity,
+            } => write!(
+                f,
+                "liked by the same people as {with} ({shared} {}, cosine {similarity:.2})",
+                if *shared == 1 { "user" } else { "users" }
+            ),
+            Reason::Popular { popularity } => write!(f, "popular ({popularity:.1})"),
+            Reason::Keywords { matched } => write!(f, "keywords {}", matched.join(" ")),
+            Reason::Boost { tag, factor } => write!(f, "boost {tag} ×{factor}"),
+            Reason::MembersOnly => write!(f, "members only"),
         }
     }
 }
@@ -479,15 +669,27 @@ fn candidates_and_rank(
         Scenario::Similar { .. } | Scenario::Profile { .. } => {
             return personal::similarity(snap, ask, &excluded, plug)
         }
+        Scenario::Substitutes { item } => {
+            let id = item_id(snap, item)?;
+            excluded.push(id);
+            excluded.sort_unstable();
+            relations::substitutes(snap, item, id, &excluded)?
+        }
+        Scenario::Complements { item } => {
+            let id = item_id(snap, item)?;
+            excluded.push(id);
+            excluded.sort_unstable();
+            relations::complements(snap, item, id, &excluded)?
+        }
         Scenario::Together { item } => {
             let id = item_id(snap, item)?;
             excluded.push(id);
-            cooccur::related(snap, &[id], crate::activity::Relation::Bought)
+            cooccur::related(snap, id, crate::activity::Relation::Bought)
         }
         Scenario::Viewed { item } => {
             let id = item_id(snap, item)?;
             excluded.push(id);
-            cooccur::related(snap, &[id], crate::activity::Relation::Viewed)
+            cooccur::related(snap, id, crate::activity::Relation::Viewed)
         }
         Scenario::Cart { items } => {
             let ids = items
@@ -500,7 +702,8 @@ fn candidates_and_rank(
         Scenario::AfterPurchase => {
             let basket = user
                 .and_then(|u| snap.activity.user(u))
-                .map(|u| u.last_basket.clone())
+                .and_then(|u| u.last_basket)
+                .map(|b| snap.activity.bought.basket(b).to_vec())
                 .unwrap_or_default();
             excluded.extend_from_slice(&basket);
             cooccur::basket(snap, &basket)

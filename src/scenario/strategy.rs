@@ -53,6 +53,8 @@ fn scenario_code(s: &Scenario) -> u32 {
         Scenario::SearchRerank { .. } => 8,
         Scenario::Trending => 9,
         Scenario::Gift { .. } => 10,
+        Scenario::Substitutes { .. } => 11,
+        Scenario::Complements { .. } => 12,
     }
 }
 
@@ -155,7 +157,9 @@ fn feature(
             .reasons
             .iter()
             .map(|r| match r {
-                Reason::BoughtTogether { lift, .. } | Reason::ViewedTogether { lift, .. } => *lift,
+                Reason::BoughtTogether { lift, .. }
+                | Reason::ViewedTogether { lift, .. }
+                | Reason::Complement { lift, .. } => *lift,
                 _ => 0.0,
             })
             .fold(0.0, f32::max),

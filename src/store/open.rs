@@ -65,38 +65,29 @@ fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
     }
 }
 
-/// Check the store's format mark: write it on a new store, upgrade an older store in place,
-/// refuse a newer one.
-fn check_format(tree: &sled::Tree, dir: &Path) -> Result<()> {
+/// Check the store's format mark: write it on a new store, refuse a newer one. Returns the
+/// format of an older store, whose behaviour state [`Store::upgrade_activity`] derives again.
+fn check_format(tree: &sled::Tree, dir: &Path) -> Result<Option<u32>> {
     match tree.get(codec::META_FORMAT)? {
         None => {
             tree.insert(codec::META_FORMAT, &codec::STORE_FORMAT.to_be_bytes())?;
+            Ok(None)
         }
         Some(v) => {
             let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
-            if found == 1 || found == 2 {
-                // Format 2 added the chunked event log and the journal (format-1
-                // single-event log keys stay readable); format 3 keeps each item's
-                // behaviour state under one key. The item state is rewritten and the mark
-                // raised in one batch, so an older binary refuses the store instead of
-                // misreading it.
-                let items = crate::activity::reload::upgrade(tree, codec::STORE_FORMAT)?;
-                tracing::info!(
-                    from = found,
-                    to = codec::STORE_FORMAT,
-                    items,
-                    "store format upgraded in place"
-                );
-            } else if found != codec::STORE_FORMAT {
-                return Err(Error::IncompatibleStore {
+            if (1..codec::STORE_FORMAT).contains(&found) {
+                Ok(Some(found))
+            } else if found == codec::STORE_FORMAT {
+                Ok(None)
+            } else {
+                Err(Error::IncompatibleStore {
                     dir: dir.to_path_buf(),
                     found,
                     expected: codec::STORE_FORMAT,
-                });
+                })
             }
         }
     }
-    Ok(())
 }
 
 impl Store {
@@ -123,7 +114,7 @@ impl Store {
         let db = open_sled(&dir, &config)?;
         let tree: sled::Tree = (*db).clone();
 
-        check_format(&tree, &dir)?;
+        let older = check_format(&tree, &dir)?;
         let counters = Counters {
             next_item: meta_u64(&tree, codec::META_NEXT_ITEM)? as u32,
             next_user: meta_u64(&tree, codec::META_NEXT_USER)? as u32,
@@ -152,7 +143,11 @@ impl Store {
             delta = delta.changed(),
             "store opened"
         );
-        let activity = crate::activity::reload::load(&tree, &config)?;
+        let activity = match older {
+            // Written in an older layout: derived again from the log below.
+            Some(_) => crate::activity::Activity::default(),
+            None => crate::activity::reload::load(&tree, &config)?,
+        };
         let snapshot = Snapshot {
             segment,
             delta,
@@ -184,8 +179,34 @@ impl Store {
                 config,
             }),
         };
-        store.replay_journal()?;
+        match older {
+            Some(found) => store.upgrade_activity(found)?,
+            None => store.replay_journal()?,
+        }
         Ok(store)
+    }
+
+    /// Raise an older store (format `found`) to the current format: its behaviour state is
+    /// derived again by replaying the whole event log (see [`crate::activity::reload`]), and
+    /// written with the removal of the old state and the new format mark in one atomic batch
+    /// (a crash before it leaves the old layout and mark, and the next open upgrades again).
+    /// After it, an older binary refuses the store instead of misreading it.
+    fn upgrade_activity(&self, found: u32) -> Result<()> {
+        let tree = &self.inner.tree;
+        let events = crate::activity::reload::whole_log(tree)?;
+        let old_keys = crate::activity::reload::old_state_keys(tree)?;
+        let count = events.len();
+        let started = std::time::Instant::now();
+        self.write(|p| p.upgrade_activity(events, old_keys))?;
+        self.inner.db.flush()?;
+        tracing::info!(
+            from = found,
+            to = codec::STORE_FORMAT,
+            events = count,
+            seconds = started.elapsed().as_secs_f64(),
+            "store format upgraded in place: behaviour state derived again from the event log"
+        );
+        Ok(())
     }
 
     fn recover_segment(

@@ -65,7 +65,7 @@ pub enum Feature {
 /// The scenario asking, as the context block codes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    /// Substitutes for an item.
+    /// More like an item (tag similarity).
     Similar,
     /// Items matching a tag profile.
     Profile,
@@ -85,6 +85,10 @@ pub enum Scenario {
     Trending,
     /// A gift guide.
     Gift,
+    /// Substitutes for an item ("instead of this").
+    Substitutes,
+    /// Complements of an item ("goes with this").
+    Complements,
     /// A code this SDK does not know.
     Other(u32),
 }
@@ -333,6 +337,8 @@ pub mod __rt {
             8 => Scenario::SearchRerank,
             9 => Scenario::Trending,
             10 => Scenario::Gift,
+            11 => Scenario::Substitutes,
+            12 => Scenario::Complements,
             c => Scenario::Other(c),
         }
     }

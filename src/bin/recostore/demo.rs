@@ -137,24 +137,34 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
 
-    // Complements of a best-seller: the item at the top of the trending list.
-    if let Some(top) = store.recommend(&Ask::new(Scenario::Trending).k(1))?.first() {
-        println!();
-        let t = Instant::now();
-        let ask = Ask::new(Scenario::Together {
-            item: top.id.clone(),
-        })
-        .k(5);
-        let recs = store.recommend(&ask)?;
-        output::scenario_result(
-            &format!(
-                "Bought together with {} \"{}\" (the best-seller)",
-                top.id, top.title
+    // The best-seller (the top of the trending list) on its product page (substitutes) and in
+    // a cart (complements).
+    let best = store.recommend(&Ask::new(Scenario::Trending).k(1))?;
+    if let Some(top) = best.first() {
+        for (scenario, title) in [
+            (
+                Scenario::Substitutes {
+                    item: top.id.clone(),
+                },
+                "Instead of",
             ),
-            &recs,
-            t.elapsed(),
-            false,
-        )?;
+            (
+                Scenario::Complements {
+                    item: top.id.clone(),
+                },
+                "Goes with",
+            ),
+        ] {
+            println!();
+            let t = Instant::now();
+            let recs = store.recommend(&Ask::new(scenario).k(5))?;
+            output::scenario_result(
+                &format!("{title} {} \"{}\" (the best-seller)", top.id, top.title),
+                &recs,
+                t.elapsed(),
+                false,
+            )?;
+        }
     }
 
     if let Some(user) =
@@ -192,9 +202,10 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     println!(
-        "Try: recostore query similar sku-000042 --dir {0}\n     recostore query for-user {1} --dir {0}",
+        "Try: recostore query similar sku-000042 --dir {0}\n     recostore query complements {2} --dir {0}\n     recostore query for-user {1} --exclude-purchased --dir {0}",
         a.dir.display(),
-        shop.users.first().map_or("", |u| u.id.as_str())
+        shop.users.first().map_or("", |u| u.id.as_str()),
+        best.first().map_or("sku-000042", |r| r.id.as_str())
     );
     Ok(())
 }

@@ -106,16 +106,14 @@ struct EvalArgs {
     /// Also write the split (train.csv, test.csv, meta.json) here for bench/peers/implicit_peer.py.
     #[arg(long, value_name = "DIR")]
     write_split: Option<PathBuf>,
-    /// Replay with this session window (Config::session_window): a new item in a session is
-    /// paired with at most this many of its latest items. Try settings before changing a shop.
-    #[arg(long, value_name = "N", default_value_t = Config::default().session_window)]
-    session_window: usize,
     /// Replay with this gap between implicit sessions, in seconds (Config::session_gap_secs).
+    /// Try settings on your data before changing a shop's.
     #[arg(long, value_name = "SECS", default_value_t = Config::default().session_gap_secs)]
     session_gap_secs: u64,
-    /// Replay keeping this many partners per item and relation (Config::cooccurrence_per_item).
-    #[arg(long, value_name = "N", default_value_t = Config::default().cooccurrence_per_item)]
-    cooccurrence_per_item: usize,
+    /// Replay keeping at most this many (basket, item) lines per co-occurrence index
+    /// (Config::cooccurrence_lines); older baskets are dropped beyond it.
+    #[arg(long, value_name = "N", default_value_t = Config::default().cooccurrence_lines)]
+    cooccurrence_lines: u64,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -358,9 +356,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Eval(a) => {
             let mut cfg = Config::default();
-            cfg.session_window = a.session_window;
             cfg.session_gap_secs = a.session_gap_secs;
-            cfg.cooccurrence_per_item = a.cooccurrence_per_item;
+            cfg.cooccurrence_lines = a.cooccurrence_lines;
             let store = Store::open_with(&a.dir, cfg)?;
             let report = recostore::eval::evaluate(
                 &store,

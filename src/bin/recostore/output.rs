@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use recostore::import::ImportSummary;
-use recostore::{QueryStats, Reason, Recommendation, Stats, UserMatch};
+use recostore::{QueryStats, Recommendation, Stats, UserMatch};
 use serde::Serialize;
 
 type Out = Result<(), Box<dyn std::error::Error>>;
@@ -25,36 +25,11 @@ pub fn because(r: &Recommendation) -> String {
         .join(", ")
 }
 
-/// Format the non-tag reasons of a recommendation.
+/// Format the non-tag reasons of a recommendation (each reason's `Display`).
 pub fn reasons(r: &Recommendation) -> String {
     r.reasons
         .iter()
-        .map(|x| match x {
-            Reason::Profile { similarity } => format!("matches the profile ({similarity:.2})"),
-            Reason::BoughtTogether {
-                with,
-                support,
-                lift,
-                ..
-            } => format!("bought with {with} ({support}×, lift {lift:.1})"),
-            Reason::ViewedTogether {
-                with,
-                support,
-                lift,
-                ..
-            } => format!("viewed with {with} ({support}×, lift {lift:.1})"),
-            Reason::LikedTogether {
-                with,
-                shared,
-                similarity,
-            } => format!(
-                "liked by the same people as {with} ({shared} users, cosine {similarity:.2})"
-            ),
-            Reason::Popular { popularity } => format!("popular ({popularity:.1})"),
-            Reason::Keywords { matched } => format!("keywords {}", matched.join(" ")),
-            Reason::Boost { tag, factor } => format!("boost {tag} ×{factor}"),
-            Reason::MembersOnly => "members only".to_string(),
-        })
+        .map(|x| x.to_string())
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -211,7 +186,12 @@ pub fn stats(s: &Stats, as_json: bool) -> Out {
     println!("delta records  {}", s.delta_records);
     println!("events         {}", s.events);
     println!("clock          {}", s.clock);
-    println!("co-occurrence  {} lists", s.cooccurrence_lists);
+    println!(
+        "co-occurrence  {} basket lines, {} session lines (about {} KiB)",
+        s.bought_lines,
+        s.viewed_lines,
+        s.cooccurrence_bytes / 1024
+    );
     Ok(())
 }
 

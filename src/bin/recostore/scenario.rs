@@ -15,14 +15,31 @@ use crate::query::FilterOpts;
 
 #[derive(Subcommand)]
 pub enum ScenarioCmd {
-    /// Complements: items bought in the same basket as ITEM.
+    /// Items that could replace ITEM, for its product page: a strong tag match, viewed in the
+    /// same sessions, rarely bought in the same baskets. Each says its evidence.
+    Substitutes {
+        /// The item on the page.
+        item: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Items that complete ITEM, for the cart and the receipt: bought in the same baskets,
+    /// unlike it in tags. Each says its evidence.
+    Complements {
+        /// The item.
+        item: String,
+        #[command(flatten)]
+        opts: AskOpts,
+    },
+    /// Items bought in the same basket as ITEM, with exact counts ("457×, lift 6.3").
     Together {
         /// The item on the page.
         item: String,
         #[command(flatten)]
         opts: AskOpts,
     },
-    /// Items viewed in the same session as ITEM.
+    /// Items viewed in the same session as ITEM (views, clicks, carts, saves, ratings and
+    /// reviews; a purchase alone is not a view).
     Viewed {
         /// The item on the page.
         item: String,
@@ -215,6 +232,8 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        ScenarioCmd::Substitutes { item, opts } => opts.ask(Scenario::Substitutes { item }, None),
+        ScenarioCmd::Complements { item, opts } => opts.ask(Scenario::Complements { item }, None),
         ScenarioCmd::Together { item, opts } => opts.ask(Scenario::Together { item }, None),
         ScenarioCmd::Viewed { item, opts } => opts.ask(Scenario::Viewed { item }, None),
         ScenarioCmd::ForUser { subject, opts } => opts.ask(Scenario::ForUser, Some(subject)),

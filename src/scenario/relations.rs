@@ -1,0 +1,177 @@
+//! Typed relations: **substitutes** ("instead of this") and **complements** ("goes with this").
+//!
+//! A product page wants substitutes: the items a shopper weighs against this one. The cart and
+//! the receipt want complements: what completes the purchase. A list that mixes them loses on
+//! both pages (a second kettle in the cart, a descaler on the kettle's page), so each scenario
+//! keeps to one kind and every result says which kind it is and on what evidence
+//! ([`Reason::Substitute`], [`Reason::Complement`]).
+//!
+//! **Substitutes of A.** Candidates: A's [`POOL`] nearest items by tag cosine and A's
+//! [`POOL`] strongest viewed-together partners that share A's category, were viewed with it,
+//! or match its tags by at least [`MIN_TAG_MATCH`]. Score:
+//! `(t + v) / 2 / (1 + x)`, with `t` the tag cosine, `v` the viewed-together association scaled
+//! to 0..1 by the strongest candidate's, and `x = max(0, shrunk bought-together lift − 1)`:
+//! items bought together more often than chance go *with* each other, not instead of each
+//! other. On a shop that records no views (Online Retail) `v` is 0 and tags lead.
+//!
+//! **Complements of A.** Candidates: A's bought-together partners. Score: their
+//! association ([`crate::activity::cooccur::association`]) × `(1 − t)` (a close tag match is a
+//! variant, not a complement) × [`SAME_CATEGORY`] when both share a category.
+//!
+//! Not built: "bought after" (the same customer's next basket) as complement evidence; the
+//! basket index keeps owners, so it can be added when a shop's data shows it helps.
+
+use std::collections::HashMap;
+
+use super::rank::{Cand, Cands};
+use super::Reason;
+use crate::activity::cooccur::shrunk_lift;
+use crate::activity::{Pair, Relation};
+use crate::error::Result;
+use crate::search::{self, Query};
+use crate::snapshot::{Row, Snapshot};
+
+/// Candidates taken from each source.
+pub const POOL: usize = 200;
+/// What a complement in A's own category keeps of its score.
+pub const SAME_CATEGORY: f32 = 0.3;
+/// A substitute needs some sign that it does the same job: A's category, a session where both
+/// were viewed, or at least this tag match. Without the rule, items sharing only a price band
+/// (Online Retail's "Bank Charges" for a cake stand) filled the tail.
+pub const MIN_TAG_MATCH: f32 = 0.5;
+
+/// Tag cosine between `item` (named `name`) and each of `ids`.
+fn tag_matches(snap: &Snapshot, name: &str, ids: &[u32]) -> Result<HashMap<u32, f32>> {
+    let q = Query::similar_to(name).k(ids.len().clamp(1, search::MAX_K));
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(search::MAX_K) {
+        for r in search::score_ids(snap, &q, chunk)? {
+            if let Some(id) = snap.item_id(&r.id) {
+                out.insert(id, r.score);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn category(snap: &Snapshot, id: u32) -> Option<String> {
+    let c = match snap.item_row(id)? {
+        Row::Delta(r) => r.category.clone(),
+        Row::Segment(i) => snap.seg().items.category_of(i).to_string(),
+    };
+    (!c.is_empty()).then_some(c)
+}
+
+/// The `n` strongest of `pairs` by association, strongest first (ties: lower id first).
+fn strongest(mut pairs: Vec<(u32, Pair)>, n: usize) -> Vec<(u32, Pair)> {
+    let order =
+        |a: &(u32, Pair), b: &(u32, Pair)| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0));
+    if pairs.len() > n {
+        pairs.select_nth_unstable_by(n - 1, order);
+        pairs.truncate(n);
+    }
+    pairs.sort_unstable_by(order);
+    pairs
+}
+
+/// Items that could replace `item` (dense id `id`); `excluded` sorted.
+pub(crate) fn substitutes(snap: &Snapshot, name: &str, id: u32, excluded: &[u32]) -> Result<Cands> {
+    let act = &snap.activity;
+    let similar = search::run_excluding(snap, &Query::similar_to(name).k(POOL), excluded)?.0;
+    let mut tags: HashMap<u32, f32> = similar
+        .iter()
+        .filter_map(|r| Some((snap.item_id(&r.id)?, r.score)))
+        .collect();
+    let viewed = strongest(act.partners(Relation::Viewed, id), POOL);
+    let missing: Vec<u32> = viewed
+        .iter()
+        .map(|(b, _)| *b)
+        .filter(|b| !tags.contains_key(b))
+        .collect();
+    tags.extend(tag_matches(snap, name, &missing)?);
+    let best_viewed = viewed.first().map_or(0.0, |(_, p)| p.score);
+    let viewed: HashMap<u32, Pair> = viewed.into_iter().collect();
+    let exact = act.complete(Relation::Viewed, id) && act.complete(Relation::Bought, id);
+    let (n_a, total) = (
+        act.holding(Relation::Bought, id),
+        act.total(Relation::Bought),
+    );
+    let own = category(snap, id);
+    let mut out = Cands::new();
+    let candidates: Vec<u32> = tags.keys().chain(viewed.keys()).copied().collect();
+    for b in candidates {
+        if out.contains_key(&b) || excluded.binary_search(&b).is_ok() {
+            continue;
+        }
+        let t = tags.get(&b).copied().unwrap_or(0.0);
+        let v = viewed.get(&b).copied();
+        let kin = v.is_some() || t >= MIN_TAG_MATCH || (own.is_some() && own == category(snap, b));
+        if !kin {
+            continue;
+        }
+        let v_norm = match v {
+            Some(p) if best_viewed > 0.0 => p.score / best_viewed,
+            _ => 0.0,
+        };
+        let bought = act.baskets(Relation::Bought).support(id, b);
+        let excess =
+            (shrunk_lift(bought, n_a, act.holding(Relation::Bought, b), total) - 1.0).max(0.0);
+        let score = (t + v_norm) / 2.0 / (1.0 + excess as f32);
+        if score <= 0.0 {
+            continue;
+        }
+        out.insert(
+            b,
+            Cand {
+                score,
+                matched: Vec::new(),
+                reasons: vec![Reason::Substitute {
+                    with: name.to_string(),
+                    tag_match: t,
+                    viewed_together: v.map_or(0, |p| p.support),
+                    bought_together: bought,
+                    exact,
+                }],
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Items that complete `item` (dense id `id`); `excluded` sorted.
+pub(crate) fn complements(snap: &Snapshot, name: &str, id: u32, excluded: &[u32]) -> Result<Cands> {
+    let act = &snap.activity;
+    let mut bought = act.partners(Relation::Bought, id);
+    bought.retain(|(b, _)| excluded.binary_search(b).is_err());
+    // Tag matches only for the strongest few: a best seller's partners run to thousands, and
+    // the damping cannot lift a weak pair past a strong one by more than the factors allow.
+    let bought = strongest(bought, 2 * POOL);
+    let ids: Vec<u32> = bought.iter().map(|(b, _)| *b).collect();
+    let tags = tag_matches(snap, name, &ids)?;
+    let own = category(snap, id);
+    let mut out = Cands::new();
+    for (b, p) in bought {
+        let t = tags.get(&b).copied().unwrap_or(0.0);
+        let same = own.is_some() && own == category(snap, b);
+        let score = p.score * (1.0 - t).max(0.0) * if same { SAME_CATEGORY } else { 1.0 };
+        if score <= 0.0 {
+            continue;
+        }
+        out.insert(
+            b,
+            Cand {
+                score,
+                matched: Vec::new(),
+                reasons: vec![Reason::Complement {
+                    with: name.to_string(),
+                    bought_together: p.support,
+                    exact: p.exact,
+                    confidence: p.confidence,
+                    lift: p.lift,
+                    tag_match: t,
+                }],
+            },
+        );
+    }
+    Ok(out)
+}
