@@ -20,45 +20,15 @@ use rand_chacha::ChaCha8Rng;
 use recostore::scenario::{Ask, Scenario};
 use recostore::{Config, Event, Item, Method, Query, Store};
 
+mod traffic;
+use traffic::{events, skewed};
+
 const BATCH: usize = 10_000;
 const QUERIES: usize = 200;
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
     sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
-}
-
-/// A Zipf-ish index in `0..n` (rank r with probability ∝ 1/(r+1)), cheap and deterministic.
-fn skewed(rng: &mut ChaCha8Rng, n: usize) -> usize {
-    let u: f64 = rng.gen();
-    (((n as f64 + 1.0).powf(u) - 1.0) as usize).min(n - 1)
-}
-
-/// `count` events by `users` users over `items` items: sessions of 1–8 events, a quarter of
-/// sessions ending in a basket purchase.
-fn events(count: usize, users: usize, items: &[Item], seed: u64) -> Vec<Event> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(count);
-    let mut ts = 1_700_000_000u64;
-    let mut session = 0u64;
-    while out.len() < count {
-        session += 1;
-        let user = format!("user-{}", skewed(&mut rng, users));
-        let buy = rng.gen_bool(0.25);
-        for _ in 0..rng.gen_range(1..=8) {
-            ts += rng.gen_range(1..30);
-            let item = &items[skewed(&mut rng, items.len())].id;
-            let e = match rng.gen_range(0..10) {
-                0 => Event::rating(user.clone(), item.clone(), rng.gen_range(1..=5) as f32, ts),
-                1 => Event::cart(user.clone(), item.clone(), ts),
-                _ if buy => Event::purchase(user.clone(), item.clone(), 1, 9.5, ts),
-                _ => Event::view(user.clone(), item.clone(), ts),
-            };
-            out.push(e.session(format!("s{session}")));
-        }
-    }
-    out.truncate(count);
-    out
 }
 
 /// Events/s of one recostore run: a fresh store with the items, then every event batch and the
@@ -197,6 +167,8 @@ fn scenarios(n: usize) {
     let make = |name: &str, r: &mut ChaCha8Rng| match name {
         "similar" => Ask::new(Scenario::Similar { item: item(r) }),
         "together" => Ask::new(Scenario::Together { item: item(r) }),
+        "substitutes" => Ask::new(Scenario::Substitutes { item: item(r) }),
+        "complements" => Ask::new(Scenario::Complements { item: item(r) }),
         "viewed" => Ask::new(Scenario::Viewed { item: item(r) }),
         "for-user" => Ask::new(Scenario::ForUser).user(user(r)).exclude_seen(),
         "cart" => Ask::new(Scenario::Cart {
@@ -220,6 +192,8 @@ fn scenarios(n: usize) {
     let cases = [
         "similar",
         "together",
+        "substitutes",
+        "complements",
         "viewed",
         "for-user",
         "cart",

@@ -17,6 +17,8 @@ use crate::store::Store;
 pub const SCENARIOS: &[(&str, &str)] = &[
     ("similar", "an item"),
     ("together", "an item with activity"),
+    ("substitutes", "an item with activity"),
+    ("complements", "an item with activity"),
     ("viewed", "an item with activity"),
     ("cart", "three items with activity"),
     ("for-user", "a user with activity"),
@@ -129,6 +131,12 @@ fn jobs(store: &Store, o: &SizingOptions) -> Result<Vec<Job>> {
                 item: pick(&mut rng, &active_items)?,
             }),
             "viewed" => ask(Scenario::Viewed {
+                item: pick(&mut rng, &active_items)?,
+            }),
+            "substitutes" => ask(Scenario::Substitutes {
+                item: pick(&mut rng, &active_items)?,
+            }),
+            "complements" => ask(Scenario::Complements {
                 item: pick(&mut rng, &active_items)?,
             }),
             "cart" => ask(Scenario::Cart {

@@ -99,14 +99,10 @@ const DENSE_IDS: usize = 1 << 26;
 /// Per-thread scratch of the partner walk, reset to zeros after each use.
 #[derive(Default)]
 struct Scratch {
-    /// Partner counts of the seed being walked, by item id.
+    /// Partner counts of the item being walked, by item id.
     counts: Vec<u32>,
     /// Ids with a non-zero count.
     touched: Vec<u32>,
-    /// `holding + 1` of items looked up during one call (0: not looked up yet).
-    holding: Vec<u32>,
-    /// Ids with a `holding` entry.
-    held: Vec<u32>,
 }
 
 thread_local! {
@@ -120,66 +116,137 @@ fn reach(v: &mut Vec<u32>, at: usize) {
     }
 }
 
-/// For each of `seeds` in turn, every partner under `rel` with its pair measures (exact
-/// counts, [`Pair::new`]), handed to `f(seed, partners)` in no particular order; `f` may
-/// reorder or drain the vector. Walking a seed costs one step per line of its baskets; the
-/// counts of baskets holding each partner are looked up once per call, not once per pair.
-pub(crate) fn each_partners(
-    act: &Activity,
-    rel: Relation,
-    seeds: &[u32],
-    mut f: impl FnMut(u32, &mut Vec<(u32, Pair)>),
-) {
-    let index = act.baskets(rel);
-    let total = act.total(rel);
-    let mut pairs = Vec::new();
+/// Every partner of `a` under `rel` with the exact number of kept baskets holding both, in no
+/// particular order. One step per line of `a`'s baskets, into a dense per-thread array.
+pub(crate) fn counts(act: &Activity, rel: Relation, a: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
     SCRATCH.with_borrow_mut(|sc| {
-        for &seed in seeds {
-            let mut sparse: HashMap<u32, u32> = HashMap::new();
-            index.baskets_of(seed, |basket| {
-                for &j in basket {
-                    let at = j as usize;
-                    if j == seed {
-                        continue;
-                    }
-                    if at >= DENSE_IDS {
-                        *sparse.entry(j).or_default() += 1;
-                        continue;
-                    }
-                    reach(&mut sc.counts, at);
-                    if sc.counts[at] == 0 {
-                        sc.touched.push(j);
-                    }
-                    sc.counts[at] += 1;
+        let mut sparse: HashMap<u32, u32> = HashMap::new();
+        act.baskets(rel).baskets_of(a, |basket| {
+            for &j in basket {
+                let at = j as usize;
+                if j == a {
+                    continue;
                 }
-            });
-            let (n_a, exact) = (act.holding(rel, seed), act.complete(rel, seed));
-            pairs.clear();
-            let mut holding = |b: u32| -> u32 {
-                let at = b as usize;
                 if at >= DENSE_IDS {
-                    return act.holding(rel, b);
+                    *sparse.entry(j).or_default() += 1;
+                    continue;
                 }
-                reach(&mut sc.holding, at);
-                if sc.holding[at] == 0 {
-                    sc.holding[at] = act.holding(rel, b).saturating_add(1);
-                    sc.held.push(b);
+                reach(&mut sc.counts, at);
+                if sc.counts[at] == 0 {
+                    sc.touched.push(j);
                 }
-                sc.holding[at] - 1
-            };
-            for j in sc.touched.drain(..) {
-                let s = std::mem::take(&mut sc.counts[j as usize]);
-                pairs.push((j, Pair::new(s, n_a, holding(j), total, exact)));
+                sc.counts[at] += 1;
             }
-            for (j, s) in sparse {
-                pairs.push((j, Pair::new(s, n_a, holding(j), total, exact)));
-            }
-            f(seed, &mut pairs);
+        });
+        out.reserve(sc.touched.len() + sparse.len());
+        for j in sc.touched.drain(..) {
+            out.push((j, std::mem::take(&mut sc.counts[j as usize])));
         }
-        for b in sc.held.drain(..) {
-            sc.holding[b as usize] = 0;
+        out.extend(sparse);
+    });
+    out
+}
+
+/// How many kept baskets hold `a` together with each of `others` (in their order): one walk
+/// of `a`'s baskets, cheaper than an intersection per item when `a` is a best seller.
+pub(crate) fn supports(act: &Activity, rel: Relation, a: u32, others: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(others.len());
+    SCRATCH.with_borrow_mut(|sc| {
+        act.baskets(rel).baskets_of(a, |basket| {
+            for &j in basket {
+                let at = j as usize;
+                if j == a || at >= DENSE_IDS {
+                    continue;
+                }
+                reach(&mut sc.counts, at);
+                if sc.counts[at] == 0 {
+                    sc.touched.push(j);
+                }
+                sc.counts[at] += 1;
+            }
+        });
+        for &b in others {
+            let dense = sc.counts.get(b as usize).copied();
+            out.push(match dense {
+                Some(c) if (b as usize) < DENSE_IDS => c,
+                _ => act.baskets(rel).support(a, b),
+            });
+        }
+        for j in sc.touched.drain(..) {
+            sc.counts[j as usize] = 0;
         }
     });
+    out
+}
+
+/// The `n` partners of `a` under `rel` that `allow` lets through with the highest
+/// [`association`], best first (ties: lower id first), with their exact pair measures.
+///
+/// Exact, without a pair for every partner: a best seller has a hundred thousand partners and
+/// most share one or two baskets with it. Since `n_b ≥ s`, a partner seen in `s` baskets scores
+/// at most `association(s, n_a, s)`, which grows with `s`; partners are taken in falling `s`
+/// (a counting sort) and the walk stops once that bound is below the `n`-th best score. So
+/// `allow` and the count look-ups run only for the partners that could still make the cut.
+pub(crate) fn top_partners(
+    act: &Activity,
+    rel: Relation,
+    a: u32,
+    n: usize,
+    mut allow: impl FnMut(u32) -> bool,
+) -> Vec<(u32, Pair)> {
+    let counts = counts(act, rel, a);
+    if n == 0 || counts.is_empty() {
+        return Vec::new();
+    }
+    // Counting sort by support, falling.
+    let top = counts.iter().map(|c| c.1).max().unwrap_or(0) as usize;
+    let mut starts = vec![0u32; top + 2];
+    for &(_, s) in &counts {
+        starts[top - s as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut sorted = vec![(0u32, 0u32); counts.len()];
+    for &(b, s) in &counts {
+        let at = &mut starts[top - s as usize];
+        sorted[*at as usize] = (b, s);
+        *at += 1;
+    }
+    let (n_a, total, exact) = (act.holding(rel, a), act.total(rel), act.complete(rel, a));
+    let order =
+        |x: &(u32, Pair), y: &(u32, Pair)| y.1.score.total_cmp(&x.1.score).then(x.0.cmp(&y.0));
+    let mut best: Vec<(u32, Pair)> = Vec::with_capacity(n + 1);
+    // The n-th best score so far, once there are n.
+    let mut cut = f32::NEG_INFINITY;
+    let mut last_s = u32::MAX;
+    for (b, s) in sorted {
+        if s != last_s {
+            last_s = s;
+            // A hair above the bound, so rounding can only keep a partner, never drop one.
+            let bound = association(s, n_a, s, total) * (1.0 + 1e-6);
+            if best.len() >= n && bound < cut {
+                break;
+            }
+        }
+        if !allow(b) {
+            continue;
+        }
+        let p = Pair::new(s, n_a, act.holding(rel, b), total, exact);
+        if best.len() >= n && p.score < cut {
+            continue;
+        }
+        best.push((b, p));
+        if best.len() >= 2 * n {
+            best.select_nth_unstable_by(n - 1, order);
+            best.truncate(n);
+            cut = best.iter().map(|x| x.1.score).fold(f32::INFINITY, f32::min);
+        }
+    }
+    best.sort_unstable_by(order);
+    best.truncate(n);
+    best
 }
 
 /// One candidate of a weighted walk ([`seeded_partners`]): its summed score and the single
@@ -332,8 +399,7 @@ mod tests {
         assert!(shrunk_lift(457, 1978, 1_100, 18_536) > 3.0);
     }
 
-    #[test]
-    fn partner_counts_are_exact() {
+    fn shop() -> Activity {
         let mut act = Activity::default();
         for (id, items) in [[1u32, 2, 3], [1, 2, 9], [2, 3, 1], [4, 5, 6]]
             .iter()
@@ -343,19 +409,63 @@ mod tests {
                 act.bought.add(id as u64, 0, i);
             }
         }
-        let mut got = Vec::new();
-        each_partners(&act, Relation::Bought, &[1, 7, 2], |seed, pairs| {
-            let mut counts: Vec<(u32, u32)> = pairs.iter().map(|(b, p)| (*b, p.support)).collect();
-            counts.sort_unstable();
-            got.push((seed, counts));
-        });
-        assert_eq!(
-            got,
-            vec![
-                (1, vec![(2, 3), (3, 2), (9, 1)]),
-                (7, vec![]),
-                (2, vec![(1, 3), (3, 2), (9, 1)]),
-            ]
-        );
+        act
+    }
+
+    #[test]
+    fn partner_counts_are_exact() {
+        let act = shop();
+        let mut got = counts(&act, Relation::Bought, 1);
+        got.sort_unstable();
+        assert_eq!(got, vec![(2, 3), (3, 2), (9, 1)]);
+        assert!(counts(&act, Relation::Bought, 7).is_empty());
+    }
+
+    #[test]
+    fn top_partners_equal_ranking_every_pair() {
+        // Item 0 with partners of every support from 1 to 40, each partner in a different
+        // number of baskets of its own, so scores and supports disagree in order.
+        let mut act = Activity::default();
+        let mut id = 0u64;
+        for p in 1..=40u32 {
+            for _ in 0..(41 - p) {
+                act.bought.add(id, 0, 0);
+                act.bought.add(id, 0, p);
+                id += 1;
+            }
+            for _ in 0..(p * p % 23) {
+                act.bought.add(id, 0, p);
+                id += 1;
+            }
+        }
+        for b in 0..=40 {
+            let n = act.bought.count(b);
+            act.items.insert(
+                b,
+                std::sync::Arc::new(crate::activity::ItemStats {
+                    baskets: n,
+                    ..Default::default()
+                }),
+            );
+        }
+        act.totals.baskets = id;
+        let mut all = act.partners(Relation::Bought, 0);
+        all.sort_by(|x, y| y.1.score.total_cmp(&x.1.score).then(x.0.cmp(&y.0)));
+        for n in [1, 3, 10, 40, 100] {
+            let top = top_partners(&act, Relation::Bought, 0, n, |_| true);
+            assert_eq!(
+                top,
+                all.iter().take(n).copied().collect::<Vec<_>>(),
+                "n = {n}"
+            );
+        }
+        let odd = top_partners(&act, Relation::Bought, 0, 5, |b| b % 2 == 1);
+        let want: Vec<_> = all
+            .iter()
+            .filter(|x| x.0 % 2 == 1)
+            .take(5)
+            .copied()
+            .collect();
+        assert_eq!(odd, want);
     }
 }

@@ -168,9 +168,11 @@ impl Activity {
 
     /// Every partner of `a` under `rel` with its pair measures, in no particular order.
     pub fn partners(&self, rel: Relation, a: u32) -> Vec<(u32, Pair)> {
-        let mut out = Vec::new();
-        cooccur::each_partners(self, rel, &[a], |_, pairs| out.append(pairs));
-        out
+        let (n_a, total, exact) = (self.holding(rel, a), self.total(rel), self.complete(rel, a));
+        cooccur::counts(self, rel, a)
+            .into_iter()
+            .map(|(b, s)| (b, Pair::new(s, n_a, self.holding(rel, b), total, exact)))
+            .collect()
     }
 
     /// Every user with behaviour, by dense id (unordered).

@@ -31,13 +31,38 @@ pub(crate) fn reason(snap: &Snapshot, rel: Relation, with: u32, p: &Pair) -> Rea
     }
 }
 
-/// Items co-occurring with `item` under `rel`, scored by their association with it.
-pub(crate) fn related(snap: &Snapshot, item: u32, rel: Relation) -> Cands {
+/// Items co-occurring with `item` under `rel`, scored by their association with it. Only the
+/// `keep` strongest that `ask`'s filter allows become candidates (all of them when the ask has
+/// boosts, which can lift any): a best seller has thousands of partners, and scoring and
+/// explaining each cost more than counting them (see
+/// [`crate::activity::cooccur::top_partners`]).
+pub(crate) fn related(
+    snap: &Snapshot,
+    ask: &super::Ask,
+    item: u32,
+    rel: Relation,
+    excluded: &[u32],
+) -> Cands {
+    let pairs = if ask.boosts.is_empty() {
+        let mut filter = crate::search::filter::Compiled::new(snap, &ask.filter, None);
+        filter.exclude_all(excluded);
+        crate::activity::cooccur::top_partners(&snap.activity, rel, item, keep(ask), |b| {
+            filter.allows(snap, b)
+        })
+    } else {
+        snap.activity.partners(rel, item)
+    };
     let mut out = Cands::new();
-    for (b, p) in snap.activity.partners(rel, item) {
+    for (b, p) in pairs {
         offer(&mut out, b, p.score, reason(snap, rel, item, &p));
     }
     out
+}
+
+/// How many candidates a scenario keeps for the ranking tail: enough for MMR (which picks from
+/// four times `k`) and for a plugin's re-ranking depth.
+pub(crate) fn keep(ask: &super::Ask) -> usize {
+    (ask.k * 4).max(crate::plugin::PluginLimits::default().rerank_depth.max(200))
 }
 
 /// Baskets (or sessions) of each seed a blend walks, newest first (see

@@ -673,7 +673,7 @@ fn candidates_and_rank(
             let id = item_id(snap, item)?;
             excluded.push(id);
             excluded.sort_unstable();
-            relations::substitutes(snap, item, id, &excluded)?
+            relations::substitutes(snap, ask, item, id, &excluded)?
         }
         Scenario::Complements { item } => {
             let id = item_id(snap, item)?;
@@ -684,12 +684,12 @@ fn candidates_and_rank(
         Scenario::Together { item } => {
             let id = item_id(snap, item)?;
             excluded.push(id);
-            cooccur::related(snap, id, crate::activity::Relation::Bought)
+            cooccur::related(snap, ask, id, crate::activity::Relation::Bought, &excluded)
         }
         Scenario::Viewed { item } => {
             let id = item_id(snap, item)?;
             excluded.push(id);
-            cooccur::related(snap, id, crate::activity::Relation::Viewed)
+            cooccur::related(snap, ask, id, crate::activity::Relation::Viewed, &excluded)
         }
         Scenario::Cart { items } => {
             let ids = items

@@ -6,9 +6,11 @@
 //! keeps to one kind and every result says which kind it is and on what evidence
 //! ([`Reason::Substitute`], [`Reason::Complement`]).
 //!
-//! **Substitutes of A.** Candidates: A's [`POOL`] nearest items by tag cosine and A's
-//! [`POOL`] strongest viewed-together partners that share A's category, were viewed with it,
-//! or match its tags by at least [`MIN_TAG_MATCH`]. Score:
+//! **Substitutes of A.** Candidates: A's [`POOL`] strongest viewed-together partners, and A's
+//! nearest items by tag cosine: its neighbour list when the segment keeps one, otherwise (when
+//! viewing gave fewer candidates than the answer needs) the [`POOL`] nearest within its
+//! category, or the whole catalogue if it has none. A candidate must share A's category, have
+//! been viewed with it, or match its tags by at least [`MIN_TAG_MATCH`]. Score:
 //! `(t + v) / 2 / (1 + x)`, with `t` the tag cosine, `v` the viewed-together association scaled
 //! to 0..1 by the strongest candidate's, and `x = max(0, shrunk bought-together lift − 1)`:
 //! items bought together more often than chance go *with* each other, not instead of each
@@ -25,10 +27,10 @@ use std::collections::HashMap;
 
 use super::rank::{Cand, Cands};
 use super::Reason;
-use crate::activity::cooccur::shrunk_lift;
+use crate::activity::cooccur::{shrunk_lift, supports, top_partners};
 use crate::activity::{Pair, Relation};
 use crate::error::Result;
-use crate::search::{self, Query};
+use crate::search::{self, Filter, Query};
 use crate::snapshot::{Row, Snapshot};
 
 /// Candidates taken from each source.
@@ -45,11 +47,7 @@ fn tag_matches(snap: &Snapshot, name: &str, ids: &[u32]) -> Result<HashMap<u32, 
     let q = Query::similar_to(name).k(ids.len().clamp(1, search::MAX_K));
     let mut out = HashMap::new();
     for chunk in ids.chunks(search::MAX_K) {
-        for r in search::score_ids(snap, &q, chunk)? {
-            if let Some(id) = snap.item_id(&r.id) {
-                out.insert(id, r.score);
-            }
-        }
+        out.extend(search::score_ids_only(snap, &q, chunk)?);
     }
     Ok(out)
 }
@@ -62,27 +60,46 @@ fn category(snap: &Snapshot, id: u32) -> Option<String> {
     (!c.is_empty()).then_some(c)
 }
 
-/// The `n` strongest of `pairs` by association, strongest first (ties: lower id first).
-fn strongest(mut pairs: Vec<(u32, Pair)>, n: usize) -> Vec<(u32, Pair)> {
-    let order =
-        |a: &(u32, Pair), b: &(u32, Pair)| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0));
-    if pairs.len() > n {
-        pairs.select_nth_unstable_by(n - 1, order);
-        pairs.truncate(n);
-    }
-    pairs.sort_unstable_by(order);
-    pairs
-}
-
 /// Items that could replace `item` (dense id `id`); `excluded` sorted.
-pub(crate) fn substitutes(snap: &Snapshot, name: &str, id: u32, excluded: &[u32]) -> Result<Cands> {
+pub(crate) fn substitutes(
+    snap: &Snapshot,
+    ask: &super::Ask,
+    name: &str,
+    id: u32,
+    excluded: &[u32],
+) -> Result<Cands> {
     let act = &snap.activity;
-    let similar = search::run_excluding(snap, &Query::similar_to(name).k(POOL), excluded)?.0;
+    let own = category(snap, id);
+    let viewed = top_partners(act, Relation::Viewed, id, POOL, |b| {
+        excluded.binary_search(&b).is_err()
+    });
+    // Tag-similar candidates. From the segment's neighbour list when it has one (microseconds);
+    // otherwise only when viewing gave too few candidates, from A's own category (what does the
+    // same job, and a search that scores one category's items instead of the catalogue).
+    let listed = snap
+        .segment
+        .neighbours()
+        .filter(|n| n.covers(id))
+        .map(|n| n.per_item());
+    let search = match listed {
+        Some(per_item) => Some(Query::similar_to(name).k(per_item)),
+        None if viewed.len() < super::cooccur::keep(ask) => {
+            let q = Query::similar_to(name).k(POOL);
+            Some(match &own {
+                Some(c) => q.filter(Filter::new().category(c.clone())),
+                None => q,
+            })
+        }
+        None => None,
+    };
+    let similar = match search {
+        Some(q) => search::run_excluding(snap, &q, excluded)?.0,
+        None => Vec::new(),
+    };
     let mut tags: HashMap<u32, f32> = similar
         .iter()
         .filter_map(|r| Some((snap.item_id(&r.id)?, r.score)))
         .collect();
-    let viewed = strongest(act.partners(Relation::Viewed, id), POOL);
     let missing: Vec<u32> = viewed
         .iter()
         .map(|(b, _)| *b)
@@ -96,11 +113,18 @@ pub(crate) fn substitutes(snap: &Snapshot, name: &str, id: u32, excluded: &[u32]
         act.holding(Relation::Bought, id),
         act.total(Relation::Bought),
     );
-    let own = category(snap, id);
     let mut out = Cands::new();
-    let candidates: Vec<u32> = tags.keys().chain(viewed.keys()).copied().collect();
+    let mut candidates: Vec<u32> = tags.keys().chain(viewed.keys()).copied().collect();
+    candidates.sort_unstable();
+    candidates.dedup();
+    // One walk of A's baskets gives every candidate's bought-together count.
+    let bought: HashMap<u32, u32> = candidates
+        .iter()
+        .copied()
+        .zip(supports(act, Relation::Bought, id, &candidates))
+        .collect();
     for b in candidates {
-        if out.contains_key(&b) || excluded.binary_search(&b).is_ok() {
+        if excluded.binary_search(&b).is_ok() {
             continue;
         }
         let t = tags.get(&b).copied().unwrap_or(0.0);
@@ -113,7 +137,7 @@ pub(crate) fn substitutes(snap: &Snapshot, name: &str, id: u32, excluded: &[u32]
             Some(p) if best_viewed > 0.0 => p.score / best_viewed,
             _ => 0.0,
         };
-        let bought = act.baskets(Relation::Bought).support(id, b);
+        let bought = bought.get(&b).copied().unwrap_or(0);
         let excess =
             (shrunk_lift(bought, n_a, act.holding(Relation::Bought, b), total) - 1.0).max(0.0);
         let score = (t + v_norm) / 2.0 / (1.0 + excess as f32);
@@ -141,11 +165,10 @@ pub(crate) fn substitutes(snap: &Snapshot, name: &str, id: u32, excluded: &[u32]
 /// Items that complete `item` (dense id `id`); `excluded` sorted.
 pub(crate) fn complements(snap: &Snapshot, name: &str, id: u32, excluded: &[u32]) -> Result<Cands> {
     let act = &snap.activity;
-    let mut bought = act.partners(Relation::Bought, id);
-    bought.retain(|(b, _)| excluded.binary_search(b).is_err());
-    // Tag matches only for the strongest few: a best seller's partners run to thousands, and
-    // the damping cannot lift a weak pair past a strong one by more than the factors allow.
-    let bought = strongest(bought, 2 * POOL);
+    // Tag matches only for the strongest few: a best seller's partners run to thousands.
+    let bought = top_partners(act, Relation::Bought, id, 2 * POOL, |b| {
+        excluded.binary_search(&b).is_err()
+    });
     let ids: Vec<u32> = bought.iter().map(|(b, _)| *b).collect();
     let tags = tag_matches(snap, name, &ids)?;
     let own = category(snap, id);

@@ -356,9 +356,36 @@ pub(crate) fn score_ids(snap: &Snapshot, q: &Query, ids: &[u32]) -> Result<Vec<R
     let items = &snap.seg().items;
     let (vector, self_id) = query_vector(snap, &q.target)?;
     let scorer = Scorer::new(&vector, q.similarity, q.weighting, items);
+    let hits = scored_ids(snap, q, &scorer, self_id, ids);
+    Ok(explain::explain(snap, &scorer, &hits))
+}
+
+/// The exact scores of `ids` against `q`'s target (those the filter allows and that score
+/// above 0), best first, without the explanations [`score_ids`] builds: for callers that
+/// need only the number (a substitute's or complement's tag match).
+pub(crate) fn score_ids_only(snap: &Snapshot, q: &Query, ids: &[u32]) -> Result<Vec<(u32, f32)>> {
+    q.validate()?;
+    let items = &snap.seg().items;
+    let (vector, self_id) = query_vector(snap, &q.target)?;
+    let scorer = Scorer::new(&vector, q.similarity, q.weighting, items);
+    Ok(scored_ids(snap, q, &scorer, self_id, ids)
+        .into_iter()
+        .map(|h| (h.id, h.score))
+        .collect())
+}
+
+/// `ids` scored exactly against `scorer` (those `q`'s filter allows, above 0), best first.
+fn scored_ids(
+    snap: &Snapshot,
+    q: &Query,
+    scorer: &Scorer<'_>,
+    self_id: Option<u32>,
+    ids: &[u32],
+) -> Vec<topk::Hit> {
+    let items = &snap.seg().items;
     let filter = Compiled::new(snap, &q.filter, self_id);
     if scorer.is_empty() || ids.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut top = TopK::new(ids.len());
     for &id in ids {
@@ -374,7 +401,7 @@ pub(crate) fn score_ids(snap: &Snapshot, q: &Query, ids: &[u32]) -> Result<Vec<R
             top.offer(id, s);
         }
     }
-    Ok(explain::explain(snap, &scorer, &top.into_sorted()))
+    top.into_sorted()
 }
 
 impl Snapshot {
