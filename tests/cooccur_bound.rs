@@ -87,3 +87,42 @@ fn past_the_bound_figures_are_labelled_lower_bounds() {
     drop(store);
     check(&open(dir.path()));
 }
+
+/// A crawler's session: one user viewing 20,000 distinct items, each twice, in one session.
+/// Every line is counted once, and any item's viewed-together partners are all the others.
+/// (A basket scanned for duplicates made this quadratic; the posting list answers instead.)
+#[test]
+fn a_session_of_twenty_thousand_items_is_counted_once_each() {
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let items: Vec<Item> = (0..N)
+        .map(|i| Item::new(format!("i{i}"), [("kind:x", 1.0)]))
+        .collect();
+    for chunk in items.chunks(5_000) {
+        store.upsert_items(chunk).unwrap();
+    }
+    let events: Vec<Event> = (0..2 * N)
+        .map(|n| Event::view("crawler", format!("i{}", n % N), 1_000 + n as u64).session("one"))
+        .collect();
+    for chunk in events.chunks(10_000) {
+        store.record_events(chunk).unwrap();
+    }
+    assert_eq!(store.stats().viewed_lines, N as u64);
+    let recs = store
+        .recommend(&Ask::new(Scenario::Viewed { item: "i7".into() }).k(10_000))
+        .unwrap();
+    assert_eq!(
+        recs.len(),
+        10_000,
+        "all 19,999 others are partners; k is the query limit"
+    );
+    assert!(recs.iter().all(|r| matches!(
+        r.reasons[0],
+        Reason::ViewedTogether {
+            support: 1,
+            exact: true,
+            ..
+        }
+    )));
+}

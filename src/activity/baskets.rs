@@ -76,17 +76,14 @@ impl Chunk {
         self.ends.push(self.items.len() as u32);
     }
 
-    /// Add `item` to basket `slot`; false if it holds it already.
-    fn add(&mut self, slot: usize, item: u32) -> bool {
-        let r = self.range(slot);
-        if self.items[r.clone()].contains(&item) {
-            return false;
-        }
-        self.items.insert(r.end, item);
+    /// Add `item` (not in it yet: the caller asks the posting list, a binary search, where a
+    /// scan of the basket made a session of n items cost n²) to basket `slot`.
+    fn add(&mut self, slot: usize, item: u32) {
+        let end = self.range(slot).end;
+        self.items.insert(end, item);
         for e in &mut self.ends[slot..] {
             *e += 1;
         }
-        true
     }
 
     /// Empty basket `slot` and disown it; returns the items it held.
@@ -101,12 +98,19 @@ impl Chunk {
         out
     }
 
-    /// Whether a decoded chunk is well formed (so reads never index out of bounds).
+    /// Whether a decoded chunk is well formed: reads never index out of bounds, and no basket
+    /// names an item twice (it would be counted twice).
     pub fn is_valid(&self) -> bool {
-        self.users.len() == self.ends.len()
+        let shaped = self.users.len() == self.ends.len()
             && self.users.len() as u64 <= CHUNK_BASKETS
             && self.ends.windows(2).all(|w| w[0] <= w[1])
-            && self.ends.last().map_or(0, |&e| e as usize) == self.items.len()
+            && self.ends.last().map_or(0, |&e| e as usize) == self.items.len();
+        shaped
+            && (0..self.len()).all(|slot| {
+                let mut items = self.basket(slot).to_vec();
+                items.sort_unstable();
+                items.windows(2).all(|w| w[0] != w[1])
+            })
     }
 }
 
@@ -314,7 +318,11 @@ impl Baskets {
             if slot.is_none() {
                 self.posted += 1;
             }
-            slot.get_or_insert_with(Postings::default).insert(id);
+            let ids = slot.get_or_insert_with(Postings::default);
+            // Only a damaged chunk can name an item twice in one basket.
+            if !ids.contains(id) {
+                ids.insert(id);
+            }
         }
     }
 
@@ -430,9 +438,15 @@ impl Baskets {
             // never be taken back.
             return Added::Dropped;
         }
-        if !Arc::make_mut(chunk).add(slot, item) {
+        if self
+            .postings
+            .get(item as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|p| p.contains(id))
+        {
             return Added::Duplicate;
         }
+        Arc::make_mut(chunk).add(slot, item);
         self.post(item, id);
         self.lines += 1;
         Added::New(n)
@@ -716,5 +730,11 @@ mod tests {
             items: vec![1],
         };
         assert!(!short.is_valid());
+        let twice = Chunk {
+            users: vec![1],
+            ends: vec![2],
+            items: vec![7, 7],
+        };
+        assert!(!twice.is_valid());
     }
 }

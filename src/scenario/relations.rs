@@ -8,8 +8,9 @@
 //!
 //! **Substitutes of A.** Candidates: A's [`POOL`] strongest viewed-together partners, and A's
 //! nearest items by tag cosine: its neighbour list when the segment keeps one, otherwise (when
-//! viewing gave fewer candidates than the answer needs) the [`POOL`] nearest within its
-//! category, or the whole catalogue if it has none. A candidate must share A's category, have
+//! viewing gave fewer than `2k` candidates) the [`POOL`] nearest within its category, or the
+//! whole catalogue if it has none. That search is the cost of a cold item in a catalogue too
+//! large for neighbour lists (bench/RESULTS.md). A candidate must share A's category, have
 //! been viewed with it, or match its tags by at least [`MIN_TAG_MATCH`]. Score:
 //! `(t + v) / 2 / (1 + x)`, with `t` the tag cosine, `v` the viewed-together association scaled
 //! to 0..1 by the strongest candidate's, and `x = max(0, shrunk bought-together lift − 1)`:
@@ -74,8 +75,8 @@ pub(crate) fn substitutes(
         excluded.binary_search(&b).is_err()
     });
     // Tag-similar candidates. From the segment's neighbour list when it has one (microseconds);
-    // otherwise only when viewing gave too few candidates, from A's own category (what does the
-    // same job, and a search that scores one category's items instead of the catalogue).
+    // otherwise only when viewing gave fewer than twice the answer, from A's own category (what
+    // does the same job, and a search that scores one category's items, not the catalogue).
     let listed = snap
         .segment
         .neighbours()
@@ -83,7 +84,7 @@ pub(crate) fn substitutes(
         .map(|n| n.per_item());
     let search = match listed {
         Some(per_item) => Some(Query::similar_to(name).k(per_item)),
-        None if viewed.len() < super::cooccur::keep(ask) => {
+        None if viewed.len() < 2 * ask.k => {
             let q = Query::similar_to(name).k(POOL);
             Some(match &own {
                 Some(c) => q.filter(Filter::new().category(c.clone())),
