@@ -14,7 +14,7 @@
 //!   items, so popular items are asked about most); baseline, in the same run: counting an
 //!   item's partners by scanning every basket, as a store without an index would.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,29 +25,35 @@ use recostore::{Config, EventKind, Store};
 
 mod traffic;
 
-/// The system allocator, counting live bytes.
+/// The allocator the `recostore` binary uses (mimalloc with the default features, else the
+/// system's), counting live bytes.
 struct Counting;
+
+#[cfg(feature = "mimalloc")]
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(not(feature = "mimalloc"))]
+static INNER: std::alloc::System = std::alloc::System;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`'s
+// SAFETY: every call is forwarded unchanged to `INNER`, which upholds `GlobalAlloc`'s
 // contract; the counter is only bookkeeping beside it.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller's layout contract is passed on as is.
-        unsafe { System.alloc(layout) }
+        unsafe { INNER.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { INNER.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new, Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: as for `alloc` and `dealloc`: arguments passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new) }
+        unsafe { INNER.realloc(ptr, layout, new) }
     }
 }
 

@@ -23,6 +23,12 @@ use recostore::{Config, Event, Item, Method, Query, Store};
 mod traffic;
 use traffic::{events, skewed};
 
+/// The allocator the `recostore` binary uses (see Cargo.toml's `mimalloc` feature), for both
+/// sides of every comparison.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 10_000;
 const QUERIES: usize = 200;
 

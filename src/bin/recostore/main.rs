@@ -4,6 +4,12 @@
 //! output to one machine-readable JSON document. Exit codes: 0 success, 1 a failure (the message
 //! says what to do next), 2 a usage error (from clap), 3 the asked-for record does not exist.
 
+/// mimalloc: the behaviour state is millions of small copy-on-write objects, where glibc's
+/// malloc halved ingestion at 1M items (bench/RESULTS.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod demo;
 mod output;
