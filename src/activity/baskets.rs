@@ -12,17 +12,18 @@
 //! baskets ([`super::cooccur`]).
 //!
 //! **Layout.** Basket ids are dense per relation, handed out in arrival order by the user half
-//! of ingestion (`Totals::bought_ids`, `Totals::viewed_ids`). Baskets live in [`Chunk`]s of
-//! [`CHUNK_BASKETS`] consecutive ids, each in CSR form (owner, end offset, items); a chunk is
+//! of ingestion (`Totals::bought_ids`, `Totals::viewed_ids`). Baskets live in chunks of
+//! 256 consecutive ids, each in CSR form (owner, end offset, items); a chunk is
 //! both the copy-on-write unit of a snapshot and the unit a checkpoint writes (one sled key,
-//! `K` relation chunk-number). Posting lists (item → sorted basket ids) are persistent vectors,
-//! so a batch that adds to a popular item's list copies a path, not the list; they are not
-//! stored, but rebuilt from the chunks on open.
+//! `K` relation chunk-number). Posting lists (item → sorted basket ids) sit in a persistent
+//! vector by item id; a short list is a shared vector, a long one a persistent vector, so a
+//! batch that adds to a popular item's list copies a path, not the list. They are not stored,
+//! but rebuilt from the chunks on open.
 //!
-//! **Bound.** [`Baskets::trim`] drops the oldest chunks while the relation holds more than
+//! **Bound.** Ingestion drops the oldest chunks while the relation holds more than
 //! `Config::cooccurrence_lines` lines. Item statistics keep counting every basket, so an item
-//! that lost baskets this way is no longer [`Baskets::complete`] and its figures are reported as
-//! lower bounds.
+//! that lost baskets this way is no longer complete (`Activity::complete`) and its figures
+//! are reported as lower bounds.
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -65,8 +65,7 @@ pub(crate) fn keep(ask: &super::Ask) -> usize {
     (ask.k * 4).max(crate::plugin::PluginLimits::default().rerank_depth.max(200))
 }
 
-/// Baskets (or sessions) of each seed a blend walks, newest first (see
-/// [`crate::activity::cooccur::seeded_partners`]). Chosen on the real data sets with
+/// Baskets (or sessions) of each seed a blend walks, newest first. Chosen on the real data sets with
 /// `recostore eval` (bench/RESULTS.md): 10, 15 and 20 were within 0.002 of each other in
 /// recall@10 on both, all baskets ranked worse on Online Retail, and 10 is the cheapest.
 pub const NEWEST_BASKETS: usize = 10;
