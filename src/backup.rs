@@ -25,38 +25,143 @@ pub struct BackupReport {
     pub segment_bytes: u64,
 }
 
+/// Written first into every backup under construction and removed just before it is renamed
+/// into place. A directory holding it is an interrupted backup, and `Store::open` refuses it.
+pub const INCOMPLETE_MARKER: &str = "BACKUP-INCOMPLETE";
+
+fn refused(to: &Path, kind: std::io::ErrorKind, why: &'static str) -> Error {
+    Error::io("backing up to", to, std::io::Error::new(kind, why))
+}
+
+/// `path` with every existing part resolved (symlinks, `..`), and the parts that do not exist
+/// yet appended as given: where a write to `path` would land.
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let mut missing = Vec::new();
+    let mut at = path.to_path_buf();
+    loop {
+        match at.canonicalize() {
+            Ok(real) => {
+                return Ok(missing.iter().rev().fold(real, |p, part| p.join(part)));
+            }
+            Err(_) => {
+                let Some(name) = at.file_name().map(|n| n.to_os_string()) else {
+                    // Only "/" or a bare prefix is left: nothing resolves, keep the path as is.
+                    return Ok(path.to_path_buf());
+                };
+                if name == ".." || name == "." {
+                    return Ok(path.to_path_buf());
+                }
+                missing.push(name);
+                at = match at.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => std::env::current_dir().map_err(|e| Error::io("resolving", path, e))?,
+                };
+            }
+        }
+    }
+}
+
+/// fsync a file or directory.
+fn sync(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("syncing backup", path, e))
+}
+
 impl Store {
     /// Copy this store to `to`, a directory that must not exist yet (or be empty), as of one
     /// instant, while it keeps serving queries. Writes wait for the copy; it reads every
     /// durable key once, so it takes about as long as a scan of the store.
+    ///
+    /// The copy is built in a hidden directory beside `to`, marked as incomplete
+    /// ([`INCOMPLETE_MARKER`]), synced, and renamed to `to` only when whole: a backup
+    /// interrupted at any moment leaves no directory at `to`, and its leftover refuses to open
+    /// as a store. Of several backups to one new path at once, one wins and the others fail.
+    /// A path inside the live store (however spelled: `..`, symlinks) is refused.
     pub fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport> {
+        use std::io::ErrorKind;
         let to = to.as_ref();
         let occupied = std::fs::read_dir(to).map(|mut d| d.next().is_some());
         if matches!(occupied, Ok(true)) {
-            return Err(Error::io(
-                "backing up to",
+            return Err(refused(
                 to,
-                std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "the directory is not empty; give a new path so no backup is overwritten",
-                ),
+                ErrorKind::AlreadyExists,
+                "the directory is not empty; give a new path so no backup is overwritten",
             ));
         }
-        if to.starts_with(self.dir()) {
-            return Err(Error::io(
-                "backing up to",
+        let real_to = resolved(to)?;
+        let real_store = resolved(self.dir())?;
+        if real_to.starts_with(&real_store) || real_store.starts_with(&real_to) {
+            return Err(refused(
                 to,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the path is inside the store directory; choose a path outside it",
-                ),
+                ErrorKind::InvalidInput,
+                "the path is inside the live store directory (or holds it); choose a path \
+                 outside it",
             ));
         }
-        let seg_to = to.join("segments");
+        let (Some(parent), Some(name)) = (real_to.parent(), real_to.file_name()) else {
+            return Err(refused(
+                to,
+                ErrorKind::InvalidInput,
+                "the path names no directory",
+            ));
+        };
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io("creating backup parent directory", parent, e))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let work = parent.join(format!(
+            ".{}.partial-{}-{nanos}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let result = self.backup_into(&work).and_then(|report| {
+            std::fs::remove_file(work.join(INCOMPLETE_MARKER))
+                .map_err(|e| Error::io("finishing backup", &work, e))?;
+            sync(&work)?;
+            // rename(2) replaces an empty directory and fails on a non-empty one: of racing
+            // backups to one path, exactly one lands.
+            std::fs::rename(&work, &real_to).map_err(|e| {
+                let why = if to.exists() {
+                    std::io::Error::new(
+                        ErrorKind::AlreadyExists,
+                        "another backup reached this path first; give a new path",
+                    )
+                } else {
+                    e
+                };
+                Error::io("backing up to", to, why)
+            })?;
+            sync(parent)?;
+            Ok(BackupReport {
+                path: to.to_path_buf(),
+                ..report
+            })
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        result
+    }
+
+    /// The copy itself, into the new directory `work`, marked incomplete.
+    fn backup_into(&self, work: &Path) -> Result<BackupReport> {
+        // The marker goes in before anything else: until it is there the directory is empty
+        // (which opens as a new, empty store, never as a partial copy of this one).
+        std::fs::create_dir(work).map_err(|e| Error::io("creating backup directory", work, e))?;
+        let marker = work.join(INCOMPLETE_MARKER);
+        std::fs::write(
+            &marker,
+            b"an interrupted recostore backup: delete this directory\n",
+        )
+        .map_err(|e| Error::io("creating backup directory", &marker, e))?;
+        sync(work)?;
+        let seg_to = work.join("segments");
         std::fs::create_dir_all(&seg_to)
             .map_err(|e| Error::io("creating backup directory", &seg_to, e))?;
         self.paused(|tree, snap, seg_dir| {
-            let copy = sled::Config::new().path(to.join("db")).open()?;
+            let copy = sled::Config::new().path(work.join("db")).open()?;
             let mut keys = 0u64;
             let mut batch = sled::Batch::default();
             for kv in tree.iter() {
@@ -69,6 +174,7 @@ impl Store {
             }
             copy.apply_batch(batch)?;
             copy.flush()?;
+            drop(copy);
             let generation = snap.segment.generation();
             let mut segment_bytes = 0;
             if generation > 0 {
@@ -80,13 +186,16 @@ impl Store {
                     if name.ends_with(".nbr") && !from.exists() {
                         continue;
                     }
-                    segment_bytes += std::fs::copy(&from, seg_to.join(&name))
+                    let dest = seg_to.join(&name);
+                    segment_bytes += std::fs::copy(&from, &dest)
                         .map_err(|e| Error::io("copying segment file", &from, e))?;
+                    sync(&dest)?;
                 }
             }
-            tracing::info!(to = %to.display(), keys, generation, "backup written");
+            sync(&seg_to)?;
+            tracing::info!(to = %work.display(), keys, generation, "backup written");
             Ok(BackupReport {
-                path: to.to_path_buf(),
+                path: work.to_path_buf(),
                 keys,
                 generation,
                 segment_bytes,

@@ -373,8 +373,9 @@ impl Store {
     /// once per batch, and a batch of 2,048 events or more applies its item statistics and
     /// co-occurrence on a second thread.
     pub fn record_events(&self, events: &[Event]) -> Result<usize> {
+        let latest = crate::event::latest_event_time(self.config().future_tolerance_secs);
         for (i, e) in events.iter().enumerate() {
-            e.validate(i)?;
+            e.validate(i, latest)?;
         }
         self.write(|p| p.record_all(events))?;
         self.plugins().attribute(events);

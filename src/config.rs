@@ -148,6 +148,13 @@ pub struct Config {
     /// Events of one user without a session id that are at most this many seconds apart share
     /// an implicit session. Default 1,800 (30 minutes).
     pub session_gap_secs: u64,
+    /// How far past this machine's clock an event's time may be, in seconds; a later event is
+    /// refused with a message that names it. Decay is relative to the newest event
+    /// recorded, so without this one mistyped time (milliseconds for seconds, a year 3000)
+    /// would move the store's clock there and decay every profile to nothing. `None` turns the
+    /// check off (a replay of a simulated future, say). Default: one day, for clocks that are
+    /// a little ahead and time zones written as UTC.
+    pub future_tolerance_secs: Option<u64>,
     /// Event batches write only their log and a journal entry; the behaviour state they
     /// change is written to sled (checkpointed) once this many events have piled up, by
     /// any item upsert or delete, and on close. A crash loses nothing: open replays the journal,
@@ -182,6 +189,7 @@ impl Default for Config {
             max_seen_items: 10_000,
             cooccurrence_lines: 10_000_000,
             session_gap_secs: 1_800,
+            future_tolerance_secs: Some(86_400),
             checkpoint_events: 100_000,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
@@ -198,6 +206,11 @@ impl Config {
     /// Set [`Config::cooccurrence_lines`].
     pub fn cooccurrence_lines(mut self, lines: u64) -> Self {
         self.cooccurrence_lines = lines;
+        self
+    }
+    /// Set [`Config::future_tolerance_secs`].
+    pub fn future_tolerance_secs(mut self, secs: Option<u64>) -> Self {
+        self.future_tolerance_secs = secs;
         self
     }
     /// Set [`Config::checkpoint_events`].

@@ -75,6 +75,13 @@ pub enum Error {
         expected: u32,
     },
 
+    /// The directory is a backup that was interrupted before it was complete.
+    #[error("{dir} is an interrupted backup, not a store: it may hold only part of the data. Delete it and run the backup again")]
+    IncompleteBackup {
+        /// The directory.
+        dir: PathBuf,
+    },
+
     /// A filesystem operation failed.
     #[error("{action} {path}: {source}")]
     Io {

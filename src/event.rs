@@ -15,6 +15,10 @@ fn id_ok(id: &str) -> bool {
 
 /// Largest number of items one impression event may list.
 pub const MAX_IMPRESSION_ITEMS: usize = 1_000;
+/// Most units one purchase event may carry. Spend is quantity × price, so a typo of 1e30
+/// units would otherwise make one customer the biggest spender of all; real order lines are
+/// far below this (Online Retail's largest is 80,995).
+pub const MAX_QUANTITY: u32 = 1_000_000;
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,8 +205,9 @@ impl Event {
     }
 
     /// Check everything that does not need the store. `index` is the event's position in its
-    /// batch, for the message.
-    pub(crate) fn validate(&self, index: usize) -> Result<()> {
+    /// batch, for the message; `latest` is the latest time accepted (see
+    /// [`crate::Config::future_tolerance_secs`] and [`latest_event_time`]).
+    pub(crate) fn validate(&self, index: usize, latest: u64) -> Result<()> {
         let bad = |reason: String| {
             Err(Error::InvalidEvent {
                 index,
@@ -212,6 +217,15 @@ impl Event {
         };
         if !id_ok(&self.user) {
             return bad(format!("the user id must be 1 to {MAX_ID_BYTES} bytes"));
+        }
+        if self.ts > latest {
+            return bad(format!(
+                "its time {} is in the future (this machine's clock allows up to {latest}); \
+                 times are seconds since 1970, not milliseconds. A clock ahead of this one by \
+                 more than Config::future_tolerance_secs is refused, because decay counts from \
+                 the newest event and one far-future event would decay every profile",
+                self.ts
+            ));
         }
         match (&self.item, self.kind.needs_item()) {
             (None, true) => return bad(format!("a {} event must name an item", self.kind.name())),
@@ -236,6 +250,11 @@ impl Event {
             EventKind::Purchase { qty, price } => {
                 if *qty == 0 {
                     return bad("a purchase needs qty >= 1".into());
+                }
+                if *qty > MAX_QUANTITY {
+                    return bad(format!(
+                        "qty {qty} is over the {MAX_QUANTITY} units one purchase event may carry"
+                    ));
                 }
                 if !price.is_finite() || *price < 0.0 {
                     return bad(format!("purchase price {price} must be finite and >= 0"));
@@ -315,4 +334,16 @@ impl StoredKind {
     pub fn is_interest(&self) -> bool {
         !matches!(self, StoredKind::Search(_) | StoredKind::Impression { .. })
     }
+}
+
+/// The latest event time accepted now: this machine's clock plus `tolerance` seconds, or no
+/// limit for `None`.
+pub(crate) fn latest_event_time(tolerance: Option<u64>) -> u64 {
+    let Some(t) = tolerance else {
+        return u64::MAX;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    now.saturating_add(t)
 }

@@ -46,8 +46,20 @@ struct Out {
 impl Out {
     fn create(dir: &Path, name: &str) -> Result<Out> {
         let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let f = std::fs::File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // A leftover (or planted) entry under the temporary name is removed, not written
+        // through: removing a symlink removes the link, and `create_new` (O_EXCL) refuses to
+        // follow one that reappears in between.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("removing stale temporary file", &tmp, e)),
+        }
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("creating", &tmp, e))?;
         Ok(Out {
             tmp,
             path,
@@ -67,7 +79,19 @@ impl Out {
         self.w
             .flush()
             .map_err(|e| Error::io("writing", &self.tmp, e))?;
+        self.w
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::io("syncing", &self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("renaming", &self.path, e))
+    }
+}
+
+impl Drop for Out {
+    /// An export that failed part-way leaves no temporary file behind (after `finish` the
+    /// name is gone and this does nothing).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 

@@ -175,6 +175,18 @@ pub(crate) fn validate_tags<'a>(
                 ),
             ));
         }
+        if w.is_subnormal() {
+            return Err(Error::invalid(
+                what,
+                id,
+                format!(
+                    "tag `{}` has weight {w}, below the smallest normal f32 ({:e}); use 0 to \
+                     leave the tag out",
+                    display_id(name),
+                    f32::MIN_POSITIVE
+                ),
+            ));
+        }
         if *w > 0.0 {
             out.push((name.as_str(), *w));
         }

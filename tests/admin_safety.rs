@@ -162,6 +162,60 @@ fn connections_over_the_cap_are_told_busy() {
     );
 }
 
+/// Clients that connect and never speak, or speak once and go quiet, cannot lock operators
+/// out: the silent ones are closed after `request_timeout`, and when the cap is full the
+/// connection idle longest makes room.
+#[test]
+fn silent_and_idle_connections_cannot_lock_operators_out() {
+    let (dir, store) = shop(PluginLimits::default());
+    let sock = dir.path().join("admin.sock");
+    let timeout = Duration::from_millis(400);
+    let _server = store
+        .serve_admin_with(
+            &sock,
+            AdminOptions {
+                max_connections: 4,
+                request_timeout: timeout,
+                ..AdminOptions::default()
+            },
+        )
+        .expect("serve");
+    // Four connections that never send a byte fill the cap, but only until the first-request
+    // deadline closes them.
+    let mut silent: Vec<UnixStream> = (0..4).map(|_| raw(&sock)).collect();
+    std::thread::sleep(timeout * 3);
+    let mut op = AdminClient::connect(&sock, Duration::from_secs(10)).expect("operator");
+    assert!(op.call("ping", Value::Null).expect("ping").ok, "served");
+    for s in &mut silent {
+        let mut line = String::new();
+        let mut b = [0u8; 1];
+        while s.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+            line.push(b[0] as char);
+        }
+        assert!(line.contains("no request within"), "{line}");
+    }
+    drop(op);
+    // Four clients that ping once and then idle: a fifth still gets in, and the idlest is
+    // told why it was closed.
+    let mut idle: Vec<AdminClient> = (0..4)
+        .map(|_| {
+            let mut c = AdminClient::connect(&sock, Duration::from_secs(10)).expect("idle");
+            assert!(c.call("ping", Value::Null).expect("ping").ok);
+            c
+        })
+        .collect();
+    std::thread::sleep(timeout * 2);
+    let mut op = AdminClient::connect(&sock, Duration::from_secs(10)).expect("operator");
+    assert!(
+        op.call("ping", Value::Null).expect("ping").ok,
+        "room was made"
+    );
+    let first = idle[0].read_response().expect("told");
+    let err = first.error.expect("an error");
+    assert_eq!(err.code, Code::Busy);
+    assert!(err.message.contains("to make room"), "{}", err.message);
+}
+
 #[test]
 fn the_socket_is_owner_only_and_a_live_one_is_never_stolen() {
     let (dir, store) = shop(PluginLimits::default());

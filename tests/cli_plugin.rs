@@ -166,4 +166,59 @@ fn query_ranks_a_store_with_a_plugin_file() {
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(r["results"].as_array().map(Vec::len), Some(5), "{r}");
+    // A read-only query leaves nothing behind: the one-off plugin is not in the store.
+    let store = recostore::Store::open(dir.path()).expect("reopen");
+    assert!(
+        store.plugins().list().is_empty(),
+        "query --plugin wrote its plugin into the store: {:?}",
+        store.plugins().list()
+    );
+}
+
+/// `/dev/zero` and a FIFO are refused at once, not read until memory runs out or blocked on
+/// for ever; a file over the size cap is refused by its size.
+#[test]
+fn check_refuses_devices_fifos_and_oversized_files_without_reading_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("pipe.wasm");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let big = dir.path().join("big.wasm");
+    let f = std::fs::File::create(&big).expect("create");
+    f.set_len(9 << 20).expect("sparse 9 MiB file");
+    for (path, says) in [
+        ("/dev/zero".into(), "not a regular file"),
+        (fifo, "not a regular file"),
+        (big, "over the 8388608-byte cap"),
+    ] {
+        let path: std::path::PathBuf = path;
+        let p = path.to_str().expect("utf-8");
+        let started = std::time::Instant::now();
+        for args in [
+            vec!["plugin", "check", p],
+            vec!["plugin", "run", p, "--input", "/dev/zero"],
+        ] {
+            let out = recostore(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{p}: took {:?}",
+            started.elapsed()
+        );
+    }
+    // The runner's input is bounded the same way.
+    let wasm = examples().join("a9_match.wasm");
+    let out = recostore(&[
+        "plugin",
+        "run",
+        wasm.to_str().expect("utf-8"),
+        "--input",
+        "/dev/zero",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
 }

@@ -338,3 +338,142 @@ fn a_spinning_plugin_does_not_stall_other_queries() {
         20
     );
 }
+
+/// Peak resident memory of this test process, in bytes (Linux; `None` elsewhere).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
+/// Tests run in parallel threads of one process: the peak must stay far below what each
+/// attack used before its limit (1.5 GB for the table, 300-600 MB for the compile bombs).
+const RSS_CEILING: u64 = 400 << 20;
+
+fn check_rss(what: &str) {
+    if let Some(peak) = peak_rss() {
+        assert!(
+            peak < RSS_CEILING,
+            "{what}: the process peaked at {} MiB",
+            peak >> 20
+        );
+    }
+}
+
+#[test]
+fn table_growth_is_bounded_at_call_time_at_start_and_by_declaration() {
+    let (_d, store) = shop(limits());
+    // Growing a table by 50M elements during a call: refused, counted, fallen back.
+    let f = contained(
+        &store,
+        "tablegrow",
+        &Wat {
+            hostile: "(drop (table.grow $t (ref.null func) (i32.const 50000000)))",
+            extra: "(table $t 1 funcref)",
+            ..Wat::default()
+        },
+    );
+    assert_eq!(
+        f.memory, 3,
+        "a refused table growth is a memory fault: {f:?}"
+    );
+    // From a start function, and declared up front: refused at load.
+    for (name, extra) in [
+        (
+            "tablestart",
+            "(table $t 1 funcref) \
+             (func $boom (drop (table.grow $t (ref.null func) (i32.const 50000000)))) \
+             (start $boom)",
+        ),
+        ("tabledecl", "(table $t 50000000 funcref)"),
+    ] {
+        let wat = Wat {
+            extra,
+            ..Wat::default()
+        };
+        let e = store
+            .plugins()
+            .load(name, wat.text().as_bytes())
+            .expect_err("refused");
+        assert!(matches!(e, Error::PluginRejected { .. }), "{name}: {e}");
+    }
+    // Within the limit, a table still works.
+    load(
+        &store,
+        "tablesmall",
+        Wat {
+            extra: "(table $t 1000 funcref)",
+            ..Wat::default()
+        },
+    );
+    check_rss("table growth");
+}
+
+/// A module of `functions` empty functions plus the ABI's own, as binary wasm.
+fn many_functions(functions: usize) -> Vec<u8> {
+    let extra = "(func)".repeat(functions);
+    wat::parse_str(
+        Wat {
+            extra: &extra,
+            ..Wat::default()
+        }
+        .text(),
+    )
+    .expect("valid wat")
+}
+
+#[test]
+fn compile_bombs_under_the_size_cap_are_refused_before_compiling() {
+    let (_d, store) = shop(limits());
+    let cap = store.plugins().limits().max_functions;
+    // 100,000 functions in under 1 MB.
+    let wasm = many_functions(100_000);
+    assert!(wasm.len() < 1 << 20);
+    let started = Instant::now();
+    let e = store.plugins().load("many", &wasm).expect_err("refused");
+    assert!(e.to_string().contains("max_functions"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Just under the cap loads.
+    store
+        .plugins()
+        .load("atcap", &many_functions(cap - 10))
+        .expect("a module under the function cap loads");
+    // 300,000 nested blocks, in WAT text and in binary.
+    let depth = 300_000;
+    let body = format!("{}{}", "block ".repeat(depth), "end ".repeat(depth));
+    let text = Wat {
+        extra: &format!("(func $deep {body})"),
+        ..Wat::default()
+    }
+    .text();
+    let started = Instant::now();
+    for wasm in [
+        text.as_bytes().to_vec(),
+        wat::parse_str(&text).expect("valid wat"),
+    ] {
+        let e = store.plugins().load("deep", &wasm).expect_err("refused");
+        assert!(e.to_string().contains("max_nesting"), "{e}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nesting at the cap loads.
+    let depth = store.plugins().limits().max_nesting - 5;
+    let body = format!("{}{}", "block ".repeat(depth), "end ".repeat(depth));
+    load(
+        &store,
+        "nested",
+        Wat {
+            extra: &format!("(func $deep {body})"),
+            ..Wat::default()
+        },
+    );
+    check_rss("compile bombs");
+}

@@ -130,16 +130,19 @@ struct Filter {
     filter: String,
 }
 
-fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
-    let wasm = std::fs::read(&a.path).map_err(|e| {
+/// The module at `path`, read by the server: a regular file within the size cap.
+fn read_module_arg(path: &std::path::Path, max: usize) -> Result<Vec<u8>, Failure> {
+    crate::plugin::read_module(path, max).map_err(|e| {
         (
             Code::BadArgs,
-            format!(
-                "cannot read {}: {e} (the path is read by the server)",
-                a.path.display()
-            ),
+            format!("{e} (the path is read by the server, not by this client)"),
         )
-    })?;
+    })
+}
+
+fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
+    let max = ctx.store.plugins().limits().max_module_bytes;
+    let wasm = read_module_arg(&a.path, max)?;
     let config = match &a.config {
         None => Vec::new(),
         Some(Value::String(s)) => s.clone().into_bytes(),

@@ -38,9 +38,12 @@ pub struct AdminOptions {
     /// Longest request line, in bytes; a longer one gets `too_large` and the connection is
     /// closed. Default 1 MiB.
     pub max_line_bytes: usize,
-    /// Connections served at once; one more gets `busy` and is closed. Default 128.
+    /// Connections served at once. When all are taken, a new one closes the connection idle
+    /// longest (if idle for at least `request_timeout`); if none is, the new one gets `busy`
+    /// and is closed. Default 128.
     pub max_connections: usize,
-    /// A connection with no request for this long is closed. Default 5 minutes.
+    /// A connection with no request for this long is closed. Default 5 minutes. A new
+    /// connection must send its first request within `request_timeout`.
     pub idle_timeout: Duration,
     /// A request line must arrive whole within this long of its first byte, and a response
     /// must be taken by the client within it; otherwise the connection is closed. Default 10 s.
@@ -173,26 +176,44 @@ fn accept_loop(
     stop: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
 ) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut workers: Vec<(JoinHandle<()>, Arc<conn::ConnState>)> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                workers.retain(|w| !w.is_finished());
+                workers.retain(|(w, _)| !w.is_finished());
                 if connections.load(Ordering::SeqCst) >= opts.max_connections {
-                    conn::refuse(stream, &opts);
-                    continue;
+                    // Full: close the connection idle longest (at least `request_timeout`),
+                    // so clients that connect and go quiet cannot lock operators out.
+                    let idlest = workers
+                        .iter()
+                        .filter_map(|(_, s)| Some((s.idle_for()?, s)))
+                        .filter(|(d, _)| *d >= opts.request_timeout)
+                        .max_by_key(|(d, _)| *d);
+                    match idlest {
+                        Some((_, s)) => s.evict(),
+                        None => {
+                            conn::refuse(stream, &opts);
+                            continue;
+                        }
+                    }
                 }
                 connections.fetch_add(1, Ordering::SeqCst);
-                let (ctx, opts, stop, count) =
-                    (ctx.clone(), opts.clone(), stop.clone(), connections.clone());
+                let state = Arc::new(conn::ConnState::new());
+                let (ctx, opts, stop, count, st) = (
+                    ctx.clone(),
+                    opts.clone(),
+                    stop.clone(),
+                    connections.clone(),
+                    state.clone(),
+                );
                 let spawned = std::thread::Builder::new()
                     .name("recostore-admin-conn".into())
                     .spawn(move || {
-                        conn::serve(stream, &ctx, &opts, &stop);
+                        conn::serve(stream, &ctx, &opts, &stop, &st);
                         count.fetch_sub(1, Ordering::SeqCst);
                     });
                 match spawned {
-                    Ok(h) => workers.push(h),
+                    Ok(h) => workers.push((h, state)),
                     Err(e) => {
                         connections.fetch_sub(1, Ordering::SeqCst);
                         tracing::error!(error = %e, "could not start an admin connection thread");
@@ -207,7 +228,7 @@ fn accept_loop(
         }
     }
     drop(listener);
-    for w in workers {
+    for (w, _) in workers {
         let _ = w.join();
     }
 }

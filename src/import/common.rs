@@ -274,3 +274,17 @@ pub(crate) fn write_records(
     summary.tags = names.len();
     Ok(())
 }
+
+/// `t` if it is no later than `latest` (see [`crate::Config::future_tolerance_secs`]), else
+/// the reason the row is bad: one far-future row would move the store's clock and decay
+/// every profile.
+pub(crate) fn not_future(t: u64, latest: u64) -> std::result::Result<u64, String> {
+    if t <= latest {
+        Ok(t)
+    } else {
+        Err(format!(
+            "its time {t} is in the future (this machine allows up to {latest}, \
+             Config::future_tolerance_secs); fix the row or drop it"
+        ))
+    }
+}

@@ -21,13 +21,60 @@ use crate::event::{Event, EventKind};
 use crate::model::{validate_item, validate_user, Item, User};
 use crate::Store;
 
+/// A `tags` object, refusing a name given twice: JSON allows it, and a plain map would keep
+/// the last weight without a word.
+fn unique_tags<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, f32>, D::Error> {
+    struct Tags;
+    impl<'de> serde::de::Visitor<'de> for Tags {
+        type Value = BTreeMap<String, f32>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of tag name to weight")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((name, weight)) = map.next_entry::<String, f32>()? {
+                if out.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "tag `{}` is given twice; give each tag once",
+                        crate::model::display_id(&name)
+                    )));
+                }
+                out.insert(name, weight);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Tags)
+}
+
+/// Weights of 0 store nothing (the library drops them), and subnormal ones are below what a
+/// weight can mean: in a file, both are more likely a mistake than an intent, so the line is
+/// reported rather than quietly changed.
+fn check_weights(tags: &BTreeMap<String, f32>) -> std::result::Result<(), String> {
+    match tags.iter().find(|(_, w)| **w == 0.0 || w.is_subnormal()) {
+        Some((name, w)) => Err(format!(
+            "tag `{}` has weight {w}, which stores nothing; leave the tag out or give it a \
+             weight of at least {:e}",
+            crate::model::display_id(name),
+            f32::MIN_POSITIVE
+        )),
+        None => Ok(()),
+    }
+}
+
 /// One item line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JsonItem {
     /// The item id (required).
     pub id: String,
-    /// Tag name → weight (> 0, finite).
+    /// Tag name → weight (> 0, finite). A name given twice is refused, not overwritten.
+    #[serde(deserialize_with = "unique_tags")]
     pub tags: BTreeMap<String, f32>,
     /// Display title.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -51,7 +98,8 @@ pub struct JsonItem {
 pub struct JsonUser {
     /// The user id (required).
     pub id: String,
-    /// Tag name → weight.
+    /// Tag name → weight (> 0, finite). A name given twice is refused, not overwritten.
+    #[serde(deserialize_with = "unique_tags")]
     pub tags: BTreeMap<String, f32>,
     /// Recently viewed item ids, newest last (they must exist).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -354,12 +402,16 @@ fn check(
     };
     match kind {
         Kind::Items => {
-            let item: Item = parse::<JsonItem>(buf)?.into();
+            let json = parse::<JsonItem>(buf)?;
+            check_weights(&json.tags)?;
+            let item: Item = json.into();
             validate_item(&item, max_tags).map_err(reason)?;
             Ok(Record::Item(item))
         }
         Kind::Users => {
-            let user: User = parse::<JsonUser>(buf)?.into();
+            let json = parse::<JsonUser>(buf)?;
+            check_weights(&json.tags)?;
+            let user: User = json.into();
             validate_user(&user, max_tags).map_err(reason)?;
             if let Some(missing) = user.recent_items.iter().find(|i| !exists(i)) {
                 return Err(format!(
@@ -371,7 +423,8 @@ fn check(
         }
         Kind::Events => {
             let event = Event::try_from(parse::<JsonEvent>(buf)?)?;
-            event.validate(0).map_err(reason)?;
+            let latest = crate::event::latest_event_time(store.config().future_tolerance_secs);
+            event.validate(0, latest).map_err(reason)?;
             if let Some(missing) = event.item.as_deref().filter(|i| !exists(i)) {
                 return Err(format!(
                     "item `{}` is not in the store; import it (--items) before its events",

@@ -78,6 +78,7 @@ struct Rating {
 /// [`ImportOptions::strict`] the first bad row returns [`Error::BadInput`] and nothing is stored.
 /// Ends with [`Store::rebuild`], so the store is compact when this returns.
 pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportSummary> {
+    let latest = crate::event::latest_event_time(store.config().future_tolerance_secs);
     let start = Instant::now();
     let mut summary = ImportSummary::default();
     let paths = [
@@ -174,7 +175,7 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
         let checked = check_id("userId", &user)
             .and_then(|()| check_id("movieId", &movie))
             .and_then(|()| parse_rating(&field(&rec, 2)))
-            .and_then(|r| parse_timestamp(&field(&rec, 3)).map(|t| (r, t)));
+            .and_then(|r| parse_timestamp(&field(&rec, 3), latest).map(|t| (r, t)));
         let (rating, time) = match checked {
             Ok(v) => v,
             Err(reason) => {
@@ -232,7 +233,7 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
                     Ok(())
                 }
             })
-            .and_then(|()| parse_timestamp(&field(&rec, 3)));
+            .and_then(|()| parse_timestamp(&field(&rec, 3), latest));
         if let Err(reason) = checked {
             summary.bad_row(opts, &name, line, reason)?;
             continue;
@@ -244,7 +245,7 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
         *movies[movie as usize].user_tags.entry(tag).or_insert(0) += 1;
         if let (Some(&u), Ok(t)) = (
             user_index.get(user.as_ref()),
-            parse_timestamp(&field(&rec, 3)),
+            parse_timestamp(&field(&rec, 3), latest),
         ) {
             reviews.push((u, movie, t));
         }
@@ -373,9 +374,10 @@ fn parse_rating(s: &str) -> std::result::Result<f32, String> {
     }
 }
 
-fn parse_timestamp(s: &str) -> std::result::Result<u64, String> {
+fn parse_timestamp(s: &str, latest: u64) -> std::result::Result<u64, String> {
     s.parse::<u64>()
         .map_err(|_| format!("timestamp `{}` is not a non-negative whole number", show(s)))
+        .and_then(|t| super::common::not_future(t, latest))
 }
 
 #[cfg(test)]

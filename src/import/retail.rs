@@ -37,8 +37,10 @@
 //! Cancellations (`InvoiceNo` starting with `C`), lines with quantity <= 0 and lines without a
 //! customer are dropped by policy and counted in `dropped`; the policy is applied before the
 //! remaining fields are checked, so the data set's "Adjust bad debt" lines (negative price, no
-//! customer) count as dropped. A wrong column count, an unparsable quantity, price or date, an
-//! empty stock code or a negative price is a bad row (`skipped`, or an error when strict).
+//! customer) count as dropped. A wrong column count, an unparsable quantity, price or date, a
+//! quantity over [`MAX_QUANTITY`], a date past this machine's clock (by more than
+//! `Config::future_tolerance_secs`), an empty stock code or a negative price is a bad row
+//! (`skipped`, or an error when strict).
 //! Dates are `YYYY-MM-DD HH:MM[:SS]` or `M/D/YYYY H:MM[:SS]` and are read as UTC. Text is decoded
 //! leniently, so a Latin-1 file imports (odd characters become U+FFFD) instead of failing.
 //! `events` counts the kept invoice lines.
@@ -57,6 +59,7 @@ use super::common::{
 };
 use super::report::{ImportOptions, ImportSummary};
 use crate::error::{Error, Result};
+use crate::event::MAX_QUANTITY;
 use crate::model::{Item, Tag, User, MAX_TEXT_BYTES};
 use crate::{Event, Store};
 
@@ -115,6 +118,7 @@ struct Line {
 /// [`ImportOptions::strict`] the first bad row returns [`Error::BadInput`] and nothing is stored.
 /// Ends with [`Store::rebuild`], so the store is compact when this returns.
 pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<ImportSummary> {
+    let latest = crate::event::latest_event_time(store.config().future_tolerance_secs);
     let start = Instant::now();
     let mut summary = ImportSummary::default();
     let name = display_name(file);
@@ -163,7 +167,11 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
         let checked = check_id("StockCode", &stock_code)
             .and_then(|()| check_id("CustomerID", customer))
             .and_then(|()| parse_price(&field(&rec, 5)))
-            .and_then(|p| parse_datetime(&field(&rec, 4)).map(|t| (p, t)));
+            .and_then(|p| {
+                parse_datetime(&field(&rec, 4))
+                    .and_then(|t| super::common::not_future(t, latest))
+                    .map(|t| (p, t))
+            });
         let (price, time) = match checked {
             Ok(v) => v,
             Err(reason) => {
@@ -233,7 +241,8 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
             Event::purchase(
                 customers[l.customer as usize].id.clone(),
                 items[l.item as usize].id.clone(),
-                l.quantity.round().clamp(1.0, f64::from(u32::MAX)) as u32,
+                // Within 1..=MAX_QUANTITY: parse_quantity refused more, the policy dropped <= 0.
+                l.quantity as u32,
                 l.price as f32,
                 l.time,
             )
@@ -418,13 +427,21 @@ fn normalise_customer(raw: &str) -> &str {
 
 fn parse_quantity(s: &str) -> std::result::Result<f64, String> {
     let bad = || format!("quantity `{}` is not a whole number", show(s));
-    if let Ok(q) = s.parse::<i64>() {
-        return Ok(q as f64);
+    let q = match s.parse::<i64>() {
+        Ok(q) => q as f64,
+        Err(_) => match s.parse::<f64>() {
+            Ok(q) if q.is_finite() && q.fract() == 0.0 => q,
+            _ => return Err(bad()),
+        },
+    };
+    if q > f64::from(MAX_QUANTITY) {
+        return Err(format!(
+            "quantity {} is over the {MAX_QUANTITY} units one line may hold; fix the row or \
+             drop it (it would count as that much spend)",
+            show(s)
+        ));
     }
-    match s.parse::<f64>() {
-        Ok(q) if q.is_finite() && q.fract() == 0.0 => Ok(q),
-        _ => Err(bad()),
-    }
+    Ok(q)
 }
 
 fn parse_price(s: &str) -> std::result::Result<f64, String> {

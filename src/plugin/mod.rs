@@ -7,6 +7,7 @@
 //! in stack; any trap or bad output throws the instance away, ranks that query with the
 //! built-in ranker and counts the fault; a plugin that keeps faulting is disabled.
 //!
+//! - `file`: a module read from a path, a regular file only and within the size cap.
 //! - [`host`]: the one wasmtime engine, its epoch ticker, the module cache and load checks.
 //! - [`version`]: one loaded version of a plugin, its warm instance pool and the call path.
 //! - `fault`: what can go wrong in a call, classified from wasmtime's errors, and counted.
@@ -17,6 +18,7 @@
 
 pub mod abi;
 mod fault;
+mod file;
 pub mod host;
 mod persist;
 pub mod registry;
@@ -27,6 +29,7 @@ pub mod version;
 use std::time::Duration;
 
 pub use abi::{Context, Feature, FeatureSet};
+pub use file::{read_file, read_module};
 pub use registry::{PluginInfo, Plugins};
 pub use slots::{Strategy, Variant, VariantStats};
 pub use version::{Fault, FaultCounts, PluginVersion};
@@ -42,6 +45,18 @@ pub struct PluginLimits {
     pub max_module_bytes: usize,
     /// Most linear memory one instance may grow to, in bytes. Default 32 MiB.
     pub memory_bytes: usize,
+    /// Most elements all tables of one instance may hold, declared or grown. Default 100,000
+    /// (a table element costs the host about 30 bytes, so 3 MiB); a Rust plugin's function
+    /// table holds one element per function whose address is taken, a few hundred at most.
+    pub table_elements: usize,
+    /// Most functions a module may define. Default 10,000 (the SDK's example strategy has
+    /// under 200); compile time and memory grow with the count.
+    pub max_functions: usize,
+    /// Largest function body, in bytes. Default 1 MiB.
+    pub max_function_bytes: usize,
+    /// Deepest nesting of blocks, loops and ifs in one function. Default 10,000 (a Rust
+    /// `match` of n arms nests about n blocks); the compiler's memory grows with depth.
+    pub max_nesting: usize,
     /// Most native stack wasm code may use, in bytes. Default 512 KiB.
     pub stack_bytes: usize,
     /// Wall-clock budget of one call, enforced by epoch interruption. Default 10 ms.
@@ -74,6 +89,10 @@ impl Default for PluginLimits {
         PluginLimits {
             max_module_bytes: 8 << 20,
             memory_bytes: 32 << 20,
+            table_elements: 100_000,
+            max_functions: 10_000,
+            max_function_bytes: 1 << 20,
+            max_nesting: 10_000,
             stack_bytes: 512 << 10,
             deadline: Duration::from_millis(10),
             tick: Duration::from_millis(1),

@@ -30,6 +30,9 @@ struct Entry {
     previous: Option<Arc<PluginVersion>>,
     disabled: Option<String>,
     last_number: u32,
+    /// Loaded with [`Plugins::load_transient`]: never written to the store, whatever later
+    /// happens to it (a fault that disables it, a rollback).
+    transient: bool,
 }
 
 #[derive(Clone, Default)]
@@ -158,6 +161,9 @@ impl Plugins {
         let Some(tree) = self.shared.tree.get() else {
             return Ok(());
         };
+        if entry.is_some_and(|e| e.transient) {
+            return Ok(());
+        }
         let version = |v: &PluginVersion| {
             let (wasm, config) = v.source();
             StoredVersion {
@@ -205,6 +211,7 @@ impl Plugins {
                                 previous,
                                 disabled: p.disabled,
                                 last_number: p.last_number,
+                                transient: false,
                             };
                             table.plugins.insert(name, entry);
                         }
@@ -250,6 +257,23 @@ impl Plugins {
     /// [`Plugins::load`] with a config the plugin reads in `recostore_init` (for the SDK
     /// strategies, a JSON object).
     pub fn load_with_config(&self, name: &str, wasm: &[u8], config: &[u8]) -> Result<PluginInfo> {
+        self.load_inner(name, wasm, config, true)
+    }
+
+    /// [`Plugins::load_with_config`] for this handle's life only: the version serves like any
+    /// other but is never written to the store, so it is gone when the store closes and a
+    /// later open neither compiles nor lists it. For one-off queries (`query --plugin`).
+    pub fn load_transient(&self, name: &str, wasm: &[u8], config: &[u8]) -> Result<PluginInfo> {
+        self.load_inner(name, wasm, config, false)
+    }
+
+    fn load_inner(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config: &[u8],
+        persist: bool,
+    ) -> Result<PluginInfo> {
         check_name(name).map_err(|reason| Error::PluginRejected {
             name: name.to_string(),
             reason,
@@ -272,6 +296,7 @@ impl Plugins {
             previous: table.plugins.get(name).map(|e| e.current.clone()),
             disabled: None,
             last_number: number,
+            transient: !persist,
         };
         self.save(name, Some(&entry))?;
         self.publish(|t| {
@@ -308,6 +333,7 @@ impl Plugins {
             previous: Some(e.current.clone()),
             disabled: None,
             last_number: e.last_number,
+            transient: e.transient,
         };
         self.save(name, Some(&entry))?;
         self.publish(|t| {

@@ -135,12 +135,21 @@ impl Scenario {
     }
 }
 
+/// Largest boost factor. With [`MAX_BOOSTS`] of them a score grows by at most 1e24, far
+/// inside f32: a factor like 3e38 made scores infinite, and the order of infinite scores is
+/// arbitrary.
+pub const MAX_BOOST: f32 = 1_000.0;
+/// Smallest boost factor (a demotion to a thousandth).
+pub const MIN_BOOST: f32 = 0.001;
+/// Most boosts one ask may carry.
+pub const MAX_BOOSTS: usize = 8;
+
 /// A campaign rule: multiply the score of items carrying `tag` by `factor`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Boost {
     /// The tag, e.g. `season:christmas`.
     pub tag: String,
-    /// The multiplier (finite, > 0; below 1 demotes).
+    /// The multiplier, [`MIN_BOOST`] to [`MAX_BOOST`]; below 1 demotes.
     pub factor: f32,
 }
 
@@ -550,11 +559,17 @@ impl Ask {
         if let Some(b) = self
             .boosts
             .iter()
-            .find(|b| !b.factor.is_finite() || b.factor <= 0.0)
+            .find(|b| !(MIN_BOOST..=MAX_BOOST).contains(&b.factor))
         {
             return bad(format!(
-                "boost factor {} for `{}` must be finite and > 0",
+                "boost factor {} for `{}` must be between {MIN_BOOST} and {MAX_BOOST}",
                 b.factor, b.tag
+            ));
+        }
+        if self.boosts.len() > MAX_BOOSTS {
+            return bad(format!(
+                "{} boosts, the limit is {MAX_BOOSTS}; merge the rules for one tag into one",
+                self.boosts.len()
             ));
         }
         self.filter.validate()

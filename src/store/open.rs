@@ -108,6 +108,9 @@ impl Store {
     /// log into the delta, so everything acknowledged before a crash is visible again.
     pub fn open_with(dir: impl AsRef<Path>, config: Config) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        if dir.join(crate::backup::INCOMPLETE_MARKER).exists() {
+            return Err(Error::IncompleteBackup { dir });
+        }
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)
             .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;

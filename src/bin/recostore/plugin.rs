@@ -56,22 +56,57 @@ pub struct RunArgs {
     json: bool,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+/// Largest runner input read, in bytes: far above any real candidate list, and a bound on
+/// what `/dev/zero` or a runaway pipe can make the CLI hold.
+const MAX_INPUT_BYTES: usize = 256 << 20;
+
+/// A module (`what` = "a module") or an input file, or standard input for `-`: a regular file
+/// only, and never more than `max` bytes.
+fn read(
+    path: &Path,
+    max: usize,
+    what: &str,
+    cap: &str,
+) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     if path == Path::new("-") {
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin(), max as u64 + 1),
+            &mut buf,
+        )?;
+        if buf.len() > max {
+            return Err(format!(
+                "standard input holds more than {max} bytes ({cap}); is it {what}?"
+            )
+            .into());
+        }
         return Ok(buf);
     }
-    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()).into())
+    Ok(recostore::plugin::read_file(path, max, what, cap)?)
+}
+
+/// The module at `path` (or `-`), within the default size cap.
+pub fn read_wasm(path: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    read(
+        path,
+        PluginLimits::default().max_module_bytes,
+        "a module",
+        "PluginLimits::max_module_bytes",
+    )
 }
 
 /// Run a plugin subcommand.
 pub fn run(cmd: PluginCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cmd {
         PluginCmd::Run(a) => {
-            let wasm = read(&a.wasm)?;
-            let input: RunInput = serde_json::from_slice(&read(&a.input)?)
-                .map_err(|e| format!("{}: not a runner input: {e}", a.input.display()))?;
+            let wasm = read_wasm(&a.wasm)?;
+            let input: RunInput = serde_json::from_slice(&read(
+                &a.input,
+                MAX_INPUT_BYTES,
+                "a runner input",
+                "256 MiB",
+            )?)
+            .map_err(|e| format!("{}: not a runner input: {e}", a.input.display()))?;
             let limits = PluginLimits::default()
                 .fuel(Some(a.fuel))
                 .deadline(Duration::from_millis(a.deadline_ms))
@@ -105,7 +140,7 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         PluginCmd::Check { wasm, config } => {
-            let bytes = read(&wasm)?;
+            let bytes = read_wasm(&wasm)?;
             let plugins = Plugins::new(PluginLimits::default());
             let name = "check";
             let info = plugins.load_with_config(

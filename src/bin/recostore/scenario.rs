@@ -145,7 +145,8 @@ pub struct AskOpts {
     /// Diversify over categories with MMR; LAMBDA in 0..1 (1 = relevance only; try 0.7).
     #[arg(long, value_name = "LAMBDA")]
     diversity: Option<f32>,
-    /// Campaign boost TAG=FACTOR: multiply the score of items with TAG (repeatable).
+    /// Campaign boost TAG=FACTOR: multiply the score of items with TAG by FACTOR, 0.001 to
+    /// 1000 (repeatable, at most 8).
     #[arg(long = "boost", value_name = "TAG=FACTOR", value_parser = crate::query::parse_tag)]
     boosts: Vec<(String, f32)>,
     /// The user is a member: members-only items first.
@@ -250,10 +251,11 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let store = Store::open(&dir)?;
     if let Some((path, config)) = plug {
-        let wasm = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let wasm = crate::plugin::read_wasm(&path)?;
+        // A one-off: it ranks this query and is never written into the store.
         let info = store
             .plugins()
-            .load_with_config("cli", &wasm, config.as_bytes())?;
+            .load_transient("cli", &wasm, config.as_bytes())?;
         ask.strategy = Some(info.name);
     }
     let started = std::time::Instant::now();
