@@ -160,6 +160,17 @@ impl Store {
         let seg_to = work.join("segments");
         std::fs::create_dir_all(&seg_to)
             .map_err(|e| Error::io("creating backup directory", &seg_to, e))?;
+        let plugins = self.plugins();
+        plugins.hold_writes(|| self.copy_paused(work, &seg_to))
+    }
+
+    /// The durable keys, the serving segment and the plugin modules, with writes (and plugin
+    /// changes, held by the caller) waiting.
+    fn copy_paused(&self, work: &Path, seg_to: &Path) -> Result<BackupReport> {
+        let modules_to = work.join(crate::plugin::MODULES_DIR);
+        std::fs::create_dir_all(&modules_to)
+            .map_err(|e| Error::io("creating backup directory", &modules_to, e))?;
+        let modules_from = self.dir().join(crate::plugin::MODULES_DIR);
         self.paused(|tree, snap, seg_dir| {
             let copy = sled::Config::new().path(work.join("db")).open()?;
             let mut keys = 0u64;
@@ -192,7 +203,22 @@ impl Store {
                     sync(&dest)?;
                 }
             }
-            sync(&seg_to)?;
+            sync(seg_to)?;
+            // Every module file: the records just copied name exactly these (the registry
+            // deletes the ones no record names, and its writes are held).
+            if let Ok(entries) = std::fs::read_dir(&modules_from) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    if name.to_string_lossy().ends_with(".wasm") {
+                        let from = entry.path();
+                        let dest = modules_to.join(&name);
+                        std::fs::copy(&from, &dest)
+                            .map_err(|e| Error::io("copying plugin module", &from, e))?;
+                        sync(&dest)?;
+                    }
+                }
+            }
+            sync(&modules_to)?;
             tracing::info!(to = %work.display(), keys, generation, "backup written");
             Ok(BackupReport {
                 path: work.to_path_buf(),

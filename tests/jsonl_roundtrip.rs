@@ -77,7 +77,7 @@ fn example_files_import_and_round_trip_exactly() {
 
     // A re-run upserts and duplicates nothing.
     let again = import(&a, &example(), &ImportOptions::default()).expect("re-run");
-    assert_eq!((again.recorded, again.dropped), (0, 16));
+    assert_eq!((again.recorded, again.already_stored), (0, 16));
     let third = tmp.path().join("export-3");
     a.export_jsonl(&third).expect("export");
     assert_eq!(read(&first), read(&third));
@@ -229,9 +229,9 @@ fn identical_events_split_across_batches_are_all_kept_then_never_repeated() {
         ..JsonlFiles::default()
     };
     let first = import(&store, &files, &ImportOptions::default()).expect("import");
-    assert_eq!((first.recorded, first.dropped), (10_001, 0));
+    assert_eq!((first.recorded, first.already_stored), (10_001, 0));
     let again = import(&store, &files, &ImportOptions::default()).expect("re-run");
-    assert_eq!((again.recorded, again.dropped), (0, 10_001));
+    assert_eq!((again.recorded, again.already_stored), (0, 10_001));
     assert_eq!(store.stats().events, 10_001);
 }
 

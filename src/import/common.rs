@@ -229,15 +229,21 @@ pub(crate) fn last_distinct<'a>(
 pub(crate) const EVENT_BATCH: usize = 10_000;
 
 /// Record `events` in time order (so implicit sessions and decay see them as they happened),
-/// in batches of [`EVENT_BATCH`], then flush.
+/// in batches of [`EVENT_BATCH`], then flush. Events the store already held before this
+/// import began are skipped ([`Store::record_events_once`]) and counted in `already_stored`: running
+/// an import again, or again after it was killed part-way, gives the store a clean import
+/// would, never doubled events.
 pub(crate) fn record_events(
     store: &Store,
     mut events: Vec<crate::Event>,
     summary: &mut ImportSummary,
 ) -> Result<()> {
     events.sort_by_key(|e| e.ts); // stable: equal times keep file order
+    let mut run = store.dedup_run();
     for chunk in events.chunks(EVENT_BATCH) {
-        summary.recorded += store.record_events(chunk)? as u64;
+        let (recorded, skipped) = store.record_events_once(chunk, &mut run)?;
+        summary.recorded += recorded as u64;
+        summary.already_stored += skipped as u64;
     }
     store.flush()
 }

@@ -549,7 +549,7 @@ fn store_file(
     let mut flush_events = |events: &mut Vec<Event>, summary: &mut ImportSummary| -> Result<()> {
         let (recorded, skipped) = store.record_events_once(events, &mut run)?;
         summary.recorded += recorded as u64;
-        summary.dropped += skipped as u64;
+        summary.already_stored += skipped as u64;
         events.clear();
         Ok(())
     };

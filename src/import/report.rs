@@ -41,6 +41,9 @@ pub struct ImportSummary {
     pub skipped: u64,
     /// Well-formed rows left out by policy (cancellations, no customer, quantity <= 0).
     pub dropped: u64,
+    /// Events the store already held before this import began, so not recorded again: a
+    /// re-run (or a re-run after an interrupted import) adds only what is missing.
+    pub already_stored: u64,
     /// The first bad rows (at most [`MAX_REPORTED`]); `skipped` counts all of them.
     pub bad_rows: Vec<BadRow>,
     /// Wall time in seconds.

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 pub use abi::{Context, Feature, FeatureSet};
 pub use file::{read_file, read_module};
+pub use persist::MODULES_DIR;
 pub use registry::{PluginInfo, Plugins};
 pub use slots::{Strategy, Variant, VariantStats};
 pub use version::{Fault, FaultCounts, PluginVersion};

@@ -94,7 +94,7 @@ struct Shared {
     live: Arc<AtomicUsize>,
     attribution: Attribution,
     /// Where changes are persisted (the store's tree); unset for a standalone registry.
-    tree: OnceLock<sled::Tree>,
+    tree: OnceLock<persist::Backing>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -178,14 +178,22 @@ impl Plugins {
             last_number: e.last_number,
             disabled: e.disabled.clone(),
         });
-        persist::save_plugin(tree, name, stored.as_ref())
+        tree.save_plugin(name, stored.as_ref())
+    }
+
+    /// Run `f` while no plugin or slot change can be written (a backup copies the records
+    /// and the module files they name as one state).
+    pub(crate) fn hold_writes<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _w = self.writer();
+        f()
     }
 
     /// Load the plugins and slots persisted in `tree` and persist every later change there.
     /// A stored plugin that no longer loads (stricter limits, say) is reported and left out;
     /// the store still opens.
-    pub(crate) fn attach(&self, tree: sled::Tree) -> Result<()> {
-        let persist::Stored { plugins, slots } = persist::load(&tree)?;
+    pub(crate) fn attach(&self, tree: sled::Tree, dir: &std::path::Path) -> Result<()> {
+        let tree = persist::Backing::new(tree, dir)?;
+        let persist::Stored { plugins, slots } = tree.load()?;
         if !plugins.is_empty() || !slots.is_empty() {
             let _w = self.writer();
             let mut table = Table::default();
@@ -351,7 +359,7 @@ impl Plugins {
         if !table.plugins.contains_key(name) {
             // A stored plugin that failed to load at open can still be removed.
             if let Some(tree) = self.shared.tree.get() {
-                if tree.contains_key([b"Pp".as_slice(), name.as_bytes()].concat())? {
+                if tree.has_plugin(name)? {
                     return self.save(name, None);
                 }
             }
@@ -416,7 +424,7 @@ impl Plugins {
             reason: format!("slot `{slot}` needs at least one variant with a weight above 0"),
         })?;
         if let Some(tree) = self.shared.tree.get() {
-            persist::save_slot(tree, slot, Some(&s.variants))?;
+            tree.save_slot(slot, Some(&s.variants))?;
         }
         self.publish(|t| {
             t.slots.insert(slot.to_string(), Arc::new(s));
@@ -435,7 +443,7 @@ impl Plugins {
             });
         }
         if let Some(tree) = self.shared.tree.get() {
-            persist::save_slot(tree, slot, None)?;
+            tree.save_slot(slot, None)?;
         }
         self.publish(|t| {
             t.slots.remove(slot);

@@ -158,7 +158,7 @@ impl Store {
             activity,
         };
         let plugins = crate::plugin::Plugins::new(config.plugins.clone());
-        plugins.attach(tree.clone())?;
+        plugins.attach(tree.clone(), &dir)?;
         let store = Store {
             inner: Arc::new(Inner {
                 dir,

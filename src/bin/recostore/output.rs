@@ -201,8 +201,8 @@ pub fn import_summary(s: &ImportSummary, as_json: bool) -> Out {
         return json(s);
     }
     println!(
-        "imported {} items, {} users, {} tags and {} behaviour events from {} rows in {:.1}s ({} rows dropped by policy, {} bad rows skipped)",
-        s.items, s.users, s.tags, s.recorded, s.events, s.seconds, s.dropped, s.skipped
+        "imported {} items, {} users, {} tags and {} behaviour events from {} rows in {:.1}s ({} rows dropped by policy, {} bad rows skipped, {} events already in the store)",
+        s.items, s.users, s.tags, s.recorded, s.events, s.seconds, s.dropped, s.skipped, s.already_stored
     );
     for b in &s.bad_rows {
         println!("  bad row {}:{}: {}", b.file, b.line, b.reason);
