@@ -29,6 +29,8 @@ const VALUE_VERSION: u8 = 1;
 pub(crate) const META_FORMAT: &[u8] = b"Mformat";
 /// Meta key: generation number of the current segment.
 pub(crate) const META_GENERATION: &[u8] = b"Mgeneration";
+/// The store's id (u32 BE, non-zero), fixed on first open; segments carry it in their footer.
+pub(crate) const META_STORE_ID: &[u8] = b"Mstore_id";
 /// Meta keys for the dense-id and sequence counters.
 pub(crate) const META_NEXT_ITEM: &[u8] = b"Mnext_item";
 pub(crate) const META_NEXT_USER: &[u8] = b"Mnext_user";

@@ -75,6 +75,15 @@ pub enum Error {
         expected: u32,
     },
 
+    /// sled could not read its own files: they are damaged.
+    #[error("the durable store in {dir} is damaged ({reason}); restore it from a backup. Nothing was written")]
+    DamagedDatabase {
+        /// The store directory.
+        dir: PathBuf,
+        /// What sled reported.
+        reason: String,
+    },
+
     /// The directory is a backup that was interrupted before it was complete.
     #[error("{dir} is an interrupted backup, not a store: it may hold only part of the data. Delete it and run the backup again")]
     IncompleteBackup {

@@ -32,6 +32,7 @@ pub mod admin;
 pub mod backup;
 mod behaviour;
 pub mod codec;
+pub mod compact;
 pub mod config;
 pub mod delta;
 pub mod demo;
@@ -53,6 +54,7 @@ pub mod sizing;
 pub mod snapshot;
 mod sparse;
 pub mod store;
+pub mod verify;
 mod write;
 
 pub use behaviour::{DedupRun, ItemActivity, UserActivity};

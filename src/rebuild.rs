@@ -33,9 +33,15 @@ pub(crate) fn from_snapshot(snap: &Snapshot, generation: u64) -> SegmentData {
     b.finish(generation, snap.seq, now_secs())
 }
 
-/// Write `data` as a segment file, map it, and compute and attach its neighbour lists.
-pub(crate) fn publish(seg_dir: &Path, data: &SegmentData, config: &Config) -> Result<Segment> {
-    let path = segment::file::write(seg_dir, data)?;
+/// Write `data` as a segment file of store `store`, map it, and compute and attach its
+/// neighbour lists.
+pub(crate) fn publish(
+    seg_dir: &Path,
+    data: &SegmentData,
+    config: &Config,
+    store: u32,
+) -> Result<Segment> {
+    let path = segment::file::write(seg_dir, data, store)?;
     let seg = Segment::open(&path, SegmentVerify::Structure)?;
     let live = seg.data().items.live_count.to_native() as usize;
     if config.neighbours == 0 || live == 0 {
@@ -56,7 +62,7 @@ pub(crate) fn publish(seg_dir: &Path, data: &SegmentData, config: &Config) -> Re
         config.resolved_build_threads(),
         config.show_progress,
     );
-    let path = segment::neighbours::write(seg_dir, &lists)?;
+    let path = segment::neighbours::write(seg_dir, &lists, store)?;
     drop(lists);
     let n = Neighbours::open(&path, seg.generation(), SegmentVerify::Structure)?;
     tracing::info!(
@@ -80,6 +86,10 @@ pub(crate) fn attach_neighbours(seg: Segment, seg_dir: &Path, config: &Config) -
         return seg;
     }
     match Neighbours::open(&path, seg.generation(), config.segment_verify) {
+        Ok(n) if n.store_tag() != seg.store_tag() => {
+            tracing::warn!(path = %path.display(), "ignoring neighbour lists that belong to another store; item queries will search until the next rebuild");
+            seg
+        }
         Ok(n) => seg.with_neighbours(n),
         Err(e) => {
             tracing::warn!(error = %e, "ignoring unusable neighbour lists; item queries will search until the next rebuild");

@@ -1,7 +1,7 @@
 //! [`Store`]: the handle an app holds. The write API, rebuilds, stats; opening and recovery
 //! are in `store/open.rs`.
 
-mod open;
+pub(crate) mod open;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,9 @@ pub(crate) struct Inner {
     dir: PathBuf,
     seg_dir: PathBuf,
     config: Config,
+    /// This store's id, written into every segment and neighbour file it publishes
+    /// ([`crate::segment::format::Footer::store`]).
+    store_tag: u32,
     db: sled::Db,
     tree: sled::Tree,
     snapshot: ArcSwap<Snapshot>,
@@ -387,7 +390,13 @@ impl Store {
         &self.inner.latency
     }
 
-    /// Recompute the current segment's full checksum.
+    /// This store's id (see [`crate::segment::format::Footer::store`]).
+    pub(crate) fn store_tag(&self) -> u32 {
+        self.inner.store_tag
+    }
+
+    /// Recompute the current segment's full checksum: the quick check (see
+    /// [`Store::verify_deep`] for the whole store).
     pub fn verify(&self) -> Result<()> {
         self.snapshot().segment.verify_checksum()
     }
@@ -399,7 +408,7 @@ impl Inner {
         let base = self.snapshot.load_full();
         let generation = base.segment.generation() + 1;
         let data = rebuild::from_snapshot(&base, generation);
-        let seg = rebuild::publish(&self.seg_dir, &data, &self.config);
+        let seg = rebuild::publish(&self.seg_dir, &data, &self.config, self.store_tag);
         drop(data);
         let seg = Arc::new(seg?);
         let tag_slots = seg.data().tags.len() as u32;

@@ -79,7 +79,7 @@ proptest! {
         for (i, u) in users.iter().enumerate() { b.push_user(i as u32, u.as_ref()); }
         let dir = tempfile::tempdir().unwrap();
         let data = b.finish(7, 99, 0);
-        let path = segment::file::write(dir.path(), &data).unwrap();
+        let path = segment::file::write(dir.path(), &data, 0).unwrap();
         let seg = Segment::open(&path, SegmentVerify::Checksum).unwrap();
         prop_assert_eq!(seg.generation(), 7);
         let snap = Snapshot { segment: Arc::new(seg), delta: Default::default(), seq: 99, activity: Default::default() };

@@ -55,15 +55,22 @@ pub(crate) fn segment_kind() -> FileKind {
     }
 }
 
-/// Serialise `data` and publish it as `dir/<generation>.seg`: write a temporary file, fsync it,
-/// rename it into place, fsync the directory. Readers never see a partial file.
-pub fn write(dir: &Path, data: &SegmentData) -> Result<PathBuf> {
+/// Serialise `data` and publish it as `dir/<generation>.seg`, bound to store `store` (see
+/// [`Footer::store`]): write a temporary file, fsync it, rename it into place, fsync the
+/// directory. Readers never see a partial file.
+pub fn write(dir: &Path, data: &SegmentData, store: u32) -> Result<PathBuf> {
     let payload =
         rkyv::to_bytes::<rkyv::rancor::Error>(data).map_err(|e| Error::CorruptSegment {
             path: dir.to_path_buf(),
             reason: format!("could not serialise segment: {e}"),
         })?;
-    write_archive(dir, &file_name(data.generation), segment_kind(), &payload)
+    write_archive(
+        dir,
+        &file_name(data.generation),
+        segment_kind(),
+        &payload,
+        store,
+    )
 }
 
 /// Publish `payload` plus a footer of `kind` atomically as `dir/name`.
@@ -72,8 +79,10 @@ pub(crate) fn write_archive(
     name: &str,
     kind: FileKind,
     payload: &[u8],
+    store: u32,
 ) -> Result<PathBuf> {
     let footer = Footer {
+        store,
         version: kind.version,
         schema_hash: kind.schema_hash,
         payload_len: payload.len() as u64,
@@ -103,6 +112,7 @@ pub(crate) struct Mapped {
     payload_len: usize,
     path: PathBuf,
     kind: FileKind,
+    store: u32,
     retired: AtomicBool,
 }
 
@@ -154,12 +164,19 @@ impl Mapped {
             payload_len,
             path: path.to_path_buf(),
             kind,
+            store: footer.store,
             retired: AtomicBool::new(false),
         };
         if verify == SegmentVerify::Checksum {
             mapped.verify_checksum()?;
         }
         Ok(mapped)
+    }
+
+    /// The store the file says it belongs to ([`Footer::store`]; 0: written before stores
+    /// had ids).
+    pub(crate) fn store(&self) -> u32 {
+        self.store
     }
 
     /// The archive bytes (everything before the footer).
@@ -280,6 +297,12 @@ impl Segment {
     /// The precomputed neighbour lists, if this generation has them.
     pub fn neighbours(&self) -> Option<&Neighbours> {
         self.neighbours.as_ref()
+    }
+
+    /// The store the file says it belongs to ([`Footer::store`]; 0: written before stores
+    /// had ids).
+    pub fn store_tag(&self) -> u32 {
+        self.file.store()
     }
 
     /// Generation number.

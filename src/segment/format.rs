@@ -191,6 +191,10 @@ pub struct Footer {
     pub payload_len: u64,
     /// xxh3-64 of the payload.
     pub payload_xxh3: u64,
+    /// The store this file belongs to: a random non-zero number fixed when the store is
+    /// created (0 in files written before stores had one). A segment copied in from another
+    /// store, even with the right generation, is refused by it.
+    pub store: u32,
 }
 
 impl Footer {
@@ -199,7 +203,7 @@ impl Footer {
         let mut b = [0u8; FOOTER_LEN];
         b[0..8].copy_from_slice(&magic);
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
-        // 12..16 reserved, zero.
+        b[12..16].copy_from_slice(&self.store.to_le_bytes());
         b[16..24].copy_from_slice(&self.schema_hash.to_le_bytes());
         b[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
         b[32..40].copy_from_slice(&self.payload_xxh3.to_le_bytes());
@@ -228,10 +232,14 @@ impl Footer {
         if xxhash_rust::xxh3::xxh3_64(&b[0..40]) != le64(40..48) {
             return Err("footer checksum mismatch".into());
         }
-        let mut v = [0u8; 4];
-        v.copy_from_slice(&b[8..12]);
+        let le32 = |r: std::ops::Range<usize>| {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&b[r]);
+            u32::from_le_bytes(a)
+        };
         Ok(Footer {
-            version: u32::from_le_bytes(v),
+            version: le32(8..12),
+            store: le32(12..16),
             schema_hash: le64(16..24),
             payload_len: le64(24..32),
             payload_xxh3: le64(32..40),

@@ -57,14 +57,14 @@ pub fn file_name(generation: u64) -> String {
     format!("{generation:020}.nbr")
 }
 
-/// Write `data` atomically into `dir`.
-pub fn write(dir: &Path, data: &NeighbourData) -> Result<PathBuf> {
+/// Write `data` atomically into `dir`, bound to store `store`.
+pub fn write(dir: &Path, data: &NeighbourData, store: u32) -> Result<PathBuf> {
     let payload =
         rkyv::to_bytes::<rkyv::rancor::Error>(data).map_err(|e| Error::CorruptSegment {
             path: dir.to_path_buf(),
             reason: format!("could not serialise neighbour lists: {e}"),
         })?;
-    write_archive(dir, &file_name(data.generation), kind(), &payload)
+    write_archive(dir, &file_name(data.generation), kind(), &payload, store)
 }
 
 /// A mapped, validated neighbour file.
@@ -81,6 +81,11 @@ impl std::fmt::Debug for Neighbours {
 }
 
 impl Neighbours {
+    /// The store the file says it belongs to (see [`crate::segment::format::Footer::store`]).
+    pub fn store_tag(&self) -> u32 {
+        self.file.store()
+    }
+
     /// Map and validate `path`, which must belong to `generation`.
     pub fn open(path: &Path, generation: u64, verify: SegmentVerify) -> Result<Neighbours> {
         let file = Mapped::open(path, kind(), verify)?;

@@ -27,6 +27,18 @@ fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
     }
 }
 
+/// The store's id: read, or on a store's first open by a build that has ids, drawn at
+/// random (non-zero) and written durably.
+fn store_id(tree: &sled::Tree) -> Result<u32> {
+    if let Some(v) = tree.get(codec::META_STORE_ID)? {
+        return codec::decode_u32(codec::META_STORE_ID, Some(&v));
+    }
+    let id = rand::random::<u32>().max(1);
+    tree.insert(codec::META_STORE_ID, &id.to_be_bytes())?;
+    tree.flush()?;
+    Ok(id)
+}
+
 /// How long `open` keeps retrying a locked database before reporting [`Error::Locked`].
 /// Dropping a `Store` releases sled's file lock only once sled's flusher thread has wound down,
 /// which can lag the drop by a few milliseconds; a close-then-reopen in one process must not fail
@@ -41,11 +53,19 @@ fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(1);
     loop {
-        let opened = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(config.cache_capacity_bytes)
-            .flush_every_ms(Some(flush_ms))
-            .open();
+        // sled 0.34 panics on some damaged files instead of returning an error; a damaged
+        // file is input, so the panic becomes a typed error here.
+        let opened = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(dir.join("db"))
+                .cache_capacity(config.cache_capacity_bytes)
+                .flush_every_ms(Some(flush_ms))
+                .open()
+        })
+        .map_err(|panic| Error::DamagedDatabase {
+            dir: dir.to_path_buf(),
+            reason: format!("sled failed reading its files: {}", panic_text(&panic)),
+        })?;
         match opened {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(ref io))
@@ -63,6 +83,15 @@ fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
             Err(other) => return Err(Error::Durable(other)),
         }
     }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// Check the store's format mark: write it on a new store, refuse a newer one. Returns the
@@ -125,12 +154,14 @@ impl Store {
             seq: meta_u64(&tree, codec::META_SEQ)?,
         };
         let generation = meta_u64(&tree, codec::META_GENERATION)?;
+        let store_tag = store_id(&tree)?;
         let segment = Arc::new(Self::recover_segment(
             &tree,
             &seg_dir,
             generation,
             counters.seq,
             &config,
+            store_tag,
         )?);
         if segment.generation() != generation {
             // Record the repaired generation and drop dirty entries it already contains.
@@ -163,6 +194,7 @@ impl Store {
             inner: Arc::new(Inner {
                 dir,
                 seg_dir,
+                store_tag,
                 db,
                 tree,
                 snapshot: ArcSwap::from_pointee(snapshot),
@@ -218,10 +250,24 @@ impl Store {
         generation: u64,
         seq: u64,
         config: &Config,
+        store_tag: u32,
     ) -> Result<Segment> {
         if generation > 0 {
             let path = seg_dir.join(segment::file::file_name(generation));
-            match Segment::open(&path, config.segment_verify) {
+            // A segment of another store (copied in under the right generation) is as wrong
+            // as a damaged one. 0: written before stores had ids, bound at the next rebuild.
+            let bound = |s: Segment| match s.store_tag() {
+                0 => Ok(s),
+                t if t == store_tag => Ok(s),
+                t => Err(Error::CorruptSegment {
+                    path: path.clone(),
+                    reason: format!(
+                        "it belongs to another store (store id {t:08x}, this store is \
+                         {store_tag:08x})"
+                    ),
+                }),
+            };
+            match Segment::open(&path, config.segment_verify).and_then(bound) {
                 Ok(s) => return Ok(rebuild::attach_neighbours(s, seg_dir, config)),
                 Err(e @ (Error::CorruptSegment { .. } | Error::Io { .. }))
                     if config.repair_segments =>
@@ -234,7 +280,7 @@ impl Store {
         // Pick a generation above every file present, so the repair never collides with one.
         let next = highest_generation_on_disk(seg_dir).max(generation) + 1;
         let data = rebuild::from_sled(tree, next, seq)?;
-        rebuild::publish(seg_dir, &data, config)
+        rebuild::publish(seg_dir, &data, config, store_tag)
     }
 
     /// Re-apply the event batches the journal names (recorded after the last checkpoint, before

@@ -1,0 +1,127 @@
+//! Offline compaction: `Store::compact` rewrites a store's files with its live data only.
+//!
+//! sled reclaims the space of replaced and removed values lazily, and may keep their bytes
+//! in its files long after: a deleted user's id, searches and sessions could still be read
+//! from the `db` directory after `delete_user`. Compaction copies the live keys into fresh
+//! files (a backup, with everything that makes backups safe) and swaps the new directory with
+//! the old in one atomic `renameat2(RENAME_EXCHANGE)`, then deletes the old one. Interrupted
+//! at any moment, the store's path holds either the old store or the compacted one, whole.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompactReport {
+    /// The store compacted.
+    pub path: PathBuf,
+    /// Bytes of the store directory before.
+    pub bytes_before: u64,
+    /// Bytes after.
+    pub bytes_after: u64,
+    /// Durable keys copied.
+    pub keys: u64,
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Swap directories `a` and `b` atomically.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call;
+    // renameat2 only reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "compaction needs an atomic directory exchange (Linux renameat2)",
+    ))
+}
+
+impl Store {
+    /// Rewrite the store in `dir` with its live data only (see the module docs). The store
+    /// must not be open elsewhere ([`Error::Locked`] otherwise); it needs free space for one
+    /// more copy of the live data while it runs.
+    pub fn compact(dir: impl AsRef<Path>, config: Config) -> Result<CompactReport> {
+        let dir = dir.as_ref();
+        let bytes_before = dir_bytes(dir);
+        let store = Store::open_with(dir, config)?;
+        let real = dir
+            .canonicalize()
+            .map_err(|e| Error::io("resolving", dir, e))?;
+        let (Some(parent), Some(name)) = (real.parent(), real.file_name()) else {
+            return Err(Error::io(
+                "compacting",
+                dir,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a store directory"),
+            ));
+        };
+        let fresh = parent.join(format!(
+            ".{}.compact-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh)
+                .map_err(|e| Error::io("removing an old compaction leftover", &fresh, e))?;
+        }
+        let report = store.backup(&fresh)?;
+        // The store stays open (and locked) across the exchange: no other process can open the
+        // old files and write to what is about to be deleted.
+        let swapped = exchange(&real, &fresh)
+            .map_err(|e| Error::io("swapping in the compacted store", &real, e));
+        if let Err(e) = swapped {
+            drop(store);
+            let _ = std::fs::remove_dir_all(&fresh);
+            return Err(e);
+        }
+        drop(store);
+        std::fs::remove_dir_all(&fresh)
+            .map_err(|e| Error::io("removing the old store files", &fresh, e))?;
+        tracing::info!(store = %real.display(), before = bytes_before, "store compacted");
+        Ok(CompactReport {
+            path: dir.to_path_buf(),
+            bytes_before,
+            bytes_after: dir_bytes(dir),
+            keys: report.keys,
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! Whole-store verification: `Store::verify_deep` (the CLI's `verify`), beside the quick
+//! segment checksum of `Store::verify`.
+//!
+//! The quick check reads the segment file only, so a bit flip in sled's files went unseen
+//! until an export tripped over it. The deep check reads every durable key (sled checks each
+//! page's CRC as it reads) and decodes the records and the event log, then holds them
+//! against what queries serve: each record against the snapshot (segment plus delta), each
+//! user's logged events against their behaviour state, and the segment's store id against
+//! the store's. Writes wait while it runs, so the two sides are one state.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::activity::log;
+use crate::codec::{self, StoredItem, StoredUser};
+use crate::error::Result;
+use crate::store::Store;
+
+/// Problems listed one by one in a report; beyond this only the count grows.
+const LISTED: usize = 20;
+
+/// What `Store::verify_deep` found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// Segment generation checked.
+    pub generation: u64,
+    /// Durable keys read.
+    pub keys: u64,
+    /// Item and user records decoded and compared with what queries serve.
+    pub records: u64,
+    /// Logged events decoded and counted against the behaviour state.
+    pub events: u64,
+    /// Bytes of sled's files on disk.
+    pub db_bytes: u64,
+    /// Bytes of the live keys and values. Far below `db_bytes`, the rest is space sled has
+    /// not reclaimed, which may still hold the bytes of deleted records:
+    /// `recostore compact` rewrites the files with the live keys only.
+    pub live_bytes: u64,
+    /// Damage found (at most 20 listed; `damaged` counts all). Empty: healthy.
+    pub problems: Vec<String>,
+    /// How many problems were found in all.
+    pub damaged: u64,
+    /// Findings that are not damage (an unbound segment of an older build, say).
+    pub notes: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether nothing damaged was found.
+    pub fn healthy(&self) -> bool {
+        self.damaged == 0
+    }
+
+    fn problem(&mut self, what: String) {
+        self.damaged += 1;
+        if self.problems.len() < LISTED {
+            self.problems.push(what);
+        }
+    }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl Store {
+    /// Check the whole store: the segment's checksum and its binding to this store, every
+    /// durable key (read through sled's own checksums), every record against what queries
+    /// serve, and every user's event log against their behaviour state. Returns what it
+    /// found; `Err` only when the check itself could not run. Writes wait while it runs; it
+    /// costs about a full read of the store (seconds at 1M items).
+    pub fn verify_deep(&self) -> Result<VerifyReport> {
+        let mut r = VerifyReport {
+            db_bytes: dir_bytes(&self.dir().join("db")),
+            ..VerifyReport::default()
+        };
+        let store_tag = self.store_tag();
+        self.paused(|tree, snap, _| {
+            r.generation = snap.segment.generation();
+            if let Err(e) = snap.segment.verify_checksum() {
+                r.problem(format!("segment: {e}"));
+            }
+            match snap.segment.store_tag() {
+                0 => r.notes.push(
+                    "the segment was written before stores had ids, so nothing binds it to \
+                     this store; `recostore rebuild` writes a bound one"
+                        .into(),
+                ),
+                t if t != store_tag => r.problem(format!(
+                    "the segment belongs to another store (id {t:08x}, this store {store_tag:08x})"
+                )),
+                _ => {}
+            }
+            let mut logged: HashMap<u32, u64> = HashMap::new();
+            let (mut items, mut users) = (0u64, 0u64);
+            // sled 0.34 can panic on a damaged page instead of returning an error: that is
+            // damage found, not a failed check.
+            let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for kv in tree.iter() {
+                    let (k, v) = match kv {
+                        Ok(kv) => kv,
+                        Err(e) => {
+                            r.problem(format!(
+                                "sled could not read past key {} of the durable store: {e}",
+                                r.keys
+                            ));
+                            break;
+                        }
+                    };
+                    r.keys += 1;
+                    r.live_bytes += (k.len() + v.len()) as u64;
+                    match k.first() {
+                        Some(b'I') | Some(b'U') => {
+                            r.records += 1;
+                            let id = match codec::record_key_id(&k) {
+                                Ok(id) => id,
+                                Err(e) => {
+                                    r.problem(e.to_string());
+                                    continue;
+                                }
+                            };
+                            let same = if k[0] == b'I' {
+                                items += 1;
+                                codec::decode::<StoredItem>(&k, &v)
+                                    .map(|rec| snap.stored_item(id).as_ref() == Some(&rec))
+                            } else {
+                                users += 1;
+                                codec::decode::<StoredUser>(&k, &v)
+                                    .map(|rec| snap.stored_user(id).as_ref() == Some(&rec))
+                            };
+                            match same {
+                                Ok(true) => {}
+                                Ok(false) => r.problem(format!(
+                                    "{} record {id} differs from what queries serve (segment {}); \
+                                     `recostore rebuild` writes the segment again from the records",
+                                    if k[0] == b'I' { "item" } else { "user" },
+                                    r.generation
+                                )),
+                                Err(e) => r.problem(e.to_string()),
+                            }
+                        }
+                        Some(b'T') if std::str::from_utf8(&v).is_err() => {
+                            r.problem(format!("tag name under {k:?} is not UTF-8"));
+                        }
+                        Some(&p) if p == log::LOG_PREFIX[0] => match log::decode_entry(&k, &v) {
+                            Ok((user, events)) => {
+                                r.events += events.len() as u64;
+                                *logged.entry(user).or_default() += events.len() as u64;
+                            }
+                            Err(e) => r.problem(e.to_string()),
+                        },
+                        _ => {}
+                    }
+                }
+            }));
+            if let Err(panic) = scanned {
+                r.problem(format!(
+                    "sled failed reading its files after key {}: {}",
+                    r.keys,
+                    crate::store::open::panic_text(&panic)
+                ));
+            }
+            let served = (snap.live_items() as u64, snap.live_users() as u64);
+            if served != (items, users) {
+                r.problem(format!(
+                    "queries serve {} items and {} users, the durable records hold {items} and \
+                     {users}; `recostore rebuild` writes the segment again from the records",
+                    served.0, served.1
+                ));
+            }
+            let act = &snap.activity;
+            for (&user, &n) in &logged {
+                let state = act.user(user).map_or(0, |u| u.events);
+                if state != n {
+                    r.problem(format!(
+                        "user {} has {n} logged events but behaviour state counts {state}",
+                        snap.user_name(user).unwrap_or_else(|| format!("#{user}"))
+                    ));
+                }
+            }
+            if act.totals().events != r.events {
+                r.problem(format!(
+                    "the event log holds {} events, the behaviour totals count {}",
+                    r.events,
+                    act.totals().events
+                ));
+            }
+            Ok(())
+        })?;
+        if r.db_bytes > 4 * r.live_bytes.max(1 << 20) {
+            r.notes.push(format!(
+                "sled's files take {} bytes for {} bytes of live data; the rest may hold \
+                 deleted records until `recostore compact` rewrites them",
+                r.db_bytes, r.live_bytes
+            ));
+        }
+        Ok(r)
+    }
+}
