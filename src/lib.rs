@@ -41,6 +41,9 @@ pub mod error;
 pub mod eval;
 pub mod event;
 pub mod export;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 
 pub mod metrics;

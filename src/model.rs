@@ -191,7 +191,9 @@ pub(crate) fn validate_tags<'a>(
             out.push((name.as_str(), *w));
         }
     }
-    let mut names: Vec<&str> = out.iter().map(|(n, _)| *n).collect();
+    // Every name given, zero weights included: ("a", 0) beside ("a", 0.5) is as ambiguous as
+    // two positive weights (found by the store_model fuzz target).
+    let mut names: Vec<&str> = tags.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     if let Some(dup) = names.windows(2).find(|p| p[0] == p[1]) {
         return Err(Error::invalid(

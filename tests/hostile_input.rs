@@ -189,6 +189,12 @@ fn jsonl_weights_that_store_nothing_and_repeated_keys_are_reported() {
     .expect_err("strict refuses");
     assert!(e.to_string().contains("line 2"), "{e}");
     assert_eq!(strict.stats().items, 0);
+    // A name given twice is refused even when one of the weights is 0 (found by the
+    // store_model fuzz target: the zero was dropped first, and the pair went through).
+    let e = store
+        .upsert_items(&[Item::new("dup", [("a", 0.0), ("a", 0.5)])])
+        .expect_err("ambiguous");
+    assert!(e.to_string().contains("appears twice"), "{e}");
     // The library refuses a subnormal weight too (0 still means "no tag").
     let e = store
         .upsert_items(&[Item::new("tiny", [("a", 1e-40)])])

@@ -99,13 +99,16 @@ impl Chunk {
         out
     }
 
-    /// Whether a decoded chunk is well formed: reads never index out of bounds, and no basket
-    /// names an item twice (it would be counted twice).
-    pub fn is_valid(&self) -> bool {
+    /// Whether a decoded chunk is well formed: reads never index out of bounds, every item id
+    /// is below `item_bound` (the store's next item id: a damaged id of 4 billion would make
+    /// the posting lists that long), and no basket names an item twice (it would be counted
+    /// twice).
+    pub fn is_valid(&self, item_bound: u32) -> bool {
         let shaped = self.users.len() == self.ends.len()
             && self.users.len() as u64 <= CHUNK_BASKETS
             && self.ends.windows(2).all(|w| w[0] <= w[1])
-            && self.ends.last().map_or(0, |&e| e as usize) == self.items.len();
+            && self.ends.last().map_or(0, |&e| e as usize) == self.items.len()
+            && self.items.iter().all(|&i| i < item_bound);
         shaped
             && (0..self.len()).all(|slot| {
                 let mut items = self.basket(slot).to_vec();
@@ -722,18 +725,33 @@ mod tests {
             ends: vec![3, 1],
             items: vec![1, 2, 3],
         };
-        assert!(!bad.is_valid());
+        assert!(!bad.is_valid(u32::MAX));
         let short = Chunk {
             users: vec![1],
             ends: vec![5],
             items: vec![1],
         };
-        assert!(!short.is_valid());
+        assert!(!short.is_valid(u32::MAX));
         let twice = Chunk {
             users: vec![1],
             ends: vec![2],
             items: vec![7, 7],
         };
-        assert!(!twice.is_valid());
+        assert!(!twice.is_valid(u32::MAX));
+        // Found by the codec_decode fuzz target: an item id of four billion made loading the
+        // chunk build posting lists that long (a timeout, then out of memory).
+        let far = Chunk {
+            users: vec![1],
+            ends: vec![2],
+            items: vec![3, 0xfbfb_01fc],
+        };
+        assert!(far.is_valid(u32::MAX));
+        assert!(!far.is_valid(1_000));
+        let fine = Chunk {
+            users: vec![1],
+            ends: vec![2],
+            items: vec![3, 999],
+        };
+        assert!(fine.is_valid(1_000));
     }
 }

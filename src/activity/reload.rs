@@ -50,13 +50,21 @@ pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
 
 /// The basket index of `rel`, from its chunks (in key order, which is chunk order).
 fn load_baskets(tree: &sled::Tree, rel: Relation) -> Result<Baskets> {
+    let item_bound = match tree.get(codec::META_NEXT_ITEM)? {
+        None => 0,
+        Some(v) if v.len() == 4 => codec::decode_u32(codec::META_NEXT_ITEM, Some(&v))?,
+        Some(v) => u32::try_from(codec::decode_u64(codec::META_NEXT_ITEM, &v)?).unwrap_or(u32::MAX),
+    };
     let mut chunks = Vec::new();
     for kv in tree.scan_prefix([CHUNK_PREFIX, relation_byte(rel)]) {
         let (k, v) = kv?;
         let n = codec::decode_u64(&k, k.get(2..).unwrap_or_default())?;
         let chunk: Chunk = codec::decode(&k, &v)?;
-        if !chunk.is_valid() {
-            return Err(codec::corrupt(&k, "basket chunk offsets are inconsistent"));
+        if !chunk.is_valid(item_bound) {
+            return Err(codec::corrupt(
+                &k,
+                "basket chunk offsets are inconsistent, or it names an item id never handed out",
+            ));
         }
         chunks.push((n, chunk));
     }
@@ -159,6 +167,10 @@ mod tests {
     }
 
     fn reopen(db: &sled::Tree) -> Result<Activity> {
+        // The item counter a store keeps: chunks may name items below it only.
+        if db.get(codec::META_NEXT_ITEM)?.is_none() {
+            db.insert(codec::META_NEXT_ITEM, &100u32.to_be_bytes())?;
+        }
         load(db, &Config::default())
     }
 

@@ -69,7 +69,7 @@ pub(super) fn refuse(mut stream: UnixStream, opts: &AdminOptions) {
 
 /// Parse and answer one line. A panic in a handler becomes a `failed` response: the
 /// connection and the process carry on.
-fn respond(ctx: &Ctx, line: &[u8]) -> Response {
+pub(super) fn respond(ctx: &Ctx, line: &[u8]) -> Response {
     let req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {

@@ -232,3 +232,15 @@ fn accept_loop(
         let _ = w.join();
     }
 }
+
+/// Answer one request line against `store` as a connection would (the fuzz target's entry).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn respond_line(store: &Store, line: &[u8]) -> protocol::Response {
+    let ctx = commands::Ctx {
+        store: store.clone(),
+        started: std::time::Instant::now(),
+        log_level: None,
+        connections: Arc::new(AtomicUsize::new(1)),
+    };
+    conn::respond(&ctx, line)
+}

@@ -375,6 +375,14 @@ enum Record {
     Event(Event),
 }
 
+/// Check `line` as an item, a user and an event line (the fuzz target's entry).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn check_line_every_kind(store: &Store, line: &[u8]) {
+    for kind in [Kind::Items, Kind::Users, Kind::Events] {
+        let _ = check(store, kind, line, None);
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Items,
