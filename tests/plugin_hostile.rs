@@ -464,6 +464,19 @@ fn compile_bombs_under_the_size_cap_are_refused_before_compiling() {
         "{:?}",
         started.elapsed()
     );
+    // One function body over 1 MiB (400,000 `i32.const 0; drop` pairs, 1.2 MB of code).
+    let big = format!("(func $big {})", "i32.const 0 drop ".repeat(400_000));
+    let wasm = wat::parse_str(
+        Wat {
+            extra: &big,
+            ..Wat::default()
+        }
+        .text(),
+    )
+    .expect("valid wat");
+    assert!(wasm.len() < store.plugins().limits().max_module_bytes);
+    let e = store.plugins().load("big", &wasm).expect_err("refused");
+    assert!(e.to_string().contains("max_function_bytes"), "{e}");
     // Nesting at the cap loads.
     let depth = store.plugins().limits().max_nesting - 5;
     let body = format!("{}{}", "block ".repeat(depth), "end ".repeat(depth));
