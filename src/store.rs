@@ -4,7 +4,7 @@
 pub(crate) mod open;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -24,13 +24,32 @@ use crate::write::{Carried, Counters, Pending};
 /// use it from every request thread. Reads never block; writes are serialised internally.
 ///
 /// `clone` gives another handle to the same store (the admin socket's threads hold one).
-/// Dropping a handle waits for a running background rebuild and flushes sled.
-#[derive(Clone)]
+/// Dropping a clone does no work. The last handle to go closes the store once: it waits for
+/// a running background rebuild, checkpoints the behaviour state and flushes sled. Call
+/// [`Store::close`] instead of dropping to see the errors of that final checkpoint and flush.
 pub struct Store {
     inner: Arc<Inner>,
+    /// Set by [`Store::close`], whose own work replaces the close on drop.
+    closed: bool,
+}
+
+impl Clone for Store {
+    fn clone(&self) -> Self {
+        // Relaxed is enough to count up: a handle is cloned from a live one, so the count
+        // cannot be at zero here (the same argument as `Arc::clone`).
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        Store {
+            inner: self.inner.clone(),
+            closed: false,
+        }
+    }
 }
 
 pub(crate) struct Inner {
+    /// Live [`Store`] handles. Not `Arc::strong_count`: the background rebuild thread holds
+    /// the `Inner` too, and reading a count and then acting on it races when two handles are
+    /// dropped at once. The handle whose decrement takes this to zero is the one that closes.
+    handles: AtomicUsize,
     dir: PathBuf,
     seg_dir: PathBuf,
     config: Config,
@@ -241,6 +260,20 @@ impl Store {
         })
     }
 
+    /// Close this handle and, when it is the last one, the store: wait for a running
+    /// background rebuild, checkpoint the behaviour state (so the next open has no journal to
+    /// replay) and flush sled. Returns the first error of that work, which dropping the last
+    /// handle can only log.
+    ///
+    /// When other handles are still open (an admin socket's threads, a clone in another
+    /// thread), this does the same work now and they stay usable: the store then closes again,
+    /// quietly, when the last of them is dropped.
+    pub fn close(mut self) -> Result<()> {
+        self.closed = true;
+        self.inner.handles.fetch_sub(1, Ordering::AcqRel);
+        self.inner.close()
+    }
+
     /// Make every write that has returned durable (fsync). After this returns, those writes
     /// survive `kill -9` and power loss. See [`Durability`] for the automatic alternatives.
     pub fn flush(&self) -> Result<()> {
@@ -249,56 +282,13 @@ impl Store {
     }
 
     pub(crate) fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
-        let inner = &self.inner;
-        let changed = {
-            let mut writer = lock(&inner.writer);
-            let base = inner.snapshot.load_full();
-            let w = &mut *writer;
-            w.background.reap(&mut w.unsaved);
-            let mut p = Pending::new(&base, w.counters, &inner.config);
-            p.carried = std::mem::take(&mut w.carried);
-            stage(&mut p)?;
-            if p.must_checkpoint() {
-                // An older checkpoint must land first, or its values would overwrite newer ones.
-                w.background.settle(&mut w.unsaved);
-            }
-            let mut staged = p.finish(&w.unsaved, w.background.busy());
-            if staged.is_noop(&writer.counters) {
-                writer.carried = std::mem::take(&mut staged.carried);
-                return Ok(());
-            }
-            let carried = std::mem::take(&mut staged.carried);
-            let next = staged.counters;
-            let delta = staged.delta;
-            inner.tree.apply_batch(staged.batch)?;
-            // Applied: from here on the write is in sled, so the writer's state and the
-            // snapshot must follow it even if the flush below fails (or the next write would
-            // reuse its ids and sequence numbers).
-            writer.counters = next;
-            writer.unsaved.applied(staged.saved);
-            writer.carried = carried;
-            let changed = delta.changed();
-            let activity = staged.activity.unwrap_or_else(|| base.activity.clone());
-            if staged.background {
-                let w = &mut *writer;
-                let unsaved = std::mem::take(&mut w.unsaved);
-                let act = activity.clone();
-                if let Some(back) = w.background.start(inner.tree.clone(), act, unsaved) {
-                    w.unsaved = back;
-                }
-            }
-            inner.snapshot.store(Arc::new(Snapshot {
-                segment: base.segment.clone(),
-                delta,
-                seq: next.seq,
-                activity,
-            }));
-            if inner.config.durability == Durability::Immediate {
-                inner.db.flush()?;
-            }
-            changed
-        };
-        if inner.config.rebuild_threshold.is_some_and(|t| changed >= t) {
+        let changed = self.inner.write(stage)?;
+        if self
+            .inner
+            .config
+            .rebuild_threshold
+            .is_some_and(|t| changed >= t)
+        {
             self.rebuild_in_background();
         }
         Ok(())
@@ -403,6 +393,76 @@ impl Store {
 }
 
 impl Inner {
+    /// Stage, apply and publish one write; returns how many records the delta now holds.
+    fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<usize> {
+        let inner = self;
+        let changed = {
+            let mut writer = lock(&inner.writer);
+            let base = inner.snapshot.load_full();
+            let w = &mut *writer;
+            w.background.reap(&mut w.unsaved);
+            let mut p = Pending::new(&base, w.counters, &inner.config);
+            p.carried = std::mem::take(&mut w.carried);
+            stage(&mut p)?;
+            if p.must_checkpoint() {
+                // An older checkpoint must land first, or its values would overwrite newer ones.
+                w.background.settle(&mut w.unsaved);
+            }
+            let mut staged = p.finish(&w.unsaved, w.background.busy());
+            if staged.is_noop(&writer.counters) {
+                writer.carried = std::mem::take(&mut staged.carried);
+                return Ok(base.delta.changed());
+            }
+            let carried = std::mem::take(&mut staged.carried);
+            let next = staged.counters;
+            let delta = staged.delta;
+            inner.tree.apply_batch(staged.batch)?;
+            // Applied: from here on the write is in sled, so the writer's state and the
+            // snapshot must follow it even if the flush below fails (or the next write would
+            // reuse its ids and sequence numbers).
+            writer.counters = next;
+            writer.unsaved.applied(staged.saved);
+            writer.carried = carried;
+            let changed = delta.changed();
+            let activity = staged.activity.unwrap_or_else(|| base.activity.clone());
+            if staged.background {
+                let w = &mut *writer;
+                let unsaved = std::mem::take(&mut w.unsaved);
+                let act = activity.clone();
+                if let Some(back) = w.background.start(inner.tree.clone(), act, unsaved) {
+                    w.unsaved = back;
+                }
+            }
+            inner.snapshot.store(Arc::new(Snapshot {
+                segment: base.segment.clone(),
+                delta,
+                seq: next.seq,
+                activity,
+            }));
+            if inner.config.durability == Durability::Immediate {
+                inner.db.flush()?;
+            }
+            changed
+        };
+        Ok(changed)
+    }
+
+    /// The closing work: wait for the background rebuild, checkpoint, flush. Safe to run more
+    /// than once (a second run finds nothing to checkpoint and nothing to flush).
+    fn close(&self) -> Result<()> {
+        let running = lock(&self.rebuild_thread).take();
+        if let Some(h) = running {
+            // A rebuild that panicked has already logged; the delta still serves its records.
+            let _ = h.join();
+        }
+        self.write(|p| {
+            p.checkpoint = true;
+            Ok(())
+        })?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     fn rebuild(&self) -> Result<RebuildReport> {
         let _one_at_a_time = lock(&self.rebuild_lock);
         let base = self.snapshot.load_full();
@@ -444,17 +504,89 @@ impl Inner {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Some(h) = lock(&self.inner.rebuild_thread).take() {
-            let _ = h.join();
+        if self.closed {
+            return;
         }
-        // The last handle checkpoints, so the next open has no journal to replay.
-        if Arc::strong_count(&self.inner) == 1 {
-            if let Err(e) = self.checkpoint() {
-                tracing::warn!(error = %e, "checkpoint on close failed; the next open replays the journal instead");
+        // Exactly one handle sees the count go from 1 to 0, however many are dropped at once.
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if let Err(e) = self.inner.close() {
+            tracing::error!(error = %e, "closing the store failed: the next open replays the journal, and writes since the last flush may be lost");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn journal_batches(dir: &Path) -> usize {
+        let db = sled::open(dir.join("db")).expect("reopen sled");
+        let tree: sled::Tree = (*db).clone();
+        crate::activity::log::read_journal(&tree)
+            .expect("journal")
+            .1
+            .len()
+    }
+
+    fn store_with_journal(dir: &Path) -> Store {
+        let store = Store::open(dir).expect("open");
+        let items: Vec<Item> = ["i1", "i2"]
+            .iter()
+            .map(|id| Item::new(*id, [("red", 1.0)]))
+            .collect();
+        store.upsert_items(&items).expect("items");
+        store
+            .record_events(&[Event::view("u1", "i1", 10), Event::view("u1", "i2", 11)])
+            .expect("events");
+        store
+    }
+
+    /// The old close checked `strong_count == 1` on each drop: two handles dropped at the same
+    /// moment both saw 2 and neither checkpointed. Many rounds, so the race has its chances.
+    #[test]
+    fn handles_dropped_at_once_from_many_threads_close_the_store_exactly_once() {
+        for round in 0..100 {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let store = store_with_journal(tmp.path());
+            // Two handles is the case; more threads give the race more chances on a
+            // machine with few cores.
+            let mut handles = vec![store.clone(); 7];
+            handles.push(store);
+            let gate = Arc::new(std::sync::Barrier::new(handles.len()));
+            let threads: Vec<_> = handles
+                .into_iter()
+                .map(|h| {
+                    let gate = gate.clone();
+                    std::thread::spawn(move || {
+                        gate.wait();
+                        drop(h);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("dropping thread");
             }
+            assert_eq!(
+                journal_batches(tmp.path()),
+                0,
+                "round {round}: no handle closed"
+            );
         }
-        if let Err(e) = self.inner.db.flush() {
-            tracing::error!(error = %e, "flush on close failed; writes since the last flush may be lost");
-        }
+    }
+
+    #[test]
+    fn dropping_a_clone_does_no_closing_work_and_close_reports() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = store_with_journal(tmp.path());
+        drop(store.clone());
+        // The clone's drop left the journal alone; the store is still open and writable.
+        store
+            .record_event(&Event::view("u2", "i1", 12))
+            .expect("still writable");
+        store.close().expect("close");
+        assert_eq!(journal_batches(tmp.path()), 0);
     }
 }

@@ -3,7 +3,7 @@
 //! journal replay.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -191,7 +191,9 @@ impl Store {
         let plugins = crate::plugin::Plugins::new(config.plugins.clone());
         plugins.attach(tree.clone(), &dir)?;
         let store = Store {
+            closed: false,
             inner: Arc::new(Inner {
+                handles: AtomicUsize::new(1),
                 dir,
                 seg_dir,
                 store_tag,
