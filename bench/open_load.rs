@@ -150,7 +150,9 @@ fn main() {
                 members_only: false,
                 created_at: 0,
             };
-            (((i as u32).to_be_bytes()).to_vec(), codec::encode(&row))
+            let key = (i as u32).to_be_bytes().to_vec();
+            let value = codec::encode(&key, &row).expect("a generated item encodes");
+            (key, value)
         })
         .collect();
     let db = sled::open(root.path().join("raw-sled")).expect("sled");

@@ -10,6 +10,12 @@
 //! * **Scenarios**: 1,000,000 generated items (`RECOSTORE_BENCH_ITEMS` changes it) with 24–32
 //!   Zipf tags, 500,000 events from up to 50,000 users; p50/p99 of 200 queries per scenario; baseline:
 //!   the exhaustive (brute-force) profile scan over the same items.
+//! * **Burst** (`-- burst`): for-user p50/p99 on 8 threads right after a write burst that
+//!   makes the kept derived relations stale (2,000 events and one deleted user). 200,000 items
+//!   (`RECOSTORE_BENCH_ITEMS`), 500,000 events, 20 rounds of 8 × 10 queries each. Its baseline
+//!   is another binary: run the same bench from the commit before a change, alternately (issue
+//!   20 compared building the derived relations once per generation with building them in
+//!   every query that found them stale).
 //!
 //! Figures go to `bench/RESULTS.md` by hand.
 
@@ -259,6 +265,100 @@ fn scenarios(n: usize) {
     );
 }
 
+/// for-user on 8 threads at once, straight after each of 20 write bursts.
+fn burst(n: usize) {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 20;
+    const PER_THREAD: usize = 10;
+    println!("### for-user after a write burst: {n} items, 500,000 events, {THREADS} threads\n");
+    let items = recostore::demo::zipf_items(n, 100_000, 24..=32, 7);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        Store::open_with(dir.path(), Config::default().rebuild_threshold(None)).expect("open");
+    for chunk in items.chunks(BATCH) {
+        store.upsert_items(chunk).expect("items");
+    }
+    let hot_items = &items[..items.len().min(200_000)];
+    let evs = events(500_000 + ROUNDS * 2_000, 50_000, hot_items, 11);
+    let (start, bursts) = evs.split_at(500_000);
+    for chunk in start.chunks(BATCH) {
+        store.record_events(chunk).expect("events");
+    }
+    store.rebuild().expect("rebuild");
+    let mut users: Vec<String> = start.iter().map(|e| e.user.clone()).collect();
+    users.sort();
+    users.dedup();
+    let warm = Ask::new(Scenario::ForUser)
+        .user(users[0].clone())
+        .exclude_seen();
+    store.recommend(&warm).expect("warm-up");
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let mut all: Vec<Duration> = Vec::new();
+    let mut firsts: Vec<Duration> = Vec::new();
+    for (round, burst) in bursts.chunks(2_000).enumerate() {
+        store.record_events(burst).expect("burst");
+        // A "forget me" request: the liked-by-the-same-people relation must drop that user now.
+        store
+            .delete_user(&users[users.len() - 1 - round])
+            .expect("delete user");
+        let asks: Vec<Vec<Ask>> = (0..THREADS)
+            .map(|_| {
+                (0..PER_THREAD)
+                    .map(|_| {
+                        let u = users[rng.gen_range(0..users.len() - ROUNDS)].clone();
+                        Ask::new(Scenario::ForUser).user(u).exclude_seen()
+                    })
+                    .collect()
+            })
+            .collect();
+        let gate = std::sync::Barrier::new(THREADS);
+        let times: Vec<Vec<Duration>> = std::thread::scope(|s| {
+            let handles: Vec<_> = asks
+                .iter()
+                .map(|mine| {
+                    let (store, gate) = (&store, &gate);
+                    s.spawn(move || {
+                        gate.wait();
+                        mine.iter()
+                            .map(|ask| {
+                                let t = Instant::now();
+                                std::hint::black_box(store.recommend(ask).expect("for-user"));
+                                t.elapsed()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("query thread"))
+                .collect()
+        });
+        for t in times {
+            firsts.push(t[0]);
+            all.extend(t);
+        }
+    }
+    all.sort();
+    firsts.sort();
+    println!("| queries | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|");
+    println!(
+        "| all {} | {:.3} | {:.3} | {:.3} |",
+        all.len(),
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+    println!(
+        "| first per thread after a burst ({}) | {:.3} | {:.3} | {:.3} |\n",
+        firsts.len(),
+        pct(&firsts, 0.5),
+        pct(&firsts, 0.99),
+        firsts.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("scenarios: bench");
@@ -284,5 +384,12 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(1_000_000);
         scenarios(n);
+    }
+    if only.iter().any(|a| a == "burst") {
+        let n = std::env::var("RECOSTORE_BENCH_ITEMS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200_000);
+        burst(n);
     }
 }

@@ -167,7 +167,7 @@ fn generated(n: usize) {
         tmp.path(),
         base.neighbours(4 * K)
             .neighbour_item_limit(usize::MAX)
-            .show_progress(true),
+            .progress(tenths()),
     )
     .expect("open");
     let t = Instant::now();
@@ -373,4 +373,15 @@ fn main() {
         import::retail::import(s, &data.join("online-retail/online-retail.csv.gz"), &opts)
             .expect("import");
     });
+}
+
+/// Progress of the long neighbour-list build on stderr, a line per tenth.
+fn tenths() -> recostore::Progress {
+    let last = std::sync::atomic::AtomicU64::new(0);
+    recostore::Progress::new(move |u| {
+        let tenth = (u.done * 10).checked_div(u.total).unwrap_or(0);
+        if tenth > last.swap(tenth, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("{}: {}/{}", u.stage, u.done, u.total);
+        }
+    })
 }

@@ -2,15 +2,22 @@
 //!
 //! Everything lives in **one** sled tree so that a write touching a record, its name mapping,
 //! new tag names, the id counters and the dirty log is a single atomic `apply_batch`
-//! (sled batches are atomic per tree only). Keys:
+//! (sled batches are atomic per tree only). Keys by prefix (FORMAT.md has every field; the
+//! constants are here and in the modules named):
 //!
-//! | prefix | key rest            | value                           |
-//! |--------|---------------------|---------------------------------|
-//! | `M`    | meta name (ASCII)   | meta value (u32/u64 big-endian) |
-//! | `I`    | item id (u32 BE)    | `VERSION ++ bincode(StoredItem)`|
-//! | `U`    | user id (u32 BE)    | `VERSION ++ bincode(StoredUser)`|
-//! | `T`    | tag id (u32 BE)     | tag name (UTF-8)                |
-//! | `D`    | kind byte + id (BE) | seq (u64 BE) of the last write  |
+//! | prefix | key rest                      | value                                          |
+//! |--------|-------------------------------|------------------------------------------------|
+//! | `M`    | meta name (ASCII)             | u32/u64 BE; `M activity`: `VERSION ++ bincode(Totals)` (`activity::checkpoint`) |
+//! | `I`    | item id (u32 BE)              | `VERSION ++ bincode(StoredItem)`               |
+//! | `U`    | user id (u32 BE)              | `VERSION ++ bincode(StoredUser)`               |
+//! | `T`    | tag id (u32 BE)               | tag name (UTF-8)                               |
+//! | `D`    | kind byte + id (BE)           | seq (u64 BE) of the last write                 |
+//! | `E`    | user id + first event seq     | the event log: a chunk of one user's events (`activity::log`) |
+//! | `J`    | first event seq               | journal entry of a batch not yet checkpointed (`activity::log`) |
+//! | `A`    | user id                       | `UserState` (`activity::checkpoint`)           |
+//! | `B`    | item id                       | `ItemStats` (`activity::checkpoint`)           |
+//! | `K`    | `b`/`v` + chunk number (u64)  | a chunk of 256 baskets or sessions (`activity::baskets`) |
+//! | `P`    | `v`/`p`/`s` + name            | plugins and slots (`plugin::persist`)          |
 //!
 //! There is deliberately no name → id index in sled: it would cost a key per record on the
 //! write path and is never needed, because the names are inside the records and the segment's
@@ -145,21 +152,30 @@ pub(crate) fn corrupt(key: &[u8], reason: &str) -> Error {
     }
 }
 
-/// Largest value we will decode. A corrupt length prefix must fail, not allocate gigabytes.
+/// Largest value we will encode or decode. A corrupt length prefix must fail, not allocate gigabytes.
 const MAX_VALUE_BYTES: usize = 64 << 20;
 
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_VALUE_BYTES>()
 }
 
-/// Encode a record value: a version byte then bincode.
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+/// Encode the value to be stored under `key`: a version byte then bincode. Refuses a value
+/// that [`decode`] would refuse to read back (over `MAX_VALUE_BYTES`), so the store never
+/// writes what it cannot read.
+pub fn encode<T: Serialize>(key: &[u8], value: &T) -> Result<Vec<u8>> {
     let mut out = vec![VALUE_VERSION];
-    // Encoding plain structs of strings, numbers and vectors into a Vec cannot fail.
-    if bincode::serde::encode_into_std_write(value, &mut out, bincode_config()).is_err() {
-        out.truncate(1);
+    let written = bincode::serde::encode_into_std_write(value, &mut out, bincode_config());
+    let too_large = |bytes: usize| Error::ValueTooLarge {
+        key: String::from_utf8_lossy(&key[..key.len().min(80)]).into_owned(),
+        bytes,
+        limit: MAX_VALUE_BYTES,
+    };
+    match written {
+        Ok(n) if n <= MAX_VALUE_BYTES => Ok(out),
+        Ok(n) => Err(too_large(n)),
+        // Plain structs of strings, numbers and vectors fail to encode only by size.
+        Err(_) => Err(too_large(out.len().saturating_sub(1))),
     }
-    out
 }
 
 /// Decode a value written by [`encode`]. Never panics on arbitrary bytes.

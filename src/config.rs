@@ -124,9 +124,10 @@ pub struct Config {
     pub neighbour_item_limit: usize,
     /// Threads a rebuild uses for the neighbour lists. 0 (the default) means one per core.
     pub build_threads: usize,
-    /// Draw progress bars on stderr during long rebuilds. Default: off (a library should not
-    /// write to the terminal unasked; the CLI turns it on).
-    pub show_progress: bool,
+    /// Told how far long rebuild work has got (the neighbour lists, stage
+    /// [`crate::search::NEIGHBOUR_STAGE`]). Default: `None`; the library draws nothing itself,
+    /// the CLI turns reports into progress bars.
+    pub progress: Option<crate::progress::Progress>,
     /// Weights of the event kinds. See [`EventWeights`].
     pub event_weights: EventWeights,
     /// Half-life of a user's derived tags, in days: a preference shown this long ago counts
@@ -181,7 +182,7 @@ impl Default for Config {
             neighbours: 40,
             neighbour_item_limit: 250_000,
             build_threads: 0,
-            show_progress: false,
+            progress: None,
             event_weights: EventWeights::default(),
             user_tag_half_life_days: 30.0,
             popularity_half_life_days: 7.0,
@@ -248,9 +249,9 @@ impl Config {
         self.build_threads = n;
         self
     }
-    /// Set [`Config::show_progress`].
-    pub fn show_progress(mut self, on: bool) -> Self {
-        self.show_progress = on;
+    /// Set [`Config::progress`].
+    pub fn progress(mut self, progress: crate::progress::Progress) -> Self {
+        self.progress = Some(progress);
         self
     }
     /// The number of build threads [`Config::build_threads`] resolves to.

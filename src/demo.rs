@@ -272,18 +272,6 @@ pub fn zipf_items(
         .collect()
 }
 
-/// The price band tag for a price, shared with the importers' idea of bands.
-pub fn price_band(p: f32) -> &'static str {
-    match p {
-        p if p < 10.0 => "price:0-10",
-        p if p < 25.0 => "price:10-25",
-        p if p < 50.0 => "price:25-50",
-        p if p < 100.0 => "price:50-100",
-        p if p < 250.0 => "price:100-250",
-        _ => "price:250+",
-    }
-}
-
 fn title_case(s: &str) -> String {
     let mut c = s.chars();
     c.next()
@@ -322,7 +310,7 @@ pub fn generate(cfg: DemoConfig) -> Shop {
             (format!("brand:{brand}"), 0.8),
             (format!("colour:{colour}"), 0.6),
             (format!("material:{material}"), 0.4),
-            (price_band(price).to_string(), 0.5),
+            (crate::model::price_band(price).to_string(), 0.5),
         ];
         if cat.sized {
             tags.push((

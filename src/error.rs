@@ -36,7 +36,7 @@ pub enum Error {
     },
 
     /// The store directory is already opened by another process (or another `Store` here).
-    #[error("store at {dir} is locked by another process or handle; close it first, or open a different --dir")]
+    #[error("store at {dir} is locked by another process or handle; close that handle or process first, or open another directory")]
     Locked {
         /// The store directory.
         dir: PathBuf,
@@ -45,6 +45,18 @@ pub enum Error {
     /// The durable layer (sled) failed.
     #[error("durable storage failed: {0}. The store may need to be reopened; if it persists, restore from a backup")]
     Durable(#[from] sled::Error),
+
+    /// A value to be stored is over the size one stored value may have (so it could not be
+    /// read back); nothing from the call was written.
+    #[error("the value for key {key} would take {bytes} bytes, over the {limit}-byte limit of one stored value. Nothing from this call was stored; split the batch (fewer events of one user per call) and retry")]
+    ValueTooLarge {
+        /// The key (lossy UTF-8, at most 80 bytes).
+        key: String,
+        /// Encoded size, as far as encoding got.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
 
     /// A value read back from sled could not be decoded.
     #[error("stored record under key {key} is unreadable: {reason}. The store was written by an incompatible version or is damaged")]
@@ -116,9 +128,10 @@ pub enum Error {
     )]
     IdSpaceExhausted(&'static str),
 
-    /// An import or input file had a bad row and `--strict` was set.
+    /// An import or input file had a bad row and the import was strict
+    /// ([`crate::import::ImportOptions::strict`]).
     #[error(
-        "{source_name} line {line}: {reason} (run without --strict to skip and count bad rows)"
+        "{source_name} line {line}: {reason} (a strict import aborts on the first bad row and stores nothing; import without strict to skip and count bad rows)"
     )]
     BadInput {
         /// File name or `"stdin"`.

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod activity;
+#[cfg(feature = "admin")]
 pub mod admin;
 pub mod backup;
 mod behaviour;
@@ -35,9 +36,11 @@ pub mod codec;
 pub mod compact;
 pub mod config;
 pub mod delta;
+#[cfg(feature = "cli")]
 pub mod demo;
 
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod eval;
 pub mod event;
 pub mod export;
@@ -49,10 +52,13 @@ pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod plugin;
+mod progress;
 mod rebuild;
 pub mod scenario;
 pub mod search;
 pub mod segment;
+mod single_flight;
+#[cfg(feature = "cli")]
 pub mod sizing;
 pub mod snapshot;
 mod sparse;
@@ -64,8 +70,9 @@ pub use behaviour::{DedupRun, ItemActivity, UserActivity};
 pub use config::{Config, Durability, EventWeights, LifecycleDays, SegmentVerify};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
-pub use model::{Item, Tag, User};
+pub use model::{price_band, Item, Tag, User};
 pub use plugin::{PluginLimits, Plugins};
+pub use progress::{Progress, ProgressUpdate};
 pub use scenario::{Ask, Boost, RankedBy, Reason, Scenario, Served, UserMatch};
 pub use search::{
     Filter, Method, Query, QueryStats, Recommendation, Similarity, Target, Weighting,

@@ -7,6 +7,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The `price:` tag of a price: bands on a 1-2-5 series, `price:0-1` up to `price:500+`
+/// (a price below 0, or NaN, falls in the first band).
+///
+/// One scale for everything that writes price tags (the Online Retail importer, the demo
+/// catalogue, and the band a purchase passes to a user when the item has no `price:` tag),
+/// so a user's band and an item's band are the same tag and can match. The 1-2-5 series is
+/// fine where Online Retail's prices sit (most under 10) and still separates a shop's dearer
+/// items.
+pub fn price_band(price: f32) -> &'static str {
+    const BANDS: [(f32, &str); 9] = [
+        (1.0, "price:0-1"),
+        (2.0, "price:1-2"),
+        (5.0, "price:2-5"),
+        (10.0, "price:5-10"),
+        (20.0, "price:10-20"),
+        (50.0, "price:20-50"),
+        (100.0, "price:50-100"),
+        (200.0, "price:100-200"),
+        (500.0, "price:200-500"),
+    ];
+    BANDS
+        .iter()
+        .find(|(below, _)| price.is_nan() || price < *below)
+        .map_or("price:500+", |(_, tag)| tag)
+}
+
 /// Longest id (item, user) accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 512;
 /// Longest tag name accepted, in bytes.

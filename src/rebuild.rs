@@ -60,7 +60,7 @@ pub(crate) fn publish(
         &seg,
         config.neighbours,
         config.resolved_build_threads(),
-        config.show_progress,
+        config.progress.as_ref(),
     );
     let path = segment::neighbours::write(seg_dir, &lists, store)?;
     drop(lists);

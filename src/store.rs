@@ -17,6 +17,7 @@ use crate::config::{Config, Durability};
 use crate::error::Result;
 use crate::model::{self, Item, User};
 use crate::rebuild;
+use crate::single_flight::Derived;
 use crate::snapshot::Snapshot;
 use crate::write::{Carried, Counters, Pending};
 
@@ -66,9 +67,9 @@ pub(crate) struct Inner {
     plugins: crate::plugin::Plugins,
     latency: crate::metrics::Histogram,
     /// The profiles `users_like` scans, kept between queries (see `scenario::user_matrix`).
-    users_matrix: arc_swap::ArcSwapOption<crate::scenario::user_matrix::UserMatrix>,
+    users_matrix: Derived<crate::scenario::user_matrix::UserMatrix>,
     /// The liked-by-the-same-people relation, kept between `for-user` queries.
-    history: arc_swap::ArcSwapOption<crate::scenario::history::History>,
+    history: Derived<crate::scenario::history::History>,
 }
 
 /// What the writer lock guards: the id and sequence counters, and what event batches have
@@ -364,15 +365,11 @@ impl Store {
         f(&self.inner.tree, &snap, &self.inner.seg_dir)
     }
 
-    pub(crate) fn users_matrix_slot(
-        &self,
-    ) -> &arc_swap::ArcSwapOption<crate::scenario::user_matrix::UserMatrix> {
+    pub(crate) fn users_matrix_slot(&self) -> &Derived<crate::scenario::user_matrix::UserMatrix> {
         &self.inner.users_matrix
     }
 
-    pub(crate) fn history_slot(
-        &self,
-    ) -> &arc_swap::ArcSwapOption<crate::scenario::history::History> {
+    pub(crate) fn history_slot(&self) -> &Derived<crate::scenario::history::History> {
         &self.inner.history
     }
 
@@ -408,7 +405,7 @@ impl Inner {
                 // An older checkpoint must land first, or its values would overwrite newer ones.
                 w.background.settle(&mut w.unsaved);
             }
-            let mut staged = p.finish(&w.unsaved, w.background.busy());
+            let mut staged = p.finish(&w.unsaved, w.background.busy())?;
             if staged.is_noop(&writer.counters) {
                 writer.carried = std::mem::take(&mut staged.carried);
                 return Ok(base.delta.changed());

@@ -254,8 +254,8 @@ impl<'a> Pending<'a> {
             members_only: item.members_only,
             created_at: item.created_at,
         };
-        self.batch
-            .insert(&codec::record_key(Kind::Item, id), codec::encode(&row));
+        let key = codec::record_key(Kind::Item, id);
+        self.batch.insert(&key, codec::encode(&key, &row)?);
         let seq = self.next_seq(Kind::Item, id);
         self.delta.put_item(id, seq, Some(Arc::new(row)));
         Ok(())
@@ -278,8 +278,8 @@ impl<'a> Pending<'a> {
             tags: self.resolve_tags(tags)?,
             recent,
         };
-        self.batch
-            .insert(&codec::record_key(Kind::User, id), codec::encode(&row));
+        let key = codec::record_key(Kind::User, id);
+        self.batch.insert(&key, codec::encode(&key, &row)?);
         let seq = self.next_seq(Kind::User, id);
         self.delta.put_user(id, seq, Some(Arc::new(row)));
         Ok(())
@@ -320,7 +320,7 @@ impl<'a> Pending<'a> {
     /// of the behaviour state into the batch, and return what to apply and publish. `unsaved`
     /// is what earlier event batches left to checkpoint; `busy` says a background checkpoint
     /// is still running.
-    pub fn finish(mut self, unsaved: &Unsaved, busy: bool) -> Staged {
+    pub fn finish(mut self, unsaved: &Unsaved, busy: bool) -> Result<Staged> {
         self.counters.persist(&mut self.batch);
         let events = self.log.len();
         let changed = self.ingest.changed();
@@ -333,7 +333,7 @@ impl<'a> Pending<'a> {
             || ((changed || !unsaved.is_empty())
                 && (self.must_checkpoint() || (due && every == 0)));
         let background = !inline && changed && due && !busy;
-        let entry = self.log.write(&mut self.batch, changed && !inline);
+        let entry = self.log.write(&mut self.batch, changed && !inline)?;
         let saved = if inline {
             tracing::debug!(
                 events = unsaved.events + events,
@@ -345,7 +345,7 @@ impl<'a> Pending<'a> {
                 &self.ingest.touched,
                 unsaved,
                 &mut self.batch,
-            );
+            )?;
             Saved::Checkpoint
         } else {
             match entry {
@@ -357,7 +357,7 @@ impl<'a> Pending<'a> {
                 None => Saved::Nothing,
             }
         };
-        Staged {
+        Ok(Staged {
             batch: self.batch,
             delta: self.delta,
             counters: self.counters,
@@ -369,7 +369,7 @@ impl<'a> Pending<'a> {
             },
             saved,
             background,
-        }
+        })
     }
 }
 

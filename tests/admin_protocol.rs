@@ -1,4 +1,6 @@
 //! Every admin command over a real socket, as an operator's client sends it.
+// Drives the admin socket, plugins included: needs the `admin` and `plugins` features.
+#![cfg(all(feature = "admin", feature = "plugins"))]
 
 mod plugin_support;
 

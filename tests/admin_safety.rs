@@ -1,6 +1,8 @@
 //! The admin socket under hostile or careless clients: bad input gets an error or a closed
 //! connection, the process and the data are unharmed, the socket is owner-only, and a live
 //! socket is never stolen.
+// Drives the admin socket, plugins included: needs the `admin` and `plugins` features.
+#![cfg(all(feature = "admin", feature = "plugins"))]
 
 mod plugin_support;
 

@@ -1,5 +1,7 @@
 //! `recostore serve` and `recostore admin` as processes: SIGTERM shuts down gracefully (the
 //! socket file goes, the store reopens clean), and the client's exit codes mean something.
+// Runs the `recostore` binary, which needs the `cli`, `admin` and `plugins` features.
+#![cfg(all(feature = "cli", feature = "admin", feature = "plugins"))]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,4 +1,6 @@
 //! `recostore bench` on a small store reports sane figures, and `export jsonl` from the CLI.
+// Runs the `recostore` binary, which needs the `cli`, `admin` and `plugins` features.
+#![cfg(all(feature = "cli", feature = "admin", feature = "plugins"))]
 
 use std::process::Command;
 

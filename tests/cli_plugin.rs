@@ -1,4 +1,6 @@
 //! `recostore plugin run|check|features` and `query --plugin`, as a strategy author uses them.
+// Runs the `recostore` binary, which needs the `cli`, `admin` and `plugins` features.
+#![cfg(all(feature = "cli", feature = "admin", feature = "plugins"))]
 
 mod plugin_support;
 

@@ -1,4 +1,6 @@
 //! `recostore query` from the command line: filters, JSON output, exit codes and error messages.
+// Runs the `recostore` binary, which needs the `cli`, `admin` and `plugins` features.
+#![cfg(all(feature = "cli", feature = "admin", feature = "plugins"))]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,5 +1,7 @@
 //! `recostore query <scenario>`, `query segment`, `eval` and `get` from the command line:
 //! JSON shapes, reasons, exit codes.
+// Runs the `recostore` binary, which needs the `cli`, `admin` and `plugins` features.
+#![cfg(all(feature = "cli", feature = "admin", feature = "plugins"))]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -27,7 +27,7 @@ fn lenient() -> ImportOptions {
 fn strict() -> ImportOptions {
     ImportOptions {
         strict: true,
-        progress: false,
+        progress: None,
     }
 }
 
@@ -360,14 +360,27 @@ fn retail_malformed_rows_gzip() {
     std::fs::write(&file, gz.finish().unwrap()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
-    // With progress on: the bar hides itself when stderr is not a terminal, as in tests.
+    // With progress reports: every compressed byte of the file is reported, and the end.
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = reports.clone();
     let opts = ImportOptions {
         strict: false,
-        progress: true,
+        progress: Some(recostore::Progress::new(move |u| {
+            log.lock()
+                .unwrap()
+                .push((u.stage.to_string(), u.done, u.total, u.finished))
+        })),
     };
     let s = retail::import(&store, &file, &opts).unwrap();
     check_retail_summary(&s, "tiny-compressed.csv");
     check_retail_store(&store);
+    let reports = reports.lock().unwrap();
+    let len = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(
+        reports.last(),
+        Some(&("tiny-compressed.csv".to_string(), len, len, true)),
+        "{reports:?}"
+    );
 }
 
 #[test]

@@ -131,7 +131,7 @@ fn strict_stops_at_the_first_bad_line_before_storing_anything() {
         &files,
         &ImportOptions {
             strict: true,
-            progress: false,
+            progress: None,
         },
     )
     .expect_err("strict");
@@ -168,7 +168,7 @@ fn strict_accepts_events_for_items_in_the_same_run() {
         },
         &ImportOptions {
             strict: true,
-            progress: false,
+            progress: None,
         },
     )
     .expect("strict import of good files");

@@ -1,6 +1,8 @@
 //! JSON lines in and out: the example files import, export → import → export gives identical
 //! files, a re-run duplicates nothing, stdin and `.gz` work, and an export taken while the
 //! store is written to is a consistent snapshot.
+// Runs the `recostore` binary, which needs the `cli`, `admin` and `plugins` features.
+#![cfg(all(feature = "cli", feature = "admin", feature = "plugins"))]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

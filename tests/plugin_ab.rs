@@ -1,5 +1,7 @@
 //! A/B slots: users split by weight with a stable hash, and impressions, clicks and purchases
 //! add up per variant.
+// Runs WebAssembly plugins: needs the `plugins` feature (on by default).
+#![cfg(feature = "plugins")]
 
 mod plugin_support;
 

@@ -1,5 +1,7 @@
 //! The example strategies in plugins/, built from source with the documented command, rank a
 //! real store the way their READMEs say.
+// Runs WebAssembly plugins: needs the `plugins` feature (on by default).
+#![cfg(feature = "plugins")]
 
 mod plugin_support;
 

@@ -1,5 +1,7 @@
 //! Hostile plugins are contained: each fault is counted, the query is answered by the
 //! built-in ranker, the process survives, and nothing stalls past the deadline.
+// Runs WebAssembly plugins: needs the `plugins` feature (on by default).
+#![cfg(feature = "plugins")]
 
 mod plugin_support;
 

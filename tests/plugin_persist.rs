@@ -1,4 +1,6 @@
 //! Plugins, their previous versions, their disabled state and slot routing survive a restart.
+// Runs WebAssembly plugins: needs the `plugins` feature (on by default).
+#![cfg(feature = "plugins")]
 
 mod plugin_support;
 

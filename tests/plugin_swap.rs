@@ -1,5 +1,7 @@
 //! Hot swap under load: queries never fail, each answer is ranked wholly by one version, and
 //! old versions are freed once the calls using them return.
+// Runs WebAssembly plugins: needs the `plugins` feature (on by default).
+#![cfg(feature = "plugins")]
 
 mod plugin_support;
 

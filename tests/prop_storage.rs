@@ -51,9 +51,9 @@ fn stored_user() -> impl Strategy<Value = StoredUser> {
 proptest! {
     #[test]
     fn codec_round_trips(item in stored_item(), user in stored_user()) {
-        let b = codec::encode(&item);
+        let b = codec::encode(b"k", &item).unwrap();
         prop_assert_eq!(codec::decode::<StoredItem>(b"k", &b).unwrap(), item);
-        let b = codec::encode(&user);
+        let b = codec::encode(b"k", &user).unwrap();
         prop_assert_eq!(codec::decode::<StoredUser>(b"k", &b).unwrap(), user);
     }
 
@@ -150,5 +150,37 @@ proptest! {
             }
             prop_assert_eq!(s.stats().items, model.len());
         }
+    }
+}
+
+/// Encoding refuses what decoding would refuse (a value over the 64 MiB limit), so the store
+/// never writes a record it cannot read back; just under the limit both ways work.
+#[test]
+fn encode_refuses_what_decode_would_refuse() {
+    let item = |title_bytes: usize| StoredItem {
+        name: "big".into(),
+        tags: vec![(1, 1.0)],
+        title: "x".repeat(title_bytes),
+        category: String::new(),
+        price: 0.0,
+        stock: 0,
+        members_only: false,
+        created_at: 0,
+    };
+    let limit = 64 << 20;
+    let under = item(limit - 1024);
+    let bytes = codec::encode(b"Ik", &under).expect("under the limit");
+    assert_eq!(
+        codec::decode::<StoredItem>(b"Ik", &bytes).expect("reads back"),
+        under
+    );
+    match codec::encode(b"Ik", &item(limit + 1)) {
+        Err(recostore::Error::ValueTooLarge {
+            bytes, limit: l, ..
+        }) => {
+            assert_eq!(l, limit);
+            assert!(bytes > limit, "{bytes}");
+        }
+        other => panic!("expected ValueTooLarge, got {:?}", other.map(|b| b.len())),
     }
 }

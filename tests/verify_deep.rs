@@ -1,6 +1,8 @@
 //! `verify` checks the whole store, not one file: a segment from another store is refused
 //! (and rebuilt), damage inside sled's files is reported where export would trip on it, and
 //! `compact` removes what deleted users left in sled's files.
+// Runs the `recostore` binary, which needs the `cli`, `admin` and `plugins` features.
+#![cfg(all(feature = "cli", feature = "admin", feature = "plugins"))]
 
 use std::path::Path;
 

@@ -42,7 +42,7 @@ impl Background {
         let copy = unsaved.clone();
         let run = move || -> Result<()> {
             let mut batch = Batch::default();
-            checkpoint::write(&act, &Touched::default(), &unsaved, &mut batch);
+            checkpoint::write(&act, &Touched::default(), &unsaved, &mut batch)?;
             Ok(tree.apply_batch(batch)?)
         };
         match std::thread::Builder::new()

@@ -146,19 +146,24 @@ fn ids<'a>(sets: impl IntoIterator<Item = &'a HashSet<u32>>) -> Vec<u32> {
 
 /// Write the current value (or removal) of every id in `touched` and in `unsaved.touched`,
 /// remove `unsaved`'s journal entries and write the totals, all into `batch`.
-pub(crate) fn write(act: &Activity, touched: &Touched, unsaved: &Unsaved, batch: &mut Batch) {
+pub(crate) fn write(
+    act: &Activity,
+    touched: &Touched,
+    unsaved: &Unsaved,
+    batch: &mut Batch,
+) -> crate::error::Result<()> {
     let old = &unsaved.touched;
     for u in ids([&touched.users, &old.users]) {
         let k = id_key(USER_PREFIX, u);
         match act.users.get(&u) {
-            Some(s) => batch.insert(&k, codec::encode(&**s)),
+            Some(s) => batch.insert(&k, codec::encode(&k, &**s)?),
             None => batch.remove(&k),
         }
     }
     for i in ids([&touched.items, &old.items]) {
         let k = id_key(ITEM_PREFIX, i);
         match act.items.get(&i) {
-            Some(s) => batch.insert(&k, codec::encode(&ItemRecordRef { stats: s })),
+            Some(s) => batch.insert(&k, codec::encode(&k, &ItemRecordRef { stats: s })?),
             None => batch.remove(&k),
         }
     }
@@ -169,12 +174,13 @@ pub(crate) fn write(act: &Activity, touched: &Touched, unsaved: &Unsaved, batch:
     for (rel, n) in chunks {
         let k = chunk_key(rel, n);
         match act.baskets(rel).chunk(n) {
-            Some(c) => batch.insert(&k, codec::encode::<Chunk>(&**c)),
+            Some(c) => batch.insert(&k, codec::encode::<Chunk>(&k, &**c)?),
             None => batch.remove(&k),
         }
     }
     for &seq in &unsaved.journal {
         log::remove_journal(batch, seq);
     }
-    batch.insert(META_ACTIVITY, codec::encode(&act.totals));
+    batch.insert(META_ACTIVITY, codec::encode(META_ACTIVITY, &act.totals)?);
+    Ok(())
 }

@@ -205,7 +205,8 @@ impl ItemParts<'_> {
     }
 }
 
-#[cfg(test)]
+// The generated catalogue is the demo's (the `cli` feature).
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;

@@ -157,20 +157,24 @@ impl LogBatch {
 
     /// Write the chunks into `batch`, plus, if `journal`, the journal entry naming them.
     /// Returns the journal entry's sequence number, if one was written.
-    pub fn write(self, batch: &mut Batch, journal: bool) -> Option<u64> {
-        let first = self.first_seq?;
+    pub fn write(self, batch: &mut Batch, journal: bool) -> Result<Option<u64>> {
+        let Some(first) = self.first_seq else {
+            return Ok(None);
+        };
         let mut chunks = Vec::with_capacity(self.by_user.len());
         for (user, events) in self.by_user {
             let seq = events.first().map_or(first, |e| e.seq);
-            batch.insert(&chunk_key(user, seq), codec::encode(&events));
+            let key = chunk_key(user, seq);
+            batch.insert(&key, codec::encode(&key, &events)?);
             chunks.push((user, seq));
         }
         if !journal {
-            return None;
+            return Ok(None);
         }
         chunks.sort_unstable();
-        batch.insert(&journal_key(first), codec::encode(&chunks));
-        Some(first)
+        let key = journal_key(first);
+        batch.insert(&key, codec::encode(&key, &chunks)?);
+        Ok(Some(first))
     }
 }
 
@@ -246,14 +250,14 @@ mod tests {
             },
         );
         let mut batch = Batch::default();
-        assert_eq!(log.write(&mut batch, true), Some(5));
+        assert_eq!(log.write(&mut batch, true).expect("encode"), Some(5));
         // A format-1 entry of user 9: key E user ts seq, value one StoredEvent.
         let mut old = [0u8; 21];
         old[0] = b'E';
         old[1..5].copy_from_slice(&9u32.to_be_bytes());
         old[5..13].copy_from_slice(&150u64.to_be_bytes());
         old[13..].copy_from_slice(&2u64.to_be_bytes());
-        batch.insert(&old[..], codec::encode(&ev(2)));
+        batch.insert(&old[..], codec::encode(&old, &ev(2)).unwrap());
         tree.apply_batch(batch).unwrap();
 
         let (events, keys) = user_log(&tree, 9, u64::MAX).unwrap();
@@ -274,12 +278,17 @@ mod tests {
     fn damaged_keys_and_chunks_are_errors() {
         assert!(parse_key(b"E\0\0\0\x01\0").is_err());
         let k = chunk_key(1, 7);
-        let wrong_start = codec::encode(&vec![Logged {
-            seq: 8,
-            ts: 0,
-            event: ev(0),
-        }]);
+        let wrong_start = codec::encode(
+            &k,
+            &vec![Logged {
+                seq: 8,
+                ts: 0,
+                event: ev(0),
+            }],
+        )
+        .unwrap();
         assert!(decode_entry(&k, &wrong_start).is_err());
-        assert!(decode_entry(&k, &codec::encode(&Vec::<Logged>::new())).is_err());
+        let empty = codec::encode(&k, &Vec::<Logged>::new()).unwrap();
+        assert!(decode_entry(&k, &empty).is_err());
     }
 }

@@ -8,11 +8,11 @@
 //!   every item.
 //! * [`cooccur`] — exact support, confidence and lift of a pair from those indexes, and the
 //!   association measure scenarios rank by.
-//! * [`ingest`] — applying a batch of events (or un-applying a deleted user's).
-//! * [`log`] — the durable event log (per-user chunks) and the journal of event batches whose
+//! * `ingest` — applying a batch of events (or un-applying a deleted user's).
+//! * `log` — the durable event log (per-user chunks) and the journal of event batches whose
 //!   state is not yet checkpointed.
-//! * [`checkpoint`] — writing the state to sled now and then (and its layout);
-//!   [`background`] runs the periodic one on its own thread; [`reload`] loads it on open and
+//! * `checkpoint` — writing the state to sled now and then (and its layout);
+//!   `background` runs the periodic one on its own thread; `reload` loads it on open and
 //!   upgrades older layouts.
 //! * [`segments`] — RFM scores and lifecycle stages, computed on read.
 //!

@@ -161,7 +161,7 @@ mod tests {
 
     fn checkpoint(db: &sled::Tree, act: &Activity, t: &Touched) -> Result<()> {
         let mut batch = Batch::default();
-        write(act, t, &Unsaved::default(), &mut batch);
+        write(act, t, &Unsaved::default(), &mut batch)?;
         db.apply_batch(batch)?;
         Ok(())
     }
@@ -209,9 +209,10 @@ mod tests {
     #[test]
     fn a_damaged_chunk_is_an_error_not_a_panic() -> Result<()> {
         let db = sled::Config::new().temporary(true).open()?;
+        let k = chunk_key(Relation::Bought, 0);
         db.insert(
-            chunk_key(Relation::Bought, 0),
-            codec::encode(&(vec![1u32], vec![9u32], Vec::<u32>::new())),
+            k,
+            codec::encode(&k, &(vec![1u32], vec![9u32], Vec::<u32>::new()))?,
         )?;
         assert!(reopen(&db).is_err());
         db.insert(chunk_key(Relation::Bought, 0), &b"\x01garbage"[..])?;

@@ -13,20 +13,6 @@ pub fn decay(w: f32, at: u64, now: u64, half_life_secs: f64) -> f32 {
     (f64::from(w) * (-halves * std::f64::consts::LN_2).exp()) as f32
 }
 
-/// The price band tag a purchase passes on when the item has no `price:` tag of its own.
-pub fn price_band(price: f32) -> &'static str {
-    match price {
-        p if p < 5.0 => "price:0-5",
-        p if p < 10.0 => "price:5-10",
-        p if p < 20.0 => "price:10-20",
-        p if p < 50.0 => "price:20-50",
-        p if p < 100.0 => "price:50-100",
-        p if p < 200.0 => "price:100-200",
-        p if p < 500.0 => "price:200-500",
-        _ => "price:500+",
-    }
-}
-
 /// The tags an event on an item passes to the user: the item's tags, plus `category:<path>` and
 /// its price band unless it has such tags already, scaled to unit L2 norm (so every event adds
 /// the same total weight whatever the item). `named` tells whether tag id `t`'s name starts
@@ -45,7 +31,7 @@ pub(crate) fn passed_tags<E>(
         extra.push(format!("category:{category}"));
     }
     if price > 0.0 && !has(&tags, "price:") {
-        extra.push(price_band(price).to_string());
+        extra.push(crate::model::price_band(price).to_string());
     }
     for name in extra {
         if name.len() > crate::model::MAX_TAG_BYTES {

@@ -6,8 +6,8 @@
 //!
 //! - [`protocol`]: request and response types, error codes.
 //! - [`commands`]: what each command does.
-//! - [`conn`]: one connection: bounded line reads, timeouts, pipelining.
-//! - [`socket`]: binding safely (mode 0600, never stealing a live socket).
+//! - `conn`: one connection: bounded line reads, timeouts, pipelining.
+//! - `socket`: binding safely (mode 0600, never stealing a live socket).
 //! - [`client`]: a blocking client, used by `recostore admin` and the tests.
 
 pub mod client;

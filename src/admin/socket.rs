@@ -26,14 +26,14 @@ pub(super) fn bind(path: &Path) -> Result<UnixListener> {
         if !meta.file_type().is_socket() {
             return Err(refused(
                 path,
-                "a file that is not a socket is in the way; remove it or pick another --socket"
+                "a file that is not a socket is in the way; remove it or pick another socket path"
                     .into(),
             ));
         }
         if UnixStream::connect(path).is_ok() {
             return Err(refused(
                 path,
-                "a live admin server is listening there; stop it first or pick another --socket"
+                "a live admin server is listening there; stop it first or pick another socket path"
                     .into(),
             ));
         }

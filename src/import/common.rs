@@ -1,4 +1,4 @@
-//! Helpers both importers share: opening files with a progress bar, reading CSV rows with their
+//! Helpers both importers share: opening files with progress reports, reading CSV rows with their
 //! line numbers, cleaning tags to what the store accepts, and writing in batches.
 
 use std::borrow::Cow;
@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::Arc;
 
 use super::report::{ImportOptions, ImportSummary};
 use crate::error::{Error, Result};
 use crate::model::{Item, Tag, User, MAX_ID_BYTES, MAX_TAG_BYTES};
+use crate::progress::{Meter, Metered};
 use crate::Store;
 
 /// Records per `upsert_items` / `upsert_users` call.
@@ -35,19 +35,16 @@ pub(crate) fn display_name(path: &Path) -> String {
     )
 }
 
-/// A byte-counting progress bar on stderr, or a hidden one when progress is off. indicatif
-/// hides it by itself when stderr is not a terminal.
-pub(crate) fn progress_bar(opts: &ImportOptions, total_bytes: u64) -> ProgressBar {
-    if !opts.progress {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg:>20} [{bar:40}] {bytes}/{total_bytes} ({eta})")
-    {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb
+/// A reader of `file` (`name`, `len` bytes) that reports the bytes read to the import's
+/// progress callback, and the meter to tell it the file is done.
+pub(crate) fn metered<R>(
+    opts: &ImportOptions,
+    name: &str,
+    len: u64,
+    file: R,
+) -> (Metered<R>, Arc<Meter>) {
+    let meter = Arc::new(Meter::new(opts.progress.as_ref(), name, len));
+    (Metered::new(file, meter.clone()), meter)
 }
 
 /// A CSV reader that tolerates rows of any length (they are checked, and reported, by us).

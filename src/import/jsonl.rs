@@ -10,15 +10,16 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use super::common::{display_name, progress_bar, BATCH, EVENT_BATCH};
+use super::common::{display_name, metered, BATCH, EVENT_BATCH};
 use super::report::{ImportOptions, ImportSummary};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::model::{validate_item, validate_user, Item, User};
+use crate::progress::Meter;
 use crate::Store;
 
 /// A `tags` object, refusing a name given twice: JSON allows it, and a plain map would keep
@@ -283,27 +284,13 @@ pub struct JsonlFiles {
     pub events: Option<PathBuf>,
 }
 
-/// Lines read from one source, with their 1-based numbers, and the bytes consumed so far for
-/// the progress bar.
+/// Lines read from one source, with their 1-based numbers; the bytes consumed (compressed
+/// bytes for `.gz`) go to the progress meter.
 struct Lines {
     name: String,
     reader: Box<dyn BufRead>,
     line: u64,
-    bar: ProgressBar,
-}
-
-/// Counts bytes read from the underlying file (compressed bytes for `.gz`) into the bar.
-struct Counting<R> {
-    inner: R,
-    bar: ProgressBar,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
+    meter: Arc<Meter>,
 }
 
 impl Lines {
@@ -314,16 +301,7 @@ impl Lines {
             let (f, len) = super::common::open_file(path)?;
             (Box::new(f), len, display_name(path))
         };
-        let bar = if len > 0 {
-            progress_bar(opts, len)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_message(name.clone());
-        let counted = Counting {
-            inner: raw,
-            bar: bar.clone(),
-        };
+        let (counted, meter) = metered(opts, &name, len, raw);
         let gz = path.extension().is_some_and(|e| e == "gz");
         let reader: Box<dyn BufRead> = if gz {
             Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(counted)))
@@ -334,7 +312,7 @@ impl Lines {
             name,
             reader,
             line: 0,
-            bar,
+            meter,
         })
     }
 
@@ -348,7 +326,7 @@ impl Lines {
                 .read_until(b'\n', buf)
                 .map_err(|e| Error::io("reading", &self.name, e))?;
             if n == 0 {
-                self.bar.finish_and_clear();
+                self.meter.finish();
                 return Ok(None);
             }
             self.line += 1;
@@ -435,7 +413,7 @@ fn check(
             event.validate(0, latest).map_err(reason)?;
             if let Some(missing) = event.item.as_deref().filter(|i| !exists(i)) {
                 return Err(format!(
-                    "item `{}` is not in the store; import it (--items) before its events",
+                    "item `{}` is not in the store; import the items before the events that name them",
                     crate::model::display_id(missing)
                 ));
             }
@@ -457,7 +435,7 @@ pub fn import(store: &Store, files: &JsonlFiles, opts: &ImportOptions) -> Result
     .collect();
     if parts.iter().filter(|(_, p)| p == Path::new("-")).count() > 1 {
         return Err(Error::InvalidQuery {
-            reason: "only one of --items, --users and --events can read stdin (`-`)".into(),
+            reason: "only one of the items, users and events inputs can read stdin (`-`)".into(),
         });
     }
     let mut summary = ImportSummary::default();
@@ -480,7 +458,7 @@ pub fn import(store: &Store, files: &JsonlFiles, opts: &ImportOptions) -> Result
             let mut lines = Lines::open(
                 &path,
                 &ImportOptions {
-                    progress: false,
+                    progress: None,
                     ..opts.clone()
                 },
             )?;

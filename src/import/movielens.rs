@@ -36,8 +36,8 @@ use std::time::Instant;
 
 use super::common::{
     check_header, check_id, clean_tags, csv_reader, display_name, field, last_distinct, line_of,
-    open_file, progress_bar, read_row, record_events, scale_top, show, truncate_utf8,
-    write_records, wrong_columns,
+    metered, open_file, read_row, record_events, scale_top, show, truncate_utf8, write_records,
+    wrong_columns,
 };
 use super::report::{ImportOptions, ImportSummary};
 use crate::error::Result;
@@ -75,7 +75,7 @@ struct Rating {
 /// `store`: movies become items, raters become users (see the module docs for the tags).
 ///
 /// Everything is parsed and checked first and only then written, in batches, so with
-/// [`ImportOptions::strict`] the first bad row returns [`Error::BadInput`] and nothing is stored.
+/// [`ImportOptions::strict`] the first bad row returns `Error::BadInput` and nothing is stored.
 /// Ends with [`Store::rebuild`], so the store is compact when this returns.
 pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportSummary> {
     let latest = crate::event::latest_event_time(store.config().future_tolerance_secs);
@@ -89,13 +89,12 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
     let (movies_file, movies_len) = open_file(&paths[0])?;
     let (ratings_file, ratings_len) = open_file(&paths[1])?;
     let (tags_file, tags_len) = open_file(&paths[2])?;
-    let pb = progress_bar(opts, movies_len + ratings_len + tags_len);
 
     // movies.csv
     let path = &paths[0];
     let name = display_name(path);
-    pb.set_message(name.clone());
-    let mut rdr = csv_reader(pb.wrap_read(movies_file));
+    let (file, meter) = metered(opts, &name, movies_len, movies_file);
+    let mut rdr = csv_reader(file);
     check_header(&mut rdr, path, &name, MOVIES_HEADER)?;
     let mut movies: Vec<Movie> = Vec::new();
     let mut movie_index: HashMap<String, (u32, u64)> = HashMap::new();
@@ -149,11 +148,13 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
         });
     }
 
+    meter.finish();
+
     // ratings.csv
     let path = &paths[1];
     let name = display_name(path);
-    pb.set_message(name.clone());
-    let mut rdr = csv_reader(pb.wrap_read(ratings_file));
+    let (file, meter) = metered(opts, &name, ratings_len, ratings_file);
+    let mut rdr = csv_reader(file);
     check_header(&mut rdr, path, &name, RATINGS_HEADER)?;
     let mut user_names: Vec<String> = Vec::new();
     let mut user_index: HashMap<String, u32> = HashMap::new();
@@ -205,11 +206,13 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
         summary.events += 1;
     }
 
+    meter.finish();
+
     // tags.csv
     let path = &paths[2];
     let name = display_name(path);
-    pb.set_message(name.clone());
-    let mut rdr = csv_reader(pb.wrap_read(tags_file));
+    let (file, meter) = metered(opts, &name, tags_len, tags_file);
+    let mut rdr = csv_reader(file);
     check_header(&mut rdr, path, &name, TAGS_HEADER)?;
     while read_row(&mut rdr, &mut rec, path)? {
         let line = line_of(&rec);
@@ -251,7 +254,7 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
         }
         summary.events += 1;
     }
-    pb.finish_and_clear();
+    meter.finish();
 
     let max_tags = store.config().max_tags_per_record;
     let items: Vec<Item> = movies.iter().map(|m| movie_item(m, max_tags)).collect();

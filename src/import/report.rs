@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 pub struct ImportOptions {
     /// Abort on the first bad row, before anything is stored, instead of skipping it.
     pub strict: bool,
-    /// Draw a progress bar on stderr (hidden automatically when stderr is not a terminal).
-    pub progress: bool,
+    /// Told how many bytes of each file have been read (the CLI draws progress bars from it).
+    /// `None` (the default): no reports.
+    pub progress: Option<crate::progress::Progress>,
 }
 
 /// One row that could not be imported.

@@ -54,8 +54,8 @@ use flate2::read::MultiGzDecoder;
 
 use super::common::{
     check_header, check_id, clean_tags, csv_reader, display_name, field, last_distinct, line_of,
-    open_file, progress_bar, read_row, record_events, scale_top, show, truncate_utf8,
-    write_records, wrong_columns,
+    metered, open_file, read_row, record_events, scale_top, show, truncate_utf8, write_records,
+    wrong_columns,
 };
 use super::report::{ImportOptions, ImportSummary};
 use crate::error::{Error, Result};
@@ -123,9 +123,8 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
     let mut summary = ImportSummary::default();
     let name = display_name(file);
     let (handle, len) = open_file(file)?;
-    let pb = progress_bar(opts, len);
-    pb.set_message(name.clone());
-    let mut buffered = BufReader::with_capacity(1 << 16, pb.wrap_read(handle));
+    let (reader, meter) = metered(opts, &name, len, handle);
+    let mut buffered = BufReader::with_capacity(1 << 16, reader);
     let head = buffered
         .fill_buf()
         .map_err(|e| Error::io("reading", file, e))?;
@@ -225,7 +224,7 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
         });
         summary.events += 1;
     }
-    pb.finish_and_clear();
+    meter.finish();
 
     let max_tags = store.config().max_tags_per_record;
     let derived: Vec<DerivedItem> = items
@@ -266,7 +265,7 @@ fn derive_item(acc: ItemAcc, max_tags: usize) -> DerivedItem {
     let words = description_words(&title);
     let category = words.last().cloned().unwrap_or_default();
     let mut tags: Vec<Tag> = words.iter().map(|w| (format!("word:{w}"), 1.0)).collect();
-    tags.push((format!("price:{}", price_band(price)), 1.0));
+    tags.push((crate::model::price_band(price).to_string(), 1.0));
     if !category.is_empty() {
         tags.push((format!("category:{category}"), 1.0));
     }
@@ -389,17 +388,6 @@ fn description_words(description: &str) -> Vec<String> {
         }
     }
     words
-}
-
-fn price_band(price: f32) -> &'static str {
-    match price {
-        p if p < 1.0 => "0-1",
-        p if p < 2.0 => "1-2",
-        p if p < 5.0 => "2-5",
-        p if p < 10.0 => "5-10",
-        p if p < 20.0 => "10-20",
-        _ => "20+",
-    }
 }
 
 /// `United Kingdom` -> `united-kingdom`.
@@ -538,8 +526,8 @@ mod tests {
         assert_eq!(normalise_customer("17850"), "17850");
         assert_eq!(normalise_customer("A.0"), "A.0");
         assert_eq!(country_slug("United  Kingdom"), "united-kingdom");
-        assert_eq!(price_band(0.99), "0-1");
-        assert_eq!(price_band(20.0), "20+");
+        assert_eq!(crate::model::price_band(0.99), "price:0-1");
+        assert_eq!(crate::model::price_band(20.0), "price:20-50");
         assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), 2.5);
     }
 }

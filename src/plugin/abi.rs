@@ -171,8 +171,10 @@ pub struct Context {
     pub slot: u32,
     /// Membership tier: the user's `tier:<n>` tag, else 1 for a `member` tag, else 0.
     pub tier: u32,
-    /// The price band of the user's average order, 1 (under 5) to 8 (500 and over) as in
-    /// [`crate::activity::user::price_band`]; 0 with no orders.
+    /// The price band of the user's average order, 1 (under 5) to 8 (500 and over); 0 with
+    /// no orders. Coarser than the [`crate::price_band`] tags (code 1 joins `price:0-1`,
+    /// `price:1-2` and `price:2-5`), and every code's edge is a tag's edge, so each tag falls
+    /// in exactly one code.
     pub spend_band: u32,
     /// Lifecycle stage: 1 new, 2 active, 3 dormant, 4 churned; 0 without a user.
     pub segment: u32,

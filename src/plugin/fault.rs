@@ -4,8 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
+#[cfg(feature = "plugins")]
 use wasmtime::Trap;
 
+#[cfg(feature = "plugins")]
 use super::host::Guest;
 
 /// Why a plugin call produced no usable scores. The query it served was ranked by the
@@ -102,6 +104,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    #[cfg(feature = "plugins")]
     pub(crate) fn fault(&self, f: &Fault) -> u64 {
         let i = match f {
             Fault::Deadline => 0,
@@ -131,6 +134,7 @@ impl Counters {
 }
 
 /// Map a wasmtime error from a call into the fault it stands for.
+#[cfg(feature = "plugins")]
 pub(crate) fn classify(e: &wasmtime::Error, guest: &Guest) -> Fault {
     if guest.limiter.refused {
         return Fault::Memory;

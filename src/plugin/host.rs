@@ -1,19 +1,24 @@
 //! The one wasmtime engine of a store: its configuration, the epoch ticker thread, the cache of
 //! compiled modules and the checks a module passes before anything runs it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+#[cfg(feature = "plugins")]
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
+#[cfg(feature = "plugins")]
 use wasmtime::{
     Caller, Config, Engine, ExternType, Linker, Module, ResourceLimiter, StoreLimits,
     StoreLimitsBuilder, ValType,
 };
 
+#[cfg(feature = "plugins")]
 use super::abi;
 use super::PluginLimits;
-use crate::error::{Error, Result};
+#[cfg(feature = "plugins")]
+use crate::error::Error;
+use crate::error::Result;
 
+#[cfg(feature = "plugins")]
 /// How many compiled modules the cache keeps; reloading one of these skips compilation.
 const CACHE_MODULES: usize = 32;
 
@@ -26,6 +31,7 @@ pub struct LogLine {
     pub text: String,
 }
 
+#[cfg(feature = "plugins")]
 /// What a wasmtime `Store` carries for one plugin instance.
 pub(crate) struct Guest {
     pub limiter: Guard,
@@ -41,6 +47,7 @@ pub(crate) struct Guest {
     logs_per_call: u32,
 }
 
+#[cfg(feature = "plugins")]
 impl Guest {
     pub(crate) fn new(plugin: Arc<str>, limits: &PluginLimits, capture: bool) -> Guest {
         Guest {
@@ -65,6 +72,7 @@ impl Guest {
     }
 }
 
+#[cfg(feature = "plugins")]
 /// `StoreLimits`, plus a note that it refused a growth: a refused growth traps, and the note
 /// is how the fault is reported as "memory limit" rather than a generic trap.
 pub(crate) struct Guard {
@@ -72,6 +80,7 @@ pub(crate) struct Guard {
     pub refused: bool,
 }
 
+#[cfg(feature = "plugins")]
 impl ResourceLimiter for Guard {
     fn memory_growing(
         &mut self,
@@ -111,6 +120,7 @@ impl ResourceLimiter for Guard {
 }
 
 /// The engine and everything shared by the plugins it runs.
+#[cfg(feature = "plugins")]
 pub struct Host {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<Guest>,
@@ -126,6 +136,22 @@ impl std::fmt::Debug for Host {
     }
 }
 
+/// Without the `plugins` feature there is no engine: only the limits, and every load is
+/// refused ([`super::PluginVersion`]).
+#[cfg(not(feature = "plugins"))]
+pub struct Host {
+    pub(crate) limits: PluginLimits,
+}
+
+#[cfg(not(feature = "plugins"))]
+impl Host {
+    /// A host without an engine (this build has no WebAssembly runtime).
+    pub fn new(limits: PluginLimits) -> Result<Arc<Host>> {
+        Ok(Arc::new(Host { limits }))
+    }
+}
+
+#[cfg(feature = "plugins")]
 impl Host {
     /// Start an engine with `limits`, and its epoch ticker thread (which stops when the last
     /// handle on the engine is dropped).
@@ -203,6 +229,7 @@ impl Host {
     }
 }
 
+#[cfg(feature = "plugins")]
 /// A compile bomb fits under any size cap: compiling takes time and memory in proportion to
 /// the number of functions and to block nesting, not to bytes (100,000 empty functions in
 /// 773 KiB took 5-15 s and 600 MB; 300,000 nested blocks, 300 MB). Count both, and each
@@ -262,6 +289,7 @@ fn check_shape(limits: &PluginLimits, wasm: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(feature = "plugins")]
 /// Advance the engine's epoch every `tick` until the engine is gone.
 fn spawn_ticker(engine: &Engine, tick: Duration) -> Result<()> {
     let weak = engine.weak();
@@ -280,6 +308,7 @@ fn spawn_ticker(engine: &Engine, tick: Duration) -> Result<()> {
         })
 }
 
+#[cfg(feature = "plugins")]
 /// The `env.log` import: cut, rate-limited, into `tracing` (and the runner's capture).
 fn log(mut caller: Caller<'_, Guest>, level: i32, ptr: i32, len: i32) {
     let g = caller.data();
@@ -317,6 +346,7 @@ fn log(mut caller: Caller<'_, Guest>, level: i32, ptr: i32, len: i32) {
     }
 }
 
+#[cfg(feature = "plugins")]
 /// Only `env.log(i32, i32, i32)` may be imported.
 fn check_imports(module: &Module) -> Result<(), String> {
     for imp in module.imports() {
@@ -336,6 +366,7 @@ fn check_imports(module: &Module) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(feature = "plugins")]
 /// The required exports exist with the ABI's signatures; the optional pair comes together.
 fn check_exports(module: &Module) -> Result<(), String> {
     use ValType::{I32, I64};

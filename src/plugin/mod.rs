@@ -135,6 +135,7 @@ impl PluginLimits {
     }
 
     /// The epoch deadline in ticks: at least `deadline`, at most one tick more.
+    #[cfg(feature = "plugins")]
     pub(crate) fn deadline_ticks(&self) -> u64 {
         let tick = self.tick.as_nanos().max(1);
         (self.deadline.as_nanos().div_ceil(tick) as u64).max(1) + 1

@@ -161,8 +161,8 @@ impl Backing {
             last_number: p.last_number,
             disabled: p.disabled.clone(),
         };
-        self.tree
-            .insert(key(PLUGIN, name), codec::encode(&stored))?;
+        let k = key(PLUGIN, name);
+        self.tree.insert(&k[..], codec::encode(&k, &stored)?)?;
         self.tree.remove(key(PLUGIN_INLINE, name))?;
         Ok(())
     }
@@ -215,7 +215,10 @@ impl Backing {
     /// Write (or remove) slot `name`, durably.
     pub(crate) fn save_slot(&self, name: &str, v: Option<&Vec<Variant>>) -> Result<()> {
         match v {
-            Some(v) => self.tree.insert(key(SLOT, name), codec::encode(v))?,
+            Some(v) => {
+                let k = key(SLOT, name);
+                self.tree.insert(&k[..], codec::encode(&k, v)?)?
+            }
             None => self.tree.remove(key(SLOT, name))?,
         };
         self.tree.flush()?;
@@ -313,7 +316,8 @@ mod tests {
             last_number: 2,
             disabled: None,
         };
-        tree.insert(key(PLUGIN_INLINE, "p"), codec::encode(&old))
+        let k = key(PLUGIN_INLINE, "p");
+        tree.insert(&k[..], codec::encode(&k, &old).expect("encode"))
             .expect("insert");
         let b = Backing::new(tree.clone(), dir.path()).expect("backing");
         let loaded = b.load().expect("load");

@@ -3,22 +3,39 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "plugins")]
+use std::time::Instant;
 
+#[cfg(feature = "plugins")]
 use crossbeam_queue::ArrayQueue;
+#[cfg(feature = "plugins")]
 use wasmtime::{InstancePre, Memory, TypedFunc};
 
-use super::abi::{self, Context, Feature, FeatureSet, Layout};
-use super::fault::{classify, Counters};
+#[cfg(feature = "plugins")]
+use super::abi::{self, Feature, Layout};
+use super::abi::{Context, FeatureSet};
+#[cfg(feature = "plugins")]
+use super::fault::classify;
+use super::fault::Counters;
 pub use super::fault::{Fault, FaultCounts};
-use super::host::{Guest, Host, LogLine};
+#[cfg(feature = "plugins")]
+use super::host::Guest;
+use super::host::{Host, LogLine};
 use crate::error::{Error, Result};
 
 /// Epoch ticks the load-time checks (first instantiation, init, smoke run) may take: a
 /// second at the default 1 ms tick. Generous on purpose: a module that runs away is still
 /// caught, but a busy machine at load time does not reject a good plugin, which a per-query
 /// deadline of a few milliseconds could.
+#[cfg(feature = "plugins")]
 const LOAD_TICKS: u64 = 1_000;
+
+/// Why a build without the `plugins` feature refuses every module.
+#[cfg(not(feature = "plugins"))]
+const NO_RUNTIME: &str =
+    "this build of recostore has no WebAssembly runtime (it was built without \
+     the `plugins` feature); use a build with it, which the `recostore` binary is";
 
 /// What a plugin is asked to score: the context block and one value per candidate per
 /// requested feature.
@@ -51,6 +68,7 @@ pub struct Output {
 }
 
 /// A warm instance and the exports the call path uses.
+#[cfg(feature = "plugins")]
 struct Warm {
     store: wasmtime::Store<Guest>,
     instance: wasmtime::Instance,
@@ -69,10 +87,15 @@ pub struct PluginVersion {
     config: Vec<u8>,
     /// The module as loaded, kept so the registry can persist it.
     wasm: Arc<[u8]>,
+    #[cfg(feature = "plugins")]
     has_init: bool,
+    #[cfg(feature = "plugins")]
     capture: bool,
+    #[cfg(feature = "plugins")]
     pre: InstancePre<Guest>,
+    #[cfg(feature = "plugins")]
     host: Arc<Host>,
+    #[cfg(feature = "plugins")]
     pool: ArrayQueue<Warm>,
     pub(crate) counters: Counters,
     live: Option<Arc<AtomicUsize>>,
@@ -98,8 +121,34 @@ impl Drop for PluginVersion {
 }
 
 impl PluginVersion {
+    /// Without the `plugins` feature: every module is refused, and says why.
+    #[cfg(not(feature = "plugins"))]
+    pub(crate) fn load(
+        _host: &Arc<Host>,
+        name: &str,
+        _number: u32,
+        _wasm: &[u8],
+        _config: &[u8],
+        _capture: bool,
+        _live: Option<Arc<AtomicUsize>>,
+    ) -> Result<PluginVersion> {
+        Err(Error::PluginRejected {
+            name: name.to_string(),
+            reason: NO_RUNTIME.into(),
+        })
+    }
+
+    /// Without the `plugins` feature no version is ever loaded, so no call is made.
+    #[cfg(not(feature = "plugins"))]
+    pub fn run(&self, _input: &Input) -> Result<Output, Fault> {
+        Err(Fault::Instantiate {
+            reason: NO_RUNTIME.into(),
+        })
+    }
+
     /// Compile, link, instantiate, check and smoke-test `wasm` as version `number` of plugin
     /// `name`. `capture` keeps log lines in each [`Output`] (the runner wants them).
+    #[cfg(feature = "plugins")]
     pub(crate) fn load(
         host: &Arc<Host>,
         name: &str,
@@ -219,6 +268,7 @@ impl PluginVersion {
         self.counters.calls.load(Relaxed)
     }
 
+    #[cfg(feature = "plugins")]
     /// A fixed input every version must score without fault before it is published.
     pub(crate) fn smoke_input(&self) -> Input {
         const N: u32 = 16;
@@ -257,6 +307,7 @@ impl PluginVersion {
         }
     }
 
+    #[cfg(feature = "plugins")]
     /// A fresh instance, initialised with the version's config.
     fn instantiate(&self, ticks: u64) -> Result<Warm, Fault> {
         let limits = &self.host.limits;
@@ -325,6 +376,7 @@ impl PluginVersion {
         })
     }
 
+    #[cfg(feature = "plugins")]
     /// Score `input`. On success the instance goes back to the pool; on any fault it is
     /// dropped (a trapped instance may hold broken state), the fault is counted, and the
     /// caller falls back.
@@ -332,6 +384,7 @@ impl PluginVersion {
         self.run_within(input, self.host.limits.deadline_ticks())
     }
 
+    #[cfg(feature = "plugins")]
     /// [`PluginVersion::run`] with a deadline of `ticks` epoch ticks.
     fn run_within(&self, input: &Input, ticks: u64) -> Result<Output, Fault> {
         let started = Instant::now();
@@ -385,6 +438,7 @@ impl PluginVersion {
         self.counters.in_a_row.load(Relaxed)
     }
 
+    #[cfg(feature = "plugins")]
     /// One call on a warm instance: fill the buffer, score, bounds-check and read.
     fn call(&self, warm: &mut Warm, input: &Input, ticks: u64) -> Result<Output, Fault> {
         let n = input.ids.len();
@@ -472,9 +526,30 @@ impl PluginVersion {
     }
 }
 
+#[cfg(feature = "plugins")]
 /// Copy 4-byte little-endian words into `dst`, front to back.
 fn write_words(dst: &mut [u8], words: impl Iterator<Item = [u8; 4]>) {
     for (d, w) in dst.chunks_exact_mut(4).zip(words) {
         d.copy_from_slice(&w);
+    }
+}
+
+#[cfg(all(test, not(feature = "plugins")))]
+mod without_runtime {
+    use super::*;
+    use crate::PluginLimits;
+
+    /// A build without the `plugins` feature refuses every module and says why, instead of
+    /// failing somewhere later.
+    #[test]
+    fn every_load_is_refused_and_says_why() {
+        let host = Host::new(PluginLimits::default()).expect("host");
+        let wat = br#"(module (func (export "recostore_abi_version") (result i32) i32.const 1))"#;
+        match PluginVersion::load(&host, "p", 1, wat, b"", false, None) {
+            Err(e @ Error::PluginRejected { .. }) => {
+                assert!(e.to_string().contains("`plugins` feature"), "{e}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

@@ -204,18 +204,12 @@ impl History {
 
 impl Store {
     /// The history relation for `snap`: the kept one if it still serves, else a new one, kept
-    /// for later queries.
+    /// for later queries and built once however many queries want it at the same time.
     pub(crate) fn history(&self, snap: &Snapshot) -> Arc<History> {
-        if let Some(h) = self
-            .history_slot()
-            .load_full()
-            .filter(|h| h.serves(&snap.activity))
-        {
-            return h;
-        }
-        let h = Arc::new(History::build(&snap.activity));
-        self.history_slot().store(Some(h.clone()));
-        h
+        self.history_slot().get_or_build(
+            |h| h.serves(&snap.activity),
+            || History::build(&snap.activity),
+        )
     }
 }
 

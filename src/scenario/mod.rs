@@ -23,9 +23,9 @@
 //! * [`cooccur`] — together, viewed, after-purchase, and the co-occurrence part of the blends.
 //! * [`relations`] — substitutes and complements.
 //! * [`personal`] — for-user and the user's tag profile.
-//! * [`users_like`] — similar users, scanned over [`user_matrix`].
+//! * [`users_like`] — similar users, scanned over `user_matrix`.
 //! * [`catalogue`] — trending, gift guides, search re-ranking.
-//! * [`rank`] — the shared tail: filters, boosts, members first, MMR, explanations.
+//! * `rank` — the shared tail: filters, boosts, members first, MMR, explanations.
 //! * [`strategy`] — the ranking step as a WebAssembly plugin ([`crate::plugin`]), chosen by
 //!   [`Ask::strategy`] or by the A/B routing of [`Ask::slot`].
 
@@ -581,7 +581,7 @@ impl Ask {
             if needed {
                 return Err(Error::InvalidQuery {
                     reason: format!(
-                        "scenario {} needs a user; set Ask::user (--user on the command line)",
+                        "scenario {} needs a user; set Ask::user to the shopper",
                         self.scenario.name()
                     ),
                 });

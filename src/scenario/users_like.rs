@@ -1,7 +1,7 @@
 //! `users-like`: the users whose tag profiles (explicit plus derived) are most like a user's,
 //! by exact cosine.
 //!
-//! The scan goes over [`UserMatrix`], every user's profile laid out contiguously, which the
+//! The scan goes over `UserMatrix`, every user's profile laid out contiguously, which the
 //! store keeps between queries; the users whose rows are stale for the query's snapshot are
 //! scored from the snapshot directly (`tests/users_like.rs` checks both against an oracle).
 
@@ -99,19 +99,13 @@ fn scan_users(
 
 impl Store {
     /// A matrix that serves `snap`: the kept one if it does and is not too stale, else a
-    /// new one, kept for later queries. Lock-free: two queries may both build one; the later
-    /// store wins and either is correct.
+    /// new one, kept for later queries. Reading a kept one takes no lock; concurrent queries
+    /// that need a new one wait for one build (see `single_flight`).
     fn user_matrix(&self, snap: &Snapshot) -> Arc<UserMatrix> {
-        let kept = self.users_matrix_slot().load_full();
-        if let Some(m) = kept.filter(|m| m.serves(snap)) {
-            let stale = m.stale(snap).ids.len();
-            if stale <= m.len() / 8 + MIN_REBUILD {
-                return m;
-            }
-        }
-        let m = Arc::new(UserMatrix::build(snap));
-        self.users_matrix_slot().store(Some(m.clone()));
-        m
+        let fresh_enough =
+            |m: &UserMatrix| m.serves(snap) && m.stale(snap).ids.len() <= m.len() / 8 + MIN_REBUILD;
+        self.users_matrix_slot()
+            .get_or_build(fresh_enough, || UserMatrix::build(snap))
     }
 }
 

@@ -2,10 +2,10 @@
 //!
 //! * [`score`] — the one exact scoring function and the similarity/weighting options.
 //! * [`filter`] — filters, exclusions and their compiled column checks.
-//! * [`pruned`] — the windowed block-max MaxScore engine over the inverted index.
-//! * [`scan`] — exhaustive scans: the brute-force oracle, few-candidate direct scoring, delta.
-//! * [`neighbours`] — building and serving the precomputed neighbour lists.
-//! * [`topk`] — the bounded heap, the documented tie order, the shared threshold.
+//! * `pruned` — the windowed block-max MaxScore engine over the inverted index.
+//! * `scan` — exhaustive scans: the brute-force oracle, few-candidate direct scoring, delta.
+//! * `neighbours` — building and serving the precomputed neighbour lists.
+//! * `topk` — the bounded heap, the documented tie order, the shared threshold.
 //! * [`explain`] — results with the tags that contributed most.
 //!
 //! A query loads one snapshot (a lock-free `ArcSwap` load) and runs entirely on it, so it sees
@@ -28,6 +28,7 @@ pub use filter::Filter;
 pub use score::{Similarity, Weighting};
 
 pub(crate) use neighbours::build as build_neighbours;
+pub use neighbours::STAGE as NEIGHBOUR_STAGE;
 
 use crate::error::{Error, Result};
 use crate::model::display_id;

@@ -15,34 +15,27 @@ use super::filter::Compiled;
 use super::pruned::Search;
 use super::score::{Scorer, Similarity, Weighting};
 use super::topk::{Floor, Hit, TopK};
+use crate::progress::{Meter, Progress};
 use crate::segment::neighbours::NeighbourData;
 use crate::segment::Segment;
+
+/// The stage name neighbour-list builds report progress under.
+pub const STAGE: &str = "neighbour lists";
 
 /// Items per claim when threads share the build.
 const CLAIM: usize = 64;
 
-/// Compute the lists of every live item of `seg` with `threads` threads, showing a progress
-/// bar when `progress` is set.
+/// Compute the lists of every live item of `seg` with `threads` threads, reporting items done
+/// to `progress` (stage [`STAGE`]).
 pub(crate) fn build(
     seg: &Segment,
     per_item: usize,
     threads: usize,
-    progress: bool,
+    progress: Option<&Progress>,
 ) -> NeighbourData {
     let items = &seg.data().items;
     let slots = items.slots();
-    let bar = if progress {
-        let b = indicatif::ProgressBar::new(slots as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "neighbour lists {bar:40} {pos}/{len} items, {per_sec}, eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = Meter::new(progress, STAGE, slots as u64);
     let next = AtomicUsize::new(0);
     let chunks: Mutex<Vec<(usize, Vec<Vec<Hit>>)>> = Mutex::new(Vec::new());
     let threads = threads.max(1);
@@ -57,7 +50,7 @@ pub(crate) fn build(
                 let lists: Vec<Vec<Hit>> = (first as u32..end as u32)
                     .map(|id| list_for(seg, id, per_item))
                     .collect();
-                bar.inc((end - first) as u64);
+                bar.add((end - first) as u64);
                 chunks
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -65,7 +58,7 @@ pub(crate) fn build(
             });
         }
     });
-    bar.finish_and_clear();
+    bar.finish();
     let mut chunks = chunks.into_inner().unwrap_or_else(|p| p.into_inner());
     chunks.sort_unstable_by_key(|c| c.0);
     let mut data = NeighbourData {

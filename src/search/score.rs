@@ -1,7 +1,7 @@
 //! The exact score of one item against a query: the single definition every path shares.
 //!
 //! The pruned engine, the direct scan, the neighbour lists and the brute-force oracle all call
-//! [`Scorer::score`] on the same row and therefore get the same `f32`, bit for bit. Pruning
+//! `Scorer::score` on the same row and therefore get the same `f32`, bit for bit. Pruning
 //! only decides *which* items get scored; it never computes a final score another way. That is
 //! what makes "the same top-k as the oracle" an exact, testable statement.
 //!

@@ -33,7 +33,16 @@ fn store_id(tree: &sled::Tree) -> Result<u32> {
     if let Some(v) = tree.get(codec::META_STORE_ID)? {
         return codec::decode_u32(codec::META_STORE_ID, Some(&v));
     }
-    let id = rand::random::<u32>().max(1);
+    // std's `RandomState` is keyed from the OS's randomness: enough to tell stores apart
+    // (the id guards against mixing up segment files, it is not a secret).
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let id = (h.finish() as u32).max(1);
     tree.insert(codec::META_STORE_ID, &id.to_be_bytes())?;
     tree.flush()?;
     Ok(id)
@@ -52,13 +61,14 @@ fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
     };
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(1);
+    let cache_capacity = config.cache_capacity_bytes;
     loop {
         // sled 0.34 panics on some damaged files instead of returning an error; a damaged
         // file is input, so the panic becomes a typed error here.
         let opened = std::panic::catch_unwind(|| {
             sled::Config::new()
                 .path(dir.join("db"))
-                .cache_capacity(config.cache_capacity_bytes)
+                .cache_capacity(cache_capacity)
                 .flush_every_ms(Some(flush_ms))
                 .open()
         })
@@ -211,8 +221,8 @@ impl Store {
                 rebuild_thread: Mutex::new(None),
                 plugins,
                 latency: crate::metrics::Histogram::default(),
-                users_matrix: arc_swap::ArcSwapOption::empty(),
-                history: arc_swap::ArcSwapOption::empty(),
+                users_matrix: Default::default(),
+                history: Default::default(),
                 config,
             }),
         };

@@ -48,7 +48,7 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
 
-    let store = Store::open_with(&a.dir, recostore::Config::default().show_progress(true))?;
+    let store = Store::open_with(&a.dir, crate::with_bars(recostore::Config::default(), true))?;
     let bar = ProgressBar::with_draw_target(
         Some((cfg.items + cfg.users) as u64),
         ProgressDrawTarget::stderr(),

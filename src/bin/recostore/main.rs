@@ -14,6 +14,7 @@ mod admin;
 mod demo;
 mod output;
 mod plugin;
+mod progress;
 mod query;
 mod scenario;
 
@@ -252,15 +253,23 @@ enum GetCmd {
 }
 
 /// Import one of the public data sets.
+/// `config` with progress bars for its long rebuild work when `on`.
+pub(crate) fn with_bars(config: Config, on: bool) -> Config {
+    match progress::bars(on) {
+        Some(p) => config.progress(p),
+        None => config,
+    }
+}
+
 fn import_file(
     kind: &str,
     path: &std::path::Path,
     a: &ImportArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Store::open_with(&a.dir, Config::default().show_progress(!a.json))?;
+    let store = Store::open_with(&a.dir, with_bars(Config::default(), !a.json))?;
     let opts = ImportOptions {
         strict: a.strict,
-        progress: !a.json,
+        progress: progress::bars(!a.json),
     };
     let summary = if kind == "movielens" {
         import::movielens::import(&store, path, &opts)?
@@ -283,10 +292,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             if items.is_none() && users.is_none() && events.is_none() {
                 return Err("give at least one of --items, --users and --events".into());
             }
-            let store = Store::open_with(&a.dir, Config::default().show_progress(!a.json))?;
+            let store = Store::open_with(&a.dir, with_bars(Config::default(), !a.json))?;
             let opts = ImportOptions {
                 strict: a.strict,
-                progress: !a.json,
+                progress: progress::bars(!a.json),
             };
             let files = import::jsonl::JsonlFiles {
                 items,
@@ -404,7 +413,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             output::stats(&store.stats(), s.json)?;
         }
         Command::Rebuild(s) => {
-            let store = Store::open_with(&s.dir, Config::default().show_progress(true))?;
+            let store = Store::open_with(&s.dir, with_bars(Config::default(), true))?;
             let r = store.rebuild()?;
             println!(
                 "generation {} written ({} records folded, {} bytes)",
@@ -502,8 +511,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
+            if let Some(hint) = e.downcast_ref::<recostore::Error>().and_then(flag_hint) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The command-line form of what a library error asks for (the library names no flags).
+fn flag_hint(e: &recostore::Error) -> Option<&'static str> {
+    match e {
+        recostore::Error::BadInput { .. } => {
+            Some("run without --strict to skip bad rows and count them in the summary")
+        }
+        recostore::Error::Locked { .. } => Some(
+            "another recostore (or the app) has this --dir open; stop it or pick another --dir",
+        ),
+        _ => None,
     }
 }
 
