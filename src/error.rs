@@ -197,8 +197,21 @@ impl Error {
     pub(crate) fn invalid(what: &'static str, id: &str, reason: impl Into<String>) -> Self {
         Error::InvalidRecord {
             what,
-            id: crate::model::display_id(id),
+            id: display_id(id),
             reason: reason.into(),
         }
     }
+}
+
+/// Shorten an id for error messages so a 1 MiB garbage id does not flood a log line.
+pub(crate) fn display_id(id: &str) -> String {
+    const SHOW: usize = 64;
+    if id.len() <= SHOW {
+        return id.to_string();
+    }
+    let mut end = SHOW;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &id[..end], id.len())
 }

@@ -54,6 +54,7 @@ pub mod model;
 pub mod plugin;
 mod progress;
 mod rebuild;
+mod recommendation;
 pub mod scenario;
 pub mod search;
 pub mod segment;

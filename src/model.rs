@@ -130,18 +130,7 @@ impl User {
     }
 }
 
-/// Shorten an id for error messages so a 1 MiB garbage id does not flood a log line.
-pub(crate) fn display_id(id: &str) -> String {
-    const SHOW: usize = 64;
-    if id.len() <= SHOW {
-        return id.to_string();
-    }
-    let mut end = SHOW;
-    while !id.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…({} bytes)", &id[..end], id.len())
-}
+pub(crate) use crate::error::display_id;
 
 pub(crate) fn validate_id(what: &'static str, id: &str) -> Result<()> {
     if id.is_empty() {

@@ -1,27 +1,11 @@
 //! Turning scored ids into [`Recommendation`]s that say why each item was recommended.
 
-use serde::Serialize;
-
 use super::score::Scorer;
 use super::topk::Hit;
 use crate::segment::builder::l2_norm;
 use crate::snapshot::{Row, Snapshot};
 
-/// One recommended item with the reason it was recommended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Recommendation {
-    /// The item's id.
-    pub id: String,
-    /// Its title (may be empty).
-    pub title: String,
-    /// Similarity score under the query's [`super::Similarity`].
-    pub score: f32,
-    /// The shared tags that contributed most, with each one's share of `score`, largest first.
-    pub matched: Vec<(String, f32)>,
-    /// Why else it was recommended: co-occurring items, popularity, boosts (scenario queries;
-    /// empty for plain similarity queries, where `matched` says it all).
-    pub reasons: Vec<crate::scenario::Reason>,
-}
+pub use crate::recommendation::Recommendation;
 
 /// How many contributing tags an explanation lists.
 pub const EXPLAIN_TAGS: usize = 5;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use recostore::{Error, Filter, Method, Query, Similarity, Store, Weighting};
+use recostore::{Error, Method, Query, Similarity, Store, Weighting};
 
+use crate::args::{parse_tag, FilterOpts};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -52,51 +53,6 @@ pub enum MethodArg {
     Exhaustive,
 }
 
-/// The filter flags every query and scenario takes.
-#[derive(Args)]
-pub struct FilterOpts {
-    /// Only items in this category or below it (repeat for any of several).
-    #[arg(long = "category", value_name = "PATH")]
-    categories: Vec<String>,
-    /// Never items in this category or below it (repeatable).
-    #[arg(long = "exclude-category", value_name = "PATH")]
-    exclude_categories: Vec<String>,
-    /// Only items priced at least this.
-    #[arg(long)]
-    min_price: Option<f32>,
-    /// Only items priced at most this.
-    #[arg(long)]
-    max_price: Option<f32>,
-    /// Only items in stock.
-    #[arg(long)]
-    in_stock: bool,
-    /// Only items with this tag (repeatable: all required).
-    #[arg(long = "must", value_name = "TAG")]
-    must: Vec<String>,
-    /// Never items with this tag (repeatable).
-    #[arg(long = "must-not", value_name = "TAG")]
-    must_not: Vec<String>,
-    /// Never this item id (repeatable), e.g. what is already in the cart.
-    #[arg(long = "exclude", value_name = "ITEM")]
-    exclude: Vec<String>,
-}
-
-impl FilterOpts {
-    /// The library filter these flags describe.
-    pub fn filter(self) -> Filter {
-        Filter {
-            categories: self.categories,
-            exclude_categories: self.exclude_categories,
-            min_price: self.min_price,
-            max_price: self.max_price,
-            in_stock: self.in_stock,
-            must_tags: self.must,
-            must_not_tags: self.must_not,
-            exclude_items: self.exclude,
-        }
-    }
-}
-
 #[derive(Args)]
 pub struct QueryOpts {
     /// How many results.
@@ -122,22 +78,6 @@ pub struct QueryOpts {
     /// Print one JSON object: the results, the path taken and its cost.
     #[arg(long)]
     json: bool,
-}
-
-/// Parse `name=weight` (weight defaults to 1).
-pub fn parse_tag(s: &str) -> Result<(String, f32), String> {
-    let (name, w) = match s.rsplit_once('=') {
-        Some((n, w)) => (
-            n,
-            w.parse::<f32>()
-                .map_err(|_| format!("weight in `{s}` is not a number; use name=weight"))?,
-        ),
-        None => (s, 1.0),
-    };
-    if name.is_empty() {
-        return Err(format!("tag `{s}` has no name; use name=weight"));
-    }
-    Ok((name.to_string(), w))
 }
 
 impl QueryOpts {

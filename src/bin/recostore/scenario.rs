@@ -10,8 +10,8 @@ use recostore::scenario::{Ask, Scenario};
 use recostore::{Error, Store};
 use serde::Serialize;
 
+use crate::args::FilterOpts;
 use crate::output;
-use crate::query::FilterOpts;
 
 #[derive(Subcommand)]
 pub enum ScenarioCmd {
@@ -147,7 +147,7 @@ pub struct AskOpts {
     diversity: Option<f32>,
     /// Campaign boost TAG=FACTOR: multiply the score of items with TAG by FACTOR, 0.001 to
     /// 1000 (repeatable, at most 8).
-    #[arg(long = "boost", value_name = "TAG=FACTOR", value_parser = crate::query::parse_tag)]
+    #[arg(long = "boost", value_name = "TAG=FACTOR", value_parser = crate::args::parse_tag)]
     boosts: Vec<(String, f32)>,
     /// The user is a member: members-only items first.
     #[arg(long)]
