@@ -172,9 +172,9 @@ impl Store {
             .map_err(|e| Error::io("creating backup directory", &modules_to, e))?;
         let modules_from = self.dir().join(crate::plugin::MODULES_DIR);
         self.paused(|tree, snap, seg_dir| {
-            let copy = sled::Config::new().path(work.join("db")).open()?;
+            let copy = crate::durable::open_sled(work, &crate::config::Config::default())?;
             let mut keys = 0u64;
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::durable::Batch::default();
             for kv in tree.iter() {
                 let (k, v) = kv?;
                 batch.insert(k, v);

@@ -259,7 +259,7 @@ impl Pending<'_> {
     pub(crate) fn upgrade_activity(
         &mut self,
         events: Vec<(u32, Logged)>,
-        old_keys: Vec<sled::IVec>,
+        old_keys: Vec<crate::durable::Value>,
     ) -> Result<()> {
         for k in old_keys {
             self.batch.remove(k);
@@ -267,13 +267,13 @@ impl Pending<'_> {
         self.replay(events, &[])?;
         self.batch.insert(
             crate::codec::META_FORMAT,
-            &crate::codec::STORE_FORMAT.to_be_bytes(),
+            crate::codec::STORE_FORMAT.to_be_bytes(),
         );
         Ok(())
     }
 
     /// Drop user `id`'s event log and take their baskets and sessions out of the indexes.
-    pub(crate) fn forget_activity(&mut self, id: u32, tree: &sled::Tree) -> Result<()> {
+    pub(crate) fn forget_activity(&mut self, id: u32, tree: &crate::durable::Db) -> Result<()> {
         let (events, keys) = log::user_log(tree, id, u64::MAX)?;
         for k in keys {
             self.batch.remove(k);

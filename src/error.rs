@@ -42,9 +42,13 @@ pub enum Error {
         dir: PathBuf,
     },
 
-    /// The durable layer (sled) failed.
-    #[error("durable storage failed: {0}. The store may need to be reopened; if it persists, restore from a backup")]
-    Durable(#[from] sled::Error),
+    /// The durable layer under the store failed (an I/O error, or damage it found).
+    #[error("durable storage failed: {source}. The store may need to be reopened; if it persists, restore from a backup")]
+    Durable {
+        /// What the durable layer reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 
     /// A value to be stored is over the size one stored value may have (so it could not be
     /// read back); nothing from the call was written.
@@ -58,7 +62,7 @@ pub enum Error {
         limit: usize,
     },
 
-    /// A value read back from sled could not be decoded.
+    /// A value read back from the durable records could not be decoded.
     #[error("stored record under key {key} is unreadable: {reason}. The store was written by an incompatible version or is damaged")]
     CorruptRecord {
         /// Printable form of the key.
@@ -87,12 +91,12 @@ pub enum Error {
         expected: u32,
     },
 
-    /// sled could not read its own files: they are damaged.
+    /// The durable layer could not read its own files: they are damaged.
     #[error("the durable store in {dir} is damaged ({reason}); restore it from a backup. Nothing was written")]
     DamagedDatabase {
         /// The store directory.
         dir: PathBuf,
-        /// What sled reported.
+        /// What the durable layer reported.
         reason: String,
     },
 

@@ -38,6 +38,7 @@ pub mod config;
 pub mod delta;
 #[cfg(feature = "cli")]
 pub mod demo;
+mod durable;
 
 pub mod error;
 #[cfg(feature = "cli")]

@@ -99,7 +99,11 @@ pub(crate) fn attach_neighbours(seg: Segment, seg_dir: &Path, config: &Config) -
 }
 
 /// Build generation `generation` straight from the durable records in sled.
-pub(crate) fn from_sled(tree: &sled::Tree, generation: u64, max_seq: u64) -> Result<SegmentData> {
+pub(crate) fn from_sled(
+    tree: &crate::durable::Db,
+    generation: u64,
+    max_seq: u64,
+) -> Result<SegmentData> {
     let mut b = SegmentBuilder::new();
     for kv in tree.scan_prefix(b"T") {
         let (k, v) = kv?;
@@ -122,7 +126,7 @@ pub(crate) fn from_sled(tree: &sled::Tree, generation: u64, max_seq: u64) -> Res
 /// Rebuild the delta of writes that reached sled after the segment was built: every dirty-log
 /// entry newer than `max_seq`, plus tag names the segment lacks.
 pub(crate) fn delta_from_dirty_log(
-    tree: &sled::Tree,
+    tree: &crate::durable::Db,
     snap_seg: &crate::segment::Segment,
 ) -> Result<Delta> {
     let seg = snap_seg.data();
@@ -163,7 +167,7 @@ pub(crate) fn delta_from_dirty_log(
         }
     }
     let seg_tags = seg.tags.len() as u32;
-    for kv in tree.range(codec::tag_key(seg_tags)..codec::tag_key(u32::MAX)) {
+    for kv in tree.range(codec::tag_key(seg_tags), codec::tag_key(u32::MAX)) {
         let (k, v) = kv?;
         let id = codec::record_key_id(&k)?;
         let name: Arc<str> = Arc::from(String::from_utf8_lossy(&v).as_ref());
@@ -179,13 +183,11 @@ pub(crate) fn delta_from_dirty_log(
 /// already ignored on open, so removing them is only housekeeping. Each removal is a
 /// compare-and-swap against the value we read, so an entry a writer has just refreshed with a
 /// newer sequence number is left alone.
-pub(crate) fn clean_dirty_log(tree: &sled::Tree, max_seq: u64) -> Result<usize> {
+pub(crate) fn clean_dirty_log(tree: &crate::durable::Db, max_seq: u64) -> Result<usize> {
     let mut n = 0;
     for kv in tree.scan_prefix(b"D") {
         let (k, v) = kv?;
-        if codec::decode_u64(&k, &v)? <= max_seq
-            && tree.compare_and_swap(&k, Some(&v), None::<&[u8]>)?.is_ok()
-        {
+        if codec::decode_u64(&k, &v)? <= max_seq && tree.compare_and_swap(&k, Some(&v), None)? {
             n += 1;
         }
     }

@@ -1,6 +1,8 @@
 //! [`Store`]: the handle an app holds. The write API, rebuilds, stats; opening and recovery
 //! are in `store/open.rs`.
 
+#[cfg(test)]
+mod crash_tests;
 pub(crate) mod open;
 
 use std::path::{Path, PathBuf};
@@ -57,8 +59,8 @@ pub(crate) struct Inner {
     /// This store's id, written into every segment and neighbour file it publishes
     /// ([`crate::segment::format::Footer::store`]).
     store_tag: u32,
-    db: sled::Db,
-    tree: sled::Tree,
+    /// The durable records (see [`crate::durable`]).
+    tree: crate::durable::Db,
     snapshot: ArcSwap<Snapshot>,
     writer: Mutex<Writer>,
     rebuild_lock: Mutex<()>,
@@ -133,7 +135,7 @@ impl Store {
     }
 
     /// The sled tree holding every durable record.
-    pub(crate) fn tree(&self) -> &sled::Tree {
+    pub(crate) fn tree(&self) -> &crate::durable::Db {
         &self.inner.tree
     }
 
@@ -278,7 +280,7 @@ impl Store {
     /// Make every write that has returned durable (fsync). After this returns, those writes
     /// survive `kill -9` and power loss. See [`Durability`] for the automatic alternatives.
     pub fn flush(&self) -> Result<()> {
-        self.inner.db.flush()?;
+        self.inner.tree.flush()?;
         Ok(())
     }
 
@@ -353,14 +355,14 @@ impl Store {
     /// held. Lock order as in `Inner::rebuild`: rebuild lock, then writer.
     pub(crate) fn paused<T>(
         &self,
-        f: impl FnOnce(&sled::Tree, &Snapshot, &Path) -> Result<T>,
+        f: impl FnOnce(&crate::durable::Db, &Snapshot, &Path) -> Result<T>,
     ) -> Result<T> {
         let _rebuild = lock(&self.inner.rebuild_lock);
         let mut writes = lock(&self.inner.writer);
         // A checkpoint running on its own thread would change sled under the reader.
         let w = &mut *writes;
         w.background.settle(&mut w.unsaved);
-        self.inner.db.flush()?;
+        self.inner.tree.flush()?;
         let snap = self.inner.snapshot.load_full();
         f(&self.inner.tree, &snap, &self.inner.seg_dir)
     }
@@ -437,7 +439,7 @@ impl Inner {
                 activity,
             }));
             if inner.config.durability == Durability::Immediate {
-                inner.db.flush()?;
+                inner.tree.flush()?;
             }
             changed
         };
@@ -456,7 +458,7 @@ impl Inner {
             p.checkpoint = true;
             Ok(())
         })?;
-        self.db.flush()?;
+        self.tree.flush()?;
         Ok(())
     }
 
@@ -473,8 +475,8 @@ impl Inner {
         let cur = self.snapshot.load_full();
         // Generation first, durably: from here on, dirty entries <= base.seq are ignored on open.
         self.tree
-            .insert(codec::META_GENERATION, &generation.to_be_bytes())?;
-        self.db.flush()?;
+            .insert(codec::META_GENERATION, generation.to_be_bytes())?;
+        self.tree.flush()?;
         let bytes = seg.file_len();
         self.snapshot.store(Arc::new(Snapshot {
             segment: seg,
@@ -520,8 +522,7 @@ mod tests {
     use crate::event::Event;
 
     fn journal_batches(dir: &Path) -> usize {
-        let db = sled::open(dir.join("db")).expect("reopen sled");
-        let tree: sled::Tree = (*db).clone();
+        let tree = crate::durable::open_sled(dir, &Config::default()).expect("reopen");
         crate::activity::log::read_journal(&tree)
             .expect("journal")
             .1

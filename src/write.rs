@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sled::Batch;
+use crate::durable::Batch;
 
 use crate::activity::checkpoint::{self, Touched, Unsaved};
 use crate::activity::ingest::Ingest;
@@ -39,10 +39,10 @@ impl Counters {
     }
 
     fn persist(&self, batch: &mut Batch) {
-        batch.insert(codec::META_NEXT_ITEM, &self.next_item.to_be_bytes());
-        batch.insert(codec::META_NEXT_USER, &self.next_user.to_be_bytes());
-        batch.insert(codec::META_NEXT_TAG, &self.next_tag.to_be_bytes());
-        batch.insert(codec::META_SEQ, &self.seq.to_be_bytes());
+        batch.insert(codec::META_NEXT_ITEM, self.next_item.to_be_bytes());
+        batch.insert(codec::META_NEXT_USER, self.next_user.to_be_bytes());
+        batch.insert(codec::META_NEXT_TAG, self.next_tag.to_be_bytes());
+        batch.insert(codec::META_SEQ, self.seq.to_be_bytes());
     }
 }
 
@@ -184,7 +184,7 @@ impl<'a> Pending<'a> {
             return Ok(id);
         }
         let id = Counters::alloc(&mut self.counters.next_tag, "tags")?;
-        self.batch.insert(&codec::tag_key(id), name.as_bytes());
+        self.batch.insert(codec::tag_key(id), name.as_bytes());
         let n: Arc<str> = Arc::from(name);
         self.delta.tags.insert(n.clone(), id);
         self.delta.tag_names.insert(id, n);
@@ -235,7 +235,7 @@ impl<'a> Pending<'a> {
         self.counters.seq += 1;
         let seq = self.counters.seq;
         self.batch
-            .insert(&codec::dirty_key(kind, id), &seq.to_be_bytes());
+            .insert(codec::dirty_key(kind, id), seq.to_be_bytes());
         seq
     }
 
@@ -255,7 +255,7 @@ impl<'a> Pending<'a> {
             created_at: item.created_at,
         };
         let key = codec::record_key(Kind::Item, id);
-        self.batch.insert(&key, codec::encode(&key, &row)?);
+        self.batch.insert(key, codec::encode(&key, &row)?);
         let seq = self.next_seq(Kind::Item, id);
         self.delta.put_item(id, seq, Some(Arc::new(row)));
         Ok(())
@@ -279,7 +279,7 @@ impl<'a> Pending<'a> {
             recent,
         };
         let key = codec::record_key(Kind::User, id);
-        self.batch.insert(&key, codec::encode(&key, &row)?);
+        self.batch.insert(key, codec::encode(&key, &row)?);
         let seq = self.next_seq(Kind::User, id);
         self.delta.put_user(id, seq, Some(Arc::new(row)));
         Ok(())
@@ -301,7 +301,7 @@ impl<'a> Pending<'a> {
             return false;
         }
         self.checkpoint = true;
-        self.batch.remove(&codec::record_key(kind, id));
+        self.batch.remove(codec::record_key(kind, id));
         let seq = self.next_seq(kind, id);
         match kind {
             Kind::Item => self.delta.put_item(id, seq, None),

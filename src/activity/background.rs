@@ -1,7 +1,7 @@
 //! Running the checkpoint that the event count calls for on its own thread, so the write call
 //! that crossed the threshold does not wait for it (see [`super::checkpoint`]).
 
-use sled::Batch;
+use crate::durable::Batch;
 
 use super::checkpoint::{self, Touched, Unsaved};
 use super::Activity;
@@ -25,7 +25,7 @@ impl Background {
     /// Hands `unsaved` back if no thread could be started.
     pub fn start(
         &mut self,
-        tree: sled::Tree,
+        tree: crate::durable::Db,
         act: Activity,
         mut unsaved: Unsaved,
     ) -> Option<Unsaved> {
@@ -43,7 +43,7 @@ impl Background {
         let run = move || -> Result<()> {
             let mut batch = Batch::default();
             checkpoint::write(&act, &Touched::default(), &unsaved, &mut batch)?;
-            Ok(tree.apply_batch(batch)?)
+            tree.apply_batch(batch)
         };
         match std::thread::Builder::new()
             .name("recostore-checkpoint".into())

@@ -31,8 +31,8 @@
 
 use std::collections::HashSet;
 
+use crate::durable::Batch;
 use serde::{Deserialize, Serialize};
-use sled::Batch;
 
 use super::baskets::Chunk;
 use super::{log, Activity, ItemStats, Relation};
@@ -156,15 +156,15 @@ pub(crate) fn write(
     for u in ids([&touched.users, &old.users]) {
         let k = id_key(USER_PREFIX, u);
         match act.users.get(&u) {
-            Some(s) => batch.insert(&k, codec::encode(&k, &**s)?),
-            None => batch.remove(&k),
+            Some(s) => batch.insert(k, codec::encode(&k, &**s)?),
+            None => batch.remove(k),
         }
     }
     for i in ids([&touched.items, &old.items]) {
         let k = id_key(ITEM_PREFIX, i);
         match act.items.get(&i) {
-            Some(s) => batch.insert(&k, codec::encode(&k, &ItemRecordRef { stats: s })?),
-            None => batch.remove(&k),
+            Some(s) => batch.insert(k, codec::encode(&k, &ItemRecordRef { stats: s })?),
+            None => batch.remove(k),
         }
     }
     let mut chunks: Vec<(Relation, u64)> =
@@ -174,8 +174,8 @@ pub(crate) fn write(
     for (rel, n) in chunks {
         let k = chunk_key(rel, n);
         match act.baskets(rel).chunk(n) {
-            Some(c) => batch.insert(&k, codec::encode::<Chunk>(&k, &**c)?),
-            None => batch.remove(&k),
+            Some(c) => batch.insert(k, codec::encode::<Chunk>(&k, &**c)?),
+            None => batch.remove(k),
         }
     }
     for &seq in &unsaved.journal {

@@ -25,8 +25,8 @@
 
 use std::collections::HashMap;
 
+use crate::durable::{Batch, Value};
 use serde::{Deserialize, Serialize};
-use sled::{Batch, IVec};
 
 use crate::codec;
 use crate::error::Result;
@@ -114,10 +114,10 @@ pub(crate) fn sort_history(events: &mut [Logged]) {
 /// hold events newer than `max_seq` are skipped without decoding; events newer than it are
 /// left out.
 pub(crate) fn user_log(
-    tree: &sled::Tree,
+    tree: &crate::durable::Db,
     user: u32,
     max_seq: u64,
-) -> Result<(Vec<Logged>, Vec<IVec>)> {
+) -> Result<(Vec<Logged>, Vec<Value>)> {
     let mut events = Vec::new();
     let mut keys = Vec::new();
     for kv in tree.scan_prefix(user_prefix(user)) {
@@ -165,7 +165,7 @@ impl LogBatch {
         for (user, events) in self.by_user {
             let seq = events.first().map_or(first, |e| e.seq);
             let key = chunk_key(user, seq);
-            batch.insert(&key, codec::encode(&key, &events)?);
+            batch.insert(key, codec::encode(&key, &events)?);
             chunks.push((user, seq));
         }
         if !journal {
@@ -173,7 +173,7 @@ impl LogBatch {
         }
         chunks.sort_unstable();
         let key = journal_key(first);
-        batch.insert(&key, codec::encode(&key, &chunks)?);
+        batch.insert(key, codec::encode(&key, &chunks)?);
         Ok(Some(first))
     }
 }
@@ -184,14 +184,14 @@ pub(crate) type Journal = (Vec<(u32, Logged)>, Vec<u64>);
 
 /// Remove journal entry `seq` (its batch's effect is now in the checkpointed state).
 pub(crate) fn remove_journal(batch: &mut Batch, seq: u64) {
-    batch.remove(&journal_key(seq));
+    batch.remove(journal_key(seq));
 }
 
 /// Every event named by the journal, in arrival order, and the journal's entries. A named
 /// chunk that is gone (its user was deleted, which checkpoints first, so this cannot happen
 /// in a store only recostore wrote) is skipped with a warning: its events are in neither the
 /// log nor the state, which still agree.
-pub(crate) fn read_journal(tree: &sled::Tree) -> Result<Journal> {
+pub(crate) fn read_journal(tree: &crate::durable::Db) -> Result<Journal> {
     let mut events = Vec::new();
     let mut entries = Vec::new();
     for kv in tree.scan_prefix(JOURNAL_PREFIX) {
@@ -228,8 +228,7 @@ mod tests {
 
     #[test]
     fn chunks_and_format_1_keys_read_back_in_history_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let tree = sled::open(dir.path()).unwrap().open_tree("t").unwrap();
+        let tree = crate::durable::memory();
         let mut log = LogBatch::default();
         for (seq, ts) in [(5, 300), (6, 100), (7, 200)] {
             log.push(

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use sled::IVec;
+use crate::durable::Value;
 
 use super::baskets::{Baskets, Chunk};
 use super::checkpoint::{
@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::Result;
 
 /// Load the checkpointed behaviour state from sled.
-pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
+pub(crate) fn load(tree: &crate::durable::Db, cfg: &Config) -> Result<Activity> {
     let mut act = Activity::default();
     if let Some(v) = tree.get(META_ACTIVITY)? {
         act.totals = codec::decode(META_ACTIVITY, &v)?;
@@ -49,7 +49,7 @@ pub(crate) fn load(tree: &sled::Tree, cfg: &Config) -> Result<Activity> {
 }
 
 /// The basket index of `rel`, from its chunks (in key order, which is chunk order).
-fn load_baskets(tree: &sled::Tree, rel: Relation) -> Result<Baskets> {
+fn load_baskets(tree: &crate::durable::Db, rel: Relation) -> Result<Baskets> {
     let item_bound = match tree.get(codec::META_NEXT_ITEM)? {
         None => 0,
         Some(v) if v.len() == 4 => codec::decode_u32(codec::META_NEXT_ITEM, Some(&v))?,
@@ -74,7 +74,7 @@ fn load_baskets(tree: &sled::Tree, rel: Relation) -> Result<Baskets> {
 /// The keys of an older store's behaviour state (formats 1 to 3): user and item records,
 /// format-2 statistics and lists, and the journal (the upgrade replays the whole log, the
 /// journalled batches included).
-pub(crate) fn old_state_keys(tree: &sled::Tree) -> Result<Vec<IVec>> {
+pub(crate) fn old_state_keys(tree: &crate::durable::Db) -> Result<Vec<Value>> {
     let mut keys = Vec::new();
     for prefix in [
         &[USER_PREFIX][..],
@@ -92,7 +92,7 @@ pub(crate) fn old_state_keys(tree: &sled::Tree) -> Result<Vec<IVec>> {
 }
 
 /// Every event of the log with its user, in arrival order (the order they were recorded in).
-pub(crate) fn whole_log(tree: &sled::Tree) -> Result<Vec<(u32, Logged)>> {
+pub(crate) fn whole_log(tree: &crate::durable::Db) -> Result<Vec<(u32, Logged)>> {
     let mut events = Vec::new();
     for kv in tree.scan_prefix(log::LOG_PREFIX) {
         let (k, v) = kv?;
@@ -105,7 +105,7 @@ pub(crate) fn whole_log(tree: &sled::Tree) -> Result<Vec<(u32, Logged)>> {
 
 #[cfg(test)]
 mod tests {
-    use sled::Batch;
+    use crate::durable::Batch;
 
     use super::*;
     use crate::activity::checkpoint::{chunk_key, id_key, write, Touched, Unsaved};
@@ -159,24 +159,24 @@ mod tests {
         (users, items, act.totals.events)
     }
 
-    fn checkpoint(db: &sled::Tree, act: &Activity, t: &Touched) -> Result<()> {
+    fn checkpoint(db: &crate::durable::Db, act: &Activity, t: &Touched) -> Result<()> {
         let mut batch = Batch::default();
         write(act, t, &Unsaved::default(), &mut batch)?;
         db.apply_batch(batch)?;
         Ok(())
     }
 
-    fn reopen(db: &sled::Tree) -> Result<Activity> {
+    fn reopen(db: &crate::durable::Db) -> Result<Activity> {
         // The item counter a store keeps: chunks may name items below it only.
         if db.get(codec::META_NEXT_ITEM)?.is_none() {
-            db.insert(codec::META_NEXT_ITEM, &100u32.to_be_bytes())?;
+            db.insert(codec::META_NEXT_ITEM, 100u32.to_be_bytes())?;
         }
         load(db, &Config::default())
     }
 
     #[test]
     fn records_and_chunks_round_trip_and_go_when_empty() -> Result<()> {
-        let db = sled::Config::new().temporary(true).open()?;
+        let db = crate::durable::memory();
         let (act, t) = activity();
         checkpoint(&db, &act, &t)?;
         let loaded = reopen(&db)?;
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_damaged_chunk_is_an_error_not_a_panic() -> Result<()> {
-        let db = sled::Config::new().temporary(true).open()?;
+        let db = crate::durable::memory();
         let k = chunk_key(Relation::Bought, 0);
         db.insert(
             k,

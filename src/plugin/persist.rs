@@ -69,7 +69,7 @@ struct PluginRef {
 
 /// Where a registry persists: the store's sled tree and its module directory.
 pub(crate) struct Backing {
-    pub tree: sled::Tree,
+    pub tree: crate::durable::Db,
     modules: PathBuf,
 }
 
@@ -90,7 +90,7 @@ fn sync(path: &Path) -> Result<()> {
 
 impl Backing {
     /// The backing of the store in `dir` (its tree `tree`), creating the module directory.
-    pub(crate) fn new(tree: sled::Tree, dir: &Path) -> Result<Backing> {
+    pub(crate) fn new(tree: crate::durable::Db, dir: &Path) -> Result<Backing> {
         let modules = dir.join(MODULES_DIR);
         std::fs::create_dir_all(&modules)
             .map_err(|e| Error::io("creating plugin module directory", &modules, e))?;
@@ -305,11 +305,7 @@ mod tests {
     #[test]
     fn old_inline_records_move_to_module_files_and_unused_files_go() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .expect("sled");
-        let tree: sled::Tree = (*db).clone();
+        let tree = crate::durable::memory();
         let old = StoredPlugin {
             current: version(2, 7),
             previous: Some(version(1, 6)),
@@ -341,11 +337,7 @@ mod tests {
     #[test]
     fn a_damaged_module_leaves_its_plugin_out_not_the_store() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .open()
-            .expect("sled");
-        let b = Backing::new((*db).clone(), dir.path()).expect("backing");
+        let b = Backing::new(crate::durable::memory(), dir.path()).expect("backing");
         let p = StoredPlugin {
             current: version(1, 3),
             previous: None,

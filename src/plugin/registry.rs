@@ -191,7 +191,7 @@ impl Plugins {
     /// Load the plugins and slots persisted in `tree` and persist every later change there.
     /// A stored plugin that no longer loads (stricter limits, say) is reported and left out;
     /// the store still opens.
-    pub(crate) fn attach(&self, tree: sled::Tree, dir: &std::path::Path) -> Result<()> {
+    pub(crate) fn attach(&self, tree: crate::durable::Db, dir: &std::path::Path) -> Result<()> {
         let tree = persist::Backing::new(tree, dir)?;
         let persist::Stored { plugins, slots } = tree.load()?;
         if !plugins.is_empty() || !slots.is_empty() {

@@ -12,14 +12,20 @@ use super::{Inner, Store, Writer};
 use crate::activity::background::Background;
 use crate::activity::checkpoint::Unsaved;
 use crate::codec;
-use crate::config::{Config, Durability};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::rebuild;
 use crate::segment::{self, Segment};
 use crate::snapshot::Snapshot;
 use crate::write::{Carried, Counters};
 
-fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
+/// An id counter: a value past the u32 id space is damage, not a number to wrap.
+fn meta_u32(tree: &crate::durable::Db, key: &[u8]) -> Result<u32> {
+    u32::try_from(meta_u64(tree, key)?)
+        .map_err(|_| codec::corrupt(key, "an id counter past the u32 id space"))
+}
+
+fn meta_u64(tree: &crate::durable::Db, key: &[u8]) -> Result<u64> {
     match tree.get(key)? {
         None => Ok(0),
         Some(v) if v.len() == 4 => Ok(u64::from(codec::decode_u32(key, Some(&v))?)),
@@ -29,7 +35,7 @@ fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64> {
 
 /// The store's id: read, or on a store's first open by a build that has ids, drawn at
 /// random (non-zero) and written durably.
-fn store_id(tree: &sled::Tree) -> Result<u32> {
+fn store_id(tree: &crate::durable::Db) -> Result<u32> {
     if let Some(v) = tree.get(codec::META_STORE_ID)? {
         return codec::decode_u32(codec::META_STORE_ID, Some(&v));
     }
@@ -42,57 +48,12 @@ fn store_id(tree: &sled::Tree) -> Result<u32> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    let id = (h.finish() as u32).max(1);
-    tree.insert(codec::META_STORE_ID, &id.to_be_bytes())?;
+    // The low half of a random 64-bit hash is as random as the whole.
+    let id = (h.finish() & u64::from(u32::MAX)) as u32;
+    let id = id.max(1);
+    tree.insert(codec::META_STORE_ID, id.to_be_bytes())?;
     tree.flush()?;
     Ok(id)
-}
-
-/// How long `open` keeps retrying a locked database before reporting [`Error::Locked`].
-/// Dropping a `Store` releases sled's file lock only once sled's flusher thread has wound down,
-/// which can lag the drop by a few milliseconds; a close-then-reopen in one process must not fail
-/// on that.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn open_sled(dir: &Path, config: &Config) -> Result<sled::Db> {
-    let flush_ms = match config.durability {
-        Durability::GroupCommit { ms } => ms.max(1),
-        Durability::Immediate => 500,
-    };
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_millis(1);
-    let cache_capacity = config.cache_capacity_bytes;
-    loop {
-        // sled 0.34 panics on some damaged files instead of returning an error; a damaged
-        // file is input, so the panic becomes a typed error here.
-        let opened = std::panic::catch_unwind(|| {
-            sled::Config::new()
-                .path(dir.join("db"))
-                .cache_capacity(cache_capacity)
-                .flush_every_ms(Some(flush_ms))
-                .open()
-        })
-        .map_err(|panic| Error::DamagedDatabase {
-            dir: dir.to_path_buf(),
-            reason: format!("sled failed reading its files: {}", panic_text(&panic)),
-        })?;
-        match opened {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(ref io))
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                if started.elapsed() >= LOCK_WAIT {
-                    return Err(Error::Locked {
-                        dir: dir.to_path_buf(),
-                    });
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(100));
-            }
-            Err(other) => return Err(Error::Durable(other)),
-        }
-    }
 }
 
 /// The message of a caught panic.
@@ -106,10 +67,10 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Check the store's format mark: write it on a new store, refuse a newer one. Returns the
 /// format of an older store, whose behaviour state [`Store::upgrade_activity`] derives again.
-fn check_format(tree: &sled::Tree, dir: &Path) -> Result<Option<u32>> {
+fn check_format(tree: &crate::durable::Db, dir: &Path) -> Result<Option<u32>> {
     match tree.get(codec::META_FORMAT)? {
         None => {
-            tree.insert(codec::META_FORMAT, &codec::STORE_FORMAT.to_be_bytes())?;
+            tree.insert(codec::META_FORMAT, codec::STORE_FORMAT.to_be_bytes())?;
             Ok(None)
         }
         Some(v) => {
@@ -153,14 +114,26 @@ impl Store {
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)
             .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
-        let db = open_sled(&dir, &config)?;
-        let tree: sled::Tree = (*db).clone();
+        let db = crate::durable::open_sled(&dir, &config)?;
+        Store::open_on(dir, config, db)
+    }
+
+    /// Open the store in `dir` on the durable layer `db` (sled in [`Store::open_with`], a
+    /// simulated disk in the crash tests).
+    pub(crate) fn open_on(
+        dir: std::path::PathBuf,
+        config: Config,
+        tree: crate::durable::Db,
+    ) -> Result<Store> {
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir)
+            .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
 
         let older = check_format(&tree, &dir)?;
         let counters = Counters {
-            next_item: meta_u64(&tree, codec::META_NEXT_ITEM)? as u32,
-            next_user: meta_u64(&tree, codec::META_NEXT_USER)? as u32,
-            next_tag: meta_u64(&tree, codec::META_NEXT_TAG)? as u32,
+            next_item: meta_u32(&tree, codec::META_NEXT_ITEM)?,
+            next_user: meta_u32(&tree, codec::META_NEXT_USER)?,
+            next_tag: meta_u32(&tree, codec::META_NEXT_TAG)?,
             seq: meta_u64(&tree, codec::META_SEQ)?,
         };
         let generation = meta_u64(&tree, codec::META_GENERATION)?;
@@ -175,8 +148,8 @@ impl Store {
         )?);
         if segment.generation() != generation {
             // Record the repaired generation and drop dirty entries it already contains.
-            tree.insert(codec::META_GENERATION, &segment.generation().to_be_bytes())?;
-            db.flush()?;
+            tree.insert(codec::META_GENERATION, segment.generation().to_be_bytes())?;
+            tree.flush()?;
             rebuild::clean_dirty_log(&tree, segment.data().max_seq.to_native())?;
         }
         remove_stray_files(&seg_dir, segment.generation());
@@ -207,7 +180,6 @@ impl Store {
                 dir,
                 seg_dir,
                 store_tag,
-                db,
                 tree,
                 snapshot: ArcSwap::from_pointee(snapshot),
                 writer: Mutex::new(Writer {
@@ -245,7 +217,7 @@ impl Store {
         let count = events.len();
         let started = std::time::Instant::now();
         self.write(|p| p.upgrade_activity(events, old_keys))?;
-        self.inner.db.flush()?;
+        self.inner.tree.flush()?;
         tracing::info!(
             from = found,
             to = codec::STORE_FORMAT,
@@ -257,7 +229,7 @@ impl Store {
     }
 
     fn recover_segment(
-        tree: &sled::Tree,
+        tree: &crate::durable::Db,
         seg_dir: &Path,
         generation: u64,
         seq: u64,
