@@ -1,10 +1,18 @@
-//! Opening a store that recostore wrote in store format 3 (the bounded co-occurrence lists).
+//! Opening stores that older recostore binaries wrote: store formats 1, 2 and 3.
 //!
-//! `tests/fixtures/format-3-shop` was written by the format-3 binary (commit 0f72072) with
-//! `recostore import jsonl --items tests/data/shop-items.jsonl --users tests/data/shop-users.jsonl
-//! --events tests/data/shop-events.jsonl`. Opening it now derives the behaviour state again from
-//! its event log; afterwards it must answer exactly as a store that imported the same files with
-//! today's code, and keep doing so after a reopen.
+//! Each `tests/fixtures/format-N-shop` was written by the binary of that format with
+//! `recostore import jsonl --dir tests/fixtures/format-N-shop --items tests/data/shop-items.jsonl
+//! --users tests/data/shop-users.jsonl --events tests/data/shop-events.jsonl`:
+//!
+//! | fixture | binary | what that format kept |
+//! |---|---|---|
+//! | format-1-shop | commit 6747302 | one sled key per event, behaviour state per event |
+//! | format-2-shop | commit ab04d4d | the chunked event log and journal, state at checkpoints |
+//! | format-3-shop | commit 0f72072 | one key per item, bounded co-occurrence lists |
+//!
+//! Opening one now derives the behaviour state again from its event log; afterwards it must
+//! answer exactly as a store that imported the same files with today's code, and keep doing so
+//! after a reopen. The fixtures are copied before opening: the checked-in bytes stay old.
 
 use std::path::{Path, PathBuf};
 
@@ -69,13 +77,8 @@ fn answers(store: &Store) -> String {
     out.join("\n")
 }
 
-#[test]
-fn a_format_3_store_is_upgraded_to_exact_baskets() {
-    let old = tempfile::tempdir().unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-3-shop"),
-        old.path(),
-    );
+/// What a store that imported the fixtures' files with today's code answers.
+fn reference() -> String {
     let fresh = tempfile::tempdir().unwrap();
     let reference = Store::open(fresh.path()).unwrap();
     let files = jsonl::JsonlFiles {
@@ -89,6 +92,46 @@ fn a_format_3_store_is_upgraded_to_exact_baskets() {
         want.contains("BoughtTogether { with: \"tent-2p\", support: 2, exact: true"),
         "the reference store:\n{want}"
     );
+    want
+}
+
+/// A copy of fixture `name`, to open (and so upgrade) without touching the checked-in bytes.
+fn fixture(name: &str) -> tempfile::TempDir {
+    let old = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+        old.path(),
+    );
+    old
+}
+
+/// Open the old store, compare with the reference, reopen, compare again.
+fn upgrades_to_the_reference(name: &str) {
+    let old = fixture(name);
+    let want = reference();
+    let upgraded = Store::open(old.path()).unwrap_or_else(|e| panic!("open {name}: {e}"));
+    assert_eq!(answers(&upgraded), want, "{name} after the upgrade");
+    drop(upgraded);
+    let again = Store::open(old.path()).expect("reopen");
+    assert_eq!(answers(&again), want, "{name} reopened");
+}
+
+#[test]
+fn a_format_1_store_is_upgraded() {
+    upgrades_to_the_reference("format-1-shop");
+}
+
+#[test]
+fn a_format_2_store_is_upgraded() {
+    upgrades_to_the_reference("format-2-shop");
+}
+
+#[test]
+fn a_format_3_store_is_upgraded_to_exact_baskets() {
+    let old = fixture("format-3-shop");
+    let want = reference();
 
     let upgraded = Store::open(old.path()).expect("open the format-3 store");
     assert_eq!(answers(&upgraded), want);
