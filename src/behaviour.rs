@@ -445,7 +445,9 @@ impl Store {
             slot.insert(by_ts);
         }
         let same_time = logs.get(&uid).and_then(|m| m.get(&e.ts));
-        Ok(same_time.map_or(0, |v| v.iter().filter(|x| *x == e).count() as u32))
+        Ok(same_time.map_or(0, |v| {
+            crate::narrow::u32_from(v.iter().filter(|x| *x == e).count())
+        }))
     }
 
     /// What behaviour says about user `id`, or `None` if the user does not exist.

@@ -294,6 +294,8 @@ pub fn generate(cfg: DemoConfig) -> Shop {
     let mut by_cat: Vec<Vec<usize>> = vec![Vec::new(); CATEGORIES.len()];
     for i in 0..cfg.items {
         // Category sizes are uneven, as in real shops.
+        // In [0, len): a float-to-int cast saturates, and the modulo keeps the edge in range.
+        #[expect(clippy::cast_possible_truncation, reason = "the value is in [0, len]")]
         let c = (rng.gen::<f64>().powi(2) * CATEGORIES.len() as f64) as usize % CATEGORIES.len();
         let cat = &CATEGORIES[c];
         let brand = cat.brands[rng.gen_range(0..cat.brands.len())];
@@ -396,7 +398,7 @@ pub fn generate(cfg: DemoConfig) -> Shop {
                     .iter()
                     .any(|(t, _)| t.strip_prefix("colour:") == Some(taste.colour));
                 let affordable = it.price <= taste.budget * 1.5;
-                let brand_ok = !(taste.brand_bias as usize + i).is_multiple_of(3);
+                let brand_ok = !(crate::narrow::usize_from(taste.brand_bias) + i).is_multiple_of(3);
                 let p = 0.15
                     + 0.45 * f64::from(u8::from(likes))
                     + 0.25 * f64::from(u8::from(affordable))

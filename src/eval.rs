@@ -120,6 +120,10 @@ fn split_user(name: String, events: Vec<(u64, StoredEvent)>, holdout: f32) -> Us
             test: Vec::new(),
         };
     }
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a float-to-int cast saturates; clamped to [1, n - 1]"
+    )]
     let hold = ((n as f32 * holdout).ceil() as usize).clamp(1, n - 1);
     let cutoff = first[n - hold].0;
     let train: Vec<(u64, StoredEvent)> = events.into_iter().filter(|(t, _)| *t < cutoff).collect();

@@ -26,6 +26,8 @@
 //! See `ARCHITECTURE.md` for the codemap and `FORMAT.md` for the bytes on disk.
 
 #![warn(missing_docs)]
+// Narrowing casts go through `narrow` or carry an `expect` with their reason.
+#![cfg_attr(not(test), warn(clippy::cast_possible_truncation))]
 
 pub mod activity;
 #[cfg(feature = "admin")]
@@ -52,6 +54,7 @@ pub mod import;
 
 pub mod metrics;
 pub mod model;
+mod narrow;
 pub mod plugin;
 mod progress;
 mod rebuild;

@@ -48,6 +48,10 @@ fn bucket(ns: u64) -> usize {
     if ns <= 1 {
         return 0;
     }
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a float-to-int cast saturates; at most 64 * STEPS"
+    )]
     let b = (STEPS as f64 * (ns as f64).log2()) as usize;
     b.min(BUCKETS - 1)
 }
@@ -60,7 +64,7 @@ fn upper(b: usize) -> f64 {
 impl Histogram {
     /// Count one answer that took `d`.
     pub(crate) fn record(&self, d: Duration) {
-        let ns = d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let ns = crate::narrow::u64_from(d.as_nanos());
         self.buckets[bucket(ns)].fetch_add(1, Relaxed);
         self.max_ns.fetch_max(ns, Relaxed);
     }
@@ -74,6 +78,10 @@ impl Histogram {
             if count == 0 {
                 return 0.0;
             }
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "a float-to-int cast saturates; at most count"
+            )]
             let rank = ((count as f64 * p).ceil() as u64).max(1);
             let mut seen = 0;
             for (b, c) in counts.iter().enumerate() {

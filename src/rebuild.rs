@@ -43,7 +43,7 @@ pub(crate) fn publish(
 ) -> Result<Segment> {
     let path = segment::file::write(seg_dir, data, store)?;
     let seg = Segment::open(&path, SegmentVerify::Structure)?;
-    let live = seg.data().items.live_count.to_native() as usize;
+    let live = crate::narrow::usize_from(seg.data().items.live_count.to_native());
     if config.neighbours == 0 || live == 0 {
         return Ok(seg);
     }
@@ -79,7 +79,7 @@ pub(crate) fn publish(
 pub(crate) fn attach_neighbours(seg: Segment, seg_dir: &Path, config: &Config) -> Segment {
     let path = seg_dir.join(segment::neighbours::file_name(seg.generation()));
     if !path.exists() {
-        let live = seg.data().items.live_count.to_native() as usize;
+        let live = crate::narrow::usize_from(seg.data().items.live_count.to_native());
         if config.neighbours > 0 && live > 0 && live <= config.neighbour_item_limit {
             tracing::warn!(path = %path.display(), "no neighbour lists for this segment; item queries will search until the next rebuild");
         }
@@ -166,7 +166,7 @@ pub(crate) fn delta_from_dirty_log(
             }
         }
     }
-    let seg_tags = seg.tags.len() as u32;
+    let seg_tags = crate::narrow::u32_from(seg.tags.len());
     for kv in tree.range(codec::tag_key(seg_tags), codec::tag_key(u32::MAX)) {
         let (k, v) = kv?;
         let id = codec::record_key_id(&k)?;

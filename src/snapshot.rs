@@ -190,7 +190,7 @@ impl Snapshot {
 
     /// Upper bound (exclusive) of item ids that may be live.
     pub fn item_id_bound(&self) -> u32 {
-        let seg = self.seg().items.slots() as u32;
+        let seg = crate::narrow::u32_from(self.seg().items.slots());
         self.delta
             .items
             .keys()
@@ -202,7 +202,7 @@ impl Snapshot {
 
     /// Upper bound (exclusive) of user ids that may be live.
     pub fn user_id_bound(&self) -> u32 {
-        let seg = self.seg().users.slots() as u32;
+        let seg = crate::narrow::u32_from(self.seg().users.slots());
         self.delta
             .users
             .keys()
@@ -214,7 +214,7 @@ impl Snapshot {
 
     /// Upper bound (exclusive) of tag ids.
     pub fn tag_id_bound(&self) -> u32 {
-        let seg = self.seg().tags.len() as u32;
+        let seg = crate::narrow::u32_from(self.seg().tags.len());
         self.delta
             .tag_names
             .keys()

@@ -470,7 +470,7 @@ impl Inner {
         let seg = rebuild::publish(&self.seg_dir, &data, &self.config, self.store_tag);
         drop(data);
         let seg = Arc::new(seg?);
-        let tag_slots = seg.data().tags.len() as u32;
+        let tag_slots = crate::narrow::u32_from(seg.data().tags.len());
         let writer = lock(&self.writer);
         let cur = self.snapshot.load_full();
         // Generation first, durably: from here on, dirty entries <= base.seq are ignored on open.

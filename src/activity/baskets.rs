@@ -74,7 +74,7 @@ impl Chunk {
 
     fn push_basket(&mut self, user: u32) {
         self.users.push(user);
-        self.ends.push(self.items.len() as u32);
+        self.ends.push(crate::narrow::u32_from(self.items.len()));
     }
 
     /// Add `item` (not in it yet: the caller asks the posting list, a binary search, where a
@@ -90,7 +90,7 @@ impl Chunk {
     /// Empty basket `slot` and disown it; returns the items it held.
     fn clear(&mut self, slot: usize) -> Vec<u32> {
         let r = self.range(slot);
-        let n = r.len() as u32;
+        let n = crate::narrow::u32_from(r.len());
         let out: Vec<u32> = self.items.drain(r).collect();
         for e in &mut self.ends[slot..] {
             *e -= n;
@@ -257,8 +257,10 @@ impl PartialEq for Baskets {
             && self.chunks.len() == other.chunks.len()
             && self.chunks.iter().zip(&other.chunks).all(|(a, b)| a == b)
             && self.posted == other.posted
-            && (0..self.postings.len().max(other.postings.len()))
-                .all(|i| self.posting(i as u32) == other.posting(i as u32))
+            && (0..self.postings.len().max(other.postings.len())).all(|i| {
+                self.posting(crate::narrow::u32_from(i))
+                    == other.posting(crate::narrow::u32_from(i))
+            })
     }
 }
 
@@ -290,7 +292,8 @@ impl Baskets {
 
     /// The chunk with number `n`, if kept.
     pub(crate) fn chunk(&self, n: u64) -> Option<&Arc<Chunk>> {
-        self.chunks.get(n.checked_sub(self.first_chunk)? as usize)
+        self.chunks
+            .get(crate::narrow::usize_from(n.checked_sub(self.first_chunk)?))
     }
 
     /// The items of basket `id` (empty if it is not kept).
@@ -340,7 +343,8 @@ impl Baskets {
 
     /// How many kept baskets hold `item`.
     pub fn count(&self, item: u32) -> u32 {
-        self.posting(item).map_or(0, |p| p.len() as u32)
+        self.posting(item)
+            .map_or(0, |p| crate::narrow::u32_from(p.len()))
     }
 
     /// Baskets holding both `a` and `b`: the intersection of their posting lists.
@@ -349,7 +353,7 @@ impl Baskets {
             return 0;
         };
         if a == b {
-            return pa.len() as u32;
+            return crate::narrow::u32_from(pa.len());
         }
         let (short, long) = if pa.len() <= pb.len() {
             (pa, pb)
@@ -358,7 +362,9 @@ impl Baskets {
         };
         if short.len() * 16 < long.len() {
             // Much shorter: a binary search per id beats walking the long list.
-            return short.iter_from(0).filter(|&id| long.contains(id)).count() as u32;
+            return crate::narrow::u32_from(
+                short.iter_from(0).filter(|&id| long.contains(id)).count(),
+            );
         }
         let (mut i, mut j) = (short.iter_from(0).peekable(), long.iter_from(0).peekable());
         let mut n = 0;
@@ -431,7 +437,7 @@ impl Baskets {
                 Arc::make_mut(last).push_basket(owner);
             }
         }
-        let index = (n - self.first_chunk) as usize;
+        let index = crate::narrow::usize_from(n - self.first_chunk);
         let Some(chunk) = self.chunks.get_mut(index) else {
             return Added::Dropped;
         };
@@ -538,8 +544,8 @@ impl Baskets {
             }
             for _ in expected..number {
                 let lost = Chunk {
-                    users: vec![NO_USER; CHUNK_BASKETS as usize],
-                    ends: vec![0; CHUNK_BASKETS as usize],
+                    users: vec![NO_USER; crate::narrow::usize_from(CHUNK_BASKETS)],
+                    ends: vec![0; crate::narrow::usize_from(CHUNK_BASKETS)],
                     items: Vec::new(),
                 };
                 b.chunks.push_back(Arc::new(lost));

@@ -40,15 +40,15 @@ impl Pair {
     pub fn new(support: u32, n_a: u32, n_b: u32, total: u64, exact: bool) -> Pair {
         // Counts can only disagree in a damaged store; clamp so the measures stay finite.
         let s = f64::from(support);
-        let na = f64::from(n_a.max(support).max(1));
-        let nb = f64::from(n_b.max(support).max(1));
-        let total = (total as f64).max(na).max(nb);
+        let (n_a, n_b) = (n_a.max(support).max(1), n_b.max(support).max(1));
+        let total_n = total.max(u64::from(n_a)).max(u64::from(n_b));
+        let (na, nb, total) = (f64::from(n_a), f64::from(n_b), total_n as f64);
         Pair {
             support,
             exact,
-            confidence: (s / na) as f32,
-            lift: (s * total / (na * nb)) as f32,
-            score: association(support, n_a, n_b, total as u64),
+            confidence: crate::narrow::f32_from(s / na),
+            lift: crate::narrow::f32_from(s * total / (na * nb)),
+            score: association(support, n_a, n_b, total_n),
         }
     }
 }
@@ -73,7 +73,7 @@ pub fn association(support: u32, n_a: u32, n_b: u32, _total: u64) -> f32 {
     let s = f64::from(support);
     let na = f64::from(n_a.max(support));
     let nb = f64::from(n_b.max(support));
-    (s / (na * nb).sqrt() * s / (s + SUPPORT_SHRINK)) as f32
+    crate::narrow::f32_from(s / (na * nb).sqrt() * s / (s + SUPPORT_SHRINK))
 }
 
 /// Pseudo-baskets of the prior in [`shrunk_lift`].
@@ -303,7 +303,7 @@ pub(crate) fn seeded_partners(
         for &(seed, weight) in seeds {
             let held = act.holding(rel, seed);
             let kept = index.count(seed);
-            let walked = (kept as usize).min(newest) as u32;
+            let walked = crate::narrow::u32_from((kept as usize).min(newest));
             let all = walked >= held;
             index.newest_baskets_of(seed, newest, |basket| {
                 for &j in basket {

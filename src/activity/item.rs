@@ -47,13 +47,13 @@ impl ItemStats {
         if looks == 0 {
             0.0
         } else {
-            (self.orders as f64 / looks as f64).min(1.0) as f32
+            crate::narrow::f32_from((self.orders as f64 / looks as f64).min(1.0))
         }
     }
 
     /// Average rating, if rated.
     pub fn rating(&self) -> Option<f32> {
-        (self.ratings > 0).then(|| (self.rating_sum / self.ratings as f64) as f32)
+        (self.ratings > 0).then(|| crate::narrow::f32_from(self.rating_sum / self.ratings as f64))
     }
 
     /// Popularity decayed to time `now`.

@@ -95,9 +95,12 @@ impl RfmBounds {
             };
         }
         let days = now.saturating_sub(u.last_order) / 86_400;
-        let above = |n: usize| 1 + n as u8;
+        // Each count is of thresholds, at most 4.
+        let above = |n: usize| 1 + u8::try_from(n).unwrap_or(4).min(4);
         Rfm {
-            recency: 5 - self.recency_days.iter().filter(|&&c| days > c).count() as u8,
+            recency: 5 - u8::try_from(self.recency_days.iter().filter(|&&c| days > c).count())
+                .unwrap_or(4)
+                .min(4),
             frequency: above(self.frequency.iter().filter(|&&c| u.orders > c).count()),
             monetary: above(self.monetary.iter().filter(|&&c| u.spend > c).count()),
         }

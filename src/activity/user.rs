@@ -10,7 +10,7 @@ pub fn decay(w: f32, at: u64, now: u64, half_life_secs: f64) -> f32 {
         return w;
     }
     let halves = (now - at) as f64 / half_life_secs;
-    (f64::from(w) * (-halves * std::f64::consts::LN_2).exp()) as f32
+    crate::narrow::f32_from(f64::from(w) * (-halves * std::f64::consts::LN_2).exp())
 }
 
 /// The tags an event on an item passes to the user: the item's tags, plus `category:<path>` and

@@ -310,7 +310,7 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
 pub(crate) fn handle(ctx: &Ctx, req: Request) -> Response {
     let started = Instant::now();
     let out = run(ctx, &req.cmd, &req.args);
-    tracing::debug!(cmd = %req.cmd, ok = out.is_ok(), micros = started.elapsed().as_micros() as u64, "admin request");
+    tracing::debug!(cmd = %req.cmd, ok = out.is_ok(), micros = crate::narrow::u64_from(started.elapsed().as_micros()), "admin request");
     match out {
         Ok(v) => Response::ok(req.id, v),
         Err((code, msg)) => Response::err(req.id, code, msg),

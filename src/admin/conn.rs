@@ -37,7 +37,7 @@ impl ConnState {
         if from == u64::MAX || self.evict.load(Ordering::SeqCst) {
             return None;
         }
-        let now = self.born.elapsed().as_millis() as u64;
+        let now = crate::narrow::u64_from(self.born.elapsed().as_millis());
         Some(Duration::from_millis(now.saturating_sub(from)))
     }
 
@@ -48,7 +48,7 @@ impl ConnState {
 
     fn set_idle(&self, idle: bool) {
         let v = if idle {
-            self.born.elapsed().as_millis() as u64
+            crate::narrow::u64_from(self.born.elapsed().as_millis())
         } else {
             u64::MAX
         };

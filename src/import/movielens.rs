@@ -137,7 +137,7 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
             }
         }
         let decade = year_in_title(&title).map(|y| format!("decade:{}s", y / 10 * 10));
-        let idx = movies.len() as u32;
+        let idx = crate::narrow::u32_from(movies.len());
         movie_index.insert(id.to_string(), (idx, line));
         movies.push(Movie {
             id: id.into_owned(),
@@ -191,7 +191,7 @@ pub fn import(store: &Store, dir: &Path, opts: &ImportOptions) -> Result<ImportS
         let user = match user_index.get(user.as_ref()) {
             Some(&u) => u,
             None => {
-                let u = user_names.len() as u32;
+                let u = crate::narrow::u32_from(user_names.len());
                 user_index.insert(user.to_string(), u);
                 user_names.push(user.into_owned());
                 u

@@ -182,7 +182,7 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
         let item = match item_index.get(stock_code.as_ref()) {
             Some(&i) => i,
             None => {
-                let i = items.len() as u32;
+                let i = crate::narrow::u32_from(items.len());
                 item_index.insert(stock_code.to_string(), i);
                 items.push(ItemAcc {
                     id: stock_code.to_string(),
@@ -200,7 +200,7 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
         let cust = match customer_index.get(customer) {
             Some(&c) => c,
             None => {
-                let c = customers.len() as u32;
+                let c = crate::narrow::u32_from(customers.len());
                 customer_index.insert(customer.to_string(), c);
                 customers.push(CustomerAcc {
                     id: customer.to_string(),
@@ -237,12 +237,17 @@ pub fn import(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Import
     let events: Vec<Event> = lines
         .iter()
         .map(|l| {
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "a whole number in 1..=MAX_QUANTITY (parse_quantity refused more)"
+            )]
+            let qty = l.quantity as u32;
             Event::purchase(
                 customers[l.customer as usize].id.clone(),
                 items[l.item as usize].id.clone(),
                 // Within 1..=MAX_QUANTITY: parse_quantity refused more, the policy dropped <= 0.
-                l.quantity as u32,
-                l.price as f32,
+                qty,
+                crate::narrow::f32_from(l.price),
                 l.time,
             )
             .session(l.invoice.clone())
@@ -261,7 +266,7 @@ struct DerivedItem {
 
 fn derive_item(acc: ItemAcc, max_tags: usize) -> DerivedItem {
     let title = most_frequent(&acc.descriptions).unwrap_or("").to_string();
-    let price = median(acc.prices) as f32;
+    let price = crate::narrow::f32_from(median(acc.prices));
     let words = description_words(&title);
     let category = words.last().cloned().unwrap_or_default();
     let mut tags: Vec<Tag> = words.iter().map(|w| (format!("word:{w}"), 1.0)).collect();
@@ -308,7 +313,7 @@ fn derive_users(
         .map(|(c, mut ls)| {
             let mut weights: HashMap<&str, f32> = HashMap::new();
             for l in &ls {
-                let w = l.quantity.ln_1p() as f32;
+                let w = crate::narrow::f32_from(l.quantity.ln_1p());
                 for t in &items[l.item as usize].user_tags {
                     *weights.entry(t.as_str()).or_insert(0.0) += w;
                 }

@@ -200,7 +200,7 @@ impl Context {
         if price.is_nan() || price <= 0.0 {
             return 0;
         }
-        1 + EDGES.iter().filter(|&&e| price >= e).count() as u32
+        1 + crate::narrow::u32_from(EDGES.iter().filter(|&&e| price >= e).count())
     }
 
     /// The block as it sits in the buffer for `n` candidates.

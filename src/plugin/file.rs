@@ -49,7 +49,7 @@ pub fn read_file(path: &Path, max_bytes: usize, what: &str, cap: &str) -> Result
             meta.len()
         )));
     }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
+    let mut buf = Vec::with_capacity(crate::narrow::usize_from(meta.len()));
     // The file may grow between the check and the read: read one byte past the cap at most.
     file.take(max_bytes as u64 + 1)
         .read_to_end(&mut buf)

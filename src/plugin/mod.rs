@@ -138,7 +138,9 @@ impl PluginLimits {
     #[cfg(feature = "plugins")]
     pub(crate) fn deadline_ticks(&self) -> u64 {
         let tick = self.tick.as_nanos().max(1);
-        (self.deadline.as_nanos().div_ceil(tick) as u64).max(1) + 1
+        crate::narrow::u64_from(self.deadline.as_nanos().div_ceil(tick))
+            .max(1)
+            .saturating_add(1)
     }
 }
 

@@ -349,7 +349,8 @@ impl PluginVersion {
             let init = inst
                 .get_typed_func::<i32, i32>(&mut store, abi::EXPORT_INIT)
                 .map_err(|e| fail(e.to_string()))?;
-            let len = self.config.len() as i32;
+            // The config is capped far below 2 GiB when the plugin is loaded.
+            let len = i32::try_from(self.config.len()).unwrap_or(i32::MAX);
             let ptr = config
                 .call(&mut store, len)
                 .map_err(|e| classify(&e, store.data()))? as u32 as usize;
@@ -411,7 +412,7 @@ impl PluginVersion {
         let elapsed = started.elapsed();
         self.counters
             .nanos
-            .fetch_add(elapsed.as_nanos() as u64, Relaxed);
+            .fetch_add(crate::narrow::u64_from(elapsed.as_nanos()), Relaxed);
         match result {
             Ok(mut o) => {
                 self.counters.in_a_row.store(0, Relaxed);
@@ -475,7 +476,8 @@ impl PluginVersion {
                 bytes: layout.bytes(),
                 memory,
             })?;
-        buf[..abi::CONTEXT_BYTES].copy_from_slice(&input.context.encode(n as u32));
+        buf[..abi::CONTEXT_BYTES]
+            .copy_from_slice(&input.context.encode(crate::narrow::u32_from(n)));
         write_words(
             &mut buf[layout.ids()..],
             input.ids.iter().map(|i| i.to_le_bytes()),
@@ -497,7 +499,7 @@ impl PluginVersion {
             .map_err(|e| classify(&e, store.data()))?;
         if got != n32 {
             return Err(Fault::WrongLength {
-                expected: n as u32,
+                expected: crate::narrow::u32_from(n),
                 got,
             });
         }

@@ -106,7 +106,7 @@ impl History {
         let mut by_item = vec![0u32; holders[bound] as usize];
         for (u, h) in histories.iter().enumerate() {
             for &i in h.iter() {
-                by_item[fill[i as usize] as usize] = u as u32;
+                by_item[fill[i as usize] as usize] = crate::narrow::u32_from(u);
                 fill[i as usize] += 1;
             }
         }
@@ -116,7 +116,7 @@ impl History {
         let mut touched: Vec<u32> = Vec::new();
         let mut best: Vec<Partner> = Vec::new();
         for i in 0..bound {
-            offsets.push(partners.len() as u32);
+            offsets.push(crate::narrow::u32_from(partners.len()));
             let n_i = users_of[i];
             if n_i == 0 {
                 continue;
@@ -140,7 +140,7 @@ impl History {
                 let d = std::mem::take(&mut dot[j as usize]);
                 best.push(Partner {
                     item: j,
-                    cosine: (d / (norm2[i] * norm2[j as usize]).sqrt()) as f32,
+                    cosine: crate::narrow::f32_from(d / (norm2[i] * norm2[j as usize]).sqrt()),
                     shared: both,
                 });
             }
@@ -154,7 +154,7 @@ impl History {
             best.sort_unstable_by(order);
             partners.extend_from_slice(&best);
         }
-        offsets.push(partners.len() as u32);
+        offsets.push(crate::narrow::u32_from(partners.len()));
         History {
             events: act.totals().events,
             forgotten: act.forgotten,

@@ -141,7 +141,7 @@ pub(crate) fn substitutes(
         let bought = bought.get(&b).copied().unwrap_or(0);
         let excess =
             (shrunk_lift(bought, n_a, act.holding(Relation::Bought, b), total) - 1.0).max(0.0);
-        let score = (t + v_norm) / 2.0 / (1.0 + excess as f32);
+        let score = (t + v_norm) / 2.0 / (1.0 + crate::narrow::f32_from(excess));
         if score <= 0.0 {
             continue;
         }

@@ -61,7 +61,7 @@ fn scenario_code(s: &Scenario) -> u32 {
 /// The context block for `ask` and its (dense) user.
 pub(crate) fn context(snap: &Snapshot, cfg: &Config, ask: &Ask, user: Option<u32>) -> Context {
     let mut c = Context {
-        k: ask.k.min(u32::MAX as usize) as u32,
+        k: crate::narrow::u32_from(ask.k),
         scenario: scenario_code(&ask.scenario),
         slot: ask.slot.as_deref().map_or(0, Context::slot_code),
         ..Context::default()
@@ -85,7 +85,8 @@ pub(crate) fn context(snap: &Snapshot, cfg: &Config, ask: &Ask, user: Option<u32
     }
     if let Some(s) = snap.activity.user(u) {
         if s.orders > 0 {
-            c.spend_band = Context::band_code((s.spend / f64::from(s.orders)) as f32);
+            c.spend_band =
+                Context::band_code(crate::narrow::f32_from(s.spend / f64::from(s.orders)));
         }
         c.segment = match Lifecycle::of(s, snap.activity.now(), &cfg.lifecycle) {
             Lifecycle::New => 1,

@@ -206,9 +206,9 @@ impl UserMatrix {
             }
             let state = users.get(&id);
             let derived = state.map_or(&[][..], |s| &s.derived[..]);
-            let start = m.tags.len() as u32;
+            let start = crate::narrow::u32_from(m.tags.len());
             let (ee, ed, dd) = merge(&explicit, derived, |t| m.tags.push(t));
-            let end = m.tags.len() as u32;
+            let end = crate::narrow::u32_from(m.tags.len());
             if end > start {
                 m.rows.push(UserRow {
                     id,

@@ -162,7 +162,7 @@ impl<'a> Compiled<'a> {
         if !c.includes.is_empty() || !c.excludes.is_empty() {
             let cats = &c.items.categories;
             c.category_ok = Some(
-                (0..cats.len() as u32)
+                (0..crate::narrow::u32_from(cats.len()))
                     .map(|i| c.category_allows(cats.get(i).unwrap_or("")))
                     .collect(),
             );
@@ -309,7 +309,12 @@ impl<'a> Compiled<'a> {
                 ok.iter()
                     .enumerate()
                     .filter(|(_, &a)| a)
-                    .map(|(c, _)| self.items.category_items.get(c as u32).len())
+                    .map(|(c, _)| {
+                        self.items
+                            .category_items
+                            .get(crate::narrow::u32_from(c))
+                            .len()
+                    })
                     .sum::<usize>()
             });
         let tag_len = by_tag.map_or(usize::MAX, |l| l.len());
@@ -329,7 +334,7 @@ impl<'a> Compiled<'a> {
             .flat_map(|(c, _)| {
                 self.items
                     .category_items
-                    .get(c as u32)
+                    .get(crate::narrow::u32_from(c))
                     .iter()
                     .map(|v| v.to_native())
             })

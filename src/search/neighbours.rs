@@ -47,7 +47,8 @@ pub(crate) fn build(
                     break;
                 }
                 let end = (first + CLAIM).min(slots);
-                let lists: Vec<Vec<Hit>> = (first as u32..end as u32)
+                let lists: Vec<Vec<Hit>> = (crate::narrow::u32_from(first)
+                    ..crate::narrow::u32_from(end))
                     .map(|id| list_for(seg, id, per_item))
                     .collect();
                 bar.add((end - first) as u64);
@@ -63,7 +64,7 @@ pub(crate) fn build(
     chunks.sort_unstable_by_key(|c| c.0);
     let mut data = NeighbourData {
         generation: seg.generation(),
-        per_item: per_item as u32,
+        per_item: crate::narrow::u32_from(per_item),
         offsets: Vec::with_capacity(slots + 1),
         ids: Vec::new(),
         scores: Vec::new(),

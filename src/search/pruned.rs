@@ -292,8 +292,8 @@ impl Search<'_, '_> {
                 break;
             }
             for w in first..(first + WINDOWS_PER_CLAIM).min(windows) {
-                let lo = (w * window) as u32;
-                let hi = lo.saturating_add(window as u32);
+                let lo = crate::narrow::u32_from(w * window);
+                let hi = lo.saturating_add(crate::narrow::u32_from(window));
                 self.window(lo, hi, &mut cursors, &mut scratch, floor);
             }
         }
@@ -313,7 +313,7 @@ impl Search<'_, '_> {
 
         // 1. Bounds for this window, and what reading each list here costs.
         let slots = self.items.slots().max(1);
-        let len = (hi.min(slots as u32).max(lo) - lo) as usize;
+        let len = (hi.min(crate::narrow::u32_from(slots)).max(lo) - lo) as usize;
         let sweepable = self.sweep_bound(lo, len).is_some();
         for c in cursors.iter_mut() {
             c.bound_window(sim, lo, hi, self.scorer.q_l1);
@@ -467,7 +467,7 @@ impl Search<'_, '_> {
                     let l = word * 64 + bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     let acc = std::mem::take(&mut sc.acc[l]);
-                    let id = lo + l as u32;
+                    let id = lo + crate::narrow::u32_from(l);
                     let cand = self.candidate(id, acc, (ne_sum, ne_raw), theta, cursors, &sc.ne);
                     if let Some(s) = cand {
                         sc.work.scored += 1;

@@ -22,7 +22,7 @@ pub(crate) fn all_segment(
 ) -> u64 {
     ids(
         snap,
-        0..snap.seg().items.slots() as u32,
+        0..crate::narrow::u32_from(snap.seg().items.slots()),
         scorer,
         filter,
         top,

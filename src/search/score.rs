@@ -41,7 +41,7 @@ pub enum Weighting {
 /// BM25's idf, never negative.
 pub(crate) fn idf(n: u64, df: usize) -> f32 {
     let (n, df) = (n as f64, df as f64);
-    (1.0 + (n - df + 0.5).max(0.0) / (df + 0.5)).ln() as f32
+    crate::narrow::f32_from((1.0 + (n - df + 0.5).max(0.0) / (df + 0.5)).ln())
 }
 
 /// One query tag, prepared for scoring.

@@ -21,7 +21,7 @@ impl DictBuilder {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
-        let id = self.len() as u32;
+        let id = crate::narrow::u32_from(self.len());
         self.bytes.extend_from_slice(s.as_bytes());
         self.offsets.push(self.bytes.len() as u64);
         if index {
@@ -42,10 +42,11 @@ impl DictBuilder {
             let mask = cap - 1;
             for &id in &self.indexed {
                 let (a, b) = (
-                    self.offsets[id as usize] as usize,
-                    self.offsets[id as usize + 1] as usize,
+                    crate::narrow::usize_from(self.offsets[id as usize]),
+                    crate::narrow::usize_from(self.offsets[id as usize + 1]),
                 );
-                let mut pos = xxhash_rust::xxh3::xxh3_64(&self.bytes[a..b]) as usize & mask;
+                let mut pos =
+                    crate::narrow::usize_from(xxhash_rust::xxh3::xxh3_64(&self.bytes[a..b])) & mask;
                 while slots[pos] != NONE {
                     pos = (pos + 1) & mask;
                 }
@@ -98,10 +99,12 @@ impl ForwardBuilder {
 /// go through the same function, so a record scores bit-for-bit the same before and after a
 /// rebuild moves it into a segment.
 pub fn l2_norm(weights: impl Iterator<Item = f32>) -> f32 {
-    weights
-        .map(|w| f64::from(w) * f64::from(w))
-        .sum::<f64>()
-        .sqrt() as f32
+    crate::narrow::f32_from(
+        weights
+            .map(|w| f64::from(w) * f64::from(w))
+            .sum::<f64>()
+            .sqrt(),
+    )
 }
 
 fn set_bit(bits: &mut Vec<u64>, i: usize) {

@@ -128,7 +128,8 @@ impl Mapped {
         let len = file
             .metadata()
             .map_err(|e| Error::io("reading segment size", path, e))?
-            .len() as usize;
+            .len();
+        let len = crate::narrow::usize_from(len);
         if len < FOOTER_LEN {
             return Err(bad(format!(
                 "file is {len} bytes, shorter than the {FOOTER_LEN}-byte footer (truncated)"

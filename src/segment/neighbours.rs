@@ -125,7 +125,7 @@ impl Neighbours {
         let (Some(a), Some(b)) = (d.offsets.get(i), d.offsets.get(i + 1)) else {
             return (&[], &[]);
         };
-        let r = a.to_native() as usize..b.to_native() as usize;
+        let r = crate::narrow::usize_from(a.to_native())..crate::narrow::usize_from(b.to_native());
         match (d.ids.get(r.clone()), d.scores.get(r)) {
             (Some(ids), Some(scores)) => (ids, scores),
             _ => (&[], &[]),

@@ -26,20 +26,20 @@ pub(crate) fn build(forward: &Forward, tags: usize) -> Postings {
         sum += c;
     }
     offsets.push(sum);
-    let total = sum as usize;
+    let total = crate::narrow::usize_from(sum);
     let mut items = vec![0u32; total];
     let mut weights = vec![0f32; total];
     let mut fill: Vec<u64> = offsets[..tags].to_vec();
     for row in 0..forward.norms.len() {
         let (a, b) = (
-            forward.offsets[row] as usize,
-            forward.offsets[row + 1] as usize,
+            crate::narrow::usize_from(forward.offsets[row]),
+            crate::narrow::usize_from(forward.offsets[row + 1]),
         );
         for j in a..b {
             let t = forward.tag_ids[j] as usize;
             if t < tags {
-                let at = fill[t] as usize;
-                items[at] = row as u32;
+                let at = crate::narrow::usize_from(fill[t]);
+                items[at] = crate::narrow::u32_from(row);
                 weights[at] = forward.weights[j];
                 fill[t] += 1;
             }
@@ -52,7 +52,10 @@ pub(crate) fn build(forward: &Forward, tags: usize) -> Postings {
     let mut block_max_cos = Vec::new();
     for t in 0..tags {
         block_offsets.push(block_last.len() as u64);
-        let (a, b) = (offsets[t] as usize, offsets[t + 1] as usize);
+        let (a, b) = (
+            crate::narrow::usize_from(offsets[t]),
+            crate::narrow::usize_from(offsets[t + 1]),
+        );
         for start in (a..b).step_by(BLOCK_LEN) {
             let end = (start + BLOCK_LEN).min(b);
             let mut m = 0f32;
@@ -77,7 +80,7 @@ pub(crate) fn build(forward: &Forward, tags: usize) -> Postings {
     let mut column_scale = Vec::new();
     let mut columns = Vec::new();
     for t in 0..tags {
-        let list = offsets[t] as usize..offsets[t + 1] as usize;
+        let list = crate::narrow::usize_from(offsets[t])..crate::narrow::usize_from(offsets[t + 1]);
         if list.is_empty() || list.len() * COLUMN_DENSITY < slots {
             continue;
         }
@@ -97,7 +100,7 @@ pub(crate) fn build(forward: &Forward, tags: usize) -> Postings {
             columns.truncate(base);
             continue;
         }
-        column_of[t] = column_scale.len() as u32;
+        column_of[t] = crate::narrow::u32_from(column_scale.len());
         column_scale.push(scale);
     }
     Postings {
@@ -135,6 +138,10 @@ fn column_step(weights: &[f32]) -> Option<f32> {
 /// `None` if 255 steps are not enough (then the list gets no column).
 fn quantise_up(w: f32, scale: f32) -> Option<u8> {
     let want = w * (1.0 + QUANT_HEADROOM);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "clamped to [1, 255] just before"
+    )]
     let mut q = (want / scale).ceil().clamp(1.0, 255.0) as u8;
     while q < 255 && f32::from(q) * scale < want {
         q += 1;
@@ -160,11 +167,11 @@ pub(crate) fn group_by(keys: &[u32], live: &[u64], groups: usize) -> IdLists {
         sum += c;
     }
     offsets.push(sum);
-    let mut ids = vec![0u32; sum as usize];
+    let mut ids = vec![0u32; crate::narrow::usize_from(sum)];
     let mut fill = offsets[..groups].to_vec();
     for (i, &k) in keys.iter().enumerate() {
         if is_live(i) && (k as usize) < groups {
-            ids[fill[k as usize] as usize] = i as u32;
+            ids[crate::narrow::usize_from(fill[k as usize])] = crate::narrow::u32_from(i);
             fill[k as usize] += 1;
         }
     }
@@ -172,8 +179,8 @@ pub(crate) fn group_by(keys: &[u32], live: &[u64], groups: usize) -> IdLists {
 }
 
 fn range(offsets: &[u64_le], i: usize) -> Option<std::ops::Range<usize>> {
-    let a = offsets.get(i)?.to_native() as usize;
-    let b = offsets.get(i + 1)?.to_native() as usize;
+    let a = crate::narrow::usize_from(offsets.get(i)?.to_native());
+    let b = crate::narrow::usize_from(offsets.get(i + 1)?.to_native());
     (a <= b).then_some(a..b)
 }
 

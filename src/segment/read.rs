@@ -12,8 +12,8 @@ use super::format::{
 };
 
 fn range(offsets: &[u64_le], i: usize) -> Option<std::ops::Range<usize>> {
-    let a = offsets.get(i)?.to_native() as usize;
-    let b = offsets.get(i + 1)?.to_native() as usize;
+    let a = crate::narrow::usize_from(offsets.get(i)?.to_native());
+    let b = crate::narrow::usize_from(offsets.get(i + 1)?.to_native());
     (a <= b).then_some(a..b)
 }
 
@@ -51,7 +51,7 @@ impl ArchivedDictionary {
             return None;
         }
         let mask = slots.len() - 1;
-        let mut pos = xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as usize & mask;
+        let mut pos = crate::narrow::usize_from(xxhash_rust::xxh3::xxh3_64(name.as_bytes())) & mask;
         // Bounded probe: a damaged table without empty slots must not loop forever.
         for _ in 0..slots.len() {
             let id = slots[pos].to_native();

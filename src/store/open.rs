@@ -49,8 +49,7 @@ fn store_id(tree: &crate::durable::Db) -> Result<u32> {
             .map_or(0, |d| d.as_nanos()),
     );
     // The low half of a random 64-bit hash is as random as the whole.
-    let id = (h.finish() & u64::from(u32::MAX)) as u32;
-    let id = id.max(1);
+    let id = u32::try_from(h.finish() >> 32).unwrap_or(1).max(1);
     tree.insert(codec::META_STORE_ID, id.to_be_bytes())?;
     tree.flush()?;
     Ok(id)
