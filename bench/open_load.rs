@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use recostore::codec::{self, StoredItem};
+use recostore::internals::codec::{self, StoredItem};
 use recostore::{Config, Item, SegmentVerify, Store};
 
 const VOCAB: usize = 100_000;
@@ -60,7 +60,7 @@ fn child(mode: &str, path: &Path) {
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "seg"))
                 .expect("a segment file");
-            let seg = recostore::segment::Segment::open(&file, SegmentVerify::Structure)
+            let seg = recostore::internals::segment::Segment::open(&file, SegmentVerify::Structure)
                 .expect("segment");
             let ms = t.elapsed().as_secs_f64() * 1e3;
             let after = rss_kib();

@@ -24,7 +24,7 @@ mod plugin_support;
 use a9_match::A9Match;
 use recostore::plugin::version::Input;
 use recostore::plugin::{Context, Feature as HostFeature};
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Config, Event, Item, PluginLimits, Store};
 use recostore_plugin_sdk::{Candidates, Feature, Strategy};
 

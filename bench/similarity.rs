@@ -96,7 +96,7 @@ fn profile_queries(n: usize, rng: &mut ChaCha8Rng) -> Vec<Query> {
 fn dump_for_peer(store: &Store, queries: &[Vec<(u32, f32)>], dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let snap = store.snapshot();
-    let f = &snap.seg().items.forward;
+    let f = &recostore::internals::segment_data(&snap).items.forward;
     let rows = f.rows();
     let write_csr = |prefix: &str, rows: &mut dyn Iterator<Item = Vec<(u32, f32)>>| {
         let (mut indptr, mut idx, mut val) = (vec![0u64], Vec::new(), Vec::new());
@@ -217,7 +217,10 @@ fn generated(n: usize) {
         .iter()
         .map(|&i| {
             let id = snap.item_id(&items[i].id).expect("id");
-            snap.seg().items.forward.row_vec(id)
+            recostore::internals::segment_data(&snap)
+                .items
+                .forward
+                .row_vec(id)
         })
         .collect();
     let peer_dir = PathBuf::from("target/bench-data/peer-similar");

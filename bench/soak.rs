@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recostore::plugin::Variant;
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Config, Store};
 
 mod traffic;
@@ -245,7 +245,7 @@ fn main() {
             lat.sort();
             println!(
                 "minute {minute} {:.0} {:.1} {} {} {:.3} {:.3} {}",
-                recostore::metrics::resident_bytes().unwrap_or(0) as f64 / 1048576.0,
+                recostore::internals::resident_bytes().unwrap_or(0) as f64 / 1048576.0,
                 dir_bytes(dir.path()) as f64 / 1048576.0,
                 events.load(Ordering::Relaxed),
                 lat.len(),

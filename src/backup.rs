@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::segment;
-use crate::store::Store;
 
 /// What a backup wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,164 +67,166 @@ fn sync(path: &Path) -> Result<()> {
         .map_err(|e| Error::io("syncing backup", path, e))
 }
 
-impl Store {
-    /// Copy this store to `to`, a directory that must not exist yet (or be empty), as of one
-    /// instant, while it keeps serving queries. Writes wait for the copy; it reads every
-    /// durable key once, so it takes about as long as a scan of the store.
-    ///
-    /// The copy is built in a hidden directory beside `to`, marked as incomplete
-    /// ([`INCOMPLETE_MARKER`]), synced, and renamed to `to` only when whole: a backup
-    /// interrupted at any moment leaves no directory at `to`, and its leftover refuses to open
-    /// as a store. Of several backups to one new path at once, one wins and the others fail.
-    /// A path inside the live store (however spelled: `..`, symlinks) is refused.
-    pub fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport> {
-        use std::io::ErrorKind;
-        let to = to.as_ref();
-        let occupied = std::fs::read_dir(to).map(|mut d| d.next().is_some());
-        if matches!(occupied, Ok(true)) {
-            return Err(refused(
-                to,
-                ErrorKind::AlreadyExists,
-                "the directory is not empty; give a new path so no backup is overwritten",
-            ));
-        }
-        let real_to = resolved(to)?;
-        let real_store = resolved(self.dir())?;
-        if real_to.starts_with(&real_store) || real_store.starts_with(&real_to) {
-            return Err(refused(
-                to,
-                ErrorKind::InvalidInput,
-                "the path is inside the live store directory (or holds it); choose a path \
-                 outside it",
-            ));
-        }
-        let (Some(parent), Some(name)) = (real_to.parent(), real_to.file_name()) else {
-            return Err(refused(
-                to,
-                ErrorKind::InvalidInput,
-                "the path names no directory",
-            ));
-        };
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io("creating backup parent directory", parent, e))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let work = parent.join(format!(
-            ".{}.partial-{}-{nanos}",
-            name.to_string_lossy(),
-            std::process::id()
+/// Back up the store in `store_dir` to `to` (see [`crate::Store::backup`]): check the path,
+/// have `copy` fill a hidden work directory beside it (marked incomplete, see [`prepare`]),
+/// then sync it and rename it into place.
+pub(crate) fn run(
+    store_dir: &Path,
+    to: &Path,
+    copy: impl FnOnce(&Path) -> Result<BackupReport>,
+) -> Result<BackupReport> {
+    use std::io::ErrorKind;
+    let occupied = std::fs::read_dir(to).map(|mut d| d.next().is_some());
+    if matches!(occupied, Ok(true)) {
+        return Err(refused(
+            to,
+            ErrorKind::AlreadyExists,
+            "the directory is not empty; give a new path so no backup is overwritten",
         ));
-        let result = self.backup_into(&work).and_then(|report| {
-            std::fs::remove_file(work.join(INCOMPLETE_MARKER))
-                .map_err(|e| Error::io("finishing backup", &work, e))?;
-            sync(&work)?;
-            // rename(2) replaces an empty directory and fails on a non-empty one: of racing
-            // backups to one path, exactly one lands.
-            std::fs::rename(&work, &real_to).map_err(|e| {
-                let why = if to.exists() {
-                    std::io::Error::new(
-                        ErrorKind::AlreadyExists,
-                        "another backup reached this path first; give a new path",
-                    )
-                } else {
-                    e
-                };
-                Error::io("backing up to", to, why)
-            })?;
-            sync(parent)?;
-            Ok(BackupReport {
-                path: to.to_path_buf(),
-                ..report
-            })
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&work);
-        }
-        result
     }
-
-    /// The copy itself, into the new directory `work`, marked incomplete.
-    fn backup_into(&self, work: &Path) -> Result<BackupReport> {
-        // The marker goes in before anything else: until it is there the directory is empty
-        // (which opens as a new, empty store, never as a partial copy of this one).
-        std::fs::create_dir(work).map_err(|e| Error::io("creating backup directory", work, e))?;
-        let marker = work.join(INCOMPLETE_MARKER);
-        std::fs::write(
-            &marker,
-            b"an interrupted recostore backup: delete this directory\n",
-        )
-        .map_err(|e| Error::io("creating backup directory", &marker, e))?;
-        sync(work)?;
-        let seg_to = work.join("segments");
-        std::fs::create_dir_all(&seg_to)
-            .map_err(|e| Error::io("creating backup directory", &seg_to, e))?;
-        let plugins = self.plugins();
-        plugins.hold_writes(|| self.copy_paused(work, &seg_to))
+    let real_to = resolved(to)?;
+    let real_store = resolved(store_dir)?;
+    if real_to.starts_with(&real_store) || real_store.starts_with(&real_to) {
+        return Err(refused(
+            to,
+            ErrorKind::InvalidInput,
+            "the path is inside the live store directory (or holds it); choose a path \
+                 outside it",
+        ));
     }
+    let (Some(parent), Some(name)) = (real_to.parent(), real_to.file_name()) else {
+        return Err(refused(
+            to,
+            ErrorKind::InvalidInput,
+            "the path names no directory",
+        ));
+    };
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::io("creating backup parent directory", parent, e))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let work = parent.join(format!(
+        ".{}.partial-{}-{nanos}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = copy(&work).and_then(|report| {
+        std::fs::remove_file(work.join(INCOMPLETE_MARKER))
+            .map_err(|e| Error::io("finishing backup", &work, e))?;
+        sync(&work)?;
+        // rename(2) replaces an empty directory and fails on a non-empty one: of racing
+        // backups to one path, exactly one lands.
+        std::fs::rename(&work, &real_to).map_err(|e| {
+            let why = if to.exists() {
+                std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "another backup reached this path first; give a new path",
+                )
+            } else {
+                e
+            };
+            Error::io("backing up to", to, why)
+        })?;
+        sync(parent)?;
+        Ok(BackupReport {
+            path: to.to_path_buf(),
+            ..report
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
 
-    /// The durable keys, the serving segment and the plugin modules, with writes (and plugin
-    /// changes, held by the caller) waiting.
-    fn copy_paused(&self, work: &Path, seg_to: &Path) -> Result<BackupReport> {
-        let modules_to = work.join(crate::plugin::MODULES_DIR);
-        std::fs::create_dir_all(&modules_to)
-            .map_err(|e| Error::io("creating backup directory", &modules_to, e))?;
-        let modules_from = self.dir().join(crate::plugin::MODULES_DIR);
-        self.paused(|tree, snap, seg_dir| {
-            let copy = crate::durable::open_sled(work, &crate::config::Config::default())?;
-            let mut keys = 0u64;
-            let mut batch = crate::durable::Batch::default();
-            for kv in tree.iter() {
-                let (k, v) = kv?;
-                batch.insert(k, v);
-                keys += 1;
-                if keys.is_multiple_of(10_000) {
-                    copy.apply_batch(std::mem::take(&mut batch))?;
-                }
+/// Create the work directory `work` of a backup, marked incomplete, with its `segments`
+/// directory, which it returns.
+pub(crate) fn prepare(work: &Path) -> Result<PathBuf> {
+    // The marker goes in before anything else: until it is there the directory is empty
+    // (which opens as a new, empty store, never as a partial copy of this one).
+    std::fs::create_dir(work).map_err(|e| Error::io("creating backup directory", work, e))?;
+    let marker = work.join(INCOMPLETE_MARKER);
+    std::fs::write(
+        &marker,
+        b"an interrupted recostore backup: delete this directory\n",
+    )
+    .map_err(|e| Error::io("creating backup directory", &marker, e))?;
+    sync(work)?;
+    let seg_to = work.join("segments");
+    std::fs::create_dir_all(&seg_to)
+        .map_err(|e| Error::io("creating backup directory", &seg_to, e))?;
+    Ok(seg_to)
+}
+
+/// Copy the durable keys of `tree`, `snap`'s segment files from `seg_dir` and the plugin
+/// modules from `modules_from` into the work directory `work` (segments into `seg_to`), with
+/// writes and plugin changes held off by the caller.
+pub(crate) fn copy(
+    tree: &crate::durable::Db,
+    snap: &crate::snapshot::Snapshot,
+    seg_dir: &Path,
+    modules_from: &Path,
+    work: &Path,
+    seg_to: &Path,
+) -> Result<BackupReport> {
+    let modules_to = work.join(crate::plugin::MODULES_DIR);
+    std::fs::create_dir_all(&modules_to)
+        .map_err(|e| Error::io("creating backup directory", &modules_to, e))?;
+    {
+        let copy = crate::durable::open_sled(work, &crate::config::Config::default())?;
+        let mut keys = 0u64;
+        let mut batch = crate::durable::Batch::default();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            batch.insert(k, v);
+            keys += 1;
+            if keys.is_multiple_of(10_000) {
+                copy.apply_batch(std::mem::take(&mut batch))?;
             }
-            copy.apply_batch(batch)?;
-            copy.flush()?;
-            drop(copy);
-            let generation = snap.segment.generation();
-            let mut segment_bytes = 0;
-            if generation > 0 {
-                for name in [
-                    segment::file::file_name(generation),
-                    segment::neighbours::file_name(generation),
-                ] {
-                    let from = seg_dir.join(&name);
-                    if name.ends_with(".nbr") && !from.exists() {
-                        continue;
-                    }
-                    let dest = seg_to.join(&name);
-                    segment_bytes += std::fs::copy(&from, &dest)
-                        .map_err(|e| Error::io("copying segment file", &from, e))?;
+        }
+        copy.apply_batch(batch)?;
+        copy.flush()?;
+        drop(copy);
+        let generation = snap.segment.generation();
+        let mut segment_bytes = 0;
+        if generation > 0 {
+            for name in [
+                segment::file::file_name(generation),
+                segment::neighbours::file_name(generation),
+            ] {
+                let from = seg_dir.join(&name);
+                if name.ends_with(".nbr") && !from.exists() {
+                    continue;
+                }
+                let dest = seg_to.join(&name);
+                segment_bytes += std::fs::copy(&from, &dest)
+                    .map_err(|e| Error::io("copying segment file", &from, e))?;
+                sync(&dest)?;
+            }
+        }
+        sync(seg_to)?;
+        // Every module file: the records just copied name exactly these (the registry
+        // deletes the ones no record names, and its writes are held).
+        if let Ok(entries) = std::fs::read_dir(modules_from) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name.to_string_lossy().ends_with(".wasm") {
+                    let from = entry.path();
+                    let dest = modules_to.join(&name);
+                    std::fs::copy(&from, &dest)
+                        .map_err(|e| Error::io("copying plugin module", &from, e))?;
                     sync(&dest)?;
                 }
             }
-            sync(seg_to)?;
-            // Every module file: the records just copied name exactly these (the registry
-            // deletes the ones no record names, and its writes are held).
-            if let Ok(entries) = std::fs::read_dir(&modules_from) {
-                for entry in entries.flatten() {
-                    let name = entry.file_name();
-                    if name.to_string_lossy().ends_with(".wasm") {
-                        let from = entry.path();
-                        let dest = modules_to.join(&name);
-                        std::fs::copy(&from, &dest)
-                            .map_err(|e| Error::io("copying plugin module", &from, e))?;
-                        sync(&dest)?;
-                    }
-                }
-            }
-            sync(&modules_to)?;
-            tracing::info!(to = %work.display(), keys, generation, "backup written");
-            Ok(BackupReport {
-                path: work.to_path_buf(),
-                keys,
-                generation,
-                segment_bytes,
-            })
+        }
+        sync(&modules_to)?;
+        tracing::info!(to = %work.display(), keys, generation, "backup written");
+        Ok(BackupReport {
+            path: work.to_path_buf(),
+            keys,
+            generation,
+            segment_bytes,
         })
     }
 }

@@ -15,16 +15,26 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, StoredEvent, StoredKind};
 use crate::model::{display_id, User};
 use crate::snapshot::Snapshot;
-use crate::store::Store;
+use crate::view::View;
 use crate::write::Pending;
 
-/// The state of one de-duplicated import run ([`Store::dedup_run`]): where the log stood when
+/// The state of one de-duplicated import run ([`crate::Store::dedup_run`]): where the log stood when
 /// it began, and how many copies of each already-logged event the run has met. It holds an
 /// entry only per event that was logged before the run, so a first import keeps it empty.
 #[derive(Debug, Default)]
 pub struct DedupRun {
     before: u64,
     seen: HashMap<u64, u32>,
+}
+
+impl DedupRun {
+    /// A run that counts the events logged up to sequence number `before`.
+    pub(crate) fn new(before: u64) -> DedupRun {
+        DedupRun {
+            before,
+            seen: HashMap::new(),
+        }
+    }
 }
 
 /// Batches of at least this many events apply the item half of each event on a second thread
@@ -88,7 +98,7 @@ impl Pending<'_> {
     /// batch applies the item half of each event ([`crate::activity::ingest_items`]) on a
     /// second thread while this one resolves names and applies the user half; the state
     /// comes out the same as applying one event after another.
-    fn record_all(&mut self, events: &[Event]) -> Result<()> {
+    pub(crate) fn record_all(&mut self, events: &[Event]) -> Result<()> {
         let cfg = self.config;
         let mut side = self.ingest.take_items();
         let mut steps = Steps::default();
@@ -359,97 +369,7 @@ impl Snapshot {
     }
 }
 
-impl Store {
-    /// Record one event. See [`Store::record_events`].
-    pub fn record_event(&self, event: &Event) -> Result<()> {
-        self.record_events(std::slice::from_ref(event)).map(|_| ())
-    }
-
-    /// Record a batch of events atomically: all or none. Users new to the store are created;
-    /// items must exist. The batch is durable under the store's [`crate::Durability`] like
-    /// any write (group commit: after the next flush). Returns how many were recorded.
-    ///
-    /// Batches are much faster than single events: each user's and item's state is copied
-    /// once per batch, and a batch of 2,048 events or more applies its item statistics and
-    /// co-occurrence on a second thread.
-    pub fn record_events(&self, events: &[Event]) -> Result<usize> {
-        let latest = crate::event::latest_event_time(self.config().future_tolerance_secs);
-        for (i, e) in events.iter().enumerate() {
-            e.validate(i, latest)?;
-        }
-        self.write(|p| p.record_all(events))?;
-        self.plugins().attribute(events);
-        Ok(events.len())
-    }
-
-    /// Start a de-duplicated run of [`Store::record_events_once`] calls (one import).
-    pub fn dedup_run(&self) -> DedupRun {
-        DedupRun {
-            before: self.snapshot().activity.totals().event_seq,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// Like [`Store::record_events`], but skips events the log already held when `run`
-    /// began: the k-th copy of an event in the run is recorded only if the log held fewer than
-    /// k identical events (same user, time, kind, item, session and values) before the run.
-    /// So re-running an import records nothing, and identical events within one run are all
-    /// kept, wherever the batches split them. Returns `(recorded, skipped)`. (Two runs of the
-    /// same events at the same moment can still both record them.)
-    pub fn record_events_once(
-        &self,
-        events: &[Event],
-        run: &mut DedupRun,
-    ) -> Result<(usize, usize)> {
-        let snap = self.snapshot();
-        let mut logs = LoggedBefore::new();
-        let mut fresh = Vec::with_capacity(events.len());
-        for e in events {
-            let before = self.logged_before(&snap, e, run.before, &mut logs)?;
-            let keep = before == 0 || {
-                // Only events already logged are counted, so a first import keeps no state.
-                let key = xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(e).unwrap_or_default());
-                let copy = run.seen.entry(key).or_insert(0);
-                *copy += 1;
-                *copy > before
-            };
-            if keep {
-                fresh.push(e.clone());
-            }
-        }
-        let skipped = events.len() - fresh.len();
-        Ok((self.record_events(&fresh)?, skipped))
-    }
-
-    /// How many events equal to `e` were in `e.user`'s log with sequence number at most
-    /// `before`. Each user's log is read once per call, into `logs`.
-    fn logged_before(
-        &self,
-        snap: &Snapshot,
-        e: &Event,
-        before: u64,
-        logs: &mut LoggedBefore,
-    ) -> Result<u32> {
-        let Some(uid) = snap.user_id(&e.user) else {
-            return Ok(0);
-        };
-        if let std::collections::hash_map::Entry::Vacant(slot) = logs.entry(uid) {
-            let (events, _) = log::user_log(self.tree(), uid, before)?;
-            let mut by_ts: HashMap<u64, Vec<Event>> = HashMap::new();
-            for l in events {
-                by_ts
-                    .entry(l.ts)
-                    .or_default()
-                    .push(public_event(snap, &e.user, l.ts, l.event));
-            }
-            slot.insert(by_ts);
-        }
-        let same_time = logs.get(&uid).and_then(|m| m.get(&e.ts));
-        Ok(same_time.map_or(0, |v| {
-            crate::narrow::u32_from(v.iter().filter(|x| *x == e).count())
-        }))
-    }
-
+impl View {
     /// What behaviour says about user `id`, or `None` if the user does not exist.
     pub fn user_activity(&self, id: &str) -> Option<UserActivity> {
         let snap = self.snapshot();
@@ -551,24 +471,83 @@ impl Store {
         out.sort();
         Ok(out)
     }
+}
 
-    /// User `id`'s recorded events, oldest first (impression items that no longer exist are
-    /// left out). `NotFound` if the user does not exist.
-    pub fn user_events(&self, id: &str) -> Result<Vec<Event>> {
-        let snap = self.snapshot();
-        let not_found = || Error::NotFound {
-            what: "user",
-            id: display_id(id),
+/// How many events equal to `e` were in `e.user`'s log with sequence number at most
+/// `before`. Each user's log is read once per call, into `logs`.
+/// The events of `events` that `run` should record: the k-th copy of an event in the run is
+/// kept only if `tree`'s log held fewer than k identical events before the run (see
+/// [`crate::Store::record_events_once`]).
+pub(crate) fn unlogged(
+    tree: &crate::durable::Db,
+    snap: &Snapshot,
+    events: &[Event],
+    run: &mut DedupRun,
+) -> Result<Vec<Event>> {
+    let mut logs = LoggedBefore::new();
+    let mut fresh = Vec::with_capacity(events.len());
+    for e in events {
+        let before = logged_before(tree, snap, e, run.before, &mut logs)?;
+        let keep = before == 0 || {
+            // Only events already logged are counted, so a first import keeps no state.
+            let key = xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(e).unwrap_or_default());
+            let copy = run.seen.entry(key).or_insert(0);
+            *copy += 1;
+            *copy > before
         };
-        let uid = snap.user_id(id).ok_or_else(not_found)?;
-        snap.user_row(uid).ok_or_else(not_found)?;
-        let (events, _) = log::user_log(self.tree(), uid, u64::MAX)?;
-        let out = events
-            .into_iter()
-            .map(|l| public_event(&snap, id, l.ts, l.event))
-            .collect();
-        Ok(out)
+        if keep {
+            fresh.push(e.clone());
+        }
     }
+    Ok(fresh)
+}
+
+fn logged_before(
+    tree: &crate::durable::Db,
+    snap: &Snapshot,
+    e: &Event,
+    before: u64,
+    logs: &mut LoggedBefore,
+) -> Result<u32> {
+    let Some(uid) = snap.user_id(&e.user) else {
+        return Ok(0);
+    };
+    if let std::collections::hash_map::Entry::Vacant(slot) = logs.entry(uid) {
+        let (events, _) = log::user_log(tree, uid, before)?;
+        let mut by_ts: HashMap<u64, Vec<Event>> = HashMap::new();
+        for l in events {
+            by_ts
+                .entry(l.ts)
+                .or_default()
+                .push(public_event(snap, &e.user, l.ts, l.event));
+        }
+        slot.insert(by_ts);
+    }
+    let same_time = logs.get(&uid).and_then(|m| m.get(&e.ts));
+    Ok(same_time.map_or(0, |v| {
+        crate::narrow::u32_from(v.iter().filter(|x| *x == e).count())
+    }))
+}
+
+/// User `id`'s recorded events, oldest first (impression items that no longer exist are
+/// left out). `NotFound` if the user does not exist.
+pub(crate) fn user_events(
+    snap: &Snapshot,
+    tree: &crate::durable::Db,
+    id: &str,
+) -> Result<Vec<Event>> {
+    let not_found = || Error::NotFound {
+        what: "user",
+        id: display_id(id),
+    };
+    let uid = snap.user_id(id).ok_or_else(not_found)?;
+    snap.user_row(uid).ok_or_else(not_found)?;
+    let (events, _) = log::user_log(tree, uid, u64::MAX)?;
+    let out = events
+        .into_iter()
+        .map(|l| public_event(snap, id, l.ts, l.event))
+        .collect();
+    Ok(out)
 }
 
 /// The public form of a stored event.

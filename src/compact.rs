@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::Store;
 
 /// What a compaction did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,7 +26,8 @@ pub struct CompactReport {
     pub keys: u64,
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
+/// Bytes of the files under `dir`.
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -76,14 +75,17 @@ fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
     ))
 }
 
-impl Store {
-    /// Rewrite the store in `dir` with its live data only (see the module docs). The store
-    /// must not be open elsewhere ([`Error::Locked`] otherwise); it needs free space for one
-    /// more copy of the live data while it runs.
-    pub fn compact(dir: impl AsRef<Path>, config: Config) -> Result<CompactReport> {
-        let dir = dir.as_ref();
-        let bytes_before = dir_bytes(dir);
-        let store = Store::open_with(dir, config)?;
+/// Where a compaction builds the new files, and how it swaps them in.
+pub(crate) struct Plan {
+    /// The store's directory, resolved.
+    real: PathBuf,
+    /// The fresh copy, beside it (after the swap: the old files).
+    pub(crate) fresh: PathBuf,
+}
+
+impl Plan {
+    /// Plan the compaction of the store in `dir`, removing what an interrupted one left.
+    pub(crate) fn new(dir: &Path) -> Result<Plan> {
         let real = dir
             .canonicalize()
             .map_err(|e| Error::io("resolving", dir, e))?;
@@ -103,25 +105,38 @@ impl Store {
             std::fs::remove_dir_all(&fresh)
                 .map_err(|e| Error::io("removing an old compaction leftover", &fresh, e))?;
         }
-        let report = store.backup(&fresh)?;
-        // The store stays open (and locked) across the exchange: no other process can open the
-        // old files and write to what is about to be deleted.
-        let swapped = exchange(&real, &fresh)
-            .map_err(|e| Error::io("swapping in the compacted store", &real, e));
+        Ok(Plan { real, fresh })
+    }
+
+    /// Swap the fresh copy with the store's files, in one atomic exchange. Call it while the
+    /// store is still open (and locked): no other process can then open the old files and
+    /// write to what is about to be deleted.
+    pub(crate) fn exchange(&self) -> Result<()> {
+        exchange(&self.real, &self.fresh)
+            .map_err(|e| Error::io("swapping in the compacted store", &self.real, e))
+    }
+
+    /// After the store was closed: delete the old files (or, if the exchange failed, the
+    /// fresh copy) and report.
+    pub(crate) fn finish(
+        self,
+        swapped: Result<()>,
+        dir: &Path,
+        bytes_before: u64,
+        keys: u64,
+    ) -> Result<CompactReport> {
         if let Err(e) = swapped {
-            drop(store);
-            let _ = std::fs::remove_dir_all(&fresh);
+            let _ = std::fs::remove_dir_all(&self.fresh);
             return Err(e);
         }
-        drop(store);
-        std::fs::remove_dir_all(&fresh)
-            .map_err(|e| Error::io("removing the old store files", &fresh, e))?;
-        tracing::info!(store = %real.display(), before = bytes_before, "store compacted");
+        std::fs::remove_dir_all(&self.fresh)
+            .map_err(|e| Error::io("removing the old store files", &self.fresh, e))?;
+        tracing::info!(store = %self.real.display(), before = bytes_before, "store compacted");
         Ok(CompactReport {
             path: dir.to_path_buf(),
             bytes_before,
             bytes_after: dir_bytes(dir),
-            keys: report.keys,
+            keys,
         })
     }
 }

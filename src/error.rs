@@ -219,3 +219,12 @@ pub(crate) fn display_id(id: &str) -> String {
     }
     format!("{}…({} bytes)", &id[..end], id.len())
 }
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}

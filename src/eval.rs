@@ -222,12 +222,14 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
             delta.put_user(*u, base.seq, Some(Arc::new(row)));
         }
     }
-    let snap = Snapshot {
+    let snap = Arc::new(Snapshot {
         segment: base.segment.clone(),
         delta,
         seq: base.seq,
         activity: ingest.act,
-    };
+    });
+    // The training state, asked through the store's configuration, plugins and kept relations.
+    let view = store.view_of(snap.clone());
     let seconds_replay = started.elapsed().as_secs_f64();
 
     // Ask and score.
@@ -265,7 +267,7 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
             Scenario::ForUser
         };
         let ask = Ask::new(scenario).user(sp.name.clone()).k(k).exclude_seen();
-        let recs = crate::scenario::run(store, &snap, &ask)?.items;
+        let recs = view.recommend(&ask)?;
         let test: HashSet<u32> = sp.test.iter().copied().collect();
         let ids: Vec<u32> = recs.iter().filter_map(|x| snap.item_id(&x.id)).collect();
         let (mut hits, mut dcg, mut ap) = (0usize, 0.0f64, 0.0f64);

@@ -15,10 +15,11 @@ use serde::Serialize;
 
 use crate::activity::log;
 use crate::behaviour::public_event;
+use crate::durable::Db;
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::import::jsonl::{JsonEvent, JsonItem, JsonUser};
-use crate::store::Store;
+use crate::snapshot::Snapshot;
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,72 +96,68 @@ impl Drop for Out {
     }
 }
 
-impl Store {
-    /// Write `items.jsonl`, `users.jsonl` and `events.jsonl` into `dir` (created if needed;
-    /// existing files of those names are replaced). Safe while the store is being written to.
-    pub fn export_jsonl(&self, dir: impl AsRef<Path>) -> Result<ExportSummary> {
-        let started = std::time::Instant::now();
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        let snap = self.snapshot();
-        let last_event = snap.activity.totals().event_seq;
+/// Write `snap`'s items and users, and the events of `tree`'s log that `snap` holds, into
+/// `dir` (see [`crate::Store::export_jsonl`]).
+pub(crate) fn export_jsonl(snap: &Snapshot, tree: &Db, dir: &Path) -> Result<ExportSummary> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let last_event = snap.activity.totals().event_seq;
 
-        let mut out = Out::create(dir, "items.jsonl")?;
-        let mut items = 0;
-        for id in 0..snap.item_id_bound() {
-            if let Some(item) = snap.item_name(id).and_then(|n| snap.item(&n)) {
-                out.line(&JsonItem::from(&item))?;
-                items += 1;
-            }
+    let mut out = Out::create(dir, "items.jsonl")?;
+    let mut items = 0;
+    for id in 0..snap.item_id_bound() {
+        if let Some(item) = snap.item_name(id).and_then(|n| snap.item(&n)) {
+            out.line(&JsonItem::from(&item))?;
+            items += 1;
         }
-        out.finish()?;
-
-        let mut out = Out::create(dir, "users.jsonl")?;
-        let mut users = 0;
-        for id in 0..snap.user_id_bound() {
-            if let Some(user) = snap.user_name(id).and_then(|n| snap.user(&n)) {
-                out.line(&JsonUser::from(&user))?;
-                users += 1;
-            }
-        }
-        out.finish()?;
-
-        // Sorted by (time, user, arrival). The log is chunked per user and write call, so the
-        // events are decoded into memory first (about 60 bytes each).
-        let mut all: Vec<(u64, u32, u64, StoredEvent)> = Vec::new();
-        for kv in self.tree().scan_prefix(log::LOG_PREFIX) {
-            let (k, v) = kv?;
-            let (user, first) = log::parse_key(&k)?;
-            if first > last_event {
-                continue;
-            }
-            let (_, chunk) = log::decode_entry(&k, &v)?;
-            all.extend(
-                chunk
-                    .into_iter()
-                    .filter(|l| l.seq <= last_event)
-                    .map(|l| (l.ts, user, l.seq, l.event)),
-            );
-        }
-        all.sort_unstable_by_key(|e| (e.0, e.1, e.2));
-        let mut out = Out::create(dir, "events.jsonl")?;
-        let mut events = 0;
-        for (ts, user, _, stored) in all {
-            let Some(name) = snap.user_name(user) else {
-                continue; // deleted during the export
-            };
-            out.line(&JsonEvent::from(&public_event(&snap, &name, ts, stored)))?;
-            events += 1;
-        }
-        out.finish()?;
-        let summary = ExportSummary {
-            dir: dir.to_path_buf(),
-            items,
-            users,
-            events,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        tracing::info!(dir = %dir.display(), items, users, events, "exported");
-        Ok(summary)
     }
+    out.finish()?;
+
+    let mut out = Out::create(dir, "users.jsonl")?;
+    let mut users = 0;
+    for id in 0..snap.user_id_bound() {
+        if let Some(user) = snap.user_name(id).and_then(|n| snap.user(&n)) {
+            out.line(&JsonUser::from(&user))?;
+            users += 1;
+        }
+    }
+    out.finish()?;
+
+    // Sorted by (time, user, arrival). The log is chunked per user and write call, so the
+    // events are decoded into memory first (about 60 bytes each).
+    let mut all: Vec<(u64, u32, u64, StoredEvent)> = Vec::new();
+    for kv in tree.scan_prefix(log::LOG_PREFIX) {
+        let (k, v) = kv?;
+        let (user, first) = log::parse_key(&k)?;
+        if first > last_event {
+            continue;
+        }
+        let (_, chunk) = log::decode_entry(&k, &v)?;
+        all.extend(
+            chunk
+                .into_iter()
+                .filter(|l| l.seq <= last_event)
+                .map(|l| (l.ts, user, l.seq, l.event)),
+        );
+    }
+    all.sort_unstable_by_key(|e| (e.0, e.1, e.2));
+    let mut out = Out::create(dir, "events.jsonl")?;
+    let mut events = 0;
+    for (ts, user, _, stored) in all {
+        let Some(name) = snap.user_name(user) else {
+            continue; // deleted during the export
+        };
+        out.line(&JsonEvent::from(&public_event(snap, &name, ts, stored)))?;
+        events += 1;
+    }
+    out.finish()?;
+    let summary = ExportSummary {
+        dir: dir.to_path_buf(),
+        items,
+        users,
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(dir = %dir.display(), items, users, events, "exported");
+    Ok(summary)
 }

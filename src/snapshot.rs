@@ -12,22 +12,25 @@ use crate::model::{Item, User};
 use crate::segment::format::ArchivedSegmentData;
 use crate::segment::Segment;
 
-/// Segment + delta, published atomically as a unit.
+/// A consistent, immutable view of the whole store at one instant: the segment, the writes
+/// since it, and the behaviour state, published atomically as a unit. Get one with
+/// [`crate::Store::snapshot`], hold it for the length of a query (or several that must agree),
+/// and drop it; writes meanwhile publish newer snapshots and never change this one.
 #[derive(Debug)]
 pub struct Snapshot {
     /// The mapped base segment.
-    pub segment: Arc<Segment>,
+    pub(crate) segment: Arc<Segment>,
     /// Writes since the segment.
-    pub delta: Delta,
+    pub(crate) delta: Delta,
     /// Highest write sequence number visible in this snapshot.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Behaviour state: derived user tags, item statistics, co-occurrence.
-    pub activity: Activity,
+    pub(crate) activity: Activity,
 }
 
 /// Where a record's current contents live.
 #[derive(Debug, Clone)]
-pub enum Row<T> {
+pub(crate) enum Row<T> {
     /// In the segment, at this dense id.
     Segment(u32),
     /// In the delta.
@@ -37,11 +40,11 @@ pub enum Row<T> {
 impl Snapshot {
     /// The archived segment root.
     #[inline]
-    pub fn seg(&self) -> &ArchivedSegmentData {
+    pub(crate) fn seg(&self) -> &ArchivedSegmentData {
         self.segment.data()
     }
 
-    /// Dense id for an item name, if the name is known (the item may be deleted; see [`Self::item_row`]).
+    /// Dense id for an item name, if the name is known (the item may be deleted; deleted ones have no row).
     pub fn item_id(&self, name: &str) -> Option<u32> {
         self.delta
             .item_names
@@ -77,7 +80,7 @@ impl Snapshot {
     }
 
     /// Current row of item `id`, or `None` if it does not exist (never did, or deleted).
-    pub fn item_row(&self, id: u32) -> Option<Row<StoredItem>> {
+    pub(crate) fn item_row(&self, id: u32) -> Option<Row<StoredItem>> {
         if self.delta.item_shadow.get(id) {
             return self
                 .delta
@@ -90,7 +93,7 @@ impl Snapshot {
     }
 
     /// Current row of user `id`, or `None`.
-    pub fn user_row(&self, id: u32) -> Option<Row<StoredUser>> {
+    pub(crate) fn user_row(&self, id: u32) -> Option<Row<StoredUser>> {
         if self.delta.user_shadow.get(id) {
             return self
                 .delta
@@ -119,7 +122,7 @@ impl Snapshot {
     }
 
     /// Item `id` as an owned [`StoredItem`] (the rebuild reads rows through this).
-    pub fn stored_item(&self, id: u32) -> Option<StoredItem> {
+    pub(crate) fn stored_item(&self, id: u32) -> Option<StoredItem> {
         match self.item_row(id)? {
             Row::Delta(r) => Some((*r).clone()),
             Row::Segment(i) => {
@@ -139,7 +142,7 @@ impl Snapshot {
     }
 
     /// User `id` as an owned [`StoredUser`].
-    pub fn stored_user(&self, id: u32) -> Option<StoredUser> {
+    pub(crate) fn stored_user(&self, id: u32) -> Option<StoredUser> {
         match self.user_row(id)? {
             Row::Delta(r) => Some((*r).clone()),
             Row::Segment(i) => {

@@ -3,7 +3,10 @@
 
 #[cfg(test)]
 mod crash_tests;
+mod events;
+mod maintenance;
 pub(crate) mod open;
+mod read;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,8 +22,8 @@ use crate::config::{Config, Durability};
 use crate::error::Result;
 use crate::model::{self, Item, User};
 use crate::rebuild;
-use crate::single_flight::Derived;
 use crate::snapshot::Snapshot;
+use crate::view::View;
 use crate::write::{Carried, Counters, Pending};
 
 /// An open recommendation store. Cheap to share: it is `Send + Sync`; put it in an `Arc` and
@@ -55,7 +58,6 @@ pub(crate) struct Inner {
     handles: AtomicUsize,
     dir: PathBuf,
     seg_dir: PathBuf,
-    config: Config,
     /// This store's id, written into every segment and neighbour file it publishes
     /// ([`crate::segment::format::Footer::store`]).
     store_tag: u32,
@@ -66,12 +68,9 @@ pub(crate) struct Inner {
     rebuild_lock: Mutex<()>,
     rebuild_running: AtomicBool,
     rebuild_thread: Mutex<Option<JoinHandle<()>>>,
-    plugins: crate::plugin::Plugins,
-    latency: crate::metrics::Histogram,
-    /// The profiles `users_like` scans, kept between queries (see `scenario::user_matrix`).
-    users_matrix: Derived<crate::scenario::user_matrix::UserMatrix>,
-    /// The liked-by-the-same-people relation, kept between `for-user` queries.
-    history: Derived<crate::scenario::history::History>,
+    /// What every view of this store shares: configuration, plugins, latency, the derived
+    /// relations scenarios keep.
+    shared: Arc<crate::view::Shared>,
 }
 
 /// What the writer lock guards: the id and sequence counters, and what event batches have
@@ -141,19 +140,30 @@ impl Store {
 
     /// The configuration it was opened with.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.inner.shared.config
     }
 
     /// The ranking plugins of this store: load, swap, roll back and route them to slots
     /// while it serves. See [`crate::plugin`].
     pub fn plugins(&self) -> &crate::plugin::Plugins {
-        &self.inner.plugins
+        &self.inner.shared.plugins
     }
 
     /// The current snapshot. Hold it for the length of one query; a newer one may be published
     /// meanwhile and this one stays valid.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.inner.snapshot.load_full()
+    }
+
+    /// The store as it is now, for reading: every query runs on a [`View`]. Lock-free.
+    pub fn view(&self) -> View {
+        View::new(self.snapshot(), self.inner.shared.clone())
+    }
+
+    /// A view of `snap` (an older or a derived snapshot of this store) with this store's
+    /// configuration, plugins and kept relations.
+    pub(crate) fn view_of(&self, snap: Arc<Snapshot>) -> View {
+        View::new(snap, self.inner.shared.clone())
     }
 
     /// Insert or replace one item.
@@ -163,7 +173,7 @@ impl Store {
 
     /// Insert or replace many items in one atomic batch: either all are stored or none.
     pub fn upsert_items(&self, items: &[Item]) -> Result<()> {
-        let max = self.inner.config.max_tags_per_record;
+        let max = self.inner.shared.config.max_tags_per_record;
         let tags = items
             .iter()
             .map(|i| model::validate_item(i, max))
@@ -183,7 +193,7 @@ impl Store {
 
     /// Insert or replace many users in one atomic batch.
     pub fn upsert_users(&self, users: &[User]) -> Result<()> {
-        let max = self.inner.config.max_tags_per_record;
+        let max = self.inner.shared.config.max_tags_per_record;
         let tags = users
             .iter()
             .map(|u| model::validate_user(u, max))
@@ -288,6 +298,7 @@ impl Store {
         let changed = self.inner.write(stage)?;
         if self
             .inner
+            .shared
             .config
             .rebuild_threshold
             .is_some_and(|t| changed >= t)
@@ -347,7 +358,7 @@ impl Store {
 
     /// How many queries and scenario answers this handle served, and how fast (since open).
     pub fn latency_stats(&self) -> crate::metrics::Latency {
-        self.inner.latency.latency()
+        self.inner.shared.latency.latency()
     }
 
     /// Run `f` with writes and rebuilds held off, after a flush: the durable records, the
@@ -365,18 +376,6 @@ impl Store {
         self.inner.tree.flush()?;
         let snap = self.inner.snapshot.load_full();
         f(&self.inner.tree, &snap, &self.inner.seg_dir)
-    }
-
-    pub(crate) fn users_matrix_slot(&self) -> &Derived<crate::scenario::user_matrix::UserMatrix> {
-        &self.inner.users_matrix
-    }
-
-    pub(crate) fn history_slot(&self) -> &Derived<crate::scenario::history::History> {
-        &self.inner.history
-    }
-
-    pub(crate) fn latency(&self) -> &crate::metrics::Histogram {
-        &self.inner.latency
     }
 
     /// This store's id (see [`crate::segment::format::Footer::store`]).
@@ -400,7 +399,7 @@ impl Inner {
             let base = inner.snapshot.load_full();
             let w = &mut *writer;
             w.background.reap(&mut w.unsaved);
-            let mut p = Pending::new(&base, w.counters, &inner.config);
+            let mut p = Pending::new(&base, w.counters, &inner.shared.config);
             p.carried = std::mem::take(&mut w.carried);
             stage(&mut p)?;
             if p.must_checkpoint() {
@@ -438,7 +437,7 @@ impl Inner {
                 seq: next.seq,
                 activity,
             }));
-            if inner.config.durability == Durability::Immediate {
+            if inner.shared.config.durability == Durability::Immediate {
                 inner.tree.flush()?;
             }
             changed
@@ -467,7 +466,7 @@ impl Inner {
         let base = self.snapshot.load_full();
         let generation = base.segment.generation() + 1;
         let data = rebuild::from_snapshot(&base, generation);
-        let seg = rebuild::publish(&self.seg_dir, &data, &self.config, self.store_tag);
+        let seg = rebuild::publish(&self.seg_dir, &data, &self.shared.config, self.store_tag);
         drop(data);
         let seg = Arc::new(seg?);
         let tag_slots = crate::narrow::u32_from(seg.data().tags.len());

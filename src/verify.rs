@@ -15,8 +15,9 @@ use serde::Serialize;
 
 use crate::activity::log;
 use crate::codec::{self, StoredItem, StoredUser};
+use crate::durable::Db;
 use crate::error::Result;
-use crate::store::Store;
+use crate::snapshot::Snapshot;
 
 /// Problems listed one by one in a report; beyond this only the count grows.
 const LISTED: usize = 20;
@@ -74,137 +75,136 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-impl Store {
-    /// Check the whole store: the segment's checksum and its binding to this store, every
-    /// durable key (read through sled's own checksums), every record against what queries
-    /// serve, and every user's event log against their behaviour state. Returns what it
-    /// found; `Err` only when the check itself could not run. Writes wait while it runs; it
-    /// costs about a full read of the store (seconds at 1M items).
-    pub fn verify_deep(&self) -> Result<VerifyReport> {
-        let mut r = VerifyReport {
-            db_bytes: dir_bytes(&self.dir().join("db")),
-            ..VerifyReport::default()
-        };
-        let store_tag = self.store_tag();
-        self.paused(|tree, snap, _| {
-            r.generation = snap.segment.generation();
-            if let Err(e) = snap.segment.verify_checksum() {
-                r.problem(format!("segment: {e}"));
-            }
-            match snap.segment.store_tag() {
-                0 => r.notes.push(
-                    "the segment was written before stores had ids, so nothing binds it to \
+/// The deep check of a store (see [`crate::Store::verify_deep`]) over its durable records
+/// `tree` (whose files are in `db_dir`) and the snapshot `snap`, with writes held off by the
+/// caller.
+pub(crate) fn deep(
+    db_dir: &Path,
+    store_tag: u32,
+    tree: &Db,
+    snap: &Snapshot,
+) -> Result<VerifyReport> {
+    let mut r = VerifyReport {
+        db_bytes: dir_bytes(db_dir),
+        ..VerifyReport::default()
+    };
+    {
+        r.generation = snap.segment.generation();
+        if let Err(e) = snap.segment.verify_checksum() {
+            r.problem(format!("segment: {e}"));
+        }
+        match snap.segment.store_tag() {
+            0 => r.notes.push(
+                "the segment was written before stores had ids, so nothing binds it to \
                      this store; `recostore rebuild` writes a bound one"
-                        .into(),
-                ),
-                t if t != store_tag => r.problem(format!(
-                    "the segment belongs to another store (id {t:08x}, this store {store_tag:08x})"
-                )),
-                _ => {}
-            }
-            let mut logged: HashMap<u32, u64> = HashMap::new();
-            let (mut items, mut users) = (0u64, 0u64);
-            // sled 0.34 can panic on a damaged page instead of returning an error: that is
-            // damage found, not a failed check.
-            let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                for kv in tree.iter() {
-                    let (k, v) = match kv {
-                        Ok(kv) => kv,
-                        Err(e) => {
-                            r.problem(format!(
-                                "sled could not read past key {} of the durable store: {e}",
-                                r.keys
-                            ));
-                            break;
-                        }
-                    };
-                    r.keys += 1;
-                    r.live_bytes += (k.len() + v.len()) as u64;
-                    match k.first() {
-                        Some(b'I') | Some(b'U') => {
-                            r.records += 1;
-                            let id = match codec::record_key_id(&k) {
-                                Ok(id) => id,
-                                Err(e) => {
-                                    r.problem(e.to_string());
-                                    continue;
-                                }
-                            };
-                            let same = if k[0] == b'I' {
-                                items += 1;
-                                codec::decode::<StoredItem>(&k, &v)
-                                    .map(|rec| snap.stored_item(id).as_ref() == Some(&rec))
-                            } else {
-                                users += 1;
-                                codec::decode::<StoredUser>(&k, &v)
-                                    .map(|rec| snap.stored_user(id).as_ref() == Some(&rec))
-                            };
-                            match same {
-                                Ok(true) => {}
-                                Ok(false) => r.problem(format!(
-                                    "{} record {id} differs from what queries serve (segment {}); \
-                                     `recostore rebuild` writes the segment again from the records",
-                                    if k[0] == b'I' { "item" } else { "user" },
-                                    r.generation
-                                )),
-                                Err(e) => r.problem(e.to_string()),
-                            }
-                        }
-                        Some(b'T') if std::str::from_utf8(&v).is_err() => {
-                            r.problem(format!("tag name under {k:?} is not UTF-8"));
-                        }
-                        Some(&p) if p == log::LOG_PREFIX[0] => match log::decode_entry(&k, &v) {
-                            Ok((user, events)) => {
-                                r.events += events.len() as u64;
-                                *logged.entry(user).or_default() += events.len() as u64;
-                            }
-                            Err(e) => r.problem(e.to_string()),
-                        },
-                        _ => {}
+                    .into(),
+            ),
+            t if t != store_tag => r.problem(format!(
+                "the segment belongs to another store (id {t:08x}, this store {store_tag:08x})"
+            )),
+            _ => {}
+        }
+        let mut logged: HashMap<u32, u64> = HashMap::new();
+        let (mut items, mut users) = (0u64, 0u64);
+        // sled 0.34 can panic on a damaged page instead of returning an error: that is
+        // damage found, not a failed check.
+        let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for kv in tree.iter() {
+                let (k, v) = match kv {
+                    Ok(kv) => kv,
+                    Err(e) => {
+                        r.problem(format!(
+                            "sled could not read past key {} of the durable store: {e}",
+                            r.keys
+                        ));
+                        break;
                     }
+                };
+                r.keys += 1;
+                r.live_bytes += (k.len() + v.len()) as u64;
+                match k.first() {
+                    Some(b'I') | Some(b'U') => {
+                        r.records += 1;
+                        let id = match codec::record_key_id(&k) {
+                            Ok(id) => id,
+                            Err(e) => {
+                                r.problem(e.to_string());
+                                continue;
+                            }
+                        };
+                        let same = if k[0] == b'I' {
+                            items += 1;
+                            codec::decode::<StoredItem>(&k, &v)
+                                .map(|rec| snap.stored_item(id).as_ref() == Some(&rec))
+                        } else {
+                            users += 1;
+                            codec::decode::<StoredUser>(&k, &v)
+                                .map(|rec| snap.stored_user(id).as_ref() == Some(&rec))
+                        };
+                        match same {
+                            Ok(true) => {}
+                            Ok(false) => r.problem(format!(
+                                "{} record {id} differs from what queries serve (segment {}); \
+                                     `recostore rebuild` writes the segment again from the records",
+                                if k[0] == b'I' { "item" } else { "user" },
+                                r.generation
+                            )),
+                            Err(e) => r.problem(e.to_string()),
+                        }
+                    }
+                    Some(b'T') if std::str::from_utf8(&v).is_err() => {
+                        r.problem(format!("tag name under {k:?} is not UTF-8"));
+                    }
+                    Some(&p) if p == log::LOG_PREFIX[0] => match log::decode_entry(&k, &v) {
+                        Ok((user, events)) => {
+                            r.events += events.len() as u64;
+                            *logged.entry(user).or_default() += events.len() as u64;
+                        }
+                        Err(e) => r.problem(e.to_string()),
+                    },
+                    _ => {}
                 }
-            }));
-            if let Err(panic) = scanned {
-                r.problem(format!(
-                    "sled failed reading its files after key {}: {}",
-                    r.keys,
-                    crate::store::open::panic_text(&panic)
-                ));
             }
-            let served = (snap.live_items() as u64, snap.live_users() as u64);
-            if served != (items, users) {
-                r.problem(format!(
-                    "queries serve {} items and {} users, the durable records hold {items} and \
-                     {users}; `recostore rebuild` writes the segment again from the records",
-                    served.0, served.1
-                ));
-            }
-            let act = &snap.activity;
-            for (&user, &n) in &logged {
-                let state = act.user(user).map_or(0, |u| u.events);
-                if state != n {
-                    r.problem(format!(
-                        "user {} has {n} logged events but behaviour state counts {state}",
-                        snap.user_name(user).unwrap_or_else(|| format!("#{user}"))
-                    ));
-                }
-            }
-            if act.totals().events != r.events {
-                r.problem(format!(
-                    "the event log holds {} events, the behaviour totals count {}",
-                    r.events,
-                    act.totals().events
-                ));
-            }
-            Ok(())
-        })?;
-        if r.db_bytes > 4 * r.live_bytes.max(1 << 20) {
-            r.notes.push(format!(
-                "sled's files take {} bytes for {} bytes of live data; the rest may hold \
-                 deleted records until `recostore compact` rewrites them",
-                r.db_bytes, r.live_bytes
+        }));
+        if let Err(panic) = scanned {
+            r.problem(format!(
+                "sled failed reading its files after key {}: {}",
+                r.keys,
+                crate::error::panic_text(&panic)
             ));
         }
-        Ok(r)
+        let served = (snap.live_items() as u64, snap.live_users() as u64);
+        if served != (items, users) {
+            r.problem(format!(
+                "queries serve {} items and {} users, the durable records hold {items} and \
+                     {users}; `recostore rebuild` writes the segment again from the records",
+                served.0, served.1
+            ));
+        }
+        let act = &snap.activity;
+        for (&user, &n) in &logged {
+            let state = act.user(user).map_or(0, |u| u.events);
+            if state != n {
+                r.problem(format!(
+                    "user {} has {n} logged events but behaviour state counts {state}",
+                    snap.user_name(user).unwrap_or_else(|| format!("#{user}"))
+                ));
+            }
+        }
+        if act.totals().events != r.events {
+            r.problem(format!(
+                "the event log holds {} events, the behaviour totals count {}",
+                r.events,
+                act.totals().events
+            ));
+        }
     }
+    if r.db_bytes > 4 * r.live_bytes.max(1 << 20) {
+        r.notes.push(format!(
+            "sled's files take {} bytes for {} bytes of live data; the rest may hold \
+                 deleted records until `recostore compact` rewrites them",
+            r.db_bytes, r.live_bytes
+        ));
+    }
+    Ok(r)
 }

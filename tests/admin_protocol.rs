@@ -34,21 +34,21 @@ fn every_command_answers() {
     let sock = dir.path().join("admin.sock");
     let levels = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = levels.clone();
-    let server = store
-        .serve_admin_with(
-            &sock,
-            AdminOptions {
-                log_level: Some(std::sync::Arc::new(move |f: &str| {
-                    if f.contains('[') {
-                        return Err("unbalanced".into());
-                    }
-                    seen.lock().expect("lock").push(f.to_string());
-                    Ok(())
-                })),
-                ..AdminOptions::default()
-            },
-        )
-        .expect("serve");
+    let server = recostore::admin::AdminServer::start_with(
+        &store,
+        &sock,
+        AdminOptions {
+            log_level: Some(std::sync::Arc::new(move |f: &str| {
+                if f.contains('[') {
+                    return Err("unbalanced".into());
+                }
+                seen.lock().expect("lock").push(f.to_string());
+                Ok(())
+            })),
+            ..AdminOptions::default()
+        },
+    )
+    .expect("serve");
     let mut c = client(&sock);
 
     assert_eq!(ok(&mut c, "ping", Value::Null)["pong"], true);
@@ -245,7 +245,7 @@ fn every_command_answers() {
 fn pipelined_requests_are_answered_in_order() {
     let (dir, store) = shop(PluginLimits::default());
     let sock = dir.path().join("a.sock");
-    let _server = store.serve_admin(&sock).expect("serve");
+    let _server = recostore::admin::AdminServer::start(&store, &sock).expect("serve");
     let mut c = client(&sock);
     let mut lines = String::new();
     for i in 0..50 {

@@ -47,15 +47,15 @@ fn error_code(r: Option<Response>) -> Code {
 fn bad_input_corpus_leaves_the_store_answering_and_intact() {
     let (dir, store) = shop(PluginLimits::default());
     let sock = dir.path().join("admin.sock");
-    let _server = store
-        .serve_admin_with(
-            &sock,
-            AdminOptions {
-                request_timeout: Duration::from_millis(500),
-                ..AdminOptions::default()
-            },
-        )
-        .expect("serve");
+    let _server = recostore::admin::AdminServer::start_with(
+        &store,
+        &sock,
+        AdminOptions {
+            request_timeout: Duration::from_millis(500),
+            ..AdminOptions::default()
+        },
+    )
+    .expect("serve");
     let before = store.stats();
 
     assert_eq!(error_code(exchange(&sock, b"{not json\n")), Code::BadJson);
@@ -144,15 +144,15 @@ fn bad_input_corpus_leaves_the_store_answering_and_intact() {
 fn connections_over_the_cap_are_told_busy() {
     let (dir, store) = shop(PluginLimits::default());
     let sock = dir.path().join("admin.sock");
-    let _server = store
-        .serve_admin_with(
-            &sock,
-            AdminOptions {
-                max_connections: 2,
-                ..AdminOptions::default()
-            },
-        )
-        .expect("serve");
+    let _server = recostore::admin::AdminServer::start_with(
+        &store,
+        &sock,
+        AdminOptions {
+            max_connections: 2,
+            ..AdminOptions::default()
+        },
+    )
+    .expect("serve");
     let mut a = AdminClient::connect(&sock, Duration::from_secs(10)).expect("a");
     let mut b = AdminClient::connect(&sock, Duration::from_secs(10)).expect("b");
     assert!(a.call("ping", Value::Null).expect("a").ok);
@@ -172,16 +172,16 @@ fn silent_and_idle_connections_cannot_lock_operators_out() {
     let (dir, store) = shop(PluginLimits::default());
     let sock = dir.path().join("admin.sock");
     let timeout = Duration::from_millis(400);
-    let _server = store
-        .serve_admin_with(
-            &sock,
-            AdminOptions {
-                max_connections: 4,
-                request_timeout: timeout,
-                ..AdminOptions::default()
-            },
-        )
-        .expect("serve");
+    let _server = recostore::admin::AdminServer::start_with(
+        &store,
+        &sock,
+        AdminOptions {
+            max_connections: 4,
+            request_timeout: timeout,
+            ..AdminOptions::default()
+        },
+    )
+    .expect("serve");
     // Four connections that never send a byte fill the cap, but only until the first-request
     // deadline closes them.
     let mut silent: Vec<UnixStream> = (0..4).map(|_| raw(&sock)).collect();
@@ -222,15 +222,14 @@ fn silent_and_idle_connections_cannot_lock_operators_out() {
 fn the_socket_is_owner_only_and_a_live_one_is_never_stolen() {
     let (dir, store) = shop(PluginLimits::default());
     let sock = dir.path().join("admin.sock");
-    let server = store.serve_admin(&sock).expect("serve");
+    let server = recostore::admin::AdminServer::start(&store, &sock).expect("serve");
     let mode = std::fs::metadata(&sock)
         .expect("socket")
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    let err = store
-        .serve_admin(&sock)
+    let err = recostore::admin::AdminServer::start(&store, &sock)
         .expect_err("a live socket is not stolen");
     assert!(err.to_string().contains("live admin server"), "{err}");
     let mut c = AdminClient::connect(&sock, Duration::from_secs(10)).expect("still the first");
@@ -241,13 +240,14 @@ fn the_socket_is_owner_only_and_a_live_one_is_never_stolen() {
     // A stale socket (its server died without cleaning up) is replaced.
     drop(UnixListener::bind(&sock).expect("bind"));
     assert!(sock.exists());
-    let _server = store.serve_admin(&sock).expect("stale socket replaced");
+    let _server =
+        recostore::admin::AdminServer::start(&store, &sock).expect("stale socket replaced");
     let mut c = AdminClient::connect(&sock, Duration::from_secs(10)).expect("connect");
     assert!(c.call("ping", Value::Null).expect("ping").ok);
 
     // A regular file in the way is left alone.
     let file = dir.path().join("not-a-socket");
     std::fs::write(&file, "keep me").expect("write");
-    assert!(store.serve_admin(&file).is_err());
+    assert!(recostore::admin::AdminServer::start(&store, &file).is_err());
     assert_eq!(std::fs::read_to_string(&file).expect("kept"), "keep me");
 }

@@ -117,8 +117,8 @@ fn readers_never_fail_or_tear_while_writers_and_rebuilds_run() {
     // Every snapshot of the test is gone: only the current generation may remain.
     let generation = store.stats().generation;
     let keep = [
-        recostore::segment::file::file_name(generation),
-        recostore::segment::neighbours::file_name(generation),
+        recostore::internals::segment::file::file_name(generation),
+        recostore::internals::segment::neighbours::file_name(generation),
     ];
     let on_disk: Vec<String> = std::fs::read_dir(dir.path().join("segments"))
         .unwrap()

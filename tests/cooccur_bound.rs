@@ -3,7 +3,7 @@
 //! reported as a lower bound, in the reason and in its text, while items whose baskets are all
 //! kept stay exact. Checked before and after a reopen.
 
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Config, Event, Item, Reason, Store};
 
 const BASKETS: u64 = 700;

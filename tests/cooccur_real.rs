@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use recostore::import::{movielens, retail, ImportOptions};
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Reason, Store};
 
 fn data(sub: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Events and what they leave behind: derived tags with decay, item statistics, persistence
 //! across reopen, segments, and forgetting a deleted user everywhere.
 
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Config, Event, Item, Store};
 
 const DAY: u64 = 86_400;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use plugin_support::{relaxed, shop, Wat};
 use recostore::plugin::Variant;
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Event, User};
 
 #[test]

@@ -6,7 +6,7 @@
 mod plugin_support;
 
 use plugin_support::{examples, relaxed};
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Config, Event, Item, Store, User};
 
 fn wasm(name: &str) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use plugin_support::{shop, Wat};
 use recostore::plugin::FaultCounts;
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Error, PluginLimits, Store};
 
 const DEADLINE: Duration = Duration::from_millis(20);

@@ -6,7 +6,7 @@ mod plugin_support;
 
 use plugin_support::{relaxed, shop, Wat};
 use recostore::plugin::Variant;
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Config, PluginLimits, Store};
 
 #[test]

@@ -8,7 +8,7 @@ mod plugin_support;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use plugin_support::{relaxed, shop, Wat};
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 
 #[test]
 fn swapping_100_times_under_four_query_threads() {

@@ -219,13 +219,13 @@ fn auto_uses_each_fast_path_where_it_applies() {
     let (recs, stats) = store
         .query_with_stats(&Query::similar_to("i3").k(10))
         .unwrap();
-    assert_eq!(stats.path, recostore::search::Path::Neighbours);
+    assert_eq!(stats.path, recostore::SearchPath::Neighbours);
     assert_eq!(recs.len(), 10);
     assert!(recs.iter().all(|r| r.id != "i3"));
 
     let rare = Query::similar_to("i3").filter(Filter::new().category("rare"));
     let (recs, stats) = store.query_with_stats(&rare).unwrap();
-    assert_eq!(stats.path, recostore::search::Path::Direct);
+    assert_eq!(stats.path, recostore::SearchPath::Direct);
     assert_eq!(recs.len(), 10, "a selective filter still yields k results");
     assert!(recs
         .iter()
@@ -233,7 +233,7 @@ fn auto_uses_each_fast_path_where_it_applies() {
 
     let profile = Query::profile([("g3", 1.0), ("h2", 1.0)]).k(5);
     let (recs, stats) = store.query_with_stats(&profile).unwrap();
-    assert_eq!(stats.path, recostore::search::Path::Pruned);
+    assert_eq!(stats.path, recostore::SearchPath::Pruned);
     assert_eq!(
         recs[0].matched.len(),
         2,

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use recostore::codec::{self, StoredItem, StoredUser};
-use recostore::segment::{self, Segment, SegmentBuilder};
-use recostore::snapshot::Snapshot;
+use recostore::internals::codec::{self, StoredItem, StoredUser};
+use recostore::internals::segment::{self, Segment, SegmentBuilder};
 use recostore::{Config, Item, SegmentVerify, Store};
 
 fn stored_item() -> impl Strategy<Value = StoredItem> {
@@ -82,15 +81,15 @@ proptest! {
         let path = segment::file::write(dir.path(), &data, 0).unwrap();
         let seg = Segment::open(&path, SegmentVerify::Checksum).unwrap();
         prop_assert_eq!(seg.generation(), 7);
-        let snap = Snapshot { segment: Arc::new(seg), delta: Default::default(), seq: 99, activity: Default::default() };
+        let snap = recostore::internals::snapshot_of(Arc::new(seg), 99);
         for (i, it) in items.iter().enumerate() {
-            prop_assert_eq!(&snap.stored_item(i as u32), it);
+            prop_assert_eq!(&recostore::internals::stored_item(&snap, i as u32), it);
             if let Some(it) = it {
                 prop_assert_eq!(snap.item_id(&it.name), Some(i as u32));
             }
         }
         for (i, u) in users.iter().enumerate() {
-            prop_assert_eq!(&snap.stored_user(i as u32), u);
+            prop_assert_eq!(&recostore::internals::stored_user(&snap, i as u32), u);
         }
         prop_assert_eq!(snap.tag_name(13), Some("tag13"));
         prop_assert_eq!(snap.tag_id("tag49"), Some(49));

@@ -268,7 +268,7 @@ fn old_generations_are_deleted_once_the_last_reader_lets_go() {
     store.upsert_item(&item("a", &[("t", 1.0)])).unwrap();
     store.rebuild().unwrap();
     let held = store.snapshot(); // a reader in the middle of a query
-    let old_path = held.segment.path().to_path_buf();
+    let old_path = recostore::internals::segment(&held).path().to_path_buf();
     store.upsert_item(&item("b", &[("t", 1.0)])).unwrap();
     store.rebuild().unwrap();
     assert!(old_path.exists(), "file must stay while a reader maps it");
@@ -290,8 +290,8 @@ fn old_generations_are_deleted_once_the_last_reader_lets_go() {
         .collect();
     let current = store.stats().generation;
     let keep = [
-        recostore::segment::file::file_name(current),
-        recostore::segment::neighbours::file_name(current),
+        recostore::internals::segment::file::file_name(current),
+        recostore::internals::segment::neighbours::file_name(current),
     ];
     assert!(
         files.keys().all(|f| keep.contains(f)) && files.len() == 2,

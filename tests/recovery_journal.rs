@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod common;
 
-use recostore::activity::Relation;
+use recostore::internals::Relation;
 use recostore::{Config, Durability, Event, Item, Store};
 
 const USERS: u64 = 12;
@@ -92,7 +92,7 @@ fn child_player() {
 /// Everything the behaviour state holds, by dense id.
 fn state(store: &Store) -> String {
     let snap = store.snapshot();
-    let act = &snap.activity;
+    let act = recostore::internals::activity(&snap);
     let mut users: Vec<_> = act.users().map(|(id, u)| format!("{id}: {u:?}")).collect();
     users.sort();
     let mut items: Vec<_> = act.items().map(|(id, s)| format!("{id}: {s:?}")).collect();

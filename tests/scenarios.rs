@@ -1,6 +1,6 @@
 //! Every scenario on a small hand-built store whose right answer is known.
 
-use recostore::scenario::{Ask, Reason, Scenario};
+use recostore::{Ask, Reason, Scenario};
 use recostore::{Config, Event, Filter, Item, Store, User};
 
 const DAY: u64 = 86_400;

@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use recostore::segment::Segment;
-use recostore::snapshot::Snapshot;
+use recostore::internals::segment::Segment;
 use recostore::{Config, Error, Item, Method, Query, SegmentVerify, Store};
 
 fn populated(dir: &Path) -> PathBuf {
@@ -21,7 +20,9 @@ fn populated(dir: &Path) -> PathBuf {
     let seg = store.rebuild().unwrap();
     drop(store);
     dir.join("segments")
-        .join(recostore::segment::file::file_name(seg.generation))
+        .join(recostore::internals::segment::file::file_name(
+            seg.generation,
+        ))
 }
 
 fn damage(dir: &Path, how: &str) -> PathBuf {
@@ -100,14 +101,9 @@ fn no_single_byte_flip_causes_a_panic_with_structural_checks_only() {
             Err(e) => panic!("byte {at}: unexpected error kind {e}"),
             Ok(seg) => {
                 opened += 1;
-                let snap = Snapshot {
-                    segment: std::sync::Arc::new(seg),
-                    delta: Default::default(),
-                    seq: 0,
-                    activity: Default::default(),
-                };
+                let snap = recostore::internals::snapshot_of(std::sync::Arc::new(seg), 0);
                 for i in 0..snap.item_id_bound().min(300) {
-                    let _ = snap.stored_item(i);
+                    let _ = recostore::internals::stored_item(&snap, i);
                 }
                 let _ = snap.item("i5");
                 for method in [Method::Auto, Method::Pruned, Method::Exhaustive] {

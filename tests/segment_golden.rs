@@ -10,9 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use recostore::codec::{StoredItem, StoredUser};
-use recostore::segment::format::{schema_hash, FORMAT_VERSION};
-use recostore::segment::{Segment, SegmentBuilder};
+use recostore::internals::codec::{StoredItem, StoredUser};
+use recostore::internals::segment::format::{schema_hash, FORMAT_VERSION};
+use recostore::internals::segment::{Segment, SegmentBuilder};
 use recostore::{Error, SegmentVerify};
 
 fn fixtures() -> PathBuf {
@@ -53,7 +53,8 @@ fn build(dir: &Path) -> Vec<u8> {
     b.push_user(0, Some(&user("u1", vec![(0, 2.0), (3, 1.0)], vec![0, 2])));
     b.push_user(1, Some(&user("u2", vec![(1, 1.0)], vec![])));
     let data = b.finish(7, 42, 1_700_000_100);
-    let path = recostore::segment::file::write(dir, &data, 0x5eed_0001).expect("write segment");
+    let path =
+        recostore::internals::segment::file::write(dir, &data, 0x5eed_0001).expect("write segment");
     std::fs::read(path).expect("read segment back")
 }
 

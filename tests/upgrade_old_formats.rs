@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 
 use recostore::import::{jsonl, ImportOptions};
-use recostore::scenario::{Ask, Scenario};
 use recostore::Store;
+use recostore::{Ask, Scenario};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -53,8 +53,12 @@ fn a_segment_copied_from_another_store_is_refused_and_rebuilt() {
     let a = shop(da.path(), "a", 300);
     let b = shop(db.path(), "b", 300);
     let (seg_a, seg_b) = (
-        a.snapshot().segment.path().to_path_buf(),
-        b.snapshot().segment.path().to_path_buf(),
+        recostore::internals::segment(&a.snapshot())
+            .path()
+            .to_path_buf(),
+        recostore::internals::segment(&b.snapshot())
+            .path()
+            .to_path_buf(),
     );
     assert_eq!(
         seg_a.file_name(),

@@ -30,7 +30,7 @@ pub struct Pair {
     pub confidence: f32,
     /// P(b | a) / P(b): above 1 means "more often together than chance".
     pub lift: f32,
-    /// The ranking measure, [`association`].
+    /// The ranking measure, `association`.
     pub score: f32,
 }
 

@@ -52,7 +52,7 @@ pub(crate) fn passed_tags<E>(
 
 /// A session still open: its purchases form one basket, its other interest events one
 /// viewed-together session. The items are in the basket indexes
-/// ([`crate::activity::baskets`]) under these ids.
+/// (`activity::baskets`) under these ids.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpenSession {
     /// xxh3 of the app's session id; 0 for the implicit (time-gap) session.
@@ -93,7 +93,7 @@ pub struct UserState {
     pub last_order: u64,
     /// Money spent.
     pub spend: f64,
-    /// Sessions still open for pairing (at most [`OPEN_SESSIONS`]).
+    /// Sessions still open for pairing (at most `OPEN_SESSIONS`).
     pub sessions: Vec<OpenSession>,
 }
 

@@ -1,6 +1,6 @@
 //! The admin socket: a Unix socket where operators inspect, query and steer a live store.
 //!
-//! [`Store::serve_admin`] starts it on plain threads (no async runtime): one accept thread and
+//! [`AdminServer::start`] starts it on plain threads (no async runtime): one accept thread and
 //! one thread per connection, up to [`AdminOptions::max_connections`]. The protocol is one
 //! JSON request per line and one JSON response per line ([`protocol`], `PROTOCOL.md`).
 //!
@@ -96,18 +96,18 @@ impl std::fmt::Debug for AdminServer {
     }
 }
 
-impl Store {
-    /// Serve the admin socket at `path` with the default [`AdminOptions`], on background
-    /// threads, until the returned server is shut down or dropped.
-    pub fn serve_admin(&self, path: impl AsRef<Path>) -> Result<AdminServer> {
-        self.serve_admin_with(path, AdminOptions::default())
+impl AdminServer {
+    /// Serve `store`'s admin socket at `path` with the default [`AdminOptions`], on
+    /// background threads, until the returned server is shut down or dropped.
+    pub fn start(store: &Store, path: impl AsRef<Path>) -> Result<AdminServer> {
+        AdminServer::start_with(store, path, AdminOptions::default())
     }
 
-    /// [`Store::serve_admin`] with explicit limits and hooks. The socket file is created
+    /// [`AdminServer::start`] with explicit limits and hooks. The socket file is created
     /// with mode 0600 (only its owner can connect); a live socket already at `path` is an
     /// error, a stale one (no server behind it) is replaced.
-    pub fn serve_admin_with(
-        &self,
+    pub fn start_with(
+        store: &Store,
         path: impl AsRef<Path>,
         opts: AdminOptions,
     ) -> Result<AdminServer> {
@@ -119,7 +119,7 @@ impl Store {
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
         let ctx = Arc::new(commands::Ctx {
-            store: self.clone(),
+            store: store.clone(),
             started: Instant::now(),
             log_level: opts.log_level.clone(),
             connections: connections.clone(),
@@ -134,7 +134,7 @@ impl Store {
             path,
             stop,
             accept: Mutex::new(Some(accept)),
-            store: self.clone(),
+            store: store.clone(),
         })
     }
 }

@@ -122,7 +122,7 @@ pub(crate) fn open(dir: &Path, config: &Config) -> Result<Db> {
             dir: dir.to_path_buf(),
             reason: format!(
                 "sled failed reading its files: {}",
-                crate::store::open::panic_text(&panic)
+                crate::error::panic_text(&panic)
             ),
         })?;
         match opened {

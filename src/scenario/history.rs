@@ -22,7 +22,6 @@ use super::rank::{offer, Cands};
 use super::Reason;
 use crate::activity::Activity;
 use crate::snapshot::Snapshot;
-use crate::store::Store;
 
 /// Partners kept per item (implicit's item-item models keep 20 by default; more costs little
 /// and lets a long history reach further).
@@ -202,11 +201,11 @@ impl History {
     }
 }
 
-impl Store {
+impl super::Derivations {
     /// The history relation for `snap`: the kept one if it still serves, else a new one, kept
     /// for later queries and built once however many queries want it at the same time.
     pub(crate) fn history(&self, snap: &Snapshot) -> Arc<History> {
-        self.history_slot().get_or_build(
+        self.history.get_or_build(
             |h| h.serves(&snap.activity),
             || History::build(&snap.activity),
         )

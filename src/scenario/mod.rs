@@ -44,12 +44,35 @@ use serde::{Deserialize, Serialize};
 pub use strategy::{RankedBy, Served};
 pub use users_like::UserMatch;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::display_id;
-pub use crate::recommendation::{Reason, LIFT_MIN_SUPPORT};
+use crate::plugin::Plugins;
+pub use crate::recommendation::Reason;
 use crate::search::{Filter, Recommendation, MAX_K};
+use crate::single_flight::Derived;
 use crate::snapshot::Snapshot;
-use crate::store::Store;
+
+/// What a scenario reads besides the snapshot: the store's configuration, its plugin registry,
+/// and the relations derived from snapshots that are kept between queries.
+pub(crate) struct Env<'a> {
+    /// The store's configuration.
+    pub config: &'a Config,
+    /// The plugin registry (strategies, slots).
+    pub plugins: &'a Plugins,
+    /// The kept derived relations.
+    pub derived: &'a Derivations,
+}
+
+/// The relations derived from snapshots that scenarios keep between queries, each built by
+/// one query at a time however many want it (`single_flight`).
+#[derive(Default)]
+pub(crate) struct Derivations {
+    /// The profiles `users-like` scans (see `user_matrix`).
+    pub(crate) users_matrix: Derived<user_matrix::UserMatrix>,
+    /// The liked-by-the-same-people relation `for-user` and `cart` blend in (see `history`).
+    pub(crate) history: Derived<history::History>,
+}
 
 /// Which question is asked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,10 +178,10 @@ pub struct Boost {
 }
 
 /// A scenario query: the scenario plus the options every scenario takes. Build with
-/// [`Ask::new`] and the setters; run with [`Store::recommend`].
+/// [`Ask::new`] and the setters; run with [`crate::Store::recommend`] or [`crate::View::recommend`].
 ///
 /// ```
-/// use recostore::scenario::{Ask, Scenario};
+/// use recostore::{Ask, Scenario};
 /// use recostore::{Event, Item, Store};
 /// let dir = tempfile::tempdir()?;
 /// let store = Store::open(dir.path())?;
@@ -358,19 +381,19 @@ pub(crate) fn item_id(snap: &Snapshot, name: &str) -> Result<u32> {
 }
 
 /// Run `ask` against one snapshot, ranked by the strategy chosen for it.
-pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
+pub(crate) fn run(env: &Env<'_>, snap: &Snapshot, ask: &Ask) -> Result<Served> {
     ask.validate()?;
     let user = ask.user_id(
         snap,
         matches!(ask.scenario, Scenario::ForUser | Scenario::AfterPurchase),
     )?;
-    let plugins = store.plugins();
+    let plugins = env.plugins;
     let choice = plugins.choose(
         ask.strategy.as_deref(),
         ask.slot.as_deref(),
         ask.user.as_deref(),
     )?;
-    let cfg = store.config();
+    let cfg = env.config;
     let plug = || {
         choice.version.is_some().then_some(rank::Plug {
             cfg,
@@ -378,7 +401,7 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
             choice: &choice,
         })
     };
-    let (items, fault) = candidates_and_rank(store, snap, ask, user, plug())?;
+    let (items, fault) = candidates_and_rank(env, snap, ask, user, plug())?;
     if fault.is_some() {
         if let Some(v) = &choice.version {
             plugins.after_fault(v);
@@ -408,13 +431,13 @@ pub(crate) fn run(store: &Store, snap: &Snapshot, ask: &Ask) -> Result<Served> {
 
 /// Gather the scenario's candidates and run the ranking tail.
 fn candidates_and_rank(
-    store: &Store,
+    env: &Env<'_>,
     snap: &Snapshot,
     ask: &Ask,
     user: Option<u32>,
     plug: Option<rank::Plug<'_>>,
 ) -> Result<(Vec<Recommendation>, Option<crate::plugin::Fault>)> {
-    let cfg = store.config();
+    let cfg = env.config;
     let mut excluded: Vec<u32> = Vec::new();
     if let Some(u) = user.and_then(|u| snap.activity.user(u)) {
         if ask.exclude_seen {
@@ -461,7 +484,7 @@ fn candidates_and_rank(
                 .map(|n| item_id(snap, n))
                 .collect::<Result<Vec<u32>>>()?;
             excluded.extend_from_slice(&ids);
-            personal::cart(snap, &ids, user, &store.history(snap))
+            personal::cart(snap, &ids, user, &env.derived.history(snap))
         }
         Scenario::AfterPurchase => {
             let basket = user
@@ -473,7 +496,7 @@ fn candidates_and_rank(
             cooccur::basket(snap, &basket)
         }
         Scenario::ForUser => {
-            let history = || store.history(snap);
+            let history = || env.derived.history(snap);
             personal::for_user(snap, cfg, ask, user, &excluded, history)?
         }
         Scenario::SearchRerank { items, keywords } => {
@@ -486,20 +509,4 @@ fn candidates_and_rank(
         Scenario::Gift { recipient } => catalogue::gift(snap, cfg, ask, recipient)?,
     };
     Ok(rank::finish(snap, ask, cands, &excluded, plug))
-}
-
-impl Store {
-    /// Answer a scenario query. Lock-free: one snapshot, no waiting on writers.
-    pub fn recommend(&self, ask: &Ask) -> Result<Vec<Recommendation>> {
-        Ok(self.serve(ask)?.items)
-    }
-
-    /// [`Store::recommend`], also saying which strategy and version ranked the answer and
-    /// whether it fell back to the built-in ranker.
-    pub fn serve(&self, ask: &Ask) -> Result<Served> {
-        let started = std::time::Instant::now();
-        let out = run(self, &self.snapshot(), ask);
-        self.latency().record(started.elapsed());
-        out
-    }
 }

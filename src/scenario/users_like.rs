@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::model::display_id;
 use crate::search::MAX_K;
 use crate::snapshot::Snapshot;
-use crate::store::Store;
 
 /// The asking user's profile, laid out for the scan over every other user: a bitset of its
 /// tags (a few KiB, so it stays in L1 cache) in front of the dense weights (one float per tag
@@ -97,14 +96,14 @@ fn scan_users(
         .collect()
 }
 
-impl Store {
+impl super::Derivations {
     /// A matrix that serves `snap`: the kept one if it does and is not too stale, else a
     /// new one, kept for later queries. Reading a kept one takes no lock; concurrent queries
     /// that need a new one wait for one build (see `single_flight`).
     fn user_matrix(&self, snap: &Snapshot) -> Arc<UserMatrix> {
         let fresh_enough =
             |m: &UserMatrix| m.serves(snap) && m.stale(snap).ids.len() <= m.len() / 8 + MIN_REBUILD;
-        self.users_matrix_slot()
+        self.users_matrix
             .get_or_build(fresh_enough, || UserMatrix::build(snap))
     }
 }
@@ -124,58 +123,57 @@ pub struct UserMatch {
     pub matched: Vec<(String, f32)>,
 }
 
-impl Store {
-    /// The `k` users whose tag profiles (explicit plus derived) are most like `user`'s, best
-    /// first (ties by id). An exact scan over every user with a profile, through a contiguous
-    /// copy of the profiles that the store keeps between queries (built by the first query
-    /// after a segment rebuild or after an eighth of the users changed).
-    pub fn users_like(&self, user: &str, k: usize) -> Result<Vec<UserMatch>> {
-        if k > MAX_K {
-            return Err(Error::InvalidQuery {
-                reason: format!("k = {k} is above the limit of {MAX_K}"),
-            });
-        }
-        let snap = self.snapshot();
-        let not_found = || Error::NotFound {
-            what: "user",
-            id: display_id(user),
-        };
-        let me = snap
-            .user_id(user)
-            .filter(|&u| snap.user_row(u).is_some())
-            .ok_or_else(not_found)?;
-        let cfg = self.config();
-        let q = super::personal::profile(&snap, cfg, me);
-        let q_norm = crate::segment::builder::l2_norm(q.iter().map(|p| p.1));
-        if q.is_empty() || q_norm <= 0.0 || k == 0 {
-            return Ok(Vec::new());
-        }
-        let query = QueryTags::new(&q, snap.tag_id_bound());
-        let matrix = self.user_matrix(&snap);
-        let half_life = cfg.user_half_life_secs();
-        let top = scan_users(&snap, &matrix, me, &query, half_life, q_norm, k);
-        Ok(top
-            .into_iter()
-            .filter_map(|(score, id)| {
-                let v = super::personal::profile(&snap, cfg, id);
-                let norm = crate::segment::builder::l2_norm(v.iter().map(|p| p.1));
-                let mut matched: Vec<(String, f32)> = v
-                    .iter()
-                    .filter_map(|&(t, w)| {
-                        let qw = query.weight(t);
-                        (qw > 0.0).then(|| {
-                            Some((snap.tag_name(t)?.to_string(), qw * w / (q_norm * norm)))
-                        })?
-                    })
-                    .collect();
-                matched.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                matched.truncate(crate::search::explain::EXPLAIN_TAGS);
-                Some(UserMatch {
-                    id: snap.user_name(id)?,
-                    score,
-                    matched,
-                })
-            })
-            .collect())
+/// The `k` users whose tag profiles (explicit plus derived) are most like `user`'s in `snap`,
+/// best first (ties by id). See [`crate::View::users_like`].
+pub(crate) fn users_like(
+    env: &super::Env<'_>,
+    snap: &Snapshot,
+    user: &str,
+    k: usize,
+) -> Result<Vec<UserMatch>> {
+    if k > MAX_K {
+        return Err(Error::InvalidQuery {
+            reason: format!("k = {k} is above the limit of {MAX_K}"),
+        });
     }
+    let not_found = || Error::NotFound {
+        what: "user",
+        id: display_id(user),
+    };
+    let me = snap
+        .user_id(user)
+        .filter(|&u| snap.user_row(u).is_some())
+        .ok_or_else(not_found)?;
+    let cfg = env.config;
+    let q = super::personal::profile(snap, cfg, me);
+    let q_norm = crate::segment::builder::l2_norm(q.iter().map(|p| p.1));
+    if q.is_empty() || q_norm <= 0.0 || k == 0 {
+        return Ok(Vec::new());
+    }
+    let query = QueryTags::new(&q, snap.tag_id_bound());
+    let matrix = env.derived.user_matrix(snap);
+    let half_life = cfg.user_half_life_secs();
+    let top = scan_users(snap, &matrix, me, &query, half_life, q_norm, k);
+    Ok(top
+        .into_iter()
+        .filter_map(|(score, id)| {
+            let v = super::personal::profile(snap, cfg, id);
+            let norm = crate::segment::builder::l2_norm(v.iter().map(|p| p.1));
+            let mut matched: Vec<(String, f32)> = v
+                .iter()
+                .filter_map(|&(t, w)| {
+                    let qw = query.weight(t);
+                    (qw > 0.0)
+                        .then(|| Some((snap.tag_name(t)?.to_string(), qw * w / (q_norm * norm))))?
+                })
+                .collect();
+            matched.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            matched.truncate(crate::search::explain::EXPLAIN_TAGS);
+            Some(UserMatch {
+                id: snap.user_name(id)?,
+                score,
+                matched,
+            })
+        })
+        .collect())
 }

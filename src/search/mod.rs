@@ -33,7 +33,6 @@ pub use neighbours::STAGE as NEIGHBOUR_STAGE;
 use crate::error::{Error, Result};
 use crate::model::display_id;
 use crate::snapshot::{Row, Snapshot};
-use crate::store::Store;
 use filter::Compiled;
 use score::Scorer;
 use topk::Floor;
@@ -107,7 +106,7 @@ pub struct QueryStats {
 }
 
 /// A top-k similarity query. Build with [`Query::similar_to`] or [`Query::profile`] and the
-/// setters; run with [`Store::query`].
+/// setters; run with [`crate::Store::query`] (or [`crate::View::query`]).
 ///
 /// ```
 /// use recostore::{Filter, Item, Query, Store};
@@ -406,35 +405,9 @@ fn scored_ids(
 }
 
 impl Snapshot {
-    /// Run a similarity query against this snapshot (what [`Store::query_with_stats`] does
+    /// Run a similarity query against this snapshot (what [`crate::Store::query_with_stats`] does
     /// with the current one).
     pub fn query(&self, q: &Query) -> Result<(Vec<Recommendation>, QueryStats)> {
         run(self, q)
-    }
-}
-
-impl Store {
-    /// Run a similarity query. Lock-free: it reads one snapshot and never waits on writers.
-    pub fn query(&self, q: &Query) -> Result<Vec<Recommendation>> {
-        Ok(self.query_with_stats(q)?.0)
-    }
-
-    /// Like [`Store::query`], also reporting which path answered and how much it scored.
-    pub fn query_with_stats(&self, q: &Query) -> Result<(Vec<Recommendation>, QueryStats)> {
-        let started = std::time::Instant::now();
-        let out = run(&self.snapshot(), q);
-        self.latency().record(started.elapsed());
-        out
-    }
-
-    /// The `k` items most similar to item `id` by tag cosine ("more like this"), best first.
-    pub fn similar_items(&self, id: &str, k: usize) -> Result<Vec<Recommendation>> {
-        self.query(&Query::similar_to(id).k(k))
-    }
-
-    /// The `k` items that best match a weighted tag profile (e.g. a user's tags), best first.
-    /// Tags unknown to the store are ignored.
-    pub fn profile_items(&self, tags: &[(String, f32)], k: usize) -> Result<Vec<Recommendation>> {
-        self.query(&Query::profile(tags.iter().cloned()).k(k))
     }
 }

@@ -55,15 +55,6 @@ fn store_id(tree: &crate::durable::Db) -> Result<u32> {
     Ok(id)
 }
 
-/// The message of a caught panic.
-pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
-}
-
 /// Check the store's format mark: write it on a new store, refuse a newer one. Returns the
 /// format of an older store, whose behaviour state [`Store::upgrade_activity`] derives again.
 fn check_format(tree: &crate::durable::Db, dir: &Path) -> Result<Option<u32>> {
@@ -172,6 +163,12 @@ impl Store {
         };
         let plugins = crate::plugin::Plugins::new(config.plugins.clone());
         plugins.attach(tree.clone(), &dir)?;
+        let shared = Arc::new(crate::view::Shared {
+            config,
+            plugins,
+            latency: crate::metrics::Histogram::default(),
+            derived: Default::default(),
+        });
         let store = Store {
             closed: false,
             inner: Arc::new(Inner {
@@ -190,11 +187,7 @@ impl Store {
                 rebuild_lock: Mutex::new(()),
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
-                plugins,
-                latency: crate::metrics::Histogram::default(),
-                users_matrix: Default::default(),
-                history: Default::default(),
-                config,
+                shared,
             }),
         };
         match older {

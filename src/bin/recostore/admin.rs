@@ -60,7 +60,7 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         log_level: crate::log_level_hook(),
         ..AdminOptions::default()
     };
-    let server = store.serve_admin_with(&socket, opts)?;
+    let server = recostore::admin::AdminServer::start_with(&store, &socket, opts)?;
     eprintln!(
         "recostore serving {} on {} (SIGINT or SIGTERM stops it)",
         a.dir.display(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recostore::demo::{self, DemoConfig};
-use recostore::scenario::{Ask, Scenario};
+use recostore::{Ask, Scenario};
 use recostore::{Event, Query, Store};
 
 use crate::output;

@@ -36,7 +36,7 @@ fn bar_for(u: &ProgressUpdate<'_>) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(u.total), ProgressDrawTarget::stderr());
-    let template = if u.stage == recostore::search::NEIGHBOUR_STAGE {
+    let template = if u.stage == recostore::NEIGHBOUR_STAGE {
         "neighbour lists {bar:40} {pos}/{len} items, {per_sec}, eta {eta}"
     } else {
         "{msg:>20} [{bar:40}] {bytes}/{total_bytes} ({eta})"

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use recostore::activity::segments::SEGMENTS;
-use recostore::scenario::{Ask, Scenario};
+use recostore::USER_SEGMENTS as SEGMENTS;
+use recostore::{Ask, Scenario};
 use recostore::{Error, Store};
 use serde::Serialize;
 

@@ -1,0 +1,75 @@
+//! The behaviour write API on [`Store`]: recording events (the staging is in `behaviour` and
+//! `activity`), de-duplicated runs, and the event log read back.
+
+use super::Store;
+use crate::behaviour::{self, DedupRun};
+use crate::error::Result;
+use crate::event::Event;
+
+impl Store {
+    /// Record one event. See [`Store::record_events`].
+    pub fn record_event(&self, event: &Event) -> Result<()> {
+        self.record_events(std::slice::from_ref(event)).map(|_| ())
+    }
+
+    /// Record a batch of events atomically: all or none. Users new to the store are created;
+    /// items must exist. The batch is durable under the store's [`crate::Durability`] like
+    /// any write (group commit: after the next flush). Returns how many were recorded.
+    ///
+    /// Batches are much faster than single events: each user's and item's state is copied
+    /// once per batch, and a batch of 2,048 events or more applies its item statistics and
+    /// co-occurrence on a second thread.
+    pub fn record_events(&self, events: &[Event]) -> Result<usize> {
+        let latest = crate::event::latest_event_time(self.config().future_tolerance_secs);
+        for (i, e) in events.iter().enumerate() {
+            e.validate(i, latest)?;
+        }
+        self.write(|p| p.record_all(events))?;
+        self.plugins().attribute(events);
+        Ok(events.len())
+    }
+
+    /// Start a de-duplicated run of [`Store::record_events_once`] calls (one import).
+    pub fn dedup_run(&self) -> DedupRun {
+        DedupRun::new(self.snapshot().activity.totals().event_seq)
+    }
+
+    /// Like [`Store::record_events`], but skips events the log already held when `run`
+    /// began: the k-th copy of an event in the run is recorded only if the log held fewer than
+    /// k identical events (same user, time, kind, item, session and values) before the run.
+    /// So re-running an import records nothing, and identical events within one run are all
+    /// kept, wherever the batches split them. Returns `(recorded, skipped)`. (Two runs of the
+    /// same events at the same moment can still both record them.)
+    pub fn record_events_once(
+        &self,
+        events: &[Event],
+        run: &mut DedupRun,
+    ) -> Result<(usize, usize)> {
+        let fresh = behaviour::unlogged(self.tree(), &self.snapshot(), events, run)?;
+        let skipped = events.len() - fresh.len();
+        Ok((self.record_events(&fresh)?, skipped))
+    }
+
+    /// User `id`'s recorded events, oldest first (impression items that no longer exist are
+    /// left out). `NotFound` if the user does not exist.
+    pub fn user_events(&self, id: &str) -> Result<Vec<Event>> {
+        behaviour::user_events(&self.snapshot(), self.tree(), id)
+    }
+
+    /// What behaviour says about user `id`, or `None` if the user does not exist. See
+    /// [`crate::View::user_activity`].
+    pub fn user_activity(&self, id: &str) -> Option<behaviour::UserActivity> {
+        self.view().user_activity(id)
+    }
+
+    /// What behaviour says about item `id`, or `None` if the item does not exist. See
+    /// [`crate::View::item_activity`].
+    pub fn item_activity(&self, id: &str) -> Option<behaviour::ItemActivity> {
+        self.view().item_activity(id)
+    }
+
+    /// The users in the named segment. See [`crate::View::segment_users`].
+    pub fn segment_users(&self, name: &str) -> Result<Vec<String>> {
+        self.view().segment_users(name)
+    }
+}

@@ -1,0 +1,70 @@
+//! Operators' work on a whole store, each a delegation to the module that owns the idea:
+//! export (`export`), the deep check (`verify`), backup (`backup`), compaction (`compact`).
+//! The store lends what each needs (durable records, a snapshot, held writes); the modules
+//! never see a `Store`.
+
+use std::path::Path;
+
+use super::Store;
+use crate::backup::{self, BackupReport};
+use crate::compact::{self, CompactReport};
+use crate::config::Config;
+use crate::error::Result;
+use crate::export::{self, ExportSummary};
+use crate::verify::{self, VerifyReport};
+
+impl Store {
+    /// Write `items.jsonl`, `users.jsonl` and `events.jsonl` into `dir` (created if needed;
+    /// existing files of those names are replaced). Safe while the store is being written to.
+    pub fn export_jsonl(&self, dir: impl AsRef<Path>) -> Result<ExportSummary> {
+        export::export_jsonl(&self.snapshot(), self.tree(), dir.as_ref())
+    }
+
+    /// Check the whole store: the segment's checksum and its binding to this store, every
+    /// durable key (read through sled's own checksums), every record against what queries
+    /// serve, and every user's event log against their behaviour state. Returns what it
+    /// found; `Err` only when the check itself could not run. Writes wait while it runs; it
+    /// costs about a full read of the store (seconds at 1M items).
+    pub fn verify_deep(&self) -> Result<VerifyReport> {
+        let db_dir = self.dir().join("db");
+        let store_tag = self.store_tag();
+        self.paused(|tree, snap, _| verify::deep(&db_dir, store_tag, tree, snap))
+    }
+
+    /// Copy this store to `to`, a directory that must not exist yet (or be empty), as of one
+    /// instant, while it keeps serving queries. Writes wait for the copy; it reads every
+    /// durable key once, so it takes about as long as a scan of the store.
+    ///
+    /// The copy is built in a hidden directory beside `to`, marked as incomplete
+    /// ([`crate::INCOMPLETE_MARKER`]), synced, and renamed to `to` only when whole: a backup
+    /// interrupted at any moment leaves no directory at `to`, and its leftover refuses to open
+    /// as a store. Of several backups to one new path at once, one wins and the others fail.
+    /// A path inside the live store (however spelled: `..`, symlinks) is refused.
+    pub fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport> {
+        let modules_from = self.dir().join(crate::plugin::MODULES_DIR);
+        backup::run(self.dir(), to.as_ref(), |work| {
+            let seg_to = backup::prepare(work)?;
+            // Plugin changes wait too: the copied records name exactly the copied modules.
+            self.plugins().hold_writes(|| {
+                self.paused(|tree, snap, seg_dir| {
+                    backup::copy(tree, snap, seg_dir, &modules_from, work, &seg_to)
+                })
+            })
+        })
+    }
+
+    /// Rewrite the store in `dir` with its live data only (see `compact`'s module docs). The
+    /// store must not be open elsewhere ([`crate::Error::Locked`] otherwise); it needs free
+    /// space for one more copy of the live data while it runs.
+    pub fn compact(dir: impl AsRef<Path>, config: Config) -> Result<CompactReport> {
+        let dir = dir.as_ref();
+        let bytes_before = compact::dir_bytes(dir);
+        let store = Store::open_with(dir, config)?;
+        let plan = compact::Plan::new(dir)?;
+        let report = store.backup(&plan.fresh)?;
+        // The store stays open (and locked) across the exchange.
+        let swapped = plan.exchange();
+        drop(store);
+        plan.finish(swapped, dir, bytes_before, report.keys)
+    }
+}
