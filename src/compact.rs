@@ -24,6 +24,9 @@ pub struct CompactReport {
     pub bytes_after: u64,
     /// Durable keys copied.
     pub keys: u64,
+    /// Tag names that no record and no profile used (for example, those only a deleted user
+    /// had), removed from the records and the segment before the copy.
+    pub unused_tags_removed: u64,
 }
 
 /// Bytes of the files under `dir`.
@@ -124,6 +127,7 @@ impl Plan {
         dir: &Path,
         bytes_before: u64,
         keys: u64,
+        unused_tags_removed: u64,
     ) -> Result<CompactReport> {
         if let Err(e) = swapped {
             let _ = std::fs::remove_dir_all(&self.fresh);
@@ -137,6 +141,7 @@ impl Plan {
             bytes_before,
             bytes_after: dir_bytes(dir),
             keys,
+            unused_tags_removed,
         })
     }
 }

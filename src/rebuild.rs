@@ -18,12 +18,20 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Fold `snap` (segment + delta) into the columns of generation `generation`.
-pub(crate) fn from_snapshot(snap: &Snapshot, generation: u64) -> SegmentData {
+/// Fold `snap` (segment + delta) into the columns of generation `generation`, leaving the
+/// names of the tags in `dropped` out of the dictionary (their ids stay handed out, as empty
+/// slots; a normal rebuild drops none).
+pub(crate) fn from_snapshot_dropping(
+    snap: &Snapshot,
+    generation: u64,
+    dropped: &std::collections::HashSet<u32>,
+) -> SegmentData {
     let mut b = SegmentBuilder::new();
-    for t in 0..snap.tag_id_bound() {
+    let bound = snap.tag_id_bound();
+    for t in (0..bound).filter(|t| !dropped.contains(t)) {
         b.push_tag(t, snap.tag_name(t).unwrap_or(""));
     }
+    b.pad_tags(bound);
     for id in 0..snap.item_id_bound() {
         b.push_item(id, snap.stored_item(id).as_ref());
     }

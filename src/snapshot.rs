@@ -262,4 +262,36 @@ impl Snapshot {
             .count();
         seg_live - shadowed_live + delta_live
     }
+
+    /// Tag ids with a name that no live item, no live user and no user's derived profile
+    /// uses: what a deleted user (or item) alone had. A scan of every record.
+    pub(crate) fn unused_tags(&self) -> Vec<u32> {
+        let bound = self.tag_id_bound() as usize;
+        let mut used = vec![false; bound];
+        let mut mark = |tags: &[(u32, f32)]| {
+            for &(t, _) in tags {
+                if let Some(u) = used.get_mut(t as usize) {
+                    *u = true;
+                }
+            }
+        };
+        for id in 0..self.item_id_bound() {
+            if let Some(item) = self.stored_item(id) {
+                mark(&item.tags);
+            }
+        }
+        for id in 0..self.user_id_bound() {
+            if let Some(user) = self.stored_user(id) {
+                mark(&user.tags);
+            }
+        }
+        for (_, state) in self.activity.users() {
+            mark(&state.derived);
+        }
+        (0..bound)
+            .filter(|&t| !used[t])
+            .map(crate::narrow::u32_from)
+            .filter(|&t| self.tag_name(t).is_some_and(|n| !n.is_empty()))
+            .collect()
+    }
 }

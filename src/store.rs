@@ -462,10 +462,37 @@ impl Inner {
     }
 
     fn rebuild(&self) -> Result<RebuildReport> {
+        self.rebuild_dropping(&std::collections::HashSet::new())
+    }
+
+    /// Drop the names of the tags that no live record and no user's profile uses: their `T`
+    /// keys leave the durable records, and a rebuild leaves them out of the segment (their ids
+    /// stay handed out, as empty slots). Returns how many. Only for a store that nothing else
+    /// writes meanwhile (`Store::compact` holds it alone): a write racing this could name a
+    /// tag whose name is being dropped.
+    pub(crate) fn forget_unused_tags(&self) -> Result<u64> {
+        let unused = self.snapshot.load_full().unused_tags();
+        if unused.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = crate::durable::Batch::default();
+        for &t in &unused {
+            batch.remove(codec::tag_key(t));
+        }
+        self.tree.apply_batch(batch)?;
+        self.tree.flush()?;
+        let dropped: std::collections::HashSet<u32> = unused.iter().copied().collect();
+        self.rebuild_dropping(&dropped)?;
+        tracing::info!(tags = unused.len(), "unused tag names removed");
+        Ok(unused.len() as u64)
+    }
+
+    /// A rebuild that leaves the names of the tags in `dropped` out of the new segment.
+    fn rebuild_dropping(&self, dropped: &std::collections::HashSet<u32>) -> Result<RebuildReport> {
         let _one_at_a_time = lock(&self.rebuild_lock);
         let base = self.snapshot.load_full();
         let generation = base.segment.generation() + 1;
-        let data = rebuild::from_snapshot(&base, generation);
+        let data = rebuild::from_snapshot_dropping(&base, generation, dropped);
         let seg = rebuild::publish(&self.seg_dir, &data, &self.shared.config, self.store_tag);
         drop(data);
         let seg = Arc::new(seg?);

@@ -199,6 +199,13 @@ pub(crate) fn deep(
             ));
         }
     }
+    let unused = snap.unused_tags().len();
+    if unused > 0 {
+        r.notes.push(format!(
+            "{unused} tag names are used by no record and no profile (for example, tags only a \
+             deleted user had); `recostore compact` removes them"
+        ));
+    }
     if r.db_bytes > 4 * r.live_bytes.max(1 << 20) {
         r.notes.push(format!(
             "sled's files take {} bytes for {} bytes of live data; the rest may hold \

@@ -233,3 +233,95 @@ fn the_cli_verifies_and_compacts() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(r["keys"].as_u64().expect("keys") > 250, "{r}");
 }
+
+/// Finding 17's last part: a tag name that only a deleted user (or a deleted item) had is
+/// reported by the deep check and removed by compaction, from the durable records and the
+/// segment alike; a tag a profile still uses stays, and the name can be used again later.
+#[test]
+fn compact_removes_the_tag_names_no_record_or_profile_uses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = shop(dir.path(), "a", 300);
+    let victim_tag = "name:victim-5d2c81";
+    let item_tag = "colour:gone-9e1f07";
+    let profile_tag = "colour:teal-40c1aa";
+    store
+        .upsert_users(&[User::new("victim", [("t:1", 1.0), (victim_tag, 1.0)])])
+        .expect("victim");
+    store
+        .upsert_items(&[
+            Item::new("gone", [("t:2", 1.0), (item_tag, 1.0)]),
+            Item::new("teal", [("t:3", 1.0), (profile_tag, 1.0)]),
+        ])
+        .expect("items");
+    // user-1 viewed "teal": its tags are in user-1's derived profile.
+    store
+        .record_event(&Event::view("user-1", "teal", 9_000))
+        .expect("view");
+    store.delete_user("victim").expect("delete");
+    store.delete_items(&["gone", "teal"]).expect("delete items");
+    store.rebuild().expect("rebuild");
+    store.flush().expect("flush");
+    let report = store.verify_deep().expect("verify");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.starts_with("2 tag names are used by no record")),
+        "{:?}",
+        report.notes
+    );
+    let similar_before = store.similar_items("a-1", 10).expect("similar");
+    drop(store);
+    assert!(
+        files_contain(dir.path(), victim_tag.as_bytes()),
+        "the check below would prove nothing"
+    );
+
+    let r = Store::compact(dir.path(), Config::default()).expect("compact");
+    assert_eq!(r.unused_tags_removed, 2, "{r:?}");
+    for needle in [victim_tag, item_tag] {
+        assert!(
+            !files_contain(dir.path(), needle.as_bytes()),
+            "{needle} is still in the store's files"
+        );
+    }
+    assert!(
+        files_contain(dir.path(), profile_tag.as_bytes()),
+        "a tag that a profile uses was removed"
+    );
+
+    let store = Store::open(dir.path()).expect("reopen");
+    let report = store.verify_deep().expect("verify");
+    assert!(report.healthy(), "{:?}", report.problems);
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|n| n.contains("tag names are used")),
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(
+        store.similar_items("a-1", 10).expect("similar"),
+        similar_before
+    );
+    let derived = store.user_activity("user-1").expect("user-1").derived_tags;
+    assert!(derived.iter().any(|(t, _)| t == profile_tag), "{derived:?}");
+    // The name is free to be used again, and survives a rebuild and a reopen.
+    store
+        .upsert_item(&Item::new("back", [(victim_tag, 1.0)]))
+        .expect("reuse");
+    let found = store
+        .profile_items(&[(victim_tag.to_string(), 1.0)], 5)
+        .expect("profile");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, "back");
+    store.rebuild().expect("rebuild");
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.get_item("back").expect("back").tags,
+        vec![(victim_tag.to_string(), 1.0)]
+    );
+    assert!(store.verify_deep().expect("verify").healthy());
+}

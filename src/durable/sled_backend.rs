@@ -134,10 +134,16 @@ pub(crate) fn open(dir: &Path, config: &Config) -> Result<Db> {
                     _lock: lock,
                 })));
             }
-            // We hold the directory's lock, so an I/O error here is sled's own lock still
-            // held by the handle that let ours go a moment ago (see `LOCK_WAIT`), or a real
-            // failure that is still there when the wait is over.
-            Err(sled::Error::Io(_)) if started.elapsed() < LOCK_WAIT => {
+            // We hold the directory's lock, so an I/O error of these kinds here is sled's own
+            // lock still held by the handle that let ours go a moment ago (see `LOCK_WAIT`),
+            // or a real failure that is still there when the wait is over. Permission and
+            // missing-file errors are reported at once.
+            Err(sled::Error::Io(ref io))
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::Other | std::io::ErrorKind::WouldBlock
+                ) && started.elapsed() < LOCK_WAIT =>
+            {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_millis(100));
             }

@@ -159,6 +159,14 @@ impl SegmentBuilder {
         }
     }
 
+    /// Make the tag dictionary `n` slots long (the new ones empty and unnamed), so a segment
+    /// whose last tags were dropped still covers every tag id handed out.
+    pub fn pad_tags(&mut self, n: u32) {
+        while self.tags.len() < n as usize {
+            self.tags.push("", false);
+        }
+    }
+
     fn push_dead_item(&mut self) {
         self.item_names.push("", false);
         self.item_fwd.push(&[]);

@@ -53,7 +53,9 @@ impl Store {
         })
     }
 
-    /// Rewrite the store in `dir` with its live data only (see `compact`'s module docs). The
+    /// Rewrite the store in `dir` with its live data only (see `compact`'s module docs): first
+    /// the names of tags that no record and no profile uses leave the records and the segment
+    /// (a deleted user's own tags, say), then the live keys are copied to fresh files. The
     /// store must not be open elsewhere ([`crate::Error::Locked`] otherwise); it needs free
     /// space for one more copy of the live data while it runs.
     pub fn compact(dir: impl AsRef<Path>, config: Config) -> Result<CompactReport> {
@@ -61,10 +63,12 @@ impl Store {
         let bytes_before = compact::dir_bytes(dir);
         let store = Store::open_with(dir, config)?;
         let plan = compact::Plan::new(dir)?;
+        // This process holds the store alone: no write can name a tag while it is dropped.
+        let unused = store.inner.forget_unused_tags()?;
         let report = store.backup(&plan.fresh)?;
         // The store stays open (and locked) across the exchange.
         let swapped = plan.exchange();
         drop(store);
-        plan.finish(swapped, dir, bytes_before, report.keys)
+        plan.finish(swapped, dir, bytes_before, report.keys, unused)
     }
 }

@@ -460,11 +460,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 output::json(&r)?;
             } else {
                 println!(
-                    "compacted {}: {} keys, {} bytes before, {} after",
+                    "compacted {}: {} keys, {} bytes before, {} after, {} unused tag names removed",
                     r.path.display(),
                     r.keys,
                     r.bytes_before,
-                    r.bytes_after
+                    r.bytes_after,
+                    r.unused_tags_removed
                 );
             }
         }
