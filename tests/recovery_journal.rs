@@ -89,11 +89,20 @@ fn child_player() {
     std::thread::sleep(Duration::from_secs(600));
 }
 
-/// Everything the behaviour state holds, by dense id.
+/// Everything the behaviour state holds: items and baskets by dense id, users by name.
+///
+/// Users by name, because the dense id of a user re-created after `delete_user` depends on
+/// timing: while the background rebuild that the deletion starts is still running, the old
+/// segment still maps the name to its old (now empty) id and the user gets that id back;
+/// after it, the name is gone and the user gets a new one. Both are the same state.
 fn state(store: &Store) -> String {
     let snap = store.snapshot();
     let act = recostore::internals::activity(&snap);
-    let mut users: Vec<_> = act.users().map(|(id, u)| format!("{id}: {u:?}")).collect();
+    let name = |u: u32| snap.user_name(u).unwrap_or_else(|| format!("#{u}"));
+    let mut users: Vec<_> = act
+        .users()
+        .map(|(id, u)| format!("{}: {u:?}", name(id)))
+        .collect();
     users.sort();
     let mut items: Vec<_> = act.items().map(|(id, s)| format!("{id}: {s:?}")).collect();
     items.sort();
@@ -101,8 +110,10 @@ fn state(store: &Store) -> String {
         .into_iter()
         .flat_map(|r| {
             let b = act.baskets(r);
-            (b.first()..b.end())
-                .map(move |id| format!("{r:?} {id} {:?}: {:?}", b.owner(id), b.basket(id)))
+            (b.first()..b.end()).map(move |id| {
+                let owner = b.owner(id).map(name);
+                format!("{r:?} {id} {owner:?}: {:?}", b.basket(id))
+            })
         })
         .collect();
     let logs: Vec<_> = (0..USERS)
