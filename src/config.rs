@@ -106,6 +106,12 @@ pub struct Config {
     pub repair_segments: bool,
     /// Fold the in-memory delta into a new segment on a background thread once this many records
     /// have changed since the last segment. `None` rebuilds only when asked. Default: 100,000.
+    ///
+    /// Records whose tags changed (new, re-tagged or deleted items, and users) count one each:
+    /// queries scan them, so they cost query time until the rebuild. Items whose attributes
+    /// alone changed (stock, price, title, category, members-only) count a tenth each: the
+    /// segment's index still finds them and they cost no query time, only memory
+    /// ([`crate::Stats::attribute_overlay`]).
     pub rebuild_threshold: Option<usize>,
     /// Largest number of tags one record may carry. Default: 1,024.
     pub max_tags_per_record: usize,

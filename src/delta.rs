@@ -4,10 +4,22 @@
 //! keep a consistent view. To make that cheap the maps are persistent (`imbl`, structural
 //! sharing: clone is O(1), insert O(log n)) and the shadow bitsets are copy-on-write in 4 KiB
 //! chunks. A rebuild folds the delta into a segment and starts a smaller one.
+//!
+//! An item write is one of two kinds, told apart against the segment when it is put here:
+//!
+//! * **re-tagged**: a new item, a deletion, or tags that differ from the segment's row. The
+//!   segment's postings for it are stale, so queries score it from this delta (a scan whose
+//!   cost grows with the number of such records; `Config::rebuild_threshold` bounds it).
+//! * **attribute-only**: the item is live in the segment with exactly these tags, and only
+//!   stock, price, title, category, members-only or creation time changed. Its postings are
+//!   still right, so the segment's engine keeps finding and scoring it; filters and the
+//!   ranking step read its attributes from here. A shop's stock and price updates therefore
+//!   never slow a query and never call for a re-index.
 
 use std::sync::Arc;
 
 use crate::codec::{StoredItem, StoredUser};
+use crate::segment::format::ArchivedItemTable;
 
 /// One changed record: the sequence number of the write and the new row (`None` = deleted).
 #[derive(Debug, Clone)]
@@ -40,6 +52,17 @@ impl CowBits {
         Arc::make_mut(chunk)[w] |= 1 << (i % 64);
     }
 
+    /// Clear bit `i`.
+    pub fn clear(&mut self, i: u32) {
+        let i = i as usize;
+        if let Some(Some(chunk)) = self.chunks.get_mut(i / CHUNK_BITS) {
+            let w = (i % CHUNK_BITS) / 64;
+            if chunk[w] >> (i % 64) & 1 == 1 {
+                Arc::make_mut(chunk)[w] &= !(1 << (i % 64));
+            }
+        }
+    }
+
     /// Test bit `i`.
     #[inline]
     pub fn get(&self, i: u32) -> bool {
@@ -67,22 +90,75 @@ pub struct Delta {
     pub tags: imbl::HashMap<Arc<str>, u32>,
     /// Tag names new since the segment, id → name.
     pub tag_names: imbl::HashMap<u32, Arc<str>>,
-    /// Bit set for every item id whose segment row is overridden by `items`.
+    /// Bit set for every item id whose segment row is overridden by `items` (record reads,
+    /// filters and ranking read the delta's row).
     pub item_shadow: CowBits,
+    /// The re-tagged items among `items` (see the module note): the ones queries score from
+    /// the delta. The rest of `items` are attribute-only.
+    pub retagged: imbl::HashSet<u32>,
+    /// Bit set for every id in `retagged`: the segment's postings for it are stale.
+    pub retag_shadow: CowBits,
+    /// Attribute-only items whose category differs from the segment's: the segment's
+    /// category lists miss them, so a filter that names categories checks these too.
+    pub recategorised: imbl::HashSet<u32>,
     /// Bit set for every user id whose segment row is overridden by `users`.
     pub user_shadow: CowBits,
 }
 
 impl Delta {
-    /// Number of changed records (what the rebuild threshold counts).
-    pub fn changed(&self) -> usize {
+    /// Every record the delta holds: what a rebuild folds.
+    pub fn records(&self) -> usize {
         self.items.len() + self.users.len()
     }
 
-    /// Record an item write.
-    pub fn put_item(&mut self, id: u32, seq: u64, row: Option<Arc<StoredItem>>) {
+    /// Records the delta re-indexes: re-tagged items (which queries scan) and changed users.
+    pub fn changed(&self) -> usize {
+        self.retagged.len() + self.users.len()
+    }
+
+    /// Attribute-only item records: they cost memory, not query time.
+    pub fn overlaid(&self) -> usize {
+        self.items.len() - self.retagged.len()
+    }
+
+    /// What `Config::rebuild_threshold` is compared with: the records the delta re-indexes,
+    /// plus attribute-only records at a tenth of the weight, so that a store receiving only
+    /// stock and price updates still folds them in eventually (they hold memory) but ten
+    /// times less often than one whose tags change.
+    pub fn pressure(&self) -> usize {
+        self.changed() + self.overlaid() / ATTRIBUTE_WEIGHT
+    }
+
+    /// Record an item write over the segment table `seg`, and classify it (module note).
+    pub fn put_item(
+        &mut self,
+        id: u32,
+        seq: u64,
+        row: Option<Arc<StoredItem>>,
+        seg: &ArchivedItemTable,
+    ) {
+        let attribute_only = row
+            .as_deref()
+            .is_some_and(|r| seg.is_live(id) && same_tags(seg, id, &r.tags));
+        let moved = attribute_only
+            && row
+                .as_deref()
+                .is_some_and(|r| r.category != seg.category_of(id));
         self.items.insert(id, Entry { seq, row });
         self.item_shadow.set(id);
+        if attribute_only {
+            if self.retagged.remove(&id).is_some() {
+                self.retag_shadow.clear(id);
+            }
+        } else {
+            self.retagged.insert(id);
+            self.retag_shadow.set(id);
+        }
+        if moved {
+            self.recategorised.insert(id);
+        } else {
+            self.recategorised.remove(&id);
+        }
     }
 
     /// Record a user write.
@@ -91,12 +167,13 @@ impl Delta {
         self.user_shadow.set(id);
     }
 
-    /// The part of this delta written after `seq`, re-based onto a segment that has
-    /// `tag_slots` tags and knows every name written up to `seq`.
-    pub fn since(&self, seq: u64, tag_slots: u32) -> Delta {
+    /// The part of this delta written after `seq`, re-based onto a segment whose item table
+    /// is `seg`, which has `tag_slots` tags and knows every name written up to `seq`. Items are
+    /// classified again against the new segment.
+    pub fn since(&self, seq: u64, tag_slots: u32, seg: &ArchivedItemTable) -> Delta {
         let mut d = Delta::default();
         for (id, e) in self.items.iter().filter(|(_, e)| e.seq > seq) {
-            d.put_item(*id, e.seq, e.row.clone());
+            d.put_item(*id, e.seq, e.row.clone(), seg);
         }
         for (id, e) in self.users.iter().filter(|(_, e)| e.seq > seq) {
             d.put_user(*id, e.seq, e.row.clone());
@@ -131,6 +208,25 @@ impl Delta {
     }
 }
 
+/// How many attribute-only records weigh as much as one re-indexed record in
+/// [`Delta::pressure`].
+pub const ATTRIBUTE_WEIGHT: usize = 10;
+
+/// Are `tags` exactly the segment's row for item `id` (same ids, bit-identical weights)? Then
+/// the segment's postings, norm and score for the item are what the row would give.
+fn same_tags(seg: &ArchivedItemTable, id: u32, tags: &[(u32, f32)]) -> bool {
+    let (ids, weights) = seg.forward.row(id);
+    ids.len() == tags.len()
+        && weights.len() == tags.len()
+        && ids
+            .iter()
+            .zip(weights)
+            .zip(tags)
+            .all(|((t, w), &(tag, weight))| {
+                t.to_native() == tag && w.to_native().to_bits() == weight.to_bits()
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +241,9 @@ mod tests {
         assert!(a.get(3) && a.get(100_000) && !a.get(4));
         assert!(b.get(3) && b.get(4) && b.get(100_000));
         assert!(!b.get(u32::MAX));
+        b.clear(3);
+        b.clear(7);
+        b.clear(u32::MAX);
+        assert!(a.get(3) && !b.get(3) && b.get(4));
     }
 }

@@ -159,7 +159,7 @@ pub(crate) fn delta_from_dirty_log(
                         d.item_names.insert(Arc::from(r.name.as_str()), id);
                     }
                 }
-                d.put_item(id, seq, row.map(Arc::new));
+                d.put_item(id, seq, row.map(Arc::new), &seg.items);
             }
             Kind::User => {
                 let row = value

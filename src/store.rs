@@ -107,8 +107,13 @@ pub struct Stats {
     pub generation: u64,
     /// Bytes of the current segment file.
     pub segment_bytes: usize,
-    /// Records changed since the segment (in the in-memory delta).
+    /// Records changed since the segment that queries score from the in-memory delta: new,
+    /// re-tagged and deleted items, and changed users. [`Config::rebuild_threshold`] bounds it.
     pub delta_records: usize,
+    /// Items whose attributes alone (stock, price, title, category, members-only, creation
+    /// time) changed since the segment. The segment's index still finds them, so they cost no
+    /// query time; they are folded in by the next rebuild.
+    pub attribute_overlay: usize,
     /// Behaviour events recorded (ever, minus those of deleted users).
     pub events: u64,
     /// The store's clock: the newest event time (seconds since the epoch; 0 before any event).
@@ -348,6 +353,7 @@ impl Store {
             generation: s.segment.generation(),
             segment_bytes: s.segment.file_len(),
             delta_records: s.delta.changed(),
+            attribute_overlay: s.delta.overlaid(),
             events: s.activity.totals().events,
             clock: s.activity.now(),
             bought_lines: s.activity.bought.lines(),
@@ -391,7 +397,8 @@ impl Store {
 }
 
 impl Inner {
-    /// Stage, apply and publish one write; returns how many records the delta now holds.
+    /// Stage, apply and publish one write; returns the delta's pressure (what the rebuild
+    /// threshold is compared with, `Delta::pressure`).
     fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<usize> {
         let inner = self;
         let changed = {
@@ -409,7 +416,7 @@ impl Inner {
             let mut staged = p.finish(&w.unsaved, w.background.busy())?;
             if staged.is_noop(&writer.counters) {
                 writer.carried = std::mem::take(&mut staged.carried);
-                return Ok(base.delta.changed());
+                return Ok(base.delta.pressure());
             }
             let carried = std::mem::take(&mut staged.carried);
             let next = staged.counters;
@@ -421,7 +428,7 @@ impl Inner {
             writer.counters = next;
             writer.unsaved.applied(staged.saved);
             writer.carried = carried;
-            let changed = delta.changed();
+            let changed = delta.pressure();
             let activity = staged.activity.unwrap_or_else(|| base.activity.clone());
             if staged.background {
                 let w = &mut *writer;
@@ -504,9 +511,10 @@ impl Inner {
             .insert(codec::META_GENERATION, generation.to_be_bytes())?;
         self.tree.flush()?;
         let bytes = seg.file_len();
+        let delta = cur.delta.since(base.seq, tag_slots, &seg.data().items);
         self.snapshot.store(Arc::new(Snapshot {
             segment: seg,
-            delta: cur.delta.since(base.seq, tag_slots),
+            delta,
             seq: writer.counters.seq,
             activity: cur.activity.clone(),
         }));
@@ -515,13 +523,13 @@ impl Inner {
         rebuild::clean_dirty_log(&self.tree, base.seq)?;
         tracing::info!(
             generation,
-            folded = base.delta.changed(),
+            folded = base.delta.records(),
             bytes,
             "segment rebuilt"
         );
         Ok(RebuildReport {
             generation,
-            folded: base.delta.changed(),
+            folded: base.delta.records(),
             bytes,
         })
     }

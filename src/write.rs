@@ -257,7 +257,8 @@ impl<'a> Pending<'a> {
         let key = codec::record_key(Kind::Item, id);
         self.batch.insert(key, codec::encode(&key, &row)?);
         let seq = self.next_seq(Kind::Item, id);
-        self.delta.put_item(id, seq, Some(Arc::new(row)));
+        self.delta
+            .put_item(id, seq, Some(Arc::new(row)), &self.seg.items);
         Ok(())
     }
 
@@ -304,7 +305,7 @@ impl<'a> Pending<'a> {
         self.batch.remove(codec::record_key(kind, id));
         let seq = self.next_seq(kind, id);
         match kind {
-            Kind::Item => self.delta.put_item(id, seq, None),
+            Kind::Item => self.delta.put_item(id, seq, None, &self.seg.items),
             Kind::User => self.delta.put_user(id, seq, None),
         }
         true

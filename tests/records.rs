@@ -310,3 +310,76 @@ fn store_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Store>();
 }
+
+/// Stock, price and category changes are attribute-only: the segment's index keeps finding
+/// the item (nothing is re-indexed, `delta_records` stays 0), filters and reads see the new
+/// values at once, a reopen classifies them again from the dirty log, and a rebuild folds
+/// them in. Changing tags re-indexes the item; changing them back makes it attribute-only
+/// again.
+#[test]
+fn stock_and_price_updates_are_not_reindexed() {
+    use recostore::{Filter, Query, SearchPath};
+    let dir = tempfile::tempdir().unwrap();
+    let config = || Config::default().neighbours(0).rebuild_threshold(None);
+    let items: Vec<Item> = (0..200)
+        .map(|i| {
+            item(
+                &format!("mug-{i}"),
+                &[("type:mug", 1.0), ("size", 0.1 * (i % 7) as f32)],
+            )
+        })
+        .collect();
+    {
+        let store = Store::open_with(dir.path(), config()).unwrap();
+        store.upsert_items(&items).unwrap();
+        store.rebuild().unwrap();
+        let mut sold_out = items[5].clone();
+        sold_out.stock = 0;
+        let mut moved = items[6].clone();
+        moved.category = "garden".into();
+        moved.price = 99.0;
+        store.upsert_items(&[sold_out, moved]).unwrap();
+        let s = store.stats();
+        assert_eq!((s.delta_records, s.attribute_overlay), (0, 2));
+        let in_stock = Query::profile([("type:mug", 1.0)])
+            .k(300)
+            .filter(Filter::new().in_stock());
+        let (recs, stats) = store.query_with_stats(&in_stock).unwrap();
+        assert_eq!(stats.path, SearchPath::Pruned);
+        assert_eq!(recs.len(), 199);
+        assert!(recs.iter().all(|r| r.id != "mug-5"));
+        let garden = Query::profile([("type:mug", 1.0)]).filter(Filter::new().category("garden"));
+        let recs = store.query(&garden).unwrap();
+        assert_eq!(
+            recs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["mug-6"]
+        );
+        assert_eq!(store.get_item("mug-6").unwrap().price, 99.0);
+        store.flush().unwrap();
+    }
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let s = store.stats();
+    assert_eq!(
+        (s.delta_records, s.attribute_overlay),
+        (0, 2),
+        "classified again on open"
+    );
+    let mut retagged = items[7].clone();
+    retagged.tags.push(("colour:red".into(), 1.0));
+    store.upsert_item(&retagged).unwrap();
+    assert_eq!(store.stats().delta_records, 1);
+    store.upsert_item(&items[7]).unwrap();
+    let s = store.stats();
+    assert_eq!(
+        (s.delta_records, s.attribute_overlay),
+        (0, 3),
+        "tags back as indexed"
+    );
+    store.delete_item("mug-8").unwrap();
+    assert_eq!(store.stats().delta_records, 1, "a deletion is re-indexed");
+    store.rebuild().unwrap();
+    let s = store.stats();
+    assert_eq!((s.delta_records, s.attribute_overlay, s.items), (0, 0, 199));
+    assert_eq!(store.get_item("mug-5").unwrap().stock, 0);
+    assert_eq!(store.get_item("mug-6").unwrap().category, "garden");
+}

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::StoredItem;
-use crate::delta::CowBits;
+use crate::delta::Delta;
 use crate::error::{Error, Result};
 use crate::segment::format::ArchivedItemTable;
 use crate::segment::read::bit;
@@ -124,7 +124,9 @@ fn under(path: &str, rule: &str) -> bool {
 /// A filter bound to one snapshot: names resolved to ids, categories to a per-id table.
 pub(crate) struct Compiled<'a> {
     items: &'a ArchivedItemTable,
-    shadow: Option<&'a CowBits>,
+    /// The writes over `items`: re-tagged items are not the segment's to offer, and
+    /// attribute-only ones are checked against their new row.
+    overlay: Option<&'a Delta>,
     /// Per segment category id: allowed? `None` when no category rule is set.
     category_ok: Option<Vec<bool>>,
     includes: Vec<String>,
@@ -145,7 +147,7 @@ pub(crate) struct Compiled<'a> {
 impl<'a> Compiled<'a> {
     /// Compile `f` against `snap`, also excluding the dense ids in `also_exclude`.
     pub fn new(snap: &'a Snapshot, f: &Filter, also_exclude: Option<u32>) -> Compiled<'a> {
-        let mut c = Compiled::bare(&snap.seg().items, Some(&snap.delta.item_shadow));
+        let mut c = Compiled::bare(&snap.seg().items, Some(&snap.delta));
         let tag = |n: &String| snap.tag_id(n);
         c.impossible = f.must_tags.iter().any(|n| tag(n).is_none());
         c.must = f.must_tags.iter().filter_map(tag).collect();
@@ -180,10 +182,10 @@ impl<'a> Compiled<'a> {
     }
 
     /// No conditions beyond liveness: used when building neighbour lists over a bare segment.
-    pub fn bare(items: &'a ArchivedItemTable, shadow: Option<&'a CowBits>) -> Compiled<'a> {
+    pub fn bare(items: &'a ArchivedItemTable, overlay: Option<&'a Delta>) -> Compiled<'a> {
         Compiled {
             items,
-            shadow,
+            overlay,
             category_ok: None,
             includes: Vec::new(),
             excludes: Vec::new(),
@@ -230,13 +232,19 @@ impl<'a> Compiled<'a> {
         price >= self.min_price && price <= self.max_price && (!self.in_stock || stock > 0)
     }
 
-    /// May segment item `id` be returned? (Live, not overridden by the delta, not excluded,
-    /// and passing every condition.)
+    /// May segment item `id` be offered from the segment's index? (Live, not re-tagged by
+    /// the delta, not excluded, and passing every condition; an attribute-only write is
+    /// judged by its new row.)
     #[inline]
     pub fn allows_segment(&self, id: u32) -> bool {
         let t = self.items;
-        if !bit(&t.live, id as usize) || self.shadow.is_some_and(|s| s.get(id)) {
+        if !bit(&t.live, id as usize) {
             return false;
+        }
+        if let Some(d) = self.overlay {
+            if d.item_shadow.get(id) {
+                return self.allows_overlaid(d, id);
+            }
         }
         if !self.excluded.is_empty() && self.excluded.binary_search(&id).is_ok() {
             return false;
@@ -264,6 +272,16 @@ impl<'a> Compiled<'a> {
         }
         let (tags, _) = t.forward.row(id);
         self.tags_allow(|x| tags.binary_search_by_key(&x, |v| v.to_native()).is_ok())
+    }
+
+    /// The slow half of [`Compiled::allows_segment`], for an item the delta overrides.
+    #[cold]
+    fn allows_overlaid(&self, d: &Delta, id: u32) -> bool {
+        !d.retag_shadow.get(id)
+            && d.items
+                .get(&id)
+                .and_then(|e| e.row.as_ref())
+                .is_some_and(|r| self.allows_row(id, r))
     }
 
     /// May delta item `id` with contents `row` be returned?
@@ -317,8 +335,14 @@ impl<'a> Compiled<'a> {
                     })
                     .sum::<usize>()
             });
+        // Attribute-only writes that moved an item between categories: the segment's lists
+        // place it where it was, so every such item is a candidate too (checked on its row).
+        let moved = self
+            .overlay
+            .map(|d| &d.recategorised)
+            .filter(|m| !m.is_empty());
         let tag_len = by_tag.map_or(usize::MAX, |l| l.len());
-        let cat_len = by_cat.unwrap_or(usize::MAX);
+        let cat_len = by_cat.map_or(usize::MAX, |n| n + moved.map_or(0, |m| m.len()));
         if tag_len.min(cat_len) > limit {
             return None;
         }
@@ -338,8 +362,10 @@ impl<'a> Compiled<'a> {
                     .iter()
                     .map(|v| v.to_native())
             })
+            .chain(moved.into_iter().flatten().copied())
             .collect();
         ids.sort_unstable();
+        ids.dedup();
         Some(ids)
     }
 }

@@ -309,7 +309,7 @@ pub(crate) fn run_excluding(
                     if auto
                         && q.similarity == Similarity::Cosine
                         && q.weighting == Weighting::None
-                        && !snap.delta.item_shadow.get(id) =>
+                        && !snap.delta.retag_shadow.get(id) =>
                 {
                     let mut attempt = top.clone();
                     neighbours::serve(&snap.segment, id, &filter, &mut attempt)

@@ -4,8 +4,9 @@
 //!   pruned engine to, and the baseline the benchmarks measure against.
 //! * [`ids`] scores a short candidate list named by a selective filter ("few candidates are
 //!   scored directly").
-//! * [`delta`] scores the records written since the segment; they are few (the rebuild
-//!   threshold bounds them) and have no inverted index.
+//! * [`delta`] scores the items re-tagged since the segment; they are few (the rebuild
+//!   threshold bounds them) and have no inverted index. Attribute-only writes are not here:
+//!   the segment's index still finds them.
 
 use super::filter::Compiled;
 use super::score::Scorer;
@@ -51,7 +52,7 @@ pub(crate) fn ids(
     scored
 }
 
-/// Offer every live delta record that passes `filter`.
+/// Offer every live re-tagged delta item that passes `filter`.
 pub(crate) fn delta(
     snap: &Snapshot,
     scorer: &Scorer<'_>,
@@ -59,8 +60,10 @@ pub(crate) fn delta(
     top: &mut TopK,
 ) -> u64 {
     let mut scored = 0;
-    for (&id, e) in snap.delta.items.iter() {
-        let Some(row) = &e.row else { continue };
+    for &id in snap.delta.retagged.iter() {
+        let Some(row) = snap.delta.items.get(&id).and_then(|e| e.row.as_ref()) else {
+            continue;
+        };
         if filter.allows_row(id, row) {
             scored += 1;
             let norm = l2_norm(row.tags.iter().map(|p| p.1));

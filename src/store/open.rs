@@ -148,6 +148,7 @@ impl Store {
             dir = %dir.display(),
             generation = segment.generation(),
             delta = delta.changed(),
+            attribute_overlay = delta.overlaid(),
             "store opened"
         );
         let activity = match older {

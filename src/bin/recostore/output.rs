@@ -184,6 +184,7 @@ pub fn stats(s: &Stats, as_json: bool) -> Out {
     println!("generation     {}", s.generation);
     println!("segment bytes  {}", s.segment_bytes);
     println!("delta records  {}", s.delta_records);
+    println!("attribute-only {}", s.attribute_overlay);
     println!("events         {}", s.events);
     println!("clock          {}", s.clock);
     println!(
