@@ -68,6 +68,9 @@ pub(crate) struct Inner {
     rebuild_lock: Mutex<()>,
     rebuild_running: AtomicBool,
     rebuild_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The background flush of the delta's index (`crate::delta::index`): one at a time.
+    index_running: AtomicBool,
+    index_thread: Mutex<Option<JoinHandle<()>>>,
     /// What every view of this store shares: configuration, plugins, latency, the derived
     /// relations scenarios keep.
     shared: Arc<crate::view::Shared>,
@@ -114,6 +117,14 @@ pub struct Stats {
     /// time) changed since the segment. The segment's index still finds them, so they cost no
     /// query time; they are folded in by the next rebuild.
     pub attribute_overlay: usize,
+    /// Runs in the delta's index: small in-memory segments of re-tagged records that queries
+    /// search with the pruned engine ([`Config::delta_index_rows`]).
+    pub delta_runs: usize,
+    /// Re-tagged records written since the delta's index was last flushed: the ones each query
+    /// scores one by one.
+    pub delta_unindexed: usize,
+    /// Heap bytes of the delta's index.
+    pub delta_index_bytes: usize,
     /// Behaviour events recorded (ever, minus those of deleted users).
     pub events: u64,
     /// The store's clock: the newest event time (seconds since the epoch; 0 before any event).
@@ -300,17 +311,27 @@ impl Store {
     }
 
     pub(crate) fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
-        let changed = self.inner.write(stage)?;
-        if self
-            .inner
-            .shared
-            .config
-            .rebuild_threshold
-            .is_some_and(|t| changed >= t)
-        {
+        let (pressure, unindexed) = self.inner.write(stage)?;
+        let config = &self.inner.shared.config;
+        if config.rebuild_threshold.is_some_and(|t| pressure >= t) {
             self.rebuild_in_background();
+        } else if config.delta_index_rows > 0 && unindexed >= config.delta_index_rows {
+            self.index_in_background();
         }
         Ok(())
+    }
+
+    /// Index the delta's re-tagged records now: the ones written since the last flush go into
+    /// a run of the delta's index, merged with the newest runs of no more than twice its size
+    /// (see [`Config::delta_index_rows`], which makes this happen in the background). Queries
+    /// then search them with the pruned engine instead of scoring each. Returns how many rows
+    /// the new run holds (0: nothing to index).
+    pub fn index_delta(&self) -> Result<usize> {
+        self.inner.index_delta()
+    }
+
+    fn index_in_background(&self) {
+        self.background(Job::Index);
     }
 
     /// Fold the delta into a new segment now and publish it; returns when it is live. Readers
@@ -320,25 +341,46 @@ impl Store {
     }
 
     fn rebuild_in_background(&self) {
-        if self.inner.rebuild_running.swap(true, Ordering::AcqRel) {
+        self.background(Job::Rebuild);
+    }
+
+    /// Run `job` on a thread of its own unless one is already at it; the handle is kept, so
+    /// closing can wait for it.
+    fn background(&self, job: Job) {
+        if self.inner.job_running(job).swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.inner.clone();
-        let spawned = std::thread::Builder::new().name("recostore-rebuild".into()).spawn(move || {
-            if let Err(e) = inner.rebuild() {
-                tracing::error!(error = %e, "background rebuild failed; the delta keeps serving reads");
-            }
-            inner.rebuild_running.store(false, Ordering::Release);
-        });
+        let spawned = std::thread::Builder::new()
+            .name(job.thread_name().into())
+            .spawn(move || {
+                let done = match job {
+                    Job::Rebuild => inner.rebuild().map(drop),
+                    // Writes that landed during a flush may already call for the next one,
+                    // and with no write to follow nothing else would start it.
+                    Job::Index => (|| loop {
+                        let rows = inner.shared.config.delta_index_rows;
+                        if inner.index_delta()? == 0
+                            || inner.snapshot.load().delta.unindexed.len() < rows.max(1)
+                        {
+                            return Ok(());
+                        }
+                    })(),
+                };
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "background {} failed; the delta keeps serving reads", job.thread_name());
+                }
+                inner.job_running(job).store(false, Ordering::Release);
+            });
         match spawned {
             Ok(h) => {
-                if let Some(old) = lock(&self.inner.rebuild_thread).replace(h) {
+                if let Some(old) = lock(self.inner.job_thread(job)).replace(h) {
                     let _ = old.join();
                 }
             }
             Err(e) => {
-                self.inner.rebuild_running.store(false, Ordering::Release);
-                tracing::error!(error = %e, "could not start the rebuild thread");
+                self.inner.job_running(job).store(false, Ordering::Release);
+                tracing::error!(error = %e, "could not start the {} thread", job.thread_name());
             }
         }
     }
@@ -354,6 +396,9 @@ impl Store {
             segment_bytes: s.segment.file_len(),
             delta_records: s.delta.changed(),
             attribute_overlay: s.delta.overlaid(),
+            delta_runs: s.delta.runs.len(),
+            delta_unindexed: s.delta.unindexed.len(),
+            delta_index_bytes: s.delta.runs.iter().map(|r| r.bytes()).sum(),
             events: s.activity.totals().events,
             clock: s.activity.now(),
             bought_lines: s.activity.bought.lines(),
@@ -396,10 +441,70 @@ impl Store {
     }
 }
 
+/// Work a store does on a thread of its own.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    /// Fold the delta into a new segment.
+    Rebuild,
+    /// Flush the delta's re-tagged rows into its index.
+    Index,
+}
+
+impl Job {
+    fn thread_name(self) -> &'static str {
+        match self {
+            Job::Rebuild => "recostore-rebuild",
+            Job::Index => "recostore-index",
+        }
+    }
+}
+
 impl Inner {
+    fn job_running(&self, job: Job) -> &AtomicBool {
+        match job {
+            Job::Rebuild => &self.rebuild_running,
+            Job::Index => &self.index_running,
+        }
+    }
+
+    fn job_thread(&self, job: Job) -> &Mutex<Option<JoinHandle<()>>> {
+        match job {
+            Job::Rebuild => &self.rebuild_thread,
+            Job::Index => &self.index_thread,
+        }
+    }
+
+    /// Flush the delta's index (see [`Store::index_delta`]). Serialised with rebuilds by the
+    /// rebuild lock, so the runs it planned on are the runs it publishes over.
+    fn index_delta(&self) -> Result<usize> {
+        let _one_at_a_time = lock(&self.rebuild_lock);
+        let base = self.snapshot.load_full();
+        let Some(flush) = crate::delta::index::flush(&base.delta)? else {
+            return Ok(0);
+        };
+        let rows = flush.indexed.len();
+        let writer = lock(&self.writer);
+        let cur = self.snapshot.load_full();
+        let mut delta = cur.delta.clone();
+        if !Arc::ptr_eq(&cur.segment, &base.segment) || !delta.apply_flush(&base.delta.runs, flush)
+        {
+            return Ok(0);
+        }
+        tracing::debug!(rows, runs = delta.runs.len(), "delta index flushed");
+        self.snapshot.store(Arc::new(Snapshot {
+            segment: cur.segment.clone(),
+            delta,
+            seq: cur.seq,
+            activity: cur.activity.clone(),
+        }));
+        drop(writer);
+        Ok(rows)
+    }
+
     /// Stage, apply and publish one write; returns the delta's pressure (what the rebuild
-    /// threshold is compared with, `Delta::pressure`).
-    fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<usize> {
+    /// threshold is compared with, `Delta::pressure`) and its rows to scan (what
+    /// `Config::delta_index_rows` is compared with).
+    fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<(usize, usize)> {
         let inner = self;
         let changed = {
             let mut writer = lock(&inner.writer);
@@ -416,7 +521,7 @@ impl Inner {
             let mut staged = p.finish(&w.unsaved, w.background.busy())?;
             if staged.is_noop(&writer.counters) {
                 writer.carried = std::mem::take(&mut staged.carried);
-                return Ok(base.delta.pressure());
+                return Ok((base.delta.pressure(), base.delta.unindexed.len()));
             }
             let carried = std::mem::take(&mut staged.carried);
             let next = staged.counters;
@@ -428,7 +533,7 @@ impl Inner {
             writer.counters = next;
             writer.unsaved.applied(staged.saved);
             writer.carried = carried;
-            let changed = delta.pressure();
+            let changed = (delta.pressure(), delta.unindexed.len());
             let activity = staged.activity.unwrap_or_else(|| base.activity.clone());
             if staged.background {
                 let w = &mut *writer;
@@ -455,10 +560,12 @@ impl Inner {
     /// The closing work: wait for the background rebuild, checkpoint, flush. Safe to run more
     /// than once (a second run finds nothing to checkpoint and nothing to flush).
     fn close(&self) -> Result<()> {
-        let running = lock(&self.rebuild_thread).take();
-        if let Some(h) = running {
-            // A rebuild that panicked has already logged; the delta still serves its records.
-            let _ = h.join();
+        for job in [Job::Rebuild, Job::Index] {
+            let running = lock(self.job_thread(job)).take();
+            if let Some(h) = running {
+                // Work that panicked has already logged; the delta still serves its records.
+                let _ = h.join();
+            }
         }
         self.write(|p| {
             p.checkpoint = true;

@@ -101,3 +101,70 @@ fn bench_reports_sane_figures_on_a_small_store() {
     assert_eq!(s["items"], 400);
     assert!(out.join("events.jsonl").exists());
 }
+
+/// `bench --writes N` runs the queries again under a write load, reports both, and leaves
+/// every item as it found it.
+#[test]
+fn bench_under_writes_reports_both_passes_and_restores_the_items() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("s");
+    let d = d.to_str().expect("utf-8");
+    let demo = recostore(&["demo", "--dir", d, "--items", "300", "--users", "40"]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let export = |name: &str| {
+        let out = tmp.path().join(name);
+        let e = recostore(&[
+            "export",
+            "jsonl",
+            "--dir",
+            d,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+        let mut lines: Vec<String> = std::fs::read_to_string(out.join("items.jsonl"))
+            .expect("items.jsonl")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let before = export("before");
+    let out = recostore(&[
+        "bench",
+        "--dir",
+        d,
+        "--scenario",
+        "similar",
+        "--queries",
+        "3000",
+        "--threads",
+        "1",
+        "--writes",
+        "2000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let w = &r["under_writes"];
+    assert_eq!(w["write_errors"], 0, "{r}");
+    let written =
+        w["attribute_writes"].as_u64().expect("count") + w["tag_writes"].as_u64().expect("count");
+    assert!(written > 0, "the writer wrote while the queries ran: {r}");
+    assert!(w["p99_us"].as_f64().expect("p99") > 0.0, "{r}");
+    assert_eq!(r["queries"], 3000);
+    assert_eq!(
+        export("after"),
+        before,
+        "every changed item is written back"
+    );
+}

@@ -1,5 +1,5 @@
 //! Readers query without pause while a writer upserts, deletes and rebuilds (publishing new
-//! segment generations). No query may fail or see a torn state, and every retired generation's
+//! segment generations), and the delta's index flushes and merges its runs in the background. No query may fail or see a torn state, and every retired generation's
 //! files must be deleted and unmapped once the last reader lets go.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,7 +48,10 @@ fn mapped_segments() -> Vec<String> {
 #[test]
 fn readers_never_fail_or_tear_while_writers_and_rebuilds_run() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::default().neighbours(8).rebuild_threshold(None);
+    let config = Config::default()
+        .neighbours(8)
+        .rebuild_threshold(None)
+        .delta_index_rows(20);
     let store = Store::open_with(dir.path(), config).unwrap();
     let all: Vec<Item> = (0..STABLE + CHURN).map(|i| item(i, 0)).collect();
     store.upsert_items(&all).unwrap();
@@ -57,6 +60,7 @@ fn readers_never_fail_or_tear_while_writers_and_rebuilds_run() {
     let stop = AtomicBool::new(false);
     let answered = AtomicU64::new(0);
     let rebuilds = AtomicU64::new(0);
+    let most_runs = AtomicU64::new(0);
     let deadline = Instant::now() + Duration::from_secs(6);
     std::thread::scope(|s| {
         for r in 0..2u64 {
@@ -86,7 +90,7 @@ fn readers_never_fail_or_tear_while_writers_and_rebuilds_run() {
                 }
             });
         }
-        let (store, stop, rebuilds) = (&store, &stop, &rebuilds);
+        let (store, stop, rebuilds, most_runs) = (&store, &stop, &rebuilds, &most_runs);
         s.spawn(move || {
             let mut round = 1;
             while Instant::now() < deadline {
@@ -99,7 +103,8 @@ fn readers_never_fail_or_tear_while_writers_and_rebuilds_run() {
                     .collect();
                 let refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
                 store.delete_items(&refs).unwrap();
-                if round % 5 == 0 {
+                most_runs.fetch_max(store.stats().delta_runs as u64, Ordering::Relaxed);
+                if round % 12 == 0 {
                     store.rebuild().unwrap();
                     rebuilds.fetch_add(1, Ordering::Relaxed);
                 }
@@ -113,6 +118,10 @@ fn readers_never_fail_or_tear_while_writers_and_rebuilds_run() {
         "too few rebuilds to mean anything"
     );
     assert!(answered.load(Ordering::Relaxed) > 100, "readers barely ran");
+    assert!(
+        most_runs.load(Ordering::Relaxed) >= 2,
+        "the delta's index never held two runs: flushes and merges did not run"
+    );
 
     // Every snapshot of the test is gone: only the current generation may remain.
     let generation = store.stats().generation;

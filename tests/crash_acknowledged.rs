@@ -54,9 +54,12 @@ fn child_writer() {
     } else {
         Durability::GroupCommit { ms: 50 }
     };
+    // Rebuilds and flushes of the delta's index (runs built and merged in memory) run in the
+    // background while the writes go on, so the kills land during both.
     let cfg = Config::default()
         .durability(durability)
-        .rebuild_threshold(Some(400));
+        .rebuild_threshold(Some(400))
+        .delta_index_rows(16);
     let store = Store::open_with(&dir, cfg).expect("child opens store");
     let mut n = start;
     loop {

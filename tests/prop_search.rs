@@ -172,17 +172,33 @@ proptest! {
     fn fast_paths_equal_the_oracle(
         base in prop::collection::vec(spec(), 1..300),
         changes in prop::collection::vec(change(), 0..40),
+        more in prop::collection::vec(change(), 0..40),
         per_item in prop::sample::select(vec![0usize, 2, 5, 40]),
+        index_rows in prop::sample::select(vec![0usize, 1, 3, 16]),
+        index_between in any::<bool>(),
+        index_after in any::<bool>(),
         queries in prop::collection::vec(query(320), 12),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::default().neighbours(per_item).rebuild_threshold(None);
+        let config = Config::default()
+            .neighbours(per_item)
+            .rebuild_threshold(None)
+            .delta_index_rows(index_rows);
         let store = Store::open_with(dir.path(), config).unwrap();
         let items: Vec<Item> = base.iter().enumerate().map(|(i, s)| item(i, s)).collect();
         store.upsert_items(&items).unwrap();
         store.rebuild().unwrap();
         let mut model = Model::new(&base);
+        // Re-tagged records land in the delta's index (runs, merged as they grow) in the
+        // background and when asked, and the writes after a flush make some run slots stale.
         apply(&store, &mut model, &changes);
+        if index_between {
+            store.index_delta().unwrap();
+        }
+        apply(&store, &mut model, &more);
+        if index_after {
+            store.index_delta().unwrap();
+        }
         for q in &queries {
             same_answer(&store, q)?;
             same_as_model(&store, &model, q)?;
@@ -489,15 +505,36 @@ proptest! {
         n in 1500usize..4000,
         seed in any::<u64>(),
         deletes in prop::collection::vec(0usize..4000, 0..20),
+        retags in prop::collection::vec(0usize..4000, 0..600),
         queries in prop::collection::vec(query(1500), 16),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::default().neighbours(0).rebuild_threshold(None);
+        let config = Config::default()
+            .neighbours(0)
+            .rebuild_threshold(None)
+            .delta_index_rows(0);
         let store = Store::open_with(dir.path(), config).unwrap();
-        store.upsert_items(&dense_store(n, seed)).unwrap();
+        let mut items = dense_store(n, seed);
+        store.upsert_items(&items).unwrap();
         store.rebuild().unwrap();
         for d in deletes {
             store.delete_item(&format!("i{}", d % n)).unwrap();
+        }
+        // Re-tag a few hundred items in two flushes of the delta's index (big enough for the
+        // runs to have dense columns of their own), then some more left unindexed.
+        for (round, chunk) in retags.chunks(retags.len().div_ceil(3).max(1)).enumerate() {
+            for &r in chunk {
+                let it = &mut items[r % n];
+                if let Some(t) = it.tags.first_mut() {
+                    t.1 = (t.1 * 0.5).max(0.05);
+                } else {
+                    it.tags.push(("t0".to_string(), 1.0));
+                }
+                store.upsert_item(it).unwrap();
+            }
+            if round < 2 {
+                store.index_delta().unwrap();
+            }
         }
         for q in &queries {
             same_answer(&store, q)?;

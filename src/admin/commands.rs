@@ -177,6 +177,7 @@ fn stats(ctx: &Ctx) -> Result<Value, Failure> {
         "segment": {"generation": s.generation, "bytes": s.segment_bytes},
         "delta_records": s.delta_records,
         "attribute_overlay": s.attribute_overlay,
+        "delta_index": {"runs": s.delta_runs, "unindexed": s.delta_unindexed, "bytes": s.delta_index_bytes},
         "cooccurrence": {"bought_lines": s.bought_lines, "viewed_lines": s.viewed_lines, "approx_bytes": s.cooccurrence_bytes},
         "queries": to_value(&ctx.store.latency_stats())?,
         "plugins": {

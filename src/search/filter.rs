@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::StoredItem;
-use crate::delta::Delta;
+use crate::delta::index::Run;
+use crate::delta::{Delta, UNKNOWN_CATEGORY};
 use crate::error::{Error, Result};
 use crate::segment::format::ArchivedItemTable;
 use crate::segment::read::bit;
@@ -127,6 +128,9 @@ pub(crate) struct Compiled<'a> {
     /// The writes over `items`: re-tagged items are not the segment's to offer, and
     /// attribute-only ones are checked against their new row.
     overlay: Option<&'a Delta>,
+    /// When `items` is a run of the delta's index: the delta and the run, so a slot is offered
+    /// only while it is its item's current row. Ids are the run's local ids.
+    run: Option<(&'a Delta, &'a Run)>,
     /// Per segment category id: allowed? `None` when no category rule is set.
     category_ok: Option<Vec<bool>>,
     includes: Vec<String>,
@@ -186,6 +190,7 @@ impl<'a> Compiled<'a> {
         Compiled {
             items,
             overlay,
+            run: None,
             category_ok: None,
             includes: Vec::new(),
             excludes: Vec::new(),
@@ -198,6 +203,38 @@ impl<'a> Compiled<'a> {
             impossible: false,
             plain: true,
         }
+    }
+
+    /// The same filter over a run of the delta's index: category rules against the run's
+    /// own category dictionary, excluded ids translated to the run's local ids, and a slot
+    /// allowed only while it is its item's current row in `delta`.
+    pub fn for_run(&self, delta: &'a Delta, run: &'a Run) -> Compiled<'a> {
+        let items = run.table();
+        let mut c = Compiled {
+            items,
+            overlay: None,
+            run: Some((delta, run)),
+            category_ok: None,
+            includes: self.includes.clone(),
+            excludes: self.excludes.clone(),
+            min_price: self.min_price,
+            max_price: self.max_price,
+            in_stock: self.in_stock,
+            must: self.must.clone(),
+            must_not: self.must_not.clone(),
+            excluded: self.excluded.iter().filter_map(|&g| run.local(g)).collect(),
+            impossible: self.impossible,
+            plain: self.plain,
+        };
+        if self.category_ok.is_some() {
+            let cats = &items.categories;
+            c.category_ok = Some(
+                (0..crate::narrow::u32_from(cats.len()))
+                    .map(|i| c.category_allows(cats.get(i).unwrap_or("")))
+                    .collect(),
+            );
+        }
+        c
     }
 
     /// Exclude one more dense id.
@@ -241,6 +278,11 @@ impl<'a> Compiled<'a> {
         if !bit(&t.live, id as usize) {
             return false;
         }
+        if let Some((d, run)) = self.run {
+            if !run.current(d, id) {
+                return false;
+            }
+        }
         if let Some(d) = self.overlay {
             if d.item_shadow.get(id) {
                 return self.allows_overlaid(d, id);
@@ -256,32 +298,58 @@ impl<'a> Compiled<'a> {
             return false;
         }
         let i = id as usize;
+        let category = t.category.get(i).map_or(u32::MAX, |c| c.to_native());
+        let price = t.price.get(i).map_or(0.0, |p| p.to_native());
+        let stock = t.stock.get(i).map_or(0, |s| s.to_native());
+        self.conditions_allow(id, category, price, stock)
+    }
+
+    /// The filter's conditions for segment item `id` with these attributes (its tags are the
+    /// segment's).
+    #[inline]
+    fn conditions_allow(&self, id: u32, category: u32, price: f32, stock: u32) -> bool {
         if let Some(ok) = &self.category_ok {
-            let c = t.category.get(i).map_or(u32::MAX, |c| c.to_native());
-            if !ok.get(c as usize).copied().unwrap_or(false) {
+            if !ok.get(category as usize).copied().unwrap_or(false) {
                 return false;
             }
         }
-        let price = t.price.get(i).map_or(0.0, |p| p.to_native());
-        let stock = t.stock.get(i).map_or(0, |s| s.to_native());
         if !self.price_stock_allow(price, stock) {
             return false;
         }
         if self.must.is_empty() && self.must_not.is_empty() {
             return true;
         }
-        let (tags, _) = t.forward.row(id);
+        let (tags, _) = self.items.forward.row(id);
         self.tags_allow(|x| tags.binary_search_by_key(&x, |v| v.to_native()).is_ok())
     }
 
-    /// The slow half of [`Compiled::allows_segment`], for an item the delta overrides.
+    /// The slow half of [`Compiled::allows_segment`], for an item the delta overrides: a
+    /// re-tagged one is not the segment's to offer; an attribute-only one is judged by its new
+    /// attributes (a dense column, no map look-up) and the segment's tags, which are its own.
     #[cold]
     fn allows_overlaid(&self, d: &Delta, id: u32) -> bool {
-        !d.retag_shadow.get(id)
-            && d.items
+        if d.retag_shadow.get(id) {
+            return false;
+        }
+        if !self.excluded.is_empty() && self.excluded.binary_search(&id).is_ok() {
+            return false;
+        }
+        if self.plain {
+            return true;
+        }
+        if self.impossible {
+            return false;
+        }
+        let a = d.attrs.get(id);
+        if a.category == UNKNOWN_CATEGORY && self.category_ok.is_some() {
+            // A category the segment has never seen: only the row has its name.
+            return d
+                .items
                 .get(&id)
                 .and_then(|e| e.row.as_ref())
-                .is_some_and(|r| self.allows_row(id, r))
+                .is_some_and(|r| self.allows_row(id, r));
+        }
+        self.conditions_allow(id, a.category, a.price, a.stock)
     }
 
     /// May delta item `id` with contents `row` be returned?

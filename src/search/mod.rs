@@ -295,8 +295,15 @@ pub(crate) fn run_excluding(
         return Ok((Vec::new(), stats));
     }
     let mut top = TopK::new(q.k);
-    stats.scored += scan::delta(snap, &scorer, &filter, &mut top);
-    let hits = match q.method {
+    // Re-tagged delta rows: all of them for the oracle; for the fast paths the few written
+    // since the index's last flush now, and its runs after the segment, whose answer gives
+    // their pruning a high floor from the start.
+    let rows = match q.method {
+        Method::Exhaustive => &snap.delta.retagged,
+        Method::Auto | Method::Pruned => &snap.delta.unindexed,
+    };
+    stats.scored += scan::delta(snap, rows, &scorer, &filter, &mut top);
+    let mut hits = match q.method {
         Method::Exhaustive => {
             stats.path = Path::Exhaustive;
             stats.scored += scan::all_segment(snap, &scorer, &filter, &mut top);
@@ -333,6 +340,7 @@ pub(crate) fn run_excluding(
                     items,
                     scorer: &scorer,
                     filter: &filter,
+                    prime: true,
                 };
                 let (seg_top, work) = search.run(q.k, q.threads, &floor);
                 stats.scored += work.scored;
@@ -345,7 +353,40 @@ pub(crate) fn run_excluding(
             }
         }
     };
+    if q.method != Method::Exhaustive {
+        search_runs(snap, &scorer, &filter, q.k, &mut hits, &mut stats);
+    }
     Ok((explain::explain(snap, &scorer, &hits.into_sorted()), stats))
+}
+
+/// Offer the items in the runs of the delta's index, each searched with the pruned engine, its
+/// floor raised by what was found so far. A run's hits come back in local ids, ascending with
+/// the global ones, so its top-`k` is exactly the share of the global top-`k` it holds.
+fn search_runs(
+    snap: &Snapshot,
+    scorer: &Scorer<'_>,
+    filter: &Compiled<'_>,
+    k: usize,
+    top: &mut TopK,
+    stats: &mut QueryStats,
+) {
+    for run in &snap.delta.runs {
+        let on_run = filter.for_run(&snap.delta, run);
+        let floor = Floor::default();
+        floor.raise(top.threshold());
+        let search = pruned::Search {
+            items: run.table(),
+            scorer,
+            filter: &on_run,
+            prime: top.threshold() <= 0.0,
+        };
+        let (hits, work) = search.run(k, 1, &floor);
+        stats.scored += work.scored;
+        stats.postings += work.postings;
+        for h in hits.into_sorted() {
+            top.offer(run.global(h.id), h.score);
+        }
+    }
 }
 
 /// Score exactly the items `ids` (segment or delta) against `q`'s target, best first, with

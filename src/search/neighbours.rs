@@ -96,6 +96,7 @@ fn list_for(seg: &Segment, id: u32, per_item: usize) -> Vec<Hit> {
         items,
         scorer: &scorer,
         filter: &filter,
+        prime: true,
     };
     search.run(per_item, 1, &Floor::default()).0.into_sorted()
 }

@@ -148,6 +148,10 @@ pub(crate) struct Search<'s, 'a> {
     pub items: &'a ArchivedItemTable,
     pub scorer: &'s Scorer<'a>,
     pub filter: &'s Compiled<'a>,
+    /// Prime the floor by scoring the most promising few first. Worth it when the floor
+    /// starts low; a run of the delta's index searched after the segment already has a floor
+    /// near the final one, and priming a small table would read most of its short lists.
+    pub prime: bool,
 }
 
 impl Search<'_, '_> {
@@ -245,7 +249,9 @@ impl Search<'_, '_> {
         if k == 0 || self.scorer.is_empty() {
             return (TopK::new(k), work);
         }
-        self.prime(k, floor, &mut work);
+        if self.prime {
+            self.prime(k, floor, &mut work);
+        }
         let window = window_for(self.items.slots());
         let windows = self.items.slots().div_ceil(window);
         let next = AtomicUsize::new(0);

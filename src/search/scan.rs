@@ -52,15 +52,18 @@ pub(crate) fn ids(
     scored
 }
 
-/// Offer every live re-tagged delta item that passes `filter`.
+/// Offer every live re-tagged delta item in `ids` that passes `filter`: all of them
+/// (`delta.retagged`, the oracle) or those no run of the delta's index holds
+/// (`delta.unindexed`).
 pub(crate) fn delta(
     snap: &Snapshot,
+    ids: &imbl::HashSet<u32>,
     scorer: &Scorer<'_>,
     filter: &Compiled<'_>,
     top: &mut TopK,
 ) -> u64 {
     let mut scored = 0;
-    for &id in snap.delta.retagged.iter() {
+    for &id in ids.iter() {
         let Some(row) = snap.delta.items.get(&id).and_then(|e| e.row.as_ref()) else {
             continue;
         };

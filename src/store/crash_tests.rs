@@ -359,6 +359,8 @@ fn round(dir: &Path, seed: u64, lives: usize, calls: usize, seen: &mut Seen) {
             .durability(durability)
             .checkpoint_events(1 + (seed % 7) as usize)
             .rebuild_threshold(Some(4 + (seed % 5) as usize))
+            // Flushes of the delta's index run between the writes too.
+            .delta_index_rows(1 + (seed % 3) as usize)
     };
     let mut model = Model::default();
     let mut ids = Ids::default();

@@ -188,12 +188,20 @@ impl Store {
                 rebuild_lock: Mutex::new(()),
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
+                index_running: AtomicBool::new(false),
+                index_thread: Mutex::new(None),
                 shared,
             }),
         };
         match older {
             Some(found) => store.upgrade_activity(found)?,
             None => store.replay_journal()?,
+        }
+        // The delta's index is derived and lives in memory: a delta read back from the dirty
+        // log is indexed again, off the opening thread.
+        let rows = store.inner.shared.config.delta_index_rows;
+        if rows > 0 && store.snapshot().delta.unindexed.len() >= rows {
+            store.index_in_background();
         }
         Ok(store)
     }

@@ -230,6 +230,13 @@ struct BenchArgs {
     /// Seed for drawing query subjects from the store.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Then run the same queries again while another thread writes this many item updates
+    /// per second (80% stock and price, 20% one tag's weight), and print both. The bench
+    /// writes to the store: every item it changed is written back as it was at the end,
+    /// but a run killed midway leaves its changes, so use a copy (`recostore backup`) of a
+    /// store that matters.
+    #[arg(long, default_value_t = 0, value_name = "PER_SEC")]
+    writes: u32,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -339,6 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     threads,
                     k: a.k,
                     seed: a.seed,
+                    writes_per_sec: a.writes,
                 },
             )?;
             if a.json {
@@ -350,6 +358,21 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 );
                 if let Some(e) = &r.first_error {
                     println!("  first error: {e}");
+                }
+                if let Some(w) = &r.under_writes {
+                    println!(
+                        "under {} writes/s ({} stock/price, {} tag changes written): p50 {:.1} µs  p90 {:.1} µs  p99 {:.1} µs  max {:.1} µs  {:.0} queries/s",
+                        w.writes_per_sec, w.attribute_writes, w.tag_writes, w.p50_us, w.p90_us, w.p99_us, w.max_us, w.qps
+                    );
+                    println!(
+                        "  p99 under writes / p99 without: {:.2}  (delta: {} re-indexed, {} attribute-only records; changed items written back)",
+                        w.p99_us / r.p99_us.max(1e-9),
+                        w.delta_records,
+                        w.attribute_overlay
+                    );
+                    if let Some(e) = &w.first_error {
+                        println!("  {} writes failed; first error: {e}", w.write_errors);
+                    }
                 }
             }
         }

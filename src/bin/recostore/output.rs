@@ -185,6 +185,12 @@ pub fn stats(s: &Stats, as_json: bool) -> Out {
     println!("segment bytes  {}", s.segment_bytes);
     println!("delta records  {}", s.delta_records);
     println!("attribute-only {}", s.attribute_overlay);
+    println!(
+        "delta index    {} runs ({} KiB), {} records not yet indexed",
+        s.delta_runs,
+        s.delta_index_bytes / 1024,
+        s.delta_unindexed
+    );
     println!("events         {}", s.events);
     println!("clock          {}", s.clock);
     println!(

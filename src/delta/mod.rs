@@ -21,6 +21,8 @@ use std::sync::Arc;
 use crate::codec::{StoredItem, StoredUser};
 use crate::segment::format::ArchivedItemTable;
 
+pub mod index;
+
 /// One changed record: the sequence number of the write and the new row (`None` = deleted).
 #[derive(Debug, Clone)]
 pub struct Entry<T> {
@@ -74,6 +76,54 @@ impl CowBits {
     }
 }
 
+/// A dense copy-on-write column indexed by item id: a clone shares its chunks, and setting a
+/// value copies one chunk at most. Unset slots read as `T::default()`.
+#[derive(Debug, Clone, Default)]
+pub struct CowColumn<T: Copy + Default> {
+    chunks: Vec<Option<Arc<[T; COLUMN_CHUNK]>>>,
+}
+
+const COLUMN_CHUNK: usize = 512;
+
+impl<T: Copy + Default> CowColumn<T> {
+    /// Set slot `i`.
+    pub fn set(&mut self, i: u32, v: T) {
+        let i = i as usize;
+        let c = i / COLUMN_CHUNK;
+        if self.chunks.len() <= c {
+            self.chunks.resize(c + 1, None);
+        }
+        let chunk = self.chunks[c].get_or_insert_with(|| Arc::new([T::default(); COLUMN_CHUNK]));
+        Arc::make_mut(chunk)[i % COLUMN_CHUNK] = v;
+    }
+
+    /// Read slot `i`.
+    #[inline]
+    pub fn get(&self, i: u32) -> T {
+        let i = i as usize;
+        match self.chunks.get(i / COLUMN_CHUNK) {
+            Some(Some(ch)) => ch[i % COLUMN_CHUNK],
+            _ => T::default(),
+        }
+    }
+}
+
+/// What filters read of an attribute-only item, kept densely so that the pruned engine's
+/// check of a candidate costs an array read rather than a map look-up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attrs {
+    /// The new price.
+    pub price: f32,
+    /// The new stock.
+    pub stock: u32,
+    /// The segment's id for the new category, or [`UNKNOWN_CATEGORY`] when the segment's
+    /// dictionary lacks the name (a filter then reads the row).
+    pub category: u32,
+}
+
+/// [`Attrs::category`] of a category name the segment does not know.
+pub const UNKNOWN_CATEGORY: u32 = u32::MAX;
+
 /// Records, names and tags changed since the segment. `item_names`/`user_names`/`tags` hold
 /// only names the segment does not know, so a look-up checks the delta first, then the segment.
 #[derive(Debug, Clone, Default)]
@@ -98,9 +148,18 @@ pub struct Delta {
     pub retagged: imbl::HashSet<u32>,
     /// Bit set for every id in `retagged`: the segment's postings for it are stale.
     pub retag_shadow: CowBits,
+    /// The sequence number of each changed item's newest write, by id (0: none): what tells
+    /// a run's slot current or stale with an array read.
+    pub latest: CowColumn<u64>,
+    /// The filtered attributes of every attribute-only item, by id.
+    pub attrs: CowColumn<Attrs>,
     /// Attribute-only items whose category differs from the segment's: the segment's
     /// category lists miss them, so a filter that names categories checks these too.
     pub recategorised: imbl::HashSet<u32>,
+    /// The index of re-tagged rows ([`index`]), oldest run first.
+    pub runs: Vec<Arc<index::Run>>,
+    /// The re-tagged items whose current row is in no run: the ones a query scans.
+    pub unindexed: imbl::HashSet<u32>,
     /// Bit set for every user id whose segment row is overridden by `users`.
     pub user_shadow: CowBits,
 }
@@ -144,21 +203,61 @@ impl Delta {
             && row
                 .as_deref()
                 .is_some_and(|r| r.category != seg.category_of(id));
+        if let Some(r) = row.as_deref().filter(|_| attribute_only) {
+            let category = seg
+                .categories
+                .lookup(&r.category)
+                .unwrap_or(UNKNOWN_CATEGORY);
+            self.attrs.set(
+                id,
+                Attrs {
+                    price: r.price,
+                    stock: r.stock,
+                    category,
+                },
+            );
+        }
         self.items.insert(id, Entry { seq, row });
         self.item_shadow.set(id);
+        self.latest.set(id, seq);
         if attribute_only {
             if self.retagged.remove(&id).is_some() {
                 self.retag_shadow.clear(id);
             }
+            self.unindexed.remove(&id);
         } else {
             self.retagged.insert(id);
             self.retag_shadow.set(id);
+            self.unindexed.insert(id);
         }
         if moved {
             self.recategorised.insert(id);
         } else {
             self.recategorised.remove(&id);
         }
+    }
+
+    /// Publish a flush of the delta's index planned on a delta with the same runs as this
+    /// one: the runs after `keep` give way to the new run, and each row it holds that is still
+    /// current leaves the rows to scan. Returns `false` (and changes nothing) if the runs
+    /// changed since the plan.
+    pub fn apply_flush(&mut self, planned: &[Arc<index::Run>], f: index::Flush) -> bool {
+        let same = planned.len() == self.runs.len()
+            && planned
+                .iter()
+                .zip(&self.runs)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            return false;
+        }
+        self.runs.truncate(f.keep);
+        self.runs.push(f.run);
+        for (id, seq) in f.indexed {
+            if self.items.get(&id).is_some_and(|e| e.seq == seq) {
+                self.unindexed.remove(&id);
+            }
+        }
+        true
     }
 
     /// Record a user write.
@@ -245,5 +344,17 @@ mod tests {
         b.clear(7);
         b.clear(u32::MAX);
         assert!(a.get(3) && !b.get(3) && b.get(4));
+    }
+
+    #[test]
+    fn cow_column_clone_is_independent() {
+        let mut a: CowColumn<u64> = CowColumn::default();
+        a.set(5, 50);
+        a.set(70_000, 7);
+        let mut b = a.clone();
+        b.set(5, 51);
+        assert_eq!((a.get(5), a.get(70_000), a.get(6)), (50, 7, 0));
+        assert_eq!((b.get(5), b.get(70_000)), (51, 7));
+        assert_eq!(b.get(u32::MAX), 0);
     }
 }
