@@ -383,3 +383,36 @@ fn stock_and_price_updates_are_not_reindexed() {
     assert_eq!(store.get_item("mug-5").unwrap().stock, 0);
     assert_eq!(store.get_item("mug-6").unwrap().category, "garden");
 }
+
+/// Deletions are re-tagged but leave nothing to index: they never count toward a flush of the
+/// delta's index, and a flush indexes only live rows.
+#[test]
+fn deletions_are_not_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::default()
+        .neighbours(0)
+        .rebuild_threshold(None)
+        .delta_index_rows(0);
+    let store = Store::open_with(dir.path(), config).unwrap();
+    let items: Vec<Item> = (0..50)
+        .map(|i| item(&format!("mug-{i}"), &[("type:mug", 1.0)]))
+        .collect();
+    store.upsert_items(&items).unwrap();
+    store.rebuild().unwrap();
+    let doomed: Vec<String> = (0..20).map(|i| format!("mug-{i}")).collect();
+    let refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    store.delete_items(&refs).unwrap();
+    store
+        .upsert_item(&item("mug-new", &[("type:mug", 1.0), ("colour:red", 1.0)]))
+        .unwrap();
+    let s = store.stats();
+    assert_eq!((s.delta_records, s.delta_unindexed), (21, 1));
+    assert_eq!(store.index_delta().unwrap(), 1);
+    let s = store.stats();
+    assert_eq!((s.delta_runs, s.delta_unindexed), (1, 0));
+    let recs = store
+        .query(&recostore::Query::profile([("type:mug", 1.0)]).k(100))
+        .unwrap();
+    assert_eq!(recs.len(), 31);
+    assert!(recs.iter().any(|r| r.id == "mug-new"));
+}

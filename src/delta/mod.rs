@@ -158,7 +158,7 @@ pub struct Delta {
     pub recategorised: imbl::HashSet<u32>,
     /// The index of re-tagged rows ([`index`]), oldest run first.
     pub runs: Vec<Arc<index::Run>>,
-    /// The re-tagged items whose current row is in no run: the ones a query scans.
+    /// The live re-tagged items whose current row is in no run: the ones a query scans.
     pub unindexed: imbl::HashSet<u32>,
     /// Bit set for every user id whose segment row is overridden by `users`.
     pub user_shadow: CowBits,
@@ -217,6 +217,7 @@ impl Delta {
                 },
             );
         }
+        let live = row.is_some();
         self.items.insert(id, Entry { seq, row });
         self.item_shadow.set(id);
         self.latest.set(id, seq);
@@ -228,7 +229,12 @@ impl Delta {
         } else {
             self.retagged.insert(id);
             self.retag_shadow.set(id);
-            self.unindexed.insert(id);
+            // A deletion leaves nothing to score or index: the shadow bit is all it needs.
+            if live {
+                self.unindexed.insert(id);
+            } else {
+                self.unindexed.remove(&id);
+            }
         }
         if moved {
             self.recategorised.insert(id);
