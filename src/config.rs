@@ -116,8 +116,9 @@ pub struct Config {
     /// Index the delta's re-tagged records on a background thread once this many have been
     /// written since the last flush: they become a small in-memory segment (a *run*) that the
     /// pruned engine searches, instead of rows every query scores one by one. 0 never flushes
-    /// on its own ([`crate::Store::index_delta`] still does). Default: 256 (about a third of
-    /// a millisecond of scanning at most, measured at 1M items; bench/RESULTS.md).
+    /// on its own ([`crate::Store::index_delta`] still does). Default: 256, about a third of
+    /// a millisecond of scanning (a row cost about 1.4 µs to score one by one in
+    /// `bench/freshness.rs`, 24–32 tags per item).
     pub delta_index_rows: usize,
     /// Largest number of tags one record may carry. Default: 1,024.
     pub max_tags_per_record: usize,
