@@ -13,6 +13,9 @@
 //!
 //! Figures are medians/percentiles over many queries; results go to `bench/RESULTS.md` by hand.
 
+#[path = "support/peer.rs"]
+mod peer;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -90,58 +93,6 @@ fn profile_queries(n: usize, rng: &mut ChaCha8Rng) -> Vec<Query> {
         .into_iter()
         .map(|i| Query::profile(i.tags).k(K))
         .collect()
-}
-
-/// Write the item matrix (rows L2-normalised) and the query rows for the Python peer.
-fn dump_for_peer(store: &Store, queries: &[Vec<(u32, f32)>], dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let snap = store.snapshot();
-    let f = &recostore::internals::segment_data(&snap).items.forward;
-    let rows = f.rows();
-    let write_csr = |prefix: &str, rows: &mut dyn Iterator<Item = Vec<(u32, f32)>>| {
-        let (mut indptr, mut idx, mut val) = (vec![0u64], Vec::new(), Vec::new());
-        for r in rows {
-            let n = r.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt();
-            for (t, w) in r {
-                idx.extend_from_slice(&t.to_le_bytes());
-                val.extend_from_slice(&(if n > 0.0 { w / n } else { 0.0 }).to_le_bytes());
-            }
-            indptr.push((idx.len() / 4) as u64);
-        }
-        let ptr: Vec<u8> = indptr.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(dir.join(format!("{prefix}.indptr.u64")), ptr)?;
-        std::fs::write(dir.join(format!("{prefix}.indices.u32")), idx)?;
-        std::fs::write(dir.join(format!("{prefix}.data.f32")), val)
-    };
-    write_csr("items", &mut (0..rows as u32).map(|r| f.row_vec(r)))?;
-    write_csr("queries", &mut queries.iter().cloned())?;
-    let tags = snap.tag_id_bound();
-    std::fs::write(
-        dir.join("meta.json"),
-        format!(
-            "{{\"items\": {rows}, \"tags\": {tags}, \"queries\": {}}}",
-            queries.len()
-        ),
-    )
-}
-
-/// Run the peer; returns (p50 ms, p99 ms, qps) or why it could not run.
-fn run_peer(dir: &Path) -> Result<(f64, f64, f64), String> {
-    let python = std::env::var("RECOSTORE_PEER_PYTHON")
-        .unwrap_or_else(|_| "bench/peers/.venv/bin/python".to_string());
-    let out = std::process::Command::new(&python)
-        .args(["bench/peers/sparse_dot_topn_peer.py", "--data"])
-        .arg(dir)
-        .args(["--k", &K.to_string(), "--entry", "unchecked"])
-        .output()
-        .map_err(|e| format!("could not run {python}: {e} (see bench/peers/README.md)"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("peer output: {e}"))?;
-    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    Ok((f("p50_us") / 1e3, f("p99_us") / 1e3, f("qps")))
 }
 
 fn load(dir: &Path, items: &[Item], config: Config) -> Store {
@@ -224,9 +175,17 @@ fn generated(n: usize) {
         })
         .collect();
     let peer_dir = PathBuf::from("target/bench-data/peer-similar");
-    let peer = dump_for_peer(&store, &rows, &peer_dir)
+    let peer = peer::dump(&store, &rows, &peer_dir)
         .map_err(|e| e.to_string())
-        .and_then(|()| run_peer(&peer_dir));
+        .and_then(|()| {
+            peer::run(
+                "sparse_dot_topn_peer.py",
+                &peer_dir,
+                K,
+                &["--entry", "unchecked"],
+            )
+        })
+        .map(|p| (p.p50_ms, p.p99_ms, p.qps));
 
     println!("| measure | recostore | baseline (same run) | ratio | target |");
     println!("|---|---|---|---|---|");
