@@ -261,6 +261,33 @@ fn catalogue(name: &str, about: &str, items: Vec<Item>) {
         .map(|q| q.clone().method(Method::Exhaustive))
         .collect();
     latency(&store, &queries); // warm the mapping, as a serving process would be
+    if std::env::var("RECOSTORE_BENCH_PROFILE").is_ok() {
+        // For `perf record -p`: the slowest queries' work, then the queries in a loop.
+        let mut slow: Vec<(Duration, usize, recostore::QueryStats)> = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let t = Instant::now();
+                let (_, st) = store.query_with_stats(q).expect("query");
+                (t.elapsed(), i, st)
+            })
+            .collect();
+        slow.sort_by_key(|s| std::cmp::Reverse(s.0));
+        for (t, i, st) in slow.iter().take(8) {
+            let row = seg
+                .items
+                .forward
+                .row_vec(snap.item_id(&picks[*i]).expect("id"));
+            eprintln!("{t:?} query {i} ({} tags {:?}): {st:?}", row.len(), row);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(60) {
+            for (_, i, _) in slow.iter().take(8) {
+                std::hint::black_box(store.query(&queries[*i]).expect("query"));
+            }
+        }
+        return;
+    }
     let (p50, p99, answers) = latency(&store, &queries);
     let (b50, b99, brute_answers) = latency(&store, &brute);
     // The oracle inside the store: the fast path's answers against brute force's.

@@ -37,6 +37,31 @@ fn intact(store: &Store, n: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// A kill during a rebuild can leave a half-written temporary or a superseded generation
+/// behind; once the store is open again, `segments/` must hold only the live generation's
+/// segment (and its neighbour lists, if any).
+fn no_leaked_segment_files(dir: &std::path::Path, generation: u64) -> Result<(), String> {
+    let keep = [
+        format!("{generation:020}.seg"),
+        format!("{generation:020}.nbr"),
+    ];
+    let mut segments = 0;
+    for e in std::fs::read_dir(dir.join("segments")).map_err(|e| e.to_string())? {
+        let name = e.map_err(|e| e.to_string())?.file_name();
+        let name = name.to_string_lossy().into_owned();
+        if !keep.contains(&name) {
+            return Err(format!(
+                "segments/{name} leaked (live generation {generation})"
+            ));
+        }
+        segments += usize::from(name.ends_with(".seg"));
+    }
+    if generation > 0 && segments != 1 {
+        return Err(format!("generation {generation}'s segment file is missing"));
+    }
+    Ok(())
+}
+
 /// Child entry point; does nothing unless the parent set `RECOSTORE_CRASH_DIR`.
 #[test]
 #[ignore = "entry point of the child process of `acknowledged_writes_survive_sigkill`"]
@@ -111,6 +136,9 @@ fn acknowledged_writes_survive_sigkill() {
             if let Err(e) = intact(&store, n) {
                 panic!("round {round} ({mode}, killed after {wait:?}): {e}");
             }
+        }
+        if let Err(e) = no_leaked_segment_files(dir.path(), store.stats().generation) {
+            panic!("round {round} ({mode}, killed after {wait:?}): {e}");
         }
         drop(store);
         round += 1;
