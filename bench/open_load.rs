@@ -5,7 +5,9 @@
 //!
 //! * load: `Store::upsert_items` in batches vs raw sled `apply_batch` of the same encoded bytes;
 //! * open: `Store::open` (sled + segment, checksum or structure-only) vs deserialising the same
-//!   records with bincode, each in a fresh child process so RSS starts clean; medians of 7.
+//!   records with bincode, each in a fresh child process so RSS starts clean; medians of 7;
+//! * open after a crash: a child writing stock updates is SIGKILLed, then a fresh child times
+//!   the open that recovers, 7 times, beside the clean open in the same run.
 
 use std::path::Path;
 use std::process::Command;
@@ -84,37 +86,82 @@ fn child(mode: &str, path: &Path) {
     }
 }
 
-fn open_in_children(mode: &str, path: &Path) -> (f64, f64, f64) {
+/// One open in a fresh child: (ms, RSS growth MiB, RSS growth after a query MiB).
+fn open_in_child(mode: &str, path: &Path) -> (f64, f64, f64) {
     let exe = std::env::current_exe().expect("bench exe");
-    let mut ms = Vec::new();
-    let mut grow = Vec::new();
-    let mut q = Vec::new();
+    let out = Command::new(&exe)
+        .args(["--child", mode])
+        .arg(path)
+        .output()
+        .expect("child");
+    let s = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<f64> = s
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert!(
+        f.len() == 5,
+        "child failed: {s} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (f[0], (f[2] - f[1]) / 1024.0, (f[3] - f[1]) / 1024.0)
+}
+
+fn open_in_children(mode: &str, path: &Path) -> (f64, f64, f64) {
+    let (mut ms, mut grow, mut q) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        let out = Command::new(&exe)
-            .args(["--child", mode])
-            .arg(path)
-            .output()
-            .expect("child");
-        let s = String::from_utf8_lossy(&out.stdout);
-        let f: Vec<f64> = s
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        assert!(
-            f.len() == 5,
-            "child failed: {s} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ms.push(f[0]);
-        grow.push((f[2] - f[1]) / 1024.0);
-        q.push((f[3] - f[1]) / 1024.0);
+        let (a, b, c) = open_in_child(mode, path);
+        ms.push(a);
+        grow.push(b);
+        q.push(c);
     }
     (median(ms), median(grow), median(q))
+}
+
+/// Child mode `writer`: stock updates to the loaded items, 1,000 per call, until killed.
+fn writer(path: &Path, n: usize) {
+    let store = Store::open_with(path, Config::default()).expect("writer opens");
+    let mut i = 0;
+    loop {
+        let batch: Vec<Item> = (i..i + 1000)
+            .filter_map(|j| store.get_item(&format!("sku-{:07}", j % n)))
+            .map(|mut it| {
+                it.stock = it.stock.wrapping_add(1) % 100;
+                it
+            })
+            .collect();
+        store.upsert_items(&batch).expect("update");
+        i += 1000;
+    }
+}
+
+/// Open after SIGKILL: a child writes stock updates for `after`, is killed, and a fresh child
+/// times the open that recovers; `RUNS` times. Returns the open times (ms).
+fn open_after_kills(path: &Path, n: usize, after: std::time::Duration) -> Vec<f64> {
+    let exe = std::env::current_exe().expect("bench exe");
+    (0..RUNS)
+        .map(|_| {
+            let mut w = Command::new(&exe)
+                .args(["--child", "writer"])
+                .arg(path)
+                .arg(n.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("writer");
+            std::thread::sleep(after);
+            w.kill().expect("SIGKILL the writer");
+            let _ = w.wait();
+            open_in_child("structure", path).0
+        })
+        .collect()
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
+        if args[2] == "writer" {
+            return writer(Path::new(&args[3]), args[4].parse().expect("item count"));
+        }
         return child(&args[2], Path::new(&args[3]));
     }
     if args.iter().any(|a| a == "--list" || a == "--test") {
@@ -220,4 +267,13 @@ fn main() {
             b_ms / ms
         );
     }
+    // After a crash: the same open, each time after a writer was killed mid-stream.
+    let clean = open_in_children("structure", &dir).0;
+    let crashed = open_after_kills(&dir, n, std::time::Duration::from_millis(1500));
+    let worst = crashed.iter().copied().fold(0.0, f64::max);
+    println!(
+        "| open after SIGKILL of a writer (1.5 s of stock updates, 1,000 per call; median of {RUNS}, worst) | {:.1} ms, worst {worst:.1} ms | {clean:.1} ms (clean close, same run) | {:.1}x slower |",
+        median(crashed.clone()),
+        median(crashed) / clean
+    );
 }
