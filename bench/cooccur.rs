@@ -13,6 +13,12 @@
 //! * **latency**: p50/p99 of 200 queries per scenario (subjects drawn as the traffic draws
 //!   items, so popular items are asked about most); baseline, in the same run: counting an
 //!   item's partners by scanning every basket, as a store without an index would.
+//!
+//! For a profile: `RECOSTORE_BENCH_PROFILE=substitutes` (or `together`, `complements`) makes
+//! the latency child print `ready` and then run that scenario's queries in a loop for
+//! `RECOSTORE_BENCH_SECONDS` (60), for `perf record -p` (the child is
+//! `target/release/deps/cooccur-* --child 10000000 --latency`); `RECOSTORE_BENCH_RANKS=300..3000`
+//! keeps the subjects of those popularity ranks only.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,6 +121,38 @@ fn child(lines: u64, latency: bool) {
     let subjects: Vec<String> = (0..QUERIES)
         .map(|_| items[traffic::skewed(&mut rng, items.len())].id.clone())
         .collect();
+    if let Ok(which) = std::env::var("RECOSTORE_BENCH_PROFILE") {
+        // For `perf record -p PID`: one scenario's queries in a loop, after `ready` is printed.
+        let secs = size("RECOSTORE_BENCH_SECONDS", 60) as u64;
+        // `RECOSTORE_BENCH_RANKS=lo..hi`: only subjects of those popularity ranks (the p50
+        // subject is about rank 1,000), to profile the typical query rather than the heaviest.
+        let ranks = std::env::var("RECOSTORE_BENCH_RANKS").ok();
+        let (lo, hi) = ranks
+            .as_deref()
+            .and_then(|r| r.split_once(".."))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .unwrap_or((0, usize::MAX));
+        let picked: Vec<&String> = subjects
+            .iter()
+            .filter(|s| {
+                let rank = items.iter().position(|i| &i.id == *s).unwrap_or(0);
+                (lo..hi).contains(&rank)
+            })
+            .collect();
+        println!("ready ({} subjects)", picked.len());
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            for &i in &picked {
+                let scenario = match which.as_str() {
+                    "together" => Scenario::Together { item: i.clone() },
+                    "complements" => Scenario::Complements { item: i.clone() },
+                    _ => Scenario::Substitutes { item: i.clone() },
+                };
+                std::hint::black_box(store.recommend(&Ask::new(scenario)).expect("query"));
+            }
+        }
+        return;
+    }
     for (name, make) in [
         (
             "together",

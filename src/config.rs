@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// When a write counts as *acknowledged*, i.e. survives `kill -9` of the process.
 ///
 /// The durable layer is sled, which buffers writes in memory and flushes them on a timer.
 /// A write that has not been flushed is visible to reads at once but is lost if the process dies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Durability {
     /// Every write call flushes (fsyncs) before it returns. Slow (one fsync per call) but each
     /// returned `Ok` is durable. Batch writes amortise the fsync over the batch.
@@ -21,7 +24,8 @@ pub enum Durability {
 }
 
 /// How much of a segment file is checked when it is opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SegmentVerify {
     /// Footer, magic, version, schema hash and full rkyv structural validation (every offset and
     /// length is bounds-checked, so no read can go out of the file). Cost does not grow with the
@@ -35,7 +39,8 @@ pub enum SegmentVerify {
 
 /// How much each kind of event adds to a user's derived tags and to an item's popularity.
 /// Search and impression events name no item of interest and add nothing.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EventWeights {
     /// A product-page view. Default 1.
     pub view: f32,
@@ -72,7 +77,8 @@ impl Default for EventWeights {
 }
 
 /// Where the lifecycle stages of a user begin, in days.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LifecycleDays {
     /// First seen at most this long ago, with at most one order: `new`. Default 30.
     pub new: u32,
@@ -94,7 +100,8 @@ impl Default for LifecycleDays {
 }
 
 /// Options for [`crate::Store::open_with`]. Build with `Config::default()` and override fields.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
     /// What "acknowledged" means. Default: group commit every 500 ms.
@@ -112,6 +119,7 @@ pub struct Config {
     /// alone changed (stock, price, title, category, members-only) count a tenth each: the
     /// segment's index still finds them and they cost no query time, only memory
     /// ([`crate::Stats::attribute_overlay`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild_threshold: Option<usize>,
     /// Index the delta's re-tagged records on a background thread once this many have been
     /// written since the last flush: they become a small in-memory segment (a *run*) that the
@@ -140,6 +148,7 @@ pub struct Config {
     /// Told how far long rebuild work has got (the neighbour lists, stage
     /// [`crate::search::NEIGHBOUR_STAGE`]). Default: `None`; the library draws nothing itself,
     /// the CLI turns reports into progress bars.
+    #[serde(skip)]
     pub progress: Option<crate::progress::Progress>,
     /// Weights of the event kinds. See [`EventWeights`].
     pub event_weights: EventWeights,
@@ -168,6 +177,7 @@ pub struct Config {
     /// would move the store's clock there and decay every profile to nothing. `None` turns the
     /// check off (a replay of a simulated future, say). Default: one day, for clocks that are
     /// a little ahead and time zones written as UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub future_tolerance_secs: Option<u64>,
     /// Event batches write only their log and a journal entry; the behaviour state they
     /// change is written to sled (checkpointed) once this many events have piled up, by
@@ -313,7 +323,8 @@ impl Config {
 }
 
 /// Limits every plugin call runs under, and how the host reacts to faults.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PluginLimits {
     /// Largest module accepted at load, in bytes. Default 8 MiB.
     pub max_module_bytes: usize,
@@ -334,14 +345,17 @@ pub struct PluginLimits {
     /// Most native stack wasm code may use, in bytes. Default 512 KiB.
     pub stack_bytes: usize,
     /// Wall-clock budget of one call, enforced by epoch interruption. Default 10 ms.
+    #[serde(rename = "deadline_ms", with = "millis")]
     pub deadline: Duration,
     /// How often the ticker thread advances the epoch: the deadline's granularity. Default
     /// 1 ms.
+    #[serde(rename = "tick_ms", with = "millis")]
     pub tick: Duration,
     /// Fuel (roughly, wasm instructions) one call may burn; `None` (the default) turns fuel
     /// metering off. Metering costs about 15% of plugin time on top of the epoch checks
     /// (bench/RESULTS.md); the deadline already bounds time, fuel makes the bound
     /// deterministic.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
     /// Most candidates handed to a plugin per query: a scenario's best `rerank_depth` by its
     /// own score are re-ranked and the rest are dropped. Default 200: gathering and featurising
@@ -414,5 +428,20 @@ impl PluginLimits {
         crate::narrow::u64_from(self.deadline.as_nanos().div_ceil(tick))
             .max(1)
             .saturating_add(1)
+    }
+}
+
+/// A `Duration` as whole milliseconds, for configuration files (`deadline_ms = 10`).
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(crate::narrow::u64_from(d.as_millis()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }

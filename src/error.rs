@@ -35,6 +35,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// [`crate::Store::open_existing`] found no store in the directory; nothing was created.
+    #[error("no store at {dir}: it does not exist or holds no recostore store, and nothing was created there. Check the directory; opening it for writing (Store::open, an import) creates a new store")]
+    NoStore {
+        /// The directory asked for.
+        dir: PathBuf,
+    },
+
     /// The store directory is already opened by another process (or another `Store` here).
     #[error("store at {dir} is locked by another process or handle; close that handle or process first, or open another directory")]
     Locked {

@@ -52,6 +52,7 @@ mod error;
 pub mod eval;
 mod event;
 mod export;
+mod fields;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -90,6 +91,8 @@ pub use model::{price_band, Item, Tag, User, MAX_ID_BYTES, MAX_TAG_BYTES, MAX_TE
 pub use plugin::{PluginLimits, Plugins};
 pub use progress::{Progress, ProgressUpdate};
 pub use recommendation::LIFT_MIN_SUPPORT;
+pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;
+pub use scenario::relations::VIEWED_NEWEST as SUBSTITUTE_SESSIONS;
 pub use scenario::{
     Ask, Boost, RankedBy, Reason, Scenario, Served, UserMatch, MAX_BOOST, MAX_BOOSTS, MIN_BOOST,
 };

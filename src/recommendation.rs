@@ -74,8 +74,16 @@ pub enum Reason {
         tag_match: f32,
         /// Sessions in which both were viewed.
         viewed_together: u32,
+        /// When set, `viewed_together` counts only `with`'s newest this many sessions (it was
+        /// viewed in more; see [`crate::SUBSTITUTE_SESSIONS`]). Unset: every session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        viewed_newest: Option<u32>,
         /// Baskets holding both.
         bought_together: u32,
+        /// When set, `bought_together` counts only `with`'s newest this many baskets (see
+        /// [`crate::SUBSTITUTE_BASKETS`]). Unset: every basket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bought_newest: Option<u32>,
         /// Whether both counts are exact (see [`Reason::BoughtTogether`]).
         exact: bool,
     },
@@ -107,6 +115,10 @@ pub enum Reason {
     Popular {
         /// Time-decayed popularity.
         popularity: f32,
+        /// Shown because the user has no history yet (cold start: a new visitor, or an empty
+        /// cart with nothing bought before), not because it goes with anything of theirs.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_history: bool,
     },
     /// Search keywords it matched (in tags or title).
     Keywords {
@@ -152,7 +164,7 @@ impl Reason {
             } => *support as f32 + confidence.clamp(0.0, 1.0),
             Reason::Substitute { tag_match, .. } => *tag_match,
             Reason::LikedTogether { similarity, .. } => *similarity,
-            Reason::Popular { popularity } => *popularity,
+            Reason::Popular { popularity, .. } => *popularity,
             Reason::Keywords { matched } => matched.len() as f32,
             Reason::Boost { factor, .. } => *factor,
             Reason::MembersOnly => 1.0,
@@ -200,7 +212,12 @@ impl std::fmt::Display for Reason {
                 Some(n) => write!(
                     f,
                     "bought with {with} in {support} of its newest {n} baskets{}",
-                    lift(" (", *l, *support, *exact) + if *support >= LIFT_MIN_SUPPORT { ")" } else { "" }
+                    lift(" (", *l, *support, *exact)
+                        + if *support >= LIFT_MIN_SUPPORT {
+                            ")"
+                        } else {
+                            ""
+                        }
                 ),
                 None => write!(
                     f,
@@ -220,7 +237,12 @@ impl std::fmt::Display for Reason {
                 Some(n) => write!(
                     f,
                     "viewed with {with} in {support} of its newest {n} sessions{}",
-                    lift(" (", *l, *support, *exact) + if *support >= LIFT_MIN_SUPPORT { ")" } else { "" }
+                    lift(" (", *l, *support, *exact)
+                        + if *support >= LIFT_MIN_SUPPORT {
+                            ")"
+                        } else {
+                            ""
+                        }
                 ),
                 None => write!(
                     f,
@@ -233,14 +255,24 @@ impl std::fmt::Display for Reason {
                 with,
                 tag_match,
                 viewed_together,
+                viewed_newest,
                 bought_together,
+                bought_newest,
                 exact,
-            } => write!(
-                f,
-                "substitute for {with}: tag match {tag_match:.2}, viewed in the same session {}, bought together {}",
-                times(*viewed_together, *exact),
-                times(*bought_together, *exact)
-            ),
+            } => {
+                let viewed = match viewed_newest {
+                    Some(n) => format!("in {viewed_together} of its newest {n} sessions"),
+                    None => times(*viewed_together, *exact),
+                };
+                let bought = match bought_newest {
+                    Some(n) => format!("in {bought_together} of its newest {n} baskets"),
+                    None => times(*bought_together, *exact),
+                };
+                write!(
+                    f,
+                    "substitute for {with}: tag match {tag_match:.2}, viewed in the same session {viewed}, bought together {bought}"
+                )
+            }
             Reason::Complement {
                 with,
                 bought_together,
@@ -253,7 +285,11 @@ impl std::fmt::Display for Reason {
                 "complement to {with}: bought together {}{}, tag match {tag_match:.2}",
                 times(*bought_together, *exact),
                 lift(" (", *l, *bought_together, *exact)
-                    + if *bought_together >= LIFT_MIN_SUPPORT { ")" } else { "" }
+                    + if *bought_together >= LIFT_MIN_SUPPORT {
+                        ")"
+                    } else {
+                        ""
+                    }
             ),
             Reason::LikedTogether {
                 with,
@@ -264,7 +300,16 @@ impl std::fmt::Display for Reason {
                 "liked by the same people as {with} ({shared} {}, cosine {similarity:.2})",
                 if *shared == 1 { "user" } else { "users" }
             ),
-            Reason::Popular { popularity } => write!(f, "popular ({popularity:.1})"),
+            Reason::Popular {
+                popularity,
+                no_history,
+            } => {
+                write!(f, "popular ({popularity:.1})")?;
+                if *no_history {
+                    write!(f, "; no history yet")?;
+                }
+                Ok(())
+            }
             Reason::Keywords { matched } => write!(f, "keywords {}", matched.join(" ")),
             Reason::Boost { tag, factor } => write!(f, "boost {tag} ×{factor}"),
             Reason::MembersOnly => write!(f, "members only"),

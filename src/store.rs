@@ -133,7 +133,8 @@ pub struct Stats {
     pub bought_lines: u64,
     /// Lines (session, item) in the viewed-together index.
     pub viewed_lines: u64,
-    /// Heap bytes of both indexes, estimated from their lengths.
+    /// Heap bytes of both indexes and of the dense basket counts beside them, estimated from
+    /// their lengths.
     pub cooccurrence_bytes: u64,
 }
 
@@ -178,6 +179,7 @@ impl Store {
 
     /// A view of `snap` (an older or a derived snapshot of this store) with this store's
     /// configuration, plugins and kept relations.
+    #[cfg(feature = "cli")]
     pub(crate) fn view_of(&self, snap: Arc<Snapshot>) -> View {
         View::new(snap, self.inner.shared.clone())
     }
@@ -283,6 +285,8 @@ impl Store {
     /// [`Config::checkpoint_events`]), so the next open has nothing to replay. Runs by itself
     /// when that many events pile up, and when the last handle closes.
     pub fn checkpoint(&self) -> Result<()> {
+        // The A/B figures go with it, so `slot.stats` survives a restart.
+        self.plugins().save_figures()?;
         self.write(|p| {
             p.checkpoint = true;
             Ok(())
@@ -403,7 +407,9 @@ impl Store {
             clock: s.activity.now(),
             bought_lines: s.activity.bought.lines(),
             viewed_lines: s.activity.viewed.lines(),
-            cooccurrence_bytes: s.activity.bought.approx_bytes() + s.activity.viewed.approx_bytes(),
+            cooccurrence_bytes: s.activity.bought.approx_bytes()
+                + s.activity.viewed.approx_bytes()
+                + s.activity.held.approx_bytes() as u64,
         }
     }
 
@@ -567,6 +573,7 @@ impl Inner {
                 let _ = h.join();
             }
         }
+        self.shared.plugins.save_figures()?;
         self.write(|p| {
             p.checkpoint = true;
             Ok(())

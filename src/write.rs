@@ -325,6 +325,8 @@ impl<'a> Pending<'a> {
         self.counters.persist(&mut self.batch);
         let events = self.log.len();
         let changed = self.ingest.changed();
+        // The dense counts follow the statistics this batch changed, before it is published.
+        self.ingest.sync_holdings();
         let every = self.config.checkpoint_events;
         let due = unsaved.events + events >= every;
         // A checkpoint the count calls for runs in the background after this batch (unless

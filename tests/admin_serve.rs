@@ -70,6 +70,53 @@ fn serve_answers_the_cli_and_stops_cleanly_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ranked by builtin"));
+    // A new visitor, with an id that looks like a number (the client sends it as a string).
+    let out = admin(
+        &sock,
+        &["query", "--json", "scenario=for-user", "user=17850", "k=3"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let items = v["result"]["items"].as_array().expect("items");
+    assert_eq!(items.len(), 3, "{v}");
+    assert!(
+        items
+            .iter()
+            .all(|r| r["reasons"].as_array().is_some_and(|rs| rs
+                .iter()
+                .any(|x| x["kind"] == "popular" && x["no_history"] == true))),
+        "{v}"
+    );
+    assert_eq!(
+        admin(&sock, &["user.get", "id=17850"]).status.code(),
+        Some(3)
+    );
+    // A typo is refused with the field it meant.
+    let out = admin(&sock, &["query", "scenario=trending", "kk=3"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`kk`") && err.contains("did you mean `k`?"),
+        "{err}"
+    );
+    let out = admin(
+        &sock,
+        &["query", "scenario=trending", r#"filter={"max_prise":1}"#],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean `max_price`?"), "{err}");
+    // The store is held: a CLI command on it says to use the socket.
+    let out = recostore()
+        .args(["stats", "--dir", d])
+        .output()
+        .expect("stats");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("recostore admin --socket"), "{err}");
     assert_eq!(
         admin(&sock, &["item.get", "id=no-such-item"]).status.code(),
         Some(3)
@@ -99,4 +146,262 @@ fn serve_answers_the_cli_and_stops_cleanly_on_sigterm() {
     let store = recostore::Store::open(&store_dir).expect("reopens clean");
     assert_eq!(store.stats().items, 200);
     store.verify().expect("segment intact");
+}
+
+/// Start `recostore serve` on `d` with its socket at `sock`; the child.
+fn serve(d: &str, sock: &Path) -> std::process::Child {
+    let child = recostore()
+        .args(["serve", "--dir", d, "--socket"])
+        .arg(sock)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    wait_for(sock);
+    child
+}
+
+/// Stop a `serve` child with SIGTERM and wait for it.
+fn stop(mut child: std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(child.wait().expect("wait").success());
+}
+
+fn ok_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["result"].clone()
+}
+
+/// A shop run entirely through the socket: records written, an A/B slot routed and served,
+/// clicks and purchases recorded, and `slot.stats` attributing them; the figures survive a
+/// restart of `serve`.
+#[test]
+fn an_ab_slot_through_serve_end_to_end_and_its_figures_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let d = store_dir.to_str().expect("utf-8");
+    let sock = dir.path().join("admin.sock");
+    // `serve` on a new directory creates the store.
+    let server = serve(d, &sock);
+
+    // Records over the socket, from JSON lines files and from arguments.
+    let items = dir.path().join("items.jsonl");
+    let lines: String = (0..20)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"{i}\", \"category\": \"mugs\", \"tags\": {{\"colour:c{}\": 1.0}}, \"price\": 5.0}}\n",
+                i % 3
+            )
+        })
+        .collect();
+    std::fs::write(&items, lines).expect("write");
+    let out = admin(
+        &sock,
+        &["item.upsert", "--file", items.to_str().expect("utf-8")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("20 items stored"));
+    let up = ok_json(&admin(
+        &sock,
+        &[
+            "user.upsert",
+            "--json",
+            r#"{"users": [{"id": "17850", "tags": {"colour:c1": 1.0}}]}"#,
+        ],
+    ));
+    assert_eq!(up["upserted"], 1);
+    // A batch with one bad event stores nothing.
+    let bad = admin(
+        &sock,
+        &[
+            "events.record",
+            r#"{"events": [{"user": "a", "kind": "view", "item": "1", "ts": 1700000000}, {"user": "a", "kind": "purchase", "item": "2", "qty": 0, "price": 1.0, "ts": 1700000001}]}"#,
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("qty >= 1") && err.contains("Nothing from this batch was stored"),
+        "{err}"
+    );
+    let stats = ok_json(&admin(&sock, &["stats", "--json"]));
+    assert_eq!(stats["events"], 0, "{stats}");
+    // A typo in a record is refused with the field it meant.
+    let typo = admin(
+        &sock,
+        &["item.upsert", r#"{"items": [{"id": "x", "prise": 3}]}"#],
+    );
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean `price`?"));
+
+    // Popularity first, so that the slot has something to show.
+    // Item i viewed by i + 1 users: 210 views.
+    let warm = dir.path().join("warm.jsonl");
+    std::fs::write(&warm, {
+        let mut s = String::new();
+        for i in 0..20 {
+            for n in 0..=i {
+                s += &format!(
+                    "{{\"user\": \"w{n}\", \"kind\": \"view\", \"item\": \"{i}\", \"ts\": {}}}\n",
+                    1_700_000_000 + n
+                );
+            }
+        }
+        s
+    })
+    .expect("write");
+    let out = admin(
+        &sock,
+        &[
+            "events.record",
+            "--file",
+            warm.to_str().expect("utf-8"),
+            "--json",
+        ],
+    );
+    assert_eq!(ok_json_plain(&out)["stored"], 210);
+
+    // Route, serve, click and buy.
+    ok_json(&admin(
+        &sock,
+        &[
+            "slot.route",
+            "--json",
+            "slot=home",
+            r#"variants=[{"strategy":"builtin","weight":1}]"#,
+        ],
+    ));
+    let served = ok_json(&admin(
+        &sock,
+        &[
+            "query",
+            "--json",
+            "scenario=trending",
+            "slot=home",
+            "user=17850",
+            "k=3",
+        ],
+    ));
+    let shown: Vec<String> = served["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(shown.len(), 3, "{served}");
+    let events = format!(
+        r#"{{"events": [{{"user": "17850", "kind": "click", "item": "{a}", "ts": 1700001000}},
+            {{"user": "17850", "kind": "purchase", "item": "{b}", "qty": 1, "price": 5.0, "ts": 1700001060}},
+            {{"user": "17850", "kind": "click", "item": "0", "ts": 1700001070}}]}}"#,
+        a = shown[0],
+        b = shown[1]
+    );
+    let rec = ok_json(&admin(&sock, &["events.record", "--json", &events]));
+    assert_eq!(rec["recorded"], 3);
+    let figures = ok_json(&admin(&sock, &["slot.stats", "--json", "slot=home"]));
+    let want = serde_json::json!({"serves": 1, "impressions": 3, "clicks": 1, "purchases": 1});
+    for (k, v) in want.as_object().expect("object") {
+        assert_eq!(&figures[0][k], v, "{k}: {figures}");
+    }
+
+    // Restart: the figures come back.
+    stop(server);
+    let server = serve(d, &sock);
+    let again = ok_json(&admin(&sock, &["slot.stats", "--json", "slot=home"]));
+    assert_eq!(again, figures, "A/B figures after a restart");
+    // Deletes answer with what existed.
+    let del = ok_json(&admin(
+        &sock,
+        &["item.delete", "--json", r#"{"ids": ["19", "no-such"]}"#],
+    ));
+    assert_eq!(
+        (del["deleted"].clone(), del["not_found"].clone()),
+        (1.into(), 1.into())
+    );
+    let del = ok_json(&admin(
+        &sock,
+        &["user.delete", "--json", r#"{"ids": ["17850"]}"#],
+    ));
+    assert_eq!(del["deleted"], 1);
+    assert_eq!(
+        admin(&sock, &["user.get", "id=17850"]).status.code(),
+        Some(3)
+    );
+    stop(server);
+}
+
+/// The `--json` output of `admin --file`: the summary object itself.
+fn ok_json_plain(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// `serve --config FILE`: the directory, socket and limits come from the file; a key the file
+/// should not have stops it before anything is created.
+#[test]
+fn serve_takes_its_settings_from_a_config_file_and_refuses_unknown_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("from-file");
+    let sock = dir.path().join("file.sock");
+    let file = dir.path().join("recostore.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[serve]\ndir = {:?}\nsocket = {:?}\nmax_connections = 4\n\n[store]\ncooccurrence_lines = 1000\n\n[store.plugins]\ndeadline_ms = 20\n",
+            store_dir.to_str().expect("utf-8"),
+            sock.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    let child = recostore()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    wait_for(&sock);
+    let stats = ok_json(&admin(&sock, &["stats", "--json"]));
+    assert_eq!(stats["items"], 0, "{stats}");
+    stop(child);
+    assert!(
+        store_dir.join("db").is_dir(),
+        "the store is where the file says"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    let other = dir.path().join("never-created");
+    std::fs::write(
+        &bad,
+        format!(
+            "[serve]\ndir = {:?}\n[store]\ncoocurrence_lines = 5\n",
+            other.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    let out = recostore()
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("coocurrence_lines"), "{err}");
+    assert!(!other.exists(), "nothing created for a refused file");
 }

@@ -168,3 +168,43 @@ fn bench_under_writes_reports_both_passes_and_restores_the_items() {
         "every changed item is written back"
     );
 }
+
+/// Running the demo twice on one store changes nothing the second time: the same items, users
+/// and events, and the second run says it recorded none.
+#[test]
+fn demo_twice_on_one_store_records_nothing_twice() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path().join("s");
+    let d = d.to_str().expect("utf-8");
+    let stats = || {
+        let out = recostore(&["stats", "--dir", d, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        (v["items"].clone(), v["users"].clone(), v["events"].clone())
+    };
+    let args = ["demo", "--dir", d, "--items", "300", "--users", "40"];
+    let first = recostore(&args);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let once = stats();
+    assert!(once.2.as_u64().is_some_and(|n| n > 0), "{once:?}");
+    let second = recostore(&args);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(stats(), once, "a second demo run doubled records or events");
+    let text = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        text.contains("  0 purchase events recorded") && text.contains("already in this store"),
+        "{text}"
+    );
+}

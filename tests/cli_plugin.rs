@@ -224,3 +224,56 @@ fn check_refuses_devices_fifos_and_oversized_files_without_reading_them() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not a regular file"), "{err}");
 }
+
+/// A strategy author's first bugs, as the tools report them: a panic names its message and
+/// line, a refused config gives the plugin's own reason, a config that is not JSON is caught
+/// before the plugin sees it, and the runner speaks of the runner.
+#[test]
+fn a_panic_and_a_refused_config_are_reported_in_the_plugins_own_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faulty = examples().join("fault_demo.wasm");
+    let faulty = faulty.to_str().expect("utf-8");
+    // k = 13 makes fault-demo panic.
+    let text = std::fs::read_to_string(input()).expect("input");
+    let input13 = dir.path().join("k13.json");
+    std::fs::write(&input13, text.replacen("\"k\": 3", "\"k\": 13", 1)).expect("write");
+    let out = recostore(&[
+        "plugin",
+        "run",
+        faulty,
+        "--input",
+        input13.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("deliberate panic: asked for 13 results") && err.contains("src/lib.rs:"),
+        "{err}"
+    );
+    assert!(!err.contains("keeps serving"), "a runner message: {err}");
+
+    let a9 = examples().join("a9_match.wasm");
+    let a9 = a9.to_str().expect("utf-8");
+    for (config, says) in [
+        (
+            r#"{"conversion_prior": 0}"#,
+            "conversion_prior must be above 0",
+        ),
+        (
+            r#"{"match_weight": "0.5"}"#,
+            "config `match_weight` must be a number, not \"0.5\"",
+        ),
+        ("not json", "--config is not JSON"),
+    ] {
+        let out = recostore(&["plugin", "check", a9, "--config", config]);
+        assert!(!out.status.success(), "{config}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{config}: {err}");
+    }
+    let out = recostore(&["plugin", "check", a9, "--config", r#"{"match_weight": 2}"#]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -80,12 +80,27 @@ fn scenario_commands_print_results_with_reasons() {
         &["query", "trending", "-k", "1", "--json"],
     ));
     assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    // users-like answers in the shape of every scenario.
     let v = json(&cli(tmp.path(), &["query", "users-like", "u1", "--json"]));
-    assert!(!v.as_array().unwrap().is_empty());
+    assert_eq!(v["scenario"], "users-like", "{v}");
+    assert!(!v["results"].as_array().unwrap().is_empty());
+    assert!(v["micros"].is_u64());
     let v = json(&cli(tmp.path(), &["query", "segment", "buyers", "--json"]));
     assert_eq!(v["users"].as_array().unwrap().len(), 12);
     let v = json(&cli(tmp.path(), &["get", "user", "u1", "--json"]));
     assert_eq!(v["activity"]["orders"], 1);
+    // Without --json, `get` prints text: one `path  value` line per field.
+    let out = cli(tmp.path(), &["get", "user", "u1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("activity.orders") && l.ends_with(" 1")),
+        "{text}"
+    );
     assert!(v["activity"]["derived_tags"]
         .as_array()
         .is_some_and(|t| !t.is_empty()));
@@ -126,8 +141,41 @@ fn scenario_errors_and_exit_codes() {
     let out = cli(tmp.path(), &["query", "together", "ghost"]);
     assert_eq!(out.status.code(), Some(3), "unknown item");
     assert!(String::from_utf8_lossy(&out.stderr).contains("ghost"));
+    // A visitor the store has not seen is a cold start, not an error.
     let out = cli(tmp.path(), &["query", "for-user", "nobody"]);
-    assert_eq!(out.status.code(), Some(3), "unknown user");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tent") && text.contains("; no history yet"),
+        "{text}"
+    );
+    let v = json(&cli(
+        tmp.path(),
+        &["query", "cart", "--user", "nobody", "--json"],
+    ));
+    assert_eq!(v["results"][0]["id"], "tent", "{v}");
+    assert_eq!(v["results"][0]["reasons"][0]["no_history"], true, "{v}");
+    // Read-only commands refuse a directory without a store and create nothing there.
+    let typo = tmp.path().join("typo-dir");
+    for args in [
+        &["stats"][..],
+        &["query", "trending"],
+        &["get", "item", "tent"],
+        &["verify"],
+    ] {
+        let out = cli(&typo, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no store at") && err.contains("typo-dir"),
+            "{args:?}: {err}"
+        );
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
     let out = cli(tmp.path(), &["query", "segment", "vips"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -166,4 +214,39 @@ fn eval_reports_metrics_and_writes_the_split() {
     assert!(test.lines().count() > 12, "{test}");
     let out = cli(tmp.path(), &["eval", "--scenario", "trending"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Logs into a file or pipe carry no colour codes, and `--log-format json` writes one JSON
+/// object per log line.
+#[test]
+fn logs_are_plain_off_a_terminal_and_json_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    shop(tmp.path());
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_recostore"))
+            .args(["stats", "--dir"])
+            .arg(tmp.path())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .output()
+            .expect("run recostore");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let text = run(&[]);
+    assert!(
+        text.contains("INFO"),
+        "the store logs its open at info: {text}"
+    );
+    assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
+    let json = run(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["level"] == "INFO"), "{json}");
 }

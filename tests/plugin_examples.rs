@@ -182,3 +182,31 @@ fn spend_match_follows_the_spend_band_and_spreads_categories() {
     assert_eq!(got[1], "p3", "a second shoe is damped below the socks");
     assert_eq!(got[3], "p0", "four bands away from the usual spend");
 }
+
+/// A strategy that panics falls back to the built-in ranker, and the fallback reason carries
+/// the panic's message and location (the SDK's hook logs them; the host reports the line).
+#[test]
+fn a_panicking_strategy_falls_back_and_says_where_it_panicked() {
+    let (_d, store) = tents();
+    store
+        .plugins()
+        .load("fault-demo", &wasm("fault_demo"))
+        .expect("loads: it panics only when asked for 13 results");
+    let ask = |k: usize| {
+        Ask::new(Scenario::ForUser)
+            .user("shopper")
+            .k(k)
+            .strategy("fault-demo")
+    };
+    let fine = store.serve(&ask(2)).expect("answer");
+    assert_eq!(fine.ranked_by.fallback, None, "{:?}", fine.ranked_by);
+    let served = store
+        .serve(&ask(13))
+        .expect("answers from the built-in ranker");
+    let why = served.ranked_by.fallback.expect("a fallback reason");
+    assert!(
+        why.contains("deliberate panic: asked for 13 results") && why.contains("src/lib.rs:"),
+        "{why}"
+    );
+    assert!(!served.items.is_empty());
+}

@@ -525,10 +525,14 @@ fn substitutes_and_complements_keep_to_their_kind() {
             with,
             tag_match,
             viewed_together,
+            viewed_newest,
             bought_together,
+            bought_newest,
             exact,
         } => {
             assert_eq!(with, "case-black");
+            assert_eq!(*bought_newest, None);
+            assert_eq!(*viewed_newest, None, "four sessions are all counted");
             assert_eq!((*viewed_together, *bought_together, *exact), (4, 0, true));
             assert!(*tag_match > 0.5, "{tag_match}");
         }
@@ -571,4 +575,172 @@ fn substitutes_and_complements_keep_to_their_kind() {
     });
     assert_eq!(ids(&case_comps)[0], "phone-a", "{case_comps:?}");
     assert!(!ids(&case_comps).contains(&"case-red"), "{case_comps:?}");
+}
+
+/// Past `VIEWED_NEWEST` sessions, substitutes counts viewed-together partners in the item's
+/// newest sessions only, and its reason says so with the count over exactly those sessions
+/// (counted here from the events the test wrote, not by the store).
+#[test]
+fn substitutes_of_a_best_seller_count_its_newest_sessions_and_say_so() {
+    use recostore::{SUBSTITUTE_BASKETS, SUBSTITUTE_SESSIONS as VIEWED_NEWEST};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .upsert_items(&[
+            item("hot", "kettles", &["type:kettle", "colour:red"], 30.0),
+            item(
+                "old-rival",
+                "kettles",
+                &["type:kettle", "colour:blue"],
+                35.0,
+            ),
+            item(
+                "new-rival",
+                "kettles",
+                &["type:kettle", "colour:green"],
+                32.0,
+            ),
+        ])
+        .unwrap();
+    let sessions = VIEWED_NEWEST + 300;
+    let mut events = Vec::new();
+    // Session i views hot; the first 400 also view old-rival, every third views new-rival.
+    for i in 0..sessions {
+        let (u, s, t) = (format!("u{i}"), format!("s{i}"), DAY + 10 * i as u64);
+        events.push(Event::view(&u, "hot", t).session(&s));
+        if i < 400 {
+            events.push(Event::view(&u, "old-rival", t + 1).session(&s));
+        }
+        if i % 3 == 0 {
+            events.push(Event::view(&u, "new-rival", t + 2).session(&s));
+        }
+    }
+    // And past SUBSTITUTE_BASKETS baskets: old-rival is bought with hot in the first 60.
+    let baskets = SUBSTITUTE_BASKETS + 50;
+    for i in 0..baskets {
+        let (u, o, t) = (format!("b{i}"), format!("o{i}"), DAY * 30 + 10 * i as u64);
+        events.push(Event::purchase(&u, "hot", 1, 30.0, t).session(&o));
+        if i < 60 {
+            events.push(Event::purchase(&u, "old-rival", 1, 35.0, t).session(&o));
+        }
+    }
+    store.record_events(&events).unwrap();
+    let first_counted = sessions - VIEWED_NEWEST;
+    let in_window =
+        |keep: &dyn Fn(usize) -> bool| (first_counted..sessions).filter(|&i| keep(i)).count();
+    let want = [
+        ("old-rival", in_window(&|i| i < 400)),
+        ("new-rival", in_window(&|i| i % 3 == 0)),
+    ];
+    let recs = store
+        .recommend(&Ask::new(Scenario::Substitutes { item: "hot".into() }).k(10))
+        .unwrap();
+    for (id, count) in want {
+        let r = recs
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("{id} missing: {recs:?}"));
+        match &r.reasons[0] {
+            Reason::Substitute {
+                viewed_together,
+                viewed_newest,
+                ..
+            } => {
+                assert_eq!(*viewed_together as usize, count, "{id}");
+                assert_eq!(*viewed_newest, Some(VIEWED_NEWEST as u32), "{id}");
+                let line = r.reasons[0].to_string();
+                assert!(
+                    line.contains(&format!(
+                        "in {count} of its newest {VIEWED_NEWEST} sessions"
+                    )),
+                    "{line}"
+                );
+            }
+            other => panic!("expected a substitute reason, got {other:?}"),
+        }
+    }
+    let old = recs.iter().find(|r| r.id == "old-rival").unwrap();
+    match &old.reasons[0] {
+        Reason::Substitute {
+            bought_together,
+            bought_newest,
+            ..
+        } => {
+            // Baskets 50..59 of the first 60 fall in the newest SUBSTITUTE_BASKETS.
+            assert_eq!(
+                (*bought_together, *bought_newest),
+                (10, Some(SUBSTITUTE_BASKETS as u32))
+            );
+            let line = old.reasons[0].to_string();
+            assert!(
+                line.contains(&format!("in 10 of its newest {SUBSTITUTE_BASKETS} baskets")),
+                "{line}"
+            );
+        }
+        other => panic!("expected a substitute reason, got {other:?}"),
+    }
+    // The rival viewed with it now ranks above the one viewed with it long ago.
+    let pos = |id: &str| recs.iter().position(|r| r.id == id);
+    assert!(pos("new-rival") < pos("old-rival"), "{recs:?}");
+}
+
+fn says_no_history(r: &recostore::Recommendation) -> bool {
+    r.reasons.iter().any(|x| {
+        matches!(
+            x,
+            Reason::Popular {
+                no_history: true,
+                ..
+            }
+        ) && x.to_string().ends_with("; no history yet")
+    })
+}
+
+/// Cold start: a visitor the store has never seen gets the popular items, each saying why,
+/// on the home page (for-user) and with an empty cart; not `NotFound`.
+#[test]
+fn a_new_visitor_gets_what_is_popular_and_is_told_why() {
+    let (_d, store) = shop();
+    // What is popular is what `trending` answers (its own tests check the measure); the
+    // cold start must give exactly that, and say why.
+    let trending = store.recommend(&Ask::new(Scenario::Trending).k(3)).unwrap();
+    assert_eq!(trending.len(), 3);
+    for scenario in [Scenario::ForUser, Scenario::Cart { items: vec![] }] {
+        let recs = store
+            .recommend(&Ask::new(scenario.clone()).user("first-visit").k(3))
+            .unwrap();
+        assert_eq!(ids(&recs), ids(&trending), "{scenario:?}: {recs:?}");
+        assert!(recs.iter().all(says_no_history), "{scenario:?}: {recs:?}");
+    }
+    // Known, with explicit tags and no events yet: the tags lead, popularity fills the rest.
+    store
+        .upsert_user(&User::new("new-fan", [("for:parent", 1.0)]))
+        .unwrap();
+    let recs = store
+        .recommend(&Ask::new(Scenario::ForUser).user("new-fan").k(6))
+        .unwrap();
+    let mut first4 = ids(&recs)[..4].to_vec();
+    first4.sort_unstable();
+    assert_eq!(
+        first4,
+        ["mug-blue", "mug-red", "scarf", "teapot"],
+        "the four items tagged for:parent first: {recs:?}"
+    );
+    assert!(
+        recs[..4]
+            .iter()
+            .all(|r| matches!(r.reasons[0], Reason::Profile { .. })),
+        "{recs:?}"
+    );
+    assert!(recs[4..].iter().all(says_no_history), "{recs:?}");
+    // A user with history and an empty cart: their history seeds it, nothing says "no history".
+    let recs = store
+        .recommend(&Ask::new(Scenario::Cart { items: vec![] }).user("camper3"))
+        .unwrap();
+    assert!(!recs.iter().any(says_no_history), "{recs:?}");
+    // The receipt page still needs a buyer the store knows.
+    let err = store
+        .recommend(&Ask::new(Scenario::AfterPurchase).user("first-visit"))
+        .unwrap_err();
+    assert!(matches!(err, recostore::Error::NotFound { .. }), "{err}");
 }

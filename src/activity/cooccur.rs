@@ -119,10 +119,15 @@ fn reach(v: &mut Vec<u32>, at: usize) {
 /// Every partner of `a` under `rel` with the exact number of kept baskets holding both, in no
 /// particular order. One step per line of `a`'s baskets, into a dense per-thread array.
 pub(crate) fn counts(act: &Activity, rel: Relation, a: u32) -> Vec<(u32, u32)> {
+    newest_counts(act, rel, a, usize::MAX)
+}
+
+/// [`counts`] over `a`'s newest `newest` kept baskets only.
+fn newest_counts(act: &Activity, rel: Relation, a: u32, newest: usize) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     SCRATCH.with_borrow_mut(|sc| {
         let mut sparse: HashMap<u32, u32> = HashMap::new();
-        act.baskets(rel).baskets_of(a, |basket| {
+        act.baskets(rel).newest_baskets_of(a, newest, |basket| {
             for &j in basket {
                 let at = j as usize;
                 if j == a {
@@ -148,15 +153,27 @@ pub(crate) fn counts(act: &Activity, rel: Relation, a: u32) -> Vec<(u32, u32)> {
     out
 }
 
-/// How many kept baskets hold `a` together with each of `others` (in their order): one walk
-/// of `a`'s baskets, cheaper than an intersection per item when `a` is a best seller.
-pub(crate) fn supports(act: &Activity, rel: Relation, a: u32, others: &[u32]) -> Vec<u32> {
+/// How many of `a`'s newest `newest` kept baskets (`usize::MAX`: all) hold each of `others`
+/// too (in their order): one walk of `a`'s baskets, cheaper than an intersection per item
+/// when `a` is a best seller.
+pub(crate) fn supports(
+    act: &Activity,
+    rel: Relation,
+    a: u32,
+    others: &[u32],
+    newest: usize,
+) -> Vec<u32> {
     let mut out = Vec::with_capacity(others.len());
     SCRATCH.with_borrow_mut(|sc| {
-        act.baskets(rel).baskets_of(a, |basket| {
+        let mut sparse: HashMap<u32, u32> = HashMap::new();
+        act.baskets(rel).newest_baskets_of(a, newest, |basket| {
             for &j in basket {
                 let at = j as usize;
-                if j == a || at >= DENSE_IDS {
+                if j == a {
+                    continue;
+                }
+                if at >= DENSE_IDS {
+                    *sparse.entry(j).or_default() += 1;
                     continue;
                 }
                 reach(&mut sc.counts, at);
@@ -167,10 +184,10 @@ pub(crate) fn supports(act: &Activity, rel: Relation, a: u32, others: &[u32]) ->
             }
         });
         for &b in others {
-            let dense = sc.counts.get(b as usize).copied();
-            out.push(match dense {
-                Some(c) if (b as usize) < DENSE_IDS => c,
-                _ => act.baskets(rel).support(a, b),
+            out.push(if (b as usize) < DENSE_IDS {
+                sc.counts.get(b as usize).copied().unwrap_or(0)
+            } else {
+                sparse.get(&b).copied().unwrap_or(0)
             });
         }
         for j in sc.touched.drain(..) {
@@ -193,9 +210,22 @@ pub(crate) fn top_partners(
     rel: Relation,
     a: u32,
     n: usize,
+    allow: impl FnMut(u32) -> bool,
+) -> Vec<(u32, Pair)> {
+    top_partners_newest(act, rel, a, n, usize::MAX, allow)
+}
+
+/// [`top_partners`] over `a`'s newest `newest` kept baskets only: when `a` is in more, its
+/// side of every measure is that window (`n_a = newest`), as in [`seeded_partners`].
+pub(crate) fn top_partners_newest(
+    act: &Activity,
+    rel: Relation,
+    a: u32,
+    n: usize,
+    newest: usize,
     mut allow: impl FnMut(u32) -> bool,
 ) -> Vec<(u32, Pair)> {
-    let counts = counts(act, rel, a);
+    let counts = newest_counts(act, rel, a, newest);
     if n == 0 || counts.is_empty() {
         return Vec::new();
     }
@@ -214,7 +244,13 @@ pub(crate) fn top_partners(
         sorted[*at as usize] = (b, s);
         *at += 1;
     }
-    let (n_a, total, exact) = (act.holding(rel, a), act.total(rel), act.complete(rel, a));
+    let windowed = act.baskets(rel).count(a) as usize > newest;
+    let n_a = if windowed {
+        crate::narrow::u32_from(newest)
+    } else {
+        act.holding(rel, a)
+    };
+    let (total, exact) = (act.total(rel), act.complete(rel, a));
     let order =
         |x: &(u32, Pair), y: &(u32, Pair)| y.1.score.total_cmp(&x.1.score).then(x.0.cmp(&y.0));
     let mut best: Vec<(u32, Pair)> = Vec::with_capacity(n + 1);

@@ -214,6 +214,13 @@ impl<'c> Ingest<'c> {
         self.touched.users.insert(user);
     }
 
+    /// Copy the basket and session counts of the items this batch touched into the dense
+    /// array ([`super::holdings`]); the write path calls it before publishing the batch.
+    pub fn sync_holdings(&mut self) {
+        let act = &mut self.act;
+        act.held.sync(self.touched.items.iter(), &act.items);
+    }
+
     /// Whether anything was touched.
     pub fn changed(&self) -> bool {
         !self.touched.is_empty()

@@ -6,6 +6,8 @@
 //! * [`item`] — an item's counters, conversion and time-decayed popularity.
 //! * [`baskets`] — per relation, the items of every basket (or session) and the baskets of
 //!   every item.
+//! * `holdings` — each item's basket and session counts in a dense copy-on-write array, for
+//!   the partner side of every pair measure.
 //! * [`cooccur`] — exact support, confidence and lift of a pair from those indexes, and the
 //!   association measure scenarios rank by.
 //! * `ingest` — applying a batch of events (or un-applying a deleted user's).
@@ -29,6 +31,7 @@ pub(crate) mod background;
 pub mod baskets;
 pub(crate) mod checkpoint;
 pub mod cooccur;
+pub(crate) mod holdings;
 pub(crate) mod ingest;
 pub(crate) mod ingest_items;
 pub mod item;
@@ -94,6 +97,9 @@ pub struct Activity {
     pub(crate) forgotten: u64,
     /// RFM quintile bounds of this version, computed on first use.
     pub(crate) rfm: Arc<OnceLock<segments::RfmBounds>>,
+    /// `items`' basket and session counts by id, for [`Activity::holding`] (see
+    /// [`holdings`]); kept in step by the write path and built on open.
+    pub(crate) held: holdings::Holdings,
 }
 
 impl Activity {
@@ -128,6 +134,13 @@ impl Activity {
     /// Baskets (or sessions) ever holding `item` under `rel`, as item statistics count them
     /// (those the index dropped included, a forgotten user's not).
     pub fn holding(&self, rel: Relation, item: u32) -> u32 {
+        let at = match rel {
+            Relation::Bought => 0,
+            Relation::Viewed => 1,
+        };
+        if let Some(counts) = self.held.get(item) {
+            return counts[at];
+        }
         self.item(item).map_or(0, |s| match rel {
             Relation::Bought => s.baskets,
             Relation::Viewed => s.sessions,

@@ -45,6 +45,7 @@ pub(crate) fn load(tree: &crate::durable::Db, cfg: &Config) -> Result<Activity> 
     }
     act.bought = load_baskets(tree, Relation::Bought)?;
     act.viewed = load_baskets(tree, Relation::Viewed)?;
+    act.held = super::holdings::Holdings::from_items(&act.items);
     Ok(act)
 }
 

@@ -33,6 +33,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("slot.route", "route a slot by weight: {\"slot\", \"variants\": [{\"strategy\", \"weight\"}]}"),
     ("slot.remove", "stop routing a slot: {\"slot\"}"),
     ("slot.stats", "A/B figures per variant: {\"slot\"?}"),
+    ("events.record", "record a batch of events, all or none: {\"events\": [event lines as in FORMAT.md]}"),
+    ("item.upsert", "insert or replace items, all or none: {\"items\": [item lines as in FORMAT.md]}"),
+    ("user.upsert", "insert or replace users, all or none: {\"users\": [user lines as in FORMAT.md]}"),
+    ("item.delete", "delete items: {\"ids\": [...]}"),
+    ("user.delete", "delete users and everything they did (\"forget me\"): {\"ids\": [...]}"),
     ("segment.rebuild", "fold recent writes into a new segment now"),
     ("flush", "make every acknowledged write durable now"),
     ("checkpoint", "write the behaviour state the event journal holds, so the next open replays nothing"),
@@ -52,9 +57,16 @@ pub(crate) struct Ctx {
 /// A handler's failure: the code and message of the error response.
 type Failure = (Code, String);
 
+/// A command's arguments: unknown fields are refused with the closest valid one suggested,
+/// and a wrong type names its field (`id: invalid type: integer 17850, expected a string`).
 fn args<T: DeserializeOwned>(v: &Value) -> Result<T, Failure> {
     let v = if v.is_null() { json!({}) } else { v.clone() };
-    serde_json::from_value(v).map_err(|e| (Code::BadArgs, format!("bad arguments: {e}")))
+    serde_path_to_error::deserialize(&v).map_err(|e| {
+        (
+            Code::BadArgs,
+            format!("bad arguments: {}", crate::fields::explain(&e.to_string())),
+        )
+    })
 }
 
 /// A store error as a response: not-found errors get their own code.
@@ -128,6 +140,115 @@ struct PathArg {
 #[serde(deny_unknown_fields)]
 struct Filter {
     filter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Events {
+    events: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Items {
+    items: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Users {
+    users: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ids {
+    ids: Vec<String>,
+}
+
+/// Each of `list` as a `J` (refusing fields not in `fields`) turned into a record by `make`;
+/// the first bad one is the error, named by its position, and nothing is stored.
+fn records<J: DeserializeOwned, T>(
+    what: &str,
+    list: &[Value],
+    fields: &[&str],
+    make: impl Fn(J) -> std::result::Result<T, String>,
+) -> Result<Vec<T>, Failure> {
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let bad = |why: String| {
+                (
+                    Code::BadArgs,
+                    format!("{what} {i} (0-based): {why}; nothing was stored"),
+                )
+            };
+            if !v.is_object() {
+                return Err(bad(format!("expected a JSON object, got {v}")));
+            }
+            crate::fields::check_keys(what, v, fields).map_err(bad)?;
+            let j: J = serde_path_to_error::deserialize(v)
+                .map_err(|e| bad(crate::fields::explain(&e.to_string())))?;
+            make(j).map_err(bad)
+        })
+        .collect()
+}
+
+/// A write the store refused: bad input is the caller's to fix (`bad_args`; the message says
+/// nothing of the batch was stored), anything else is the store's (`failed`).
+fn refused(e: Error) -> Failure {
+    let code = match e {
+        Error::InvalidRecord { .. } | Error::InvalidEvent { .. } => Code::BadArgs,
+        _ => Code::Failed,
+    };
+    (code, e.to_string())
+}
+
+fn write_command(store: &Store, cmd: &str, a: &Value) -> Result<Value, Failure> {
+    use crate::import::jsonl::{
+        item_from_json, user_from_json, JsonEvent, JsonItem, JsonUser, EVENT_FIELDS, ITEM_FIELDS,
+        USER_FIELDS,
+    };
+    match cmd {
+        "events.record" => {
+            let Events { events } = args(a)?;
+            let events = records("event", &events, &EVENT_FIELDS, |j: JsonEvent| {
+                crate::Event::try_from(j)
+            })?;
+            let n = store.record_events(&events).map_err(refused)?;
+            Ok(json!({"recorded": n}))
+        }
+        "item.upsert" => {
+            let Items { items } = args(a)?;
+            let items = records("item", &items, &ITEM_FIELDS, |j: JsonItem| {
+                item_from_json(j)
+            })?;
+            store.upsert_items(&items).map_err(refused)?;
+            let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+            Ok(json!({"upserted": items.len(), "ids": ids}))
+        }
+        "user.upsert" => {
+            let Users { users } = args(a)?;
+            let users = records("user", &users, &USER_FIELDS, |j: JsonUser| {
+                user_from_json(j)
+            })?;
+            store.upsert_users(&users).map_err(refused)?;
+            let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+            Ok(json!({"upserted": users.len(), "ids": ids}))
+        }
+        "item.delete" | "user.delete" => {
+            let Ids { ids } = args(a)?;
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let n = if cmd == "item.delete" {
+                store.delete_items(&refs)
+            } else {
+                store.delete_users(&refs)
+            }
+            .map_err(refused)?;
+            Ok(json!({"deleted": n, "not_found": ids.len() - n}))
+        }
+        other => Err((Code::UnknownCommand, format!("unknown command `{other}`"))),
+    }
 }
 
 /// The module at `path`, read by the server: a regular file within the size cap.
@@ -221,7 +342,8 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             Ok(json!({"user": to_value(&user)?, "activity": to_value(&store.user_activity(&id))?}))
         }
         "query" => {
-            let ask: Ask = args(a)?;
+            let ask = Ask::from_json(if a.is_null() { json!({}) } else { a.clone() })
+                .map_err(|e| (Code::BadArgs, e.to_string()))?;
             let served = store.serve(&ask).map_err(failed)?;
             to_value(&served)
         }
@@ -272,6 +394,9 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             let SlotArg { slot } = args(a)?;
             to_value(&store.plugins().variant_stats(slot.as_deref()))
         }
+        "events.record" | "item.upsert" | "user.upsert" | "item.delete" | "user.delete" => {
+            write_command(store, cmd, a)
+        }
         "segment.rebuild" => to_value(&store.rebuild().map_err(failed)?),
         "flush" => {
             store.flush().map_err(failed)?;
@@ -301,10 +426,15 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             tracing::info!(filter, "log level changed over the admin socket");
             Ok(json!({"filter": filter}))
         }
-        other => Err((
-            Code::UnknownCommand,
-            format!("unknown command `{other}`; `help` lists the commands"),
-        )),
+        other => {
+            let hint = crate::fields::closest(other, COMMANDS.iter().map(|(c, _)| *c))
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            Err((
+                Code::UnknownCommand,
+                format!("unknown command `{other}`; {hint}`help` lists the commands"),
+            ))
+        }
     }
 }
 

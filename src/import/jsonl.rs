@@ -341,6 +341,44 @@ impl Lines {
     }
 }
 
+#[cfg(feature = "admin")]
+/// The fields of [`JsonItem`], [`JsonUser`] and [`JsonEvent`]: files may carry others (they
+/// are ignored there), the admin socket refuses them (a test checks these against serde).
+pub(crate) const ITEM_FIELDS: [&str; 8] = [
+    "id",
+    "tags",
+    "title",
+    "category",
+    "price",
+    "stock",
+    "members_only",
+    "created_at",
+];
+/// See [`ITEM_FIELDS`].
+#[cfg(feature = "admin")]
+pub(crate) const USER_FIELDS: [&str; 3] = ["id", "tags", "recent_items"];
+/// See [`ITEM_FIELDS`].
+#[cfg(feature = "admin")]
+pub(crate) const EVENT_FIELDS: [&str; 12] = [
+    "user", "item", "kind", "ts", "session", "qty", "price", "rating", "query", "slot", "strategy",
+    "items",
+];
+
+#[cfg(feature = "admin")]
+/// An item from its JSON form, with the checks an item line gets (the library's come when
+/// it is stored).
+pub(crate) fn item_from_json(j: JsonItem) -> std::result::Result<Item, String> {
+    check_weights(&j.tags)?;
+    Ok(j.into())
+}
+
+#[cfg(feature = "admin")]
+/// A user from its JSON form; see [`item_from_json`].
+pub(crate) fn user_from_json(j: JsonUser) -> std::result::Result<User, String> {
+    check_weights(&j.tags)?;
+    Ok(j.into())
+}
+
 /// Parse one line as `T`, with a reason fit for a bad-row report.
 fn parse<T: serde::de::DeserializeOwned>(buf: &[u8]) -> std::result::Result<T, String> {
     serde_json::from_slice(buf).map_err(|e| format!("not a valid record: {e}"))
@@ -595,4 +633,68 @@ fn store_file(
     flush_events(&mut events, summary)?;
     summary.tags += tags.len();
     Ok(())
+}
+
+#[cfg(all(test, feature = "admin"))]
+mod tests {
+    use super::*;
+
+    fn keys(v: serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k
+    }
+
+    fn sorted(f: &[&str]) -> Vec<String> {
+        let mut k: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+        k.sort();
+        k
+    }
+
+    /// The field lists the admin socket checks against are what serde writes for a record with
+    /// every field set: a field added to a JSON form and not to its list fails here.
+    #[test]
+    fn field_lists_match_serde() {
+        let item = JsonItem {
+            id: "i".into(),
+            tags: [("t".to_string(), 1.0)].into_iter().collect(),
+            title: "t".into(),
+            category: "c".into(),
+            ..JsonItem::default()
+        };
+        assert_eq!(
+            keys(serde_json::to_value(item).unwrap_or_default()),
+            sorted(&ITEM_FIELDS)
+        );
+        let user = JsonUser {
+            id: "u".into(),
+            tags: BTreeMap::new(),
+            recent_items: vec!["i".into()],
+        };
+        assert_eq!(
+            keys(serde_json::to_value(user).unwrap_or_default()),
+            sorted(&USER_FIELDS)
+        );
+        let event = JsonEvent {
+            user: "u".into(),
+            item: Some("i".into()),
+            kind: "view".into(),
+            ts: 1,
+            session: Some("s".into()),
+            qty: Some(1),
+            price: Some(1.0),
+            rating: Some(1.0),
+            query: Some("q".into()),
+            slot: Some("s".into()),
+            strategy: Some("a".into()),
+            items: Some(vec![]),
+        };
+        assert_eq!(
+            keys(serde_json::to_value(event).unwrap_or_default()),
+            sorted(&EVENT_FIELDS)
+        );
+    }
 }

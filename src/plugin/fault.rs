@@ -139,15 +139,21 @@ pub(crate) fn classify(e: &wasmtime::Error, guest: &Guest) -> Fault {
     if guest.limiter.refused {
         return Fault::Memory;
     }
+    // What the plugin said last before trapping (a panic's message and location, through
+    // the SDK's hook) is worth more than wasmtime's "unreachable instruction executed".
+    let said = |reason: String| match &guest.last_error {
+        Some(line) => format!("{reason}; it logged: {line}"),
+        None => reason,
+    };
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Fault::Deadline,
         Some(Trap::OutOfFuel) => Fault::Fuel,
         Some(Trap::StackOverflow) => Fault::Stack,
         Some(t) => Fault::Trap {
-            reason: t.to_string(),
+            reason: said(t.to_string()),
         },
         None => Fault::Trap {
-            reason: format!("{e:#}"),
+            reason: said(format!("{e:#}")),
         },
     }
 }

@@ -43,6 +43,9 @@ pub(crate) struct Guest {
     /// Lines kept for the runner to print; `None` on the serving path, where lines only go to
     /// `tracing`.
     pub capture: Option<Vec<LogLine>>,
+    /// The last error-level line of the current call: a trap or a refused config is reported
+    /// with it (the SDK's panic hook logs the panic's message and location at that level).
+    pub last_error: Option<String>,
     log_bytes: usize,
     logs_per_call: u32,
 }
@@ -64,6 +67,7 @@ impl Guest {
             },
             plugin,
             logs_this_call: 0,
+            last_error: None,
             logs_dropped: 0,
             capture: capture.then(Vec::new),
             log_bytes: limits.log_bytes,
@@ -333,6 +337,9 @@ fn log(mut caller: Caller<'_, Guest>, level: i32, ptr: i32, len: i32) {
     };
     let g = caller.data_mut();
     g.logs_this_call += 1;
+    if level == 0 {
+        g.last_error = Some(text.clone());
+    }
     let plugin = &*g.plugin;
     match level {
         0 => tracing::error!(target: "recostore::plugin", plugin, "{text}"),

@@ -26,6 +26,8 @@ const PLUGIN_INLINE: &[u8] = b"Pp";
 const PLUGIN: &[u8] = b"Pv";
 /// Key prefix of a slot: `P` `s` + name.
 const SLOT: &[u8] = b"Ps";
+/// Key of the A/B figures (every variant's counters): `P` `a`.
+const FIGURES: &[u8] = b"Pa";
 /// The directory of module files, inside the store directory.
 pub const MODULES_DIR: &str = "plugins";
 
@@ -210,6 +212,21 @@ impl Backing {
         }
         self.tree.flush()?;
         self.collect()
+    }
+
+    /// Write the A/B figures (in the tree's next flush: they go with a checkpoint).
+    pub(crate) fn save_figures(&self, figures: &[super::slots::SavedFigures]) -> Result<()> {
+        self.tree
+            .insert(FIGURES, codec::encode(FIGURES, &figures.to_vec())?)?;
+        Ok(())
+    }
+
+    /// The A/B figures saved last, if any.
+    pub(crate) fn load_figures(&self) -> Result<Vec<super::slots::SavedFigures>> {
+        match self.tree.get(FIGURES)? {
+            Some(v) => codec::decode(FIGURES, &v),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Write (or remove) slot `name`, durably.

@@ -109,7 +109,8 @@ fn not_found(name: &str) -> Error {
     Error::PluginNotFound {
         what: "plugin",
         name: name.to_string(),
-        hint: "load it first; `recostore plugin list` (or Plugins::list) shows what is loaded",
+        hint:
+            "load it first; Plugins::list (the admin socket's `plugin.list`) shows what is loaded",
     }
 }
 
@@ -194,6 +195,7 @@ impl Plugins {
     pub(crate) fn attach(&self, tree: crate::durable::Db, dir: &std::path::Path) -> Result<()> {
         let tree = persist::Backing::new(tree, dir)?;
         let persist::Stored { plugins, slots } = tree.load()?;
+        self.shared.attribution.restore(tree.load_figures()?);
         if !plugins.is_empty() || !slots.is_empty() {
             let _w = self.writer();
             let mut table = Table::default();
@@ -587,6 +589,15 @@ impl Plugins {
                 items,
                 fell_back || choice.disabled,
             );
+        }
+    }
+
+    /// Save the A/B figures into the store's tree (the store's checkpoint and close call this,
+    /// and flush after). Nothing for a standalone registry.
+    pub(crate) fn save_figures(&self) -> Result<()> {
+        match self.shared.tree.get() {
+            Some(tree) => tree.save_figures(&self.shared.attribution.figures()),
+            None => Ok(()),
         }
     }
 

@@ -57,6 +57,7 @@ impl Strategy {
 
 /// One arm of a slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Variant {
     /// Who ranks for the users routed here.
     pub strategy: Strategy,
@@ -143,6 +144,15 @@ struct Counts {
     clicks: AtomicU64,
     purchases: AtomicU64,
     fallbacks: AtomicU64,
+}
+
+/// One variant's A/B counters as the store saves them (key `P` `a`, FORMAT.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SavedFigures {
+    /// (slot, strategy, plugin version).
+    pub key: (String, String, u32),
+    /// Serves, impressions, clicks, purchases, fallbacks.
+    pub counts: [u64; 5],
 }
 
 /// What one user was last shown on one slot.
@@ -236,6 +246,44 @@ impl Attribution {
                     c.fetch_add(1, Relaxed);
                 }
             }
+        }
+    }
+
+    /// Every variant's counters, for saving: (slot, strategy, version) and serves,
+    /// impressions, clicks, purchases, fallbacks.
+    pub(crate) fn figures(&self) -> Vec<SavedFigures> {
+        self.variants
+            .iter()
+            .map(|e| {
+                let c = e.value();
+                SavedFigures {
+                    key: e.key().clone(),
+                    counts: [
+                        c.serves.load(Relaxed),
+                        c.impressions.load(Relaxed),
+                        c.clicks.load(Relaxed),
+                        c.purchases.load(Relaxed),
+                        c.fallbacks.load(Relaxed),
+                    ],
+                }
+            })
+            .collect()
+    }
+
+    /// Add saved counters back (on open, before anything is served).
+    pub(crate) fn restore(&self, saved: Vec<SavedFigures>) {
+        for f in saved {
+            let counts = self
+                .variants
+                .get_or_insert_with(f.key, || Arc::new(Counts::default()))
+                .value()
+                .clone();
+            let [serves, impressions, clicks, purchases, fallbacks] = f.counts;
+            counts.serves.fetch_add(serves, Relaxed);
+            counts.impressions.fetch_add(impressions, Relaxed);
+            counts.clicks.fetch_add(clicks, Relaxed);
+            counts.purchases.fetch_add(purchases, Relaxed);
+            counts.fallbacks.fetch_add(fallbacks, Relaxed);
         }
     }
 

@@ -363,8 +363,13 @@ impl PluginVersion {
                 .call(&mut store, len)
                 .map_err(|e| classify(&e, store.data()))?;
             if status != 0 {
+                let why = store
+                    .data_mut()
+                    .last_error
+                    .take()
+                    .unwrap_or_else(|| "it logged no reason".into());
                 return Err(fail(format!(
-                    "recostore_init rejected its config with status {status}"
+                    "recostore_init rejected its config (status {status}): {why}"
                 )));
             }
         }
@@ -398,6 +403,7 @@ impl PluginVersion {
                 let out = self.call(&mut warm, input, ticks);
                 let g = warm.store.data_mut();
                 g.logs_this_call = 0;
+                g.last_error = None;
                 let dropped = std::mem::take(&mut g.logs_dropped);
                 self.counters.logs_dropped.fetch_add(dropped, Relaxed);
                 out.map(|mut o| {

@@ -39,7 +39,10 @@ pub(crate) fn trending(
                 Cand {
                     score: p,
                     matched: Vec::new(),
-                    reasons: vec![Reason::Popular { popularity: p }],
+                    reasons: vec![Reason::Popular {
+                        popularity: p,
+                        no_history: false,
+                    }],
                 },
             ))
         })
@@ -99,7 +102,10 @@ pub(crate) fn gift(snap: &Snapshot, cfg: &Config, ask: &Ask, recipient: &str) ->
             let pop_part = if max_pop > 0.0 { pop / max_pop } else { 0.0 };
             let mut reasons = Vec::new();
             if pop > 0.0 {
-                reasons.push(Reason::Popular { popularity: pop });
+                reasons.push(Reason::Popular {
+                    popularity: pop,
+                    no_history: false,
+                });
             }
             (
                 id,

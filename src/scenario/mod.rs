@@ -244,6 +244,21 @@ fn default_k() -> usize {
     10
 }
 
+/// [`Ask`]'s own fields, beside `scenario` and the scenario's; `from_json` refuses any other
+/// (a test checks the list against what serde writes).
+const ASK_FIELDS: [&str; 10] = [
+    "user",
+    "k",
+    "filter",
+    "exclude_purchased",
+    "exclude_seen",
+    "diversity",
+    "boosts",
+    "members_first",
+    "slot",
+    "strategy",
+];
+
 impl Ask {
     /// Ask `scenario` with the defaults.
     pub fn new(scenario: Scenario) -> Ask {
@@ -318,6 +333,27 @@ impl Ask {
         self
     }
 
+    /// An ask from JSON (the admin socket's `query`, a file), strictly: an unknown field of the
+    /// ask or of its filter is an error naming it and the closest valid field, and a value of
+    /// the wrong type names its field (`k: invalid type: string "3", expected usize`). Plain
+    /// `serde_json::from_value` ignores unknown fields of the ask, since its scenario is
+    /// flattened into it.
+    pub fn from_json(v: serde_json::Value) -> Result<Ask> {
+        let invalid = |reason: String| Error::InvalidQuery { reason };
+        let scenario: Scenario = serde_path_to_error::deserialize(&v)
+            .map_err(|e| invalid(crate::fields::explain(&e.to_string())))?;
+        // The scenario's own fields are what serde writes for it.
+        let shape = serde_json::to_value(&scenario).unwrap_or_default();
+        let mut valid: Vec<&str> = shape
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        valid.extend(ASK_FIELDS);
+        crate::fields::check_keys("the query", &v, &valid).map_err(invalid)?;
+        serde_path_to_error::deserialize(&v)
+            .map_err(|e| invalid(crate::fields::explain(&e.to_string())))
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |reason: String| Err(Error::InvalidQuery { reason });
         if self.k > MAX_K {
@@ -347,8 +383,14 @@ impl Ask {
         self.filter.validate()
     }
 
-    /// The asking user's dense id, or an error naming the scenario that needs one.
-    pub(crate) fn user_id(&self, snap: &Snapshot, needed: bool) -> Result<Option<u32>> {
+    /// The asking user's dense id, or an error naming the scenario that needs one. A name the
+    /// store does not hold is a new visitor (`None`) when `unknown_is_new`, else `NotFound`.
+    pub(crate) fn user_id(
+        &self,
+        snap: &Snapshot,
+        needed: bool,
+        unknown_is_new: bool,
+    ) -> Result<Option<u32>> {
         let Some(name) = &self.user else {
             if needed {
                 return Err(Error::InvalidQuery {
@@ -362,6 +404,7 @@ impl Ask {
         };
         match snap.user_id(name).filter(|&u| snap.user_row(u).is_some()) {
             Some(u) => Ok(Some(u)),
+            None if unknown_is_new => Ok(None),
             None => Err(Error::NotFound {
                 what: "user",
                 id: display_id(name),
@@ -383,9 +426,12 @@ pub(crate) fn item_id(snap: &Snapshot, name: &str) -> Result<u32> {
 /// Run `ask` against one snapshot, ranked by the strategy chosen for it.
 pub(crate) fn run(env: &Env<'_>, snap: &Snapshot, ask: &Ask) -> Result<Served> {
     ask.validate()?;
+    // Every shop has new visitors: an id the store has not seen yet is a user with no history
+    // (cold start), not an error. Only the receipt page needs a known buyer.
     let user = ask.user_id(
         snap,
         matches!(ask.scenario, Scenario::ForUser | Scenario::AfterPurchase),
+        !matches!(ask.scenario, Scenario::AfterPurchase),
     )?;
     let plugins = env.plugins;
     let choice = plugins.choose(
@@ -484,7 +530,14 @@ fn candidates_and_rank(
                 .map(|n| item_id(snap, n))
                 .collect::<Result<Vec<u32>>>()?;
             excluded.extend_from_slice(&ids);
-            personal::cart(snap, &ids, user, &env.derived.history(snap))
+            excluded.sort_unstable();
+            if ids.is_empty() && personal::no_history(snap, user) {
+                // An empty cart of a new visitor: what the home page shows them.
+                let history = || env.derived.history(snap);
+                personal::for_user(snap, cfg, ask, user, &excluded, history)?
+            } else {
+                personal::cart(snap, &ids, user, &env.derived.history(snap))
+            }
         }
         Scenario::AfterPurchase => {
             let basket = user
@@ -509,4 +562,60 @@ fn candidates_and_rank(
         Scenario::Gift { recipient } => catalogue::gift(snap, cfg, ask, recipient)?,
     };
     Ok(rank::finish(snap, ask, cands, &excluded, plug))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ASK_FIELDS` is what serde writes for an ask with every optional field set, less the
+    /// scenario's: a field added to `Ask` and not to the list fails here, not in production.
+    #[test]
+    fn ask_fields_match_serde() {
+        let mut ask = Ask::new(Scenario::Trending);
+        ask.slot = Some("home".into());
+        ask.strategy = Some("a9".into());
+        ask.user = Some("u".into());
+        ask.diversity = Some(0.5);
+        let v = serde_json::to_value(&ask).unwrap_or_default();
+        let mut got: Vec<&str> = v
+            .as_object()
+            .map(|m| {
+                m.keys()
+                    .map(String::as_str)
+                    .filter(|k| *k != "scenario")
+                    .collect()
+            })
+            .unwrap_or_default();
+        got.sort_unstable();
+        let mut want = ASK_FIELDS.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn from_json_refuses_unknown_fields_and_names_wrong_types() {
+        let err = |v: serde_json::Value| match Ask::from_json(v) {
+            Err(e) => e.to_string(),
+            Ok(a) => panic!("accepted: {a:?}"),
+        };
+        let e = err(serde_json::json!({"scenario": "trending", "kk": 3}));
+        assert!(e.contains("`kk`") && e.contains("did you mean `k`?"), "{e}");
+        let e = err(serde_json::json!({"scenario": "trending", "filter": {"max_prise": 1}}));
+        assert!(
+            e.contains("`max_prise`") && e.contains("did you mean `max_price`?"),
+            "{e}"
+        );
+        let e = err(serde_json::json!({"scenario": "together", "item": "a", "items": ["b"]}));
+        assert!(
+            e.contains("`items`") && e.contains("did you mean `item`?"),
+            "{e}"
+        );
+        let e = err(serde_json::json!({"scenario": "trending", "k": "3"}));
+        assert!(e.starts_with("invalid query: k: invalid type"), "{e}");
+        let e = err(serde_json::json!({"scenario": "for_user"}));
+        assert!(e.contains("did you mean `for-user`?"), "{e}");
+        let ok = Ask::from_json(serde_json::json!({"scenario": "cart", "items": ["a"], "k": 3}));
+        assert!(matches!(ok, Ok(a) if a.k == 3), "valid asks pass");
+    }
 }

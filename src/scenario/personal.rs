@@ -25,6 +25,9 @@ const SEED_DECAY: f32 = 0.95;
 const W_COOCCUR: f32 = 1.0;
 const W_PROFILE: f32 = 1.0;
 const W_POPULAR: f32 = 1.0;
+/// Popularity's weight for a user with no history: below the profile's, so the explicit tags
+/// an app gave a new user lead and what is popular fills in after them.
+const W_POPULAR_COLD: f32 = 0.5;
 /// With at least this many co-occurrence candidates, the profile part re-scores candidates
 /// instead of searching the catalogue.
 const MIN_COOCCUR: usize = 20;
@@ -108,19 +111,31 @@ pub(crate) fn for_user(
     excluded: &[u32],
     history: impl FnOnce() -> std::sync::Arc<super::history::History>,
 ) -> Result<Cands> {
-    let Some(user) = user else {
-        return Ok(Cands::new());
-    };
     // What goes with the user's history, newest items weighted most.
-    let mut out = match snap.activity.user(user) {
-        Some(state) => seeded(snap, &history_seeds(state), &history()),
-        None => Cands::new(),
+    let seeds = user
+        .and_then(|u| snap.activity.user(u))
+        .map(history_seeds)
+        .unwrap_or_default();
+    let mut out = if seeds.is_empty() {
+        Cands::new()
+    } else {
+        seeded(snap, &seeds, &history())
     };
-    let trending = catalogue::trending(snap, cfg, ask, excluded, (ask.k * 4).max(50));
+    let mut trending = catalogue::trending(snap, cfg, ask, excluded, (ask.k * 4).max(50));
+    if seeds.is_empty() {
+        // Cold start: the user's explicit tags (below) and what is popular; the reason says why.
+        for c in trending.values_mut() {
+            for r in &mut c.reasons {
+                if let Reason::Popular { no_history, .. } = r {
+                    *no_history = true;
+                }
+            }
+        }
+    }
     // Tag profile. With enough co-occurrence candidates it re-scores those and the trending
     // ones exactly (microseconds); a user with little history gets a search of the whole
     // catalogue instead, which is where the profile matters most.
-    let prof = profile(snap, cfg, user);
+    let prof = user.map(|u| profile(snap, cfg, u)).unwrap_or_default();
     if !prof.is_empty() {
         let q = Query::profile(names(snap, &prof))
             .k((ask.k * 4).clamp(50, MAX_K))
@@ -164,8 +179,19 @@ pub(crate) fn for_user(
         }
         blend_into(&mut out, part, W_PROFILE);
     }
-    blend_into(&mut out, trending, W_POPULAR);
+    let w_popular = if seeds.is_empty() {
+        W_POPULAR_COLD
+    } else {
+        W_POPULAR
+    };
+    blend_into(&mut out, trending, w_popular);
     Ok(out)
+}
+
+/// Whether `user` (none: a visitor the store has not seen) has no history to seed from.
+pub(crate) fn no_history(snap: &Snapshot, user: Option<u32>) -> bool {
+    user.and_then(|u| snap.activity.user(u))
+        .is_none_or(|s| history_seeds(s).is_empty())
 }
 
 /// The seeds of a user's history-based parts: their recent items, newest weighted most

@@ -6,7 +6,10 @@
 //! keeps to one kind and every result says which kind it is and on what evidence
 //! ([`Reason::Substitute`], [`Reason::Complement`]).
 //!
-//! **Substitutes of A.** Candidates: A's [`POOL`] strongest viewed-together partners, and A's
+//! **Substitutes of A.** Candidates: A's [`POOL`] strongest viewed-together partners (counted
+//! in A's newest [`VIEWED_NEWEST`] sessions, and its bought-together counts in A's newest
+//! [`BOUGHT_NEWEST`] baskets: a best seller's every session and basket cost milliseconds
+//! at 1M items, and what shoppers compare it with *now* is what the page wants), and A's
 //! nearest items by tag cosine: its neighbour list when the segment keeps one, otherwise (when
 //! viewing gave fewer than `2k` candidates) the [`POOL`] nearest within its category, or the
 //! whole catalogue if it has none. That search is the cost of a cold item in a catalogue too
@@ -28,7 +31,7 @@ use std::collections::HashMap;
 
 use super::rank::{Cand, Cands};
 use super::Reason;
-use crate::activity::cooccur::{shrunk_lift, supports, top_partners};
+use crate::activity::cooccur::{shrunk_lift, supports, top_partners, top_partners_newest};
 use crate::activity::{Pair, Relation};
 use crate::error::Result;
 use crate::search::{self, Filter, Query};
@@ -36,6 +39,14 @@ use crate::snapshot::{Row, Snapshot};
 
 /// Candidates taken from each source.
 pub const POOL: usize = 200;
+/// The newest sessions of A that substitutes counts viewed-together partners in. Above it the
+/// figures cover these sessions and the reason says so; every MovieLens film and every
+/// Online Retail item is viewed in fewer, so there they cover every session.
+pub const VIEWED_NEWEST: usize = 1_000;
+/// The newest baskets of A that substitutes counts bought-together partners in (the penalty
+/// for being bought *with* A), as [`VIEWED_NEWEST`] for sessions. Online Retail's best seller
+/// is in 1,978 baskets, so there every basket counts.
+pub const BOUGHT_NEWEST: usize = 5_000;
 /// What a complement in A's own category keeps of its score.
 pub const SAME_CATEGORY: f32 = 0.3;
 /// A substitute needs some sign that it does the same job: A's category, a session where both
@@ -71,7 +82,10 @@ pub(crate) fn substitutes(
 ) -> Result<Cands> {
     let act = &snap.activity;
     let own = category(snap, id);
-    let viewed = top_partners(act, Relation::Viewed, id, POOL, |b| {
+    // A's newest VIEWED_NEWEST sessions, not all of them: a best seller was viewed in hundreds
+    // of thousands, and the walk over every one was most of this scenario's time (the reason
+    // says how many were counted when it is not all of them).
+    let viewed = top_partners_newest(act, Relation::Viewed, id, POOL, VIEWED_NEWEST, |b| {
         excluded.binary_search(&b).is_err()
     });
     // Tag-similar candidates. From the segment's neighbour list when it has one (microseconds);
@@ -108,12 +122,20 @@ pub(crate) fn substitutes(
         .collect();
     tags.extend(tag_matches(snap, name, &missing)?);
     let best_viewed = viewed.first().map_or(0.0, |(_, p)| p.score);
+    // Sessions counted: all of A's when it has no more than the window, else the newest ones.
+    let kept = act.baskets(Relation::Viewed).count(id);
+    let window = (kept as usize > VIEWED_NEWEST).then_some(crate::narrow::u32_from(VIEWED_NEWEST));
     let viewed: HashMap<u32, Pair> = viewed.into_iter().collect();
     let exact = act.complete(Relation::Viewed, id) && act.complete(Relation::Bought, id);
-    let (n_a, total) = (
-        act.holding(Relation::Bought, id),
-        act.total(Relation::Bought),
-    );
+    let bought_kept = act.baskets(Relation::Bought).count(id) as usize;
+    let bought_window =
+        (bought_kept > BOUGHT_NEWEST).then_some(crate::narrow::u32_from(BOUGHT_NEWEST));
+    // Lift over the baskets counted: A's share is out of the window when there is one.
+    let n_a = match bought_window {
+        Some(w) => w,
+        None => act.holding(Relation::Bought, id),
+    };
+    let total = act.total(Relation::Bought);
     let mut out = Cands::new();
     let mut candidates: Vec<u32> = tags.keys().chain(viewed.keys()).copied().collect();
     candidates.sort_unstable();
@@ -122,7 +144,13 @@ pub(crate) fn substitutes(
     let bought: HashMap<u32, u32> = candidates
         .iter()
         .copied()
-        .zip(supports(act, Relation::Bought, id, &candidates))
+        .zip(supports(
+            act,
+            Relation::Bought,
+            id,
+            &candidates,
+            BOUGHT_NEWEST,
+        ))
         .collect();
     for b in candidates {
         if excluded.binary_search(&b).is_ok() {
@@ -154,7 +182,9 @@ pub(crate) fn substitutes(
                     with: name.to_string(),
                     tag_match: t,
                     viewed_together: v.map_or(0, |p| p.support),
+                    viewed_newest: window,
                     bought_together: bought,
+                    bought_newest: bought_window,
                     exact,
                 }],
             },

@@ -14,7 +14,7 @@ use crate::snapshot::Snapshot;
 
 /// Which items may be recommended. All conditions must hold. The default allows everything.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Filter {
     /// Keep only items in one of these categories. A category matches itself and everything
     /// below it: `kitchen` matches `kitchen` and `kitchen/mugs`, not `kitchenware`.

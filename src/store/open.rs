@@ -86,6 +86,25 @@ impl Store {
         Store::open_with(dir, Config::default())
     }
 
+    /// Open the store in `dir`, which must already hold one: a read-only tool pointed at a
+    /// mistyped directory gets [`Error::NoStore`] and creates nothing, where [`Store::open`]
+    /// would create an empty store there and answer with zeros.
+    pub fn open_existing(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_existing_with(dir, Config::default())
+    }
+
+    /// [`Store::open_existing`] with `config`.
+    pub fn open_existing_with(dir: impl AsRef<Path>, config: Config) -> Result<Store> {
+        let dir = dir.as_ref();
+        // sled's directory is the store: every store has it from its first open on.
+        if !dir.join("db").is_dir() {
+            return Err(Error::NoStore {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Store::open_with(dir, config)
+    }
+
     /// Open (or create) the store in `dir`.
     ///
     /// Only one `Store` may have a directory open; if another holds it, this waits up to 2 s

@@ -58,10 +58,14 @@ impl Strategy for A9Match {
     fn new(config: &Config) -> Result<Self, String> {
         let d = A9Match::default();
         let s = A9Match {
-            match_weight: config.number_or("match_weight", d.match_weight),
-            similarity_weight: config.number_or("similarity_weight", d.similarity_weight),
-            conversion_prior: config.number_or("conversion_prior", d.conversion_prior),
-            unrated: config.number_or("unrated_rating", d.unrated),
+            match_weight: config.get_number("match_weight")?.unwrap_or(d.match_weight),
+            similarity_weight: config
+                .get_number("similarity_weight")?
+                .unwrap_or(d.similarity_weight),
+            conversion_prior: config
+                .get_number("conversion_prior")?
+                .unwrap_or(d.conversion_prior),
+            unrated: config.get_number("unrated_rating")?.unwrap_or(d.unrated),
         };
         if s.conversion_prior <= 0.0 {
             return Err("conversion_prior must be above 0".into());

@@ -48,8 +48,8 @@ impl Strategy for MembersGift {
     fn new(config: &Config) -> Result<Self, String> {
         let d = MembersGift::default();
         Ok(MembersGift {
-            member_bonus: config.number_or("member_bonus", d.member_bonus),
-            budget: config.number_or("budget", d.budget),
+            member_bonus: config.get_number("member_bonus")?.unwrap_or(d.member_bonus),
+            budget: config.get_number("budget")?.unwrap_or(d.budget),
         })
     }
 

@@ -23,7 +23,9 @@
 //! `cdylib`), test it with `recostore plugin run target/…/popular.wasm --input input.json`,
 //! and load it with `store.plugins().load("popular", &wasm)`. The macro writes the ABI v1
 //! exports of `plugins/ABI.md`; nothing else is needed. A panic aborts the call (the host
-//! falls back to its built-in ranker and counts a fault), so return scores instead.
+//! falls back to its built-in ranker and counts a fault), so return scores instead; the SDK's
+//! panic hook logs the panic's message and location at error level first, and the host puts
+//! that line into the fault it reports (`plugin run`, the query's fallback reason, the log).
 
 use std::cell::RefCell;
 
@@ -180,21 +182,118 @@ impl<'a> Candidates<'a> {
 pub struct Config<'a>(pub &'a str);
 
 impl Config<'_> {
-    /// The number under `"key"` at any depth of a flat JSON object, if present.
-    pub fn number(&self, key: &str) -> Option<f32> {
+    /// The text of the value under `"key"` in a flat JSON object, from its first character.
+    fn value(&self, key: &str) -> Option<&str> {
         let pat = format!("\"{key}\"");
-        let at = self.0.find(&pat)? + pat.len();
-        let rest = self.0[at..].trim_start().strip_prefix(':')?.trim_start();
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
-            .unwrap_or(rest.len());
-        rest[..end].parse().ok()
+        let mut from = 0;
+        // A key is a quoted name followed by `:`; the same text as a string value is not.
+        while let Some(i) = self.0.get(from..)?.find(&pat) {
+            let at = from + i + pat.len();
+            if let Some(rest) = self.0[at..].trim_start().strip_prefix(':') {
+                return Some(rest.trim_start());
+            }
+            from = at;
+        }
+        None
     }
 
-    /// [`Config::number`] or `default`.
+    /// The first token of a value, for an error message.
+    fn shown(v: &str) -> &str {
+        let end = v.find([',', '}', '\n']).unwrap_or(v.len());
+        v[..end.min(40)].trim_end()
+    }
+
+    /// The number under `"key"`: `Ok(None)` when absent, an error naming the key when the
+    /// value is not a number (`"0.5"`, `true`).
+    pub fn get_number(&self, key: &str) -> Result<Option<f32>, String> {
+        let Some(v) = self.value(key) else {
+            return Ok(None);
+        };
+        let end = v
+            .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+            .unwrap_or(v.len());
+        match v[..end].parse::<f32>() {
+            Ok(x) if x.is_finite() => Ok(Some(x)),
+            _ => Err(format!(
+                "config `{key}` must be a number, not {}",
+                Self::shown(v)
+            )),
+        }
+    }
+
+    /// The string under `"key"` (JSON escapes decoded): `Ok(None)` when absent, an error
+    /// naming the key when the value is not a string.
+    pub fn get_string(&self, key: &str) -> Result<Option<String>, String> {
+        let Some(v) = self.value(key) else {
+            return Ok(None);
+        };
+        let bad = || format!("config `{key}` must be a string, not {}", Self::shown(v));
+        let mut chars = v.strip_prefix('"').ok_or_else(bad)?.chars();
+        let mut out = String::new();
+        loop {
+            match chars.next().ok_or_else(bad)? {
+                '"' => return Ok(Some(out)),
+                '\\' => match chars.next().ok_or_else(bad)? {
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        let c = u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .ok_or_else(bad)?;
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                },
+                c => out.push(c),
+            }
+        }
+    }
+
+    /// The boolean under `"key"`: `Ok(None)` when absent, an error naming the key when the
+    /// value is not `true` or `false`.
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        let Some(v) = self.value(key) else {
+            return Ok(None);
+        };
+        let word = v
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .map_or(v, |end| &v[..end]);
+        match word {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            _ => Err(format!(
+                "config `{key}` must be true or false, not {}",
+                Self::shown(v)
+            )),
+        }
+    }
+
+    /// The number under `"key"`, or `None` when it is absent *or not a number*. Lenient:
+    /// prefer [`Config::get_number`], which refuses a wrong type instead of hiding it.
+    pub fn number(&self, key: &str) -> Option<f32> {
+        self.get_number(key).ok().flatten()
+    }
+
+    /// [`Config::number`] or `default`. Lenient, like `number`: a strategy whose settings
+    /// matter uses `config.get_number(key)?.unwrap_or(default)` in [`Strategy::new`], so a
+    /// wrong type fails the load with the key named.
     pub fn number_or(&self, key: &str, default: f32) -> f32 {
         self.number(key).unwrap_or(default)
     }
+}
+
+/// Install (once) a panic hook that logs the panic's message and location at error level, so
+/// the host can report them instead of "unreachable instruction executed".
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            log(Level::Error, &format!("panic: {info}"))
+        }));
+    });
 }
 
 /// A ranking strategy. Implement [`Strategy::score`] and name the columns it reads; export it
@@ -289,6 +388,7 @@ pub mod __rt {
     }
 
     pub fn input<T: Strategy>(n: i32) -> i32 {
+        install_panic_hook();
         let n = n.max(0) as usize;
         let words = CONTEXT_WORDS + n * (2 + columns_of::<T>());
         RT.with(|rt| {
@@ -300,6 +400,7 @@ pub mod __rt {
     }
 
     pub fn config(len: i32) -> i32 {
+        install_panic_hook();
         RT.with(|rt| {
             let mut rt = rt.borrow_mut();
             rt.config.clear();
@@ -318,7 +419,8 @@ pub mod __rt {
                     0
                 }
                 Err(e) => {
-                    log(Level::Error, &format!("bad config: {e}"));
+                    // The host reports this line as the reason the config was refused.
+                    log(Level::Error, &e);
                     1
                 }
             }
@@ -443,6 +545,27 @@ mod tests {
         assert_eq!(c.number("b"), Some(-20.0));
         assert_eq!(c.number("c"), None);
         assert_eq!(c.number_or("d", 3.0), 3.0);
+    }
+
+    #[test]
+    fn typed_accessors_refuse_a_wrong_type_naming_the_key() {
+        let c = Config(
+            r#"{"w": "0.5", "name": "gift \"guide\"\n", "on": true, "off": false, "n": 2, "label": "w"}"#,
+        );
+        assert_eq!(c.get_number("n"), Ok(Some(2.0)));
+        assert_eq!(c.get_number("missing"), Ok(None));
+        let e = c.get_number("w").unwrap_err();
+        assert!(e.contains("`w`") && e.contains("number"), "{e}");
+        assert_eq!(c.get_string("name"), Ok(Some("gift \"guide\"\n".into())));
+        assert!(c
+            .get_string("n")
+            .unwrap_err()
+            .contains("`n` must be a string"));
+        assert_eq!(c.get_bool("on"), Ok(Some(true)));
+        assert_eq!(c.get_bool("off"), Ok(Some(false)));
+        assert!(c.get_bool("name").unwrap_err().contains("true or false"));
+        // A string value equal to a key's name is not that key.
+        assert_eq!(c.get_string("label"), Ok(Some("w".into())));
     }
 
     #[test]

@@ -26,8 +26,10 @@ impl Strategy for SpendMatch {
     fn new(config: &Config) -> Result<Self, String> {
         let d = SpendMatch::default();
         let s = SpendMatch {
-            band_penalty: config.number_or("band_penalty", d.band_penalty),
-            repeat_damping: config.number_or("repeat_damping", d.repeat_damping),
+            band_penalty: config.get_number("band_penalty")?.unwrap_or(d.band_penalty),
+            repeat_damping: config
+                .get_number("repeat_damping")?
+                .unwrap_or(d.repeat_damping),
         };
         if !(0.0..=1.0).contains(&s.repeat_damping) {
             return Err("repeat_damping must be between 0 and 1".into());

@@ -16,15 +16,20 @@ use crate::output;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Store directory.
-    #[arg(long, default_value = crate::DEFAULT_DIR)]
-    dir: PathBuf,
+    /// Store directory [default: ./recostore-data, or the config file's `serve.dir`].
+    #[arg(long)]
+    dir: Option<PathBuf>,
     /// Admin socket path [default: <DIR>/admin.sock].
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Connections served at once.
-    #[arg(long, default_value_t = 128)]
-    max_connections: usize,
+    /// Connections served at once [default: 128].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Settings from a TOML file: `[serve]` (dir, socket, admin limits) and `[store]` (every
+    /// field of the library's `Config`); flags given here win over it. Unknown keys are
+    /// errors. See recostore.example.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -38,9 +43,15 @@ pub struct AdminArgs {
     /// Seconds to wait for the server.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// JSON lines (the formats of `import jsonl`) for events.record, item.upsert or
+    /// user.upsert, sent in batches of up to 512 KiB; each batch is stored all or nothing, and
+    /// a bad line stops the run with the count stored before it.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
     /// The command: ping, help, stats, item.get, user.get, query, users.like, segment.users,
+    /// events.record, item.upsert|delete, user.upsert|delete,
     /// plugin.list|load|swap|rollback|unload|enable, slot.route|remove|stats, segment.rebuild,
-    /// flush, backup, export, log.level (PROTOCOL.md has an example of each).
+    /// flush, checkpoint, backup, export, log.level (PROTOCOL.md has an example of each).
     cmd: String,
     /// Arguments as KEY=VALUE (VALUE is JSON if it parses, else a string), or one JSON object.
     /// E.g. `id=i01`, `scenario=for-user user=u1 k=5`, `'variants=[{"strategy":"a9","weight":1}]'`.
@@ -49,21 +60,38 @@ pub struct AdminArgs {
 
 /// Run `recostore serve` until SIGINT or SIGTERM.
 pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let store = Store::open(&a.dir)?;
-    let socket = a.socket.unwrap_or_else(|| a.dir.join("admin.sock"));
+    let mut file = match &a.config {
+        Some(path) => crate::config_file::read(path)?,
+        None => crate::config_file::ConfigFile::default(),
+    };
+    if let Some(dir) = a.dir {
+        file.serve.dir = dir;
+    }
+    if let Some(socket) = a.socket {
+        file.serve.socket = Some(socket);
+    }
+    if let Some(n) = a.max_connections {
+        file.serve.max_connections = n;
+    }
+    let dir = file.serve.dir.clone();
+    let store = Store::open_with(&dir, file.store)?;
+    let socket = file
+        .serve
+        .socket
+        .clone()
+        .unwrap_or_else(|| dir.join("admin.sock"));
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let opts = AdminOptions {
-        max_connections: a.max_connections,
         log_level: crate::log_level_hook(),
-        ..AdminOptions::default()
+        ..file.serve.admin_options()
     };
     let server = recostore::admin::AdminServer::start_with(&store, &socket, opts)?;
     eprintln!(
         "recostore serving {} on {} (SIGINT or SIGTERM stops it)",
-        a.dir.display(),
+        dir.display(),
         socket.display()
     );
     while !stop.load(Ordering::SeqCst) {
@@ -75,6 +103,22 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     drop(store);
     Ok(ExitCode::SUCCESS)
 }
+
+/// Fields that hold ids or names in every command: their VALUE is a string whatever it looks
+/// like (customer `17850` and stock code `22423` are ids, not numbers).
+const STRING_FIELDS: [&str; 9] = [
+    "id",
+    "user",
+    "item",
+    "name",
+    "slot",
+    "strategy",
+    "recipient",
+    "path",
+    "scenario",
+];
+/// Fields that hold lists of ids: numbers in a JSON array become strings.
+const ID_LIST_FIELDS: [&str; 3] = ["items", "keywords", "exclude_items"];
 
 /// Turn `KEY=VALUE` words (or one JSON object) into the request's args.
 fn parse_args(words: &[String]) -> Result<Value, String> {
@@ -88,7 +132,22 @@ fn parse_args(words: &[String]) -> Result<Value, String> {
         let (k, v) = w
             .split_once('=')
             .ok_or_else(|| format!("argument `{w}` is not KEY=VALUE"))?;
-        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        let value = if STRING_FIELDS.contains(&k) {
+            Value::String(v.to_string())
+        } else {
+            match serde_json::from_str(v) {
+                Ok(Value::Array(list)) if ID_LIST_FIELDS.contains(&k) => Value::Array(
+                    list.into_iter()
+                        .map(|x| match x {
+                            Value::Number(n) => Value::String(n.to_string()),
+                            other => other,
+                        })
+                        .collect(),
+                ),
+                Ok(v) => v,
+                Err(_) => Value::String(v.to_string()),
+            }
+        };
         map.insert(k.to_string(), value);
     }
     Ok(if map.is_empty() {
@@ -111,6 +170,12 @@ pub fn admin(a: AdminArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return Ok(ExitCode::from(4));
         }
     };
+    if let Some(path) = &a.file {
+        if !a.args.is_empty() {
+            return Err("give --file or arguments, not both".into());
+        }
+        return send_file(&mut client, &a.cmd, path, a.json);
+    }
     let resp = client.call(&a.cmd, args)?;
     if a.json {
         output::json(&resp)?;
@@ -119,14 +184,125 @@ pub fn admin(a: AdminArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         if !a.json {
             eprintln!("error ({:?}): {}", err.code, err.message);
         }
-        return Ok(ExitCode::from(match err.code {
-            Code::NotFound => 3,
-            Code::BadArgs | Code::UnknownCommand | Code::BadJson => 2,
-            _ => 1,
-        }));
+        return Ok(exit_code(&err.code));
     }
     if !a.json {
         print_table(&a.cmd, resp.result.as_ref().unwrap_or(&Value::Null));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes of JSON lines per request of `--file`: half the server's default line limit.
+const FILE_BATCH_BYTES: usize = 512 << 10;
+/// The longest line `--file` reads (one batch): a file with no newlines (`/dev/zero`) is an
+/// error, not a wait for memory to run out.
+const FILE_LINE_BYTES: u64 = FILE_BATCH_BYTES as u64;
+
+/// The exit code of an error response.
+fn exit_code(code: &Code) -> ExitCode {
+    ExitCode::from(match code {
+        Code::NotFound => 3,
+        Code::BadArgs | Code::UnknownCommand | Code::BadJson => 2,
+        _ => 1,
+    })
+}
+
+/// `recostore admin CMD --file PATH`: the file's JSON lines in batches.
+fn send_file(
+    client: &mut AdminClient,
+    cmd: &str,
+    path: &std::path::Path,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use std::io::{BufRead, Read};
+    let key = match cmd {
+        "events.record" => "events",
+        "item.upsert" => "items",
+        "user.upsert" => "users",
+        other => {
+            return Err(format!(
+                "--file goes with events.record, item.upsert or user.upsert, not `{other}`"
+            )
+            .into())
+        }
+    };
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
+    let (mut batch, mut bytes, mut stored, mut line_no, mut first) =
+        (Vec::new(), 0usize, 0u64, 0u64, 1u64);
+    let mut send = |batch: &mut Vec<Value>,
+                    first: u64,
+                    stored: &mut u64|
+     -> Result<Option<ExitCode>, Box<dyn std::error::Error>> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let n = batch.len() as u64;
+        let resp = client.call(cmd, serde_json::json!({ key: std::mem::take(batch) }))?;
+        if let Some(err) = &resp.error {
+            eprintln!(
+                "error ({:?}) in the batch of lines {first}..{}: {}",
+                err.code,
+                first + n - 1,
+                err.message
+            );
+            eprintln!("{stored} {key} from the lines before it were stored");
+            return Ok(Some(exit_code(&err.code)));
+        }
+        *stored += n;
+        Ok(None)
+    };
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let got = (&mut reader)
+            .take(FILE_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if got == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.len() as u64 > FILE_LINE_BYTES {
+            return Err(format!(
+                "{}:{line_no}: a line longer than {} bytes; is this a JSON lines file? \
+                 ({stored} {key} stored before it)",
+                path.display(),
+                FILE_LINE_BYTES
+            )
+            .into());
+        }
+        let text = String::from_utf8_lossy(&buf);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}:{line_no}: not JSON: {e} ({stored} {key} stored before it)",
+                path.display()
+            )
+        })?;
+        // Send what is gathered before it would pass the batch size with this line.
+        if !batch.is_empty() && bytes + buf.len() > FILE_BATCH_BYTES {
+            if let Some(code) = send(&mut batch, first, &mut stored)? {
+                return Ok(code);
+            }
+            bytes = 0;
+        }
+        if batch.is_empty() {
+            first = line_no;
+        }
+        bytes += buf.len();
+        batch.push(v);
+    }
+    if let Some(code) = send(&mut batch, first, &mut stored)? {
+        return Ok(code);
+    }
+    if json {
+        output::json(&serde_json::json!({ "stored": stored, "kind": key }))?;
+    } else {
+        println!("{stored} {key} stored from {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -237,6 +413,24 @@ mod tests {
         assert_eq!(
             parse_args(&[r#"{"a": 1}"#.into()]).expect("json"),
             serde_json::json!({"a": 1})
+        );
+    }
+
+    /// The README's own data set: customer and stock-code ids that look like numbers.
+    #[test]
+    fn ids_stay_strings_whatever_they_look_like() {
+        let v = parse_args(&["id=17850".into()]).expect("args");
+        assert_eq!(v, serde_json::json!({"id": "17850"}));
+        let v = parse_args(&[
+            "scenario=cart".into(),
+            "user=17850".into(),
+            "items=[22423, \"85123A\"]".into(),
+            "k=3".into(),
+        ])
+        .expect("args");
+        assert_eq!(
+            v,
+            serde_json::json!({"scenario": "cart", "user": "17850", "items": ["22423", "85123A"], "k": 3})
         );
     }
 }

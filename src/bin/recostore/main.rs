@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod args;
+mod config_file;
 mod demo;
 mod output;
 mod plugin;
@@ -42,6 +43,17 @@ Set RUST_LOG=info (or debug) to see what the store does."
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines (on stderr) as text, or as one JSON object per line for a log collector.
+    /// Text carries colour codes only on a terminal.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -318,7 +330,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Import(ImportCmd::Retail { path, args }) => import_file("retail", &path, &args)?,
         Command::Export(ExportCmd::Jsonl { dir, out, json }) => {
-            let store = Store::open(&dir)?;
+            let store = Store::open_existing(&dir)?;
             let s = store.export_jsonl(&out)?;
             if json {
                 output::json(&s)?;
@@ -334,7 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::Bench(a) => {
-            let store = Store::open(&a.dir)?;
+            let store = Store::open_existing(&a.dir)?;
             let threads = a
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -381,7 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Serve(a) => return admin::serve(a),
         Command::Admin(a) => return admin::admin(a),
         Command::Get(GetCmd::Item { id, store: s }) => {
-            let store = Store::open(&s.dir)?;
+            let store = Store::open_existing(&s.dir)?;
             let Some(item) = store.get_item(&id) else {
                 eprintln!("error: {}", Error::NotFound { what: "item", id });
                 return Ok(ExitCode::from(3));
@@ -395,7 +407,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             output::record(&Doc { item, activity }, s.json)?;
         }
         Command::Get(GetCmd::User { id, store: s }) => {
-            let store = Store::open(&s.dir)?;
+            let store = Store::open_existing(&s.dir)?;
             let Some(user) = store.get_user(&id) else {
                 eprintln!("error: {}", Error::NotFound { what: "user", id });
                 return Ok(ExitCode::from(3));
@@ -412,7 +424,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let mut cfg = Config::default();
             cfg.session_gap_secs = a.session_gap_secs;
             cfg.cooccurrence_lines = a.cooccurrence_lines;
-            let store = Store::open_with(&a.dir, cfg)?;
+            let store = Store::open_existing_with(&a.dir, cfg)?;
             let report = recostore::eval::evaluate(
                 &store,
                 &recostore::eval::EvalOptions {
@@ -433,7 +445,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::Stats(s) => {
-            let store = Store::open(&s.dir)?;
+            let store = Store::open_existing(&s.dir)?;
             output::stats(&store.stats(), s.json)?;
         }
         Command::Rebuild(s) => {
@@ -445,7 +457,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
         }
         Command::Verify(v) => {
-            let store = Store::open(&v.store.dir)?;
+            let store = Store::open_existing(&v.store.dir)?;
             if v.quick {
                 store.verify()?;
                 println!(
@@ -527,12 +539,25 @@ fn main() -> ExitCode {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let cli = Cli::parse();
+    let json = cli.log_format == LogFormat::Json;
+    // No colour codes in a log file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with((!json).then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+        }))
+        .with(json.then(|| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+        }))
         .init();
     let _ = LOG.set(handle);
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -545,13 +570,28 @@ fn main() -> ExitCode {
 }
 
 /// The command-line form of what a library error asks for (the library names no flags).
-fn flag_hint(e: &recostore::Error) -> Option<&'static str> {
+fn flag_hint(e: &recostore::Error) -> Option<String> {
     match e {
         recostore::Error::BadInput { .. } => {
-            Some("run without --strict to skip bad rows and count them in the summary")
+            Some("run without --strict to skip bad rows and count them in the summary".into())
         }
+        // `recostore serve` puts its socket in the store directory by default: when it is there,
+        // the way in is through it.
+        recostore::Error::Locked { dir } if dir.join("admin.sock").exists() => Some(format!(
+            "a `recostore serve` holds this store; send the command through its socket: \
+             recostore admin --socket {} <COMMAND> (`recostore admin --socket {} help` lists them)",
+            dir.join("admin.sock").display(),
+            dir.join("admin.sock").display()
+        )),
         recostore::Error::Locked { .. } => Some(
-            "another recostore (or the app) has this --dir open; stop it or pick another --dir",
+            "another recostore (or the app) has this --dir open; stop it, use the socket of the \
+             `recostore serve` that holds it (`recostore admin --socket PATH`), or pick another --dir"
+                .into(),
+        ),
+        recostore::Error::NoStore { .. } => Some(
+            "check --dir (the default is ./recostore-data); `recostore import` or `recostore demo` \
+             creates a store"
+                .into(),
         ),
         _ => None,
     }

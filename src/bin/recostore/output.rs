@@ -64,9 +64,20 @@ pub fn scenario_result(
 }
 
 /// Print similar users.
-pub fn users(heading: &str, users: &[UserMatch], as_json: bool) -> Out {
+pub fn users(heading: &str, users: &[UserMatch], took: std::time::Duration, as_json: bool) -> Out {
     if as_json {
-        return json(&users);
+        // The shape of every scenario's answer (`scenario_result`).
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            scenario: &'a str,
+            results: &'a [UserMatch],
+            micros: u128,
+        }
+        return json(&Doc {
+            scenario: "users-like",
+            results: users,
+            micros: took.as_micros(),
+        });
     }
     println!("{heading}:");
     if users.is_empty() {
@@ -165,11 +176,62 @@ pub fn query_result(
 /// Print an item or user.
 pub fn record<T: Serialize + std::fmt::Debug>(v: &T, as_json: bool) -> Out {
     if as_json {
-        json(v)
-    } else {
-        let text = serde_json::to_string_pretty(v)?;
-        println!("{text}");
-        Ok(())
+        return json(v);
+    }
+    let mut lines = Vec::new();
+    flat_lines("", &serde_json::to_value(v)?, &mut lines);
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in lines {
+        println!("{k:<width$}  {v}");
+    }
+    Ok(())
+}
+
+/// One `path  value` line per leaf of `v`: objects by dotted path, lists on one line (tag
+/// lists as `name=weight`).
+fn flat_lines(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.4}"),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flat_lines(&p, v, out);
+            }
+        }
+        Value::Array(items) => {
+            let shown: Vec<String> = items
+                .iter()
+                .map(|x| match x {
+                    Value::Array(pair) if pair.len() == 2 && pair[0].is_string() => {
+                        format!("{}={}", scalar(&pair[0]), scalar(&pair[1]))
+                    }
+                    Value::Object(_) | Value::Array(_) => x.to_string(),
+                    other => scalar(other),
+                })
+                .collect();
+            out.push((
+                prefix.to_string(),
+                if shown.is_empty() {
+                    "-".into()
+                } else {
+                    shown.join(", ")
+                },
+            ));
+        }
+        other => out.push((prefix.to_string(), scalar(other))),
     }
 }
 

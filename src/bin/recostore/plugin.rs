@@ -39,15 +39,16 @@ pub struct RunArgs {
     /// The JSON input (`-` for stdin).
     #[arg(long)]
     input: PathBuf,
-    /// Fuel budget of one call (fuel metering is on in the runner so that it can report use).
+    /// Fuel budget of one call (fuel metering is on in the runner so that it can report use;
+    /// a store meters none by default).
     #[arg(long, default_value_t = 1_000_000_000)]
     fuel: u64,
-    /// Per-call deadline in milliseconds.
-    #[arg(long, default_value_t = 100)]
-    deadline_ms: u64,
-    /// Memory limit in MiB.
-    #[arg(long, default_value_t = 32)]
-    memory_mb: usize,
+    /// Per-call deadline in milliseconds [default: the store's, `PluginLimits::default()`, 10].
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Memory limit in MiB [default: the store's, 32].
+    #[arg(long)]
+    memory_mb: Option<usize>,
     /// Calls to time (the median is printed).
     #[arg(long, default_value_t = 101)]
     repeat: usize,
@@ -95,6 +96,19 @@ pub fn read_wasm(path: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     )
 }
 
+/// A load refusal in the runner's words: nothing is serving here, so the library's "whatever
+/// served before keeps serving" does not apply.
+fn for_the_runner(e: recostore::Error, wasm: &Path) -> Box<dyn std::error::Error> {
+    match e {
+        recostore::Error::PluginRejected { reason, .. } => format!(
+            "{}: {reason}. Fix the module or its config (see plugins/ABI.md) and try again",
+            wasm.display()
+        )
+        .into(),
+        other => other.into(),
+    }
+}
+
 /// Run a plugin subcommand.
 pub fn run(cmd: PluginCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cmd {
@@ -107,11 +121,13 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 "256 MiB",
             )?)
             .map_err(|e| format!("{}: not a runner input: {e}", a.input.display()))?;
+            let store = PluginLimits::default();
             let limits = PluginLimits::default()
                 .fuel(Some(a.fuel))
-                .deadline(Duration::from_millis(a.deadline_ms))
-                .memory_bytes(a.memory_mb << 20);
-            let report = runner::run(&wasm, &input, limits, a.repeat)?;
+                .deadline(a.deadline_ms.map_or(store.deadline, Duration::from_millis))
+                .memory_bytes(a.memory_mb.map_or(store.memory_bytes, |mb| mb << 20));
+            let report = runner::run(&wasm, &input, limits, a.repeat)
+                .map_err(|e| for_the_runner(e, &a.wasm))?;
             if a.json {
                 output::json(&report)?;
                 return Ok(ExitCode::SUCCESS);
@@ -140,14 +156,16 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         PluginCmd::Check { wasm, config } => {
+            if let Some(text) = &config {
+                serde_json::from_str::<serde_json::Value>(text)
+                    .map_err(|e| format!("--config is not JSON: {e}"))?;
+            }
             let bytes = read_wasm(&wasm)?;
             let plugins = Plugins::new(PluginLimits::default());
             let name = "check";
-            let info = plugins.load_with_config(
-                name,
-                &bytes,
-                config.as_deref().unwrap_or("").as_bytes(),
-            )?;
+            let info = plugins
+                .load_with_config(name, &bytes, config.as_deref().unwrap_or("").as_bytes())
+                .map_err(|e| for_the_runner(e, &wasm))?;
             println!(
                 "{}: ABI v{} ok, smoke run ok (wasmtime {}); reads {}",
                 wasm.display(),

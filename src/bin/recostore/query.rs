@@ -119,7 +119,7 @@ pub fn run(cmd: QueryCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             opts.apply(Query::profile(tags)),
         ),
     };
-    let store = Store::open(&dir)?;
+    let store = Store::open_existing(&dir)?;
     let started = std::time::Instant::now();
     match store.query_with_stats(&q) {
         Ok((recs, stats)) => {

@@ -47,7 +47,8 @@ pub enum ScenarioCmd {
         opts: AskOpts,
     },
     /// The home page for USER: co-occurrence with their recent items, their tag profile and
-    /// what is trending, blended.
+    /// what is trending, blended. A USER the store has not seen yet (or with no history) gets
+    /// their explicit tags and what is popular, each result saying "no history yet".
     ForUser {
         /// The user.
         #[arg(value_name = "USER")]
@@ -69,10 +70,10 @@ pub enum ScenarioCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Cross-sell for a whole basket (the basket's items are never returned).
+    /// Cross-sell for a whole basket (the basket's items are never returned). With no items
+    /// it seeds from --user's history, or (a new visitor) shows what is popular.
     Cart {
-        /// Item ids in the cart.
-        #[arg(required = true)]
+        /// Item ids in the cart (none: an empty cart).
         items: Vec<String>,
         #[command(flatten)]
         opts: AskOpts,
@@ -199,17 +200,19 @@ fn not_found_or(e: Error) -> Result<ExitCode, Box<dyn std::error::Error>> {
 pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (mut ask, dir, json, plug) = match cmd {
         ScenarioCmd::UsersLike { user, k, dir, json } => {
-            let store = Store::open(&dir)?;
+            let store = Store::open_existing(&dir)?;
+            let started = std::time::Instant::now();
             return match store.users_like(&user, k) {
                 Ok(users) => {
-                    output::users(&format!("users like {user}"), &users, json)?;
+                    let took = started.elapsed();
+                    output::users(&format!("users like {user}"), &users, took, json)?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => not_found_or(e),
             };
         }
         ScenarioCmd::Segment { name, dir, json } => {
-            let store = Store::open(&dir)?;
+            let store = Store::open_existing(&dir)?;
             let users = store.segment_users(&name)?;
             if json {
                 #[derive(Serialize)]
@@ -249,7 +252,7 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ScenarioCmd::Trending { opts } => opts.ask(Scenario::Trending, None),
         ScenarioCmd::Gift { recipient, opts } => opts.ask(Scenario::Gift { recipient }, None),
     };
-    let store = Store::open(&dir)?;
+    let store = Store::open_existing(&dir)?;
     if let Some((path, config)) = plug {
         let wasm = crate::plugin::read_wasm(&path)?;
         // A one-off: it ranks this query and is never written into the store.
