@@ -72,6 +72,19 @@ fn every_command_answers() {
         Code::NotFound
     );
     assert_eq!(code(&mut c, "item.get", json!({"id": 5})), Code::BadArgs);
+    // A wrong type names its field; a misspelt field gets the one it meant.
+    let r = c.call("item.get", json!({"id": 17850})).expect("response");
+    let msg = r.error.expect("error").message;
+    assert!(msg.contains("id: invalid type: integer `17850`"), "{msg}");
+    let r = c.call("item.get", json!({"idd": "i01"})).expect("response");
+    let msg = r.error.expect("error").message;
+    assert!(
+        msg.contains("unknown field `idd`; did you mean `id`?"),
+        "{msg}"
+    );
+    let r = c.call("item.gett", json!({"id": "i01"})).expect("response");
+    let msg = r.error.expect("error").message;
+    assert!(msg.contains("did you mean `item.get`?"), "{msg}");
 
     // Scenario queries, with a filter.
     let q = ok(

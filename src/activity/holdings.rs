@@ -14,9 +14,9 @@
 //!
 //! **Consistency.** It is derived state, never stored: [`Holdings::sync`] copies the counts
 //! of the items a write batch touched before the batch is published, and
-//! [`Holdings::from_items`] builds it on open. An id it does not cover reads from the map
-//! ([`super::Activity::holding`]), so an `Activity` built without it (tests, `eval`) is still
-//! right, only slower.
+//! [`Holdings::from_items`] builds it on open. An id it does not cover (past its end, or a
+//! slot of a page made for a neighbour) reads from the map ([`super::Activity::holding`]), so
+//! an `Activity` built without it (tests, `eval`) is still right, only slower.
 
 use std::sync::Arc;
 
@@ -28,6 +28,11 @@ pub(crate) const PAGE: usize = 4096;
 /// Bought and viewed counts of one item.
 type Pair = [u32; 2];
 
+/// A slot never set: its page was made for a neighbour. It reads as "not covered", so an
+/// array that was not built for every item (one grown only by the write path from an empty
+/// start) sends such an item to the map instead of answering 0.
+const UNSET: Pair = [u32::MAX, u32::MAX];
+
 /// The counts by item id; see the module doc.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Holdings {
@@ -35,11 +40,13 @@ pub(crate) struct Holdings {
 }
 
 impl Holdings {
-    /// The counts of item `id` (`[bought, viewed]`), or `None` past the array.
+    /// The counts of item `id` (`[bought, viewed]`), or `None` where the array does not
+    /// cover it (past its end, or a slot never set).
     #[inline]
     pub(crate) fn get(&self, id: u32) -> Option<Pair> {
         let id = id as usize;
-        self.pages.get(id / PAGE)?.get(id % PAGE).copied()
+        let c = self.pages.get(id / PAGE)?.get(id % PAGE).copied()?;
+        (c != UNSET).then_some(c)
     }
 
     /// Set item `id`'s counts, copying its page (and the table) if a snapshot shares them.
@@ -48,7 +55,7 @@ impl Holdings {
         let (page, slot) = (id / PAGE, id % PAGE);
         let pages = Arc::make_mut(&mut self.pages);
         if pages.len() <= page {
-            pages.resize_with(page + 1, || Arc::new(vec![[0, 0]; PAGE]));
+            pages.resize_with(page + 1, || Arc::new(vec![UNSET; PAGE]));
         }
         if let Some(p) = pages.get_mut(page) {
             if let Some(c) = Arc::make_mut(p).get_mut(slot) {
@@ -64,7 +71,10 @@ impl Holdings {
         stats: &imbl::HashMap<u32, Arc<ItemStats>>,
     ) {
         for &id in items {
-            let counts = stats.get(&id).map_or([0, 0], |s| [s.baskets, s.sessions]);
+            // Saturated at one below the mark of an unset slot.
+            let counts = stats.get(&id).map_or([0, 0], |s| {
+                [s.baskets.min(u32::MAX - 1), s.sessions.min(u32::MAX - 1)]
+            });
             self.set(id, counts);
         }
     }
@@ -96,6 +106,8 @@ mod tests {
         assert_eq!((a.get(5), b.get(5)), (Some([9, 9]), Some([1, 2])));
         assert_eq!(b.get(3 * PAGE as u32 + 1), Some([7, 8]));
         assert_eq!(b.get(4 * PAGE as u32), None, "past the array");
-        assert_eq!(b.get(6), Some([0, 0]), "inside a page, never set");
+        assert_eq!(b.get(6), None, "inside a page, never set: not covered");
+        a.set(6, [0, 0]);
+        assert_eq!(a.get(6), Some([0, 0]), "set to 0 is covered");
     }
 }
