@@ -32,6 +32,9 @@ pub struct Latency {
 pub(crate) struct Histogram {
     buckets: Box<[AtomicU64]>,
     max_ns: AtomicU64,
+    /// Sum of every recorded duration (for the Prometheus histogram's `_sum`).
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    sum_ns: AtomicU64,
 }
 
 impl Default for Histogram {
@@ -39,8 +42,46 @@ impl Default for Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             max_ns: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
         }
     }
+}
+
+#[cfg(feature = "admin")]
+/// The scenarios a latency is kept for, by [`crate::scenario::Scenario`]'s plugin ABI code
+/// (1 to 12); 0 is a similarity [`crate::Query`] asked directly.
+pub(crate) const SCENARIO_NAMES: [&str; 13] = [
+    "query",
+    "similar",
+    "profile",
+    "together",
+    "viewed",
+    "for-user",
+    "cart",
+    "after-purchase",
+    "search-rerank",
+    "trending",
+    "gift",
+    "substitutes",
+    "complements",
+];
+
+#[cfg(feature = "admin")]
+/// Bucket edges of the exported latency histograms, in seconds. Each count is placed by the
+/// upper edge of its log-scale bucket (at most 19% wide), so a count near an edge may sit one
+/// edge up: the exported counts at `le` are lower bounds of the true ones.
+pub(crate) const EXPORT_EDGES_S: [f64; 15] = [
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0,
+];
+
+#[cfg(feature = "admin")]
+/// A histogram read for export: sum (s), count, and the count in each bucket (not cumulative:
+/// the encoder sums them), the last bucket's edge `f64::MAX` for `+Inf` as prometheus-client
+/// writes it.
+pub(crate) struct Exported {
+    pub sum_s: f64,
+    pub count: u64,
+    pub buckets: Vec<(f64, u64)>,
 }
 
 /// The bucket of `ns`: `STEPS · log2(ns)`, rounded down.
@@ -67,6 +108,35 @@ impl Histogram {
         let ns = crate::narrow::u64_from(d.as_nanos());
         self.buckets[bucket(ns)].fetch_add(1, Relaxed);
         self.max_ns.fetch_max(ns, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    /// The counts for export at [`EXPORT_EDGES_S`] (and `+Inf`), each of this histogram's
+    /// buckets counted at the first edge at or above its upper bound.
+    #[cfg(feature = "admin")]
+    pub(crate) fn exported(&self) -> Exported {
+        let mut buckets: Vec<(f64, u64)> = EXPORT_EDGES_S
+            .iter()
+            .map(|&e| (e, 0))
+            .chain(std::iter::once((f64::MAX, 0)))
+            .collect();
+        let mut count = 0;
+        for (b, c) in self.buckets.iter().enumerate() {
+            let c = c.load(Relaxed);
+            count += c;
+            let at = EXPORT_EDGES_S
+                .iter()
+                .position(|&e| upper(b) <= e * 1e9)
+                .unwrap_or(EXPORT_EDGES_S.len());
+            if let Some(slot) = buckets.get_mut(at) {
+                slot.1 += c;
+            }
+        }
+        Exported {
+            sum_s: self.sum_ns.load(Relaxed) as f64 / 1e9,
+            count,
+            buckets,
+        }
     }
 
     /// Percentiles so far (each the upper bound of its bucket, so never optimistic).

@@ -160,6 +160,12 @@ impl Store {
         &self.inner.shared.config
     }
 
+    /// What every view of this store shares (counters the metrics export reads).
+    #[cfg(feature = "admin")]
+    pub(crate) fn shared(&self) -> &crate::view::Shared {
+        &self.inner.shared
+    }
+
     /// The ranking plugins of this store: load, swap, roll back and route them to slots
     /// while it serves. See [`crate::plugin`].
     pub fn plugins(&self) -> &crate::plugin::Plugins {
@@ -316,6 +322,10 @@ impl Store {
 
     pub(crate) fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
         let (pressure, unindexed) = self.inner.write(stage)?;
+        self.inner
+            .shared
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let config = &self.inner.shared.config;
         if config.rebuild_threshold.is_some_and(|t| pressure >= t) {
             self.rebuild_in_background();

@@ -25,6 +25,13 @@ pub(crate) struct Shared {
     pub(crate) plugins: Plugins,
     /// Latency of the queries answered through this store's views.
     pub(crate) latency: Histogram,
+    /// The same, per scenario (by the plugin ABI's scenario code; 0 for a similarity query),
+    /// for the metrics export.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) by_scenario: [Histogram; 13],
+    /// Write calls that stored something (records, events, deletes), for the metrics export.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) writes: std::sync::atomic::AtomicU64,
     /// Relations derived from snapshots, kept between queries.
     pub(crate) derived: Derivations,
 }
@@ -106,7 +113,9 @@ impl View {
     pub fn query_with_stats(&self, q: &Query) -> Result<(Vec<Recommendation>, QueryStats)> {
         let started = std::time::Instant::now();
         let out = self.snap.query(q);
-        self.shared.latency.record(started.elapsed());
+        let took = started.elapsed();
+        self.shared.latency.record(took);
+        self.shared.by_scenario[0].record(took);
         out
     }
 
@@ -131,7 +140,12 @@ impl View {
     pub fn serve(&self, ask: &Ask) -> Result<Served> {
         let started = std::time::Instant::now();
         let out = scenario::run(&self.env(), &self.snap, ask);
-        self.shared.latency.record(started.elapsed());
+        let took = started.elapsed();
+        self.shared.latency.record(took);
+        let code = crate::scenario::strategy::scenario_code(&ask.scenario) as usize;
+        if let Some(h) = self.shared.by_scenario.get(code) {
+            h.record(took);
+        }
         out
     }
 
@@ -185,6 +199,8 @@ mod tests {
             plugins: Plugins::new(config.plugins.clone()),
             config,
             latency: Histogram::default(),
+            by_scenario: Default::default(),
+            writes: Default::default(),
             derived: Derivations::default(),
         });
         (dir, View::new(snap, shared))

@@ -405,3 +405,101 @@ fn serve_takes_its_settings_from_a_config_file_and_refuses_unknown_keys() {
     assert!(err.contains("coocurrence_lines"), "{err}");
     assert!(!other.exists(), "nothing created for a refused file");
 }
+
+/// `serve --metrics ADDR`: a real HTTP client scrapes the OpenMetrics text, and the figures
+/// are the store's (queries by scenario, latency histograms, items, events, slot figures);
+/// `stats format=prometheus` over the socket prints the same families.
+#[test]
+fn serve_exposes_metrics_over_http_and_the_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let d = store_dir.to_str().expect("utf-8");
+    let demo = recostore()
+        .args(["demo", "--dir", d, "--items", "200", "--users", "20"])
+        .output()
+        .expect("demo");
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let sock = dir.path().join("m.sock");
+    let server = recostore()
+        .args(["serve", "--dir", d, "--metrics", &addr, "--socket"])
+        .arg(&sock)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    wait_for(&sock);
+    for _ in 0..3 {
+        ok_json(&admin(
+            &sock,
+            &["query", "--json", "scenario=trending", "k=3"],
+        ));
+    }
+    ok_json(&admin(
+        &sock,
+        &[
+            "query",
+            "--json",
+            "scenario=together",
+            "item=sku-000001",
+            "k=3",
+        ],
+    ));
+    let body = ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .expect("scrape")
+        .into_string()
+        .expect("text");
+    // Parse the exposition: `name{labels} value` lines.
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
+    };
+    assert_eq!(value("recostore_queries_total{scenario=\"trending\"}"), 3.0);
+    assert_eq!(value("recostore_queries_total{scenario=\"together\"}"), 1.0);
+    assert_eq!(
+        value("recostore_query_latency_seconds_count{scenario=\"trending\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("recostore_query_latency_seconds_bucket{le=\"+Inf\",scenario=\"trending\"}"),
+        3.0,
+    );
+    assert_eq!(value("recostore_items"), 200.0);
+    assert!(value("recostore_events_total") > 0.0);
+    assert!(value("recostore_resident_bytes") > 0.0);
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    // Anything else is a 404.
+    match ureq::get(&format!("http://{addr}/nothing")).call() {
+        Err(ureq::Error::Status(404, _)) => {}
+        other => panic!("expected a 404, got {other:?}"),
+    }
+    // The same families over the socket.
+    let out = admin(&sock, &["stats", "format=prometheus"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# TYPE recostore_query_latency_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recostore_queries_total{scenario=\"trending\"} 3"),
+        "{text}"
+    );
+    stop(server);
+}

@@ -18,7 +18,7 @@ use crate::store::Store;
 pub const COMMANDS: &[(&str, &str)] = &[
     ("ping", "liveness: {\"pong\": true}"),
     ("help", "this list"),
-    ("stats", "records, events, segment, delta, queries and latency, plugin faults, memory"),
+    ("stats", "records, events, segment, delta, queries and latency, plugin faults, memory; {\"format\": \"prometheus\"} for the metrics text"),
     ("item.get", "one item with its statistics: {\"id\"}"),
     ("user.get", "one user with derived tags, RFM and lifecycle: {\"id\"}"),
     ("query", "any scenario: the args are an Ask ({\"scenario\": \"for-user\", \"user\", \"k\", \"filter\", ...})"),
@@ -140,6 +140,13 @@ struct PathArg {
 #[serde(deny_unknown_fields)]
 struct Filter {
     filter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsArg {
+    #[serde(default)]
+    format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -320,7 +327,19 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             .iter()
             .map(|(c, d)| json!({"cmd": c, "about": d}))
             .collect()),
-        "stats" => stats(ctx),
+        "stats" => {
+            let StatsArg { format } = args(a)?;
+            match format.as_deref() {
+                None | Some("json") => stats(ctx),
+                Some("prometheus") => Ok(
+                    json!({"format": "prometheus", "text": super::prometheus::text(&ctx.store)}),
+                ),
+                Some(other) => Err((
+                    Code::BadArgs,
+                    format!("bad arguments: format `{other}`: the formats are `json` (the default) and `prometheus`"),
+                )),
+            }
+        }
         "item.get" => {
             let Id { id } = args(a)?;
             let item = store.get_item(&id).ok_or_else(|| {

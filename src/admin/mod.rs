@@ -13,6 +13,7 @@
 pub mod client;
 pub mod commands;
 mod conn;
+pub mod prometheus;
 pub mod protocol;
 mod socket;
 

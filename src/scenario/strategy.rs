@@ -41,7 +41,7 @@ pub struct Served {
 }
 
 /// The scenario's code in the context block (see [`Context::scenario`]).
-fn scenario_code(s: &Scenario) -> u32 {
+pub(crate) fn scenario_code(s: &Scenario) -> u32 {
     match s {
         Scenario::Similar { .. } => 1,
         Scenario::Profile { .. } => 2,

@@ -187,6 +187,8 @@ impl Store {
             config,
             plugins,
             latency: crate::metrics::Histogram::default(),
+            by_scenario: Default::default(),
+            writes: Default::default(),
             derived: Default::default(),
         });
         let store = Store {

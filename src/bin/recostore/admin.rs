@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Connections served at once [default: 128].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Serve the store's metrics (Prometheus / OpenMetrics text) over HTTP at this address,
+    /// e.g. 127.0.0.1:9464, on `GET /metrics`. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Settings from a TOML file: `[serve]` (dir, socket, admin limits) and `[store]` (every
     /// field of the library's `Config`); flags given here win over it. Unknown keys are
     /// errors. See recostore.example.toml.
@@ -89,6 +93,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ..file.serve.admin_options()
     };
     let server = recostore::admin::AdminServer::start_with(&store, &socket, opts)?;
+    let metrics = match &a.metrics {
+        Some(addr) => Some(serve_metrics(&store, addr)?),
+        None => None,
+    };
     eprintln!(
         "recostore serving {} on {} (SIGINT or SIGTERM stops it)",
         dir.display(),
@@ -96,6 +104,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some((http, thread)) = metrics {
+        http.unblock();
+        let _ = thread.join();
     }
     eprintln!("stopping: finishing requests in flight, flushing, removing the socket");
     server.shutdown()?;
@@ -119,6 +131,45 @@ const STRING_FIELDS: [&str; 9] = [
 ];
 /// Fields that hold lists of ids: numbers in a JSON array become strings.
 const ID_LIST_FIELDS: [&str; 3] = ["items", "keywords", "exclude_items"];
+
+/// `GET /metrics` on `addr`, answered from `store` on a thread of its own; anything else is a
+/// 404. The caller stops it with `unblock` and joins the thread.
+fn serve_metrics(
+    store: &Store,
+    addr: &str,
+) -> Result<(Arc<tiny_http::Server>, std::thread::JoinHandle<()>), Box<dyn std::error::Error>> {
+    let http = Arc::new(
+        tiny_http::Server::http(addr)
+            .map_err(|e| format!("--metrics {addr}: cannot listen there: {e}"))?,
+    );
+    eprintln!("metrics on http://{addr}/metrics");
+    let (server, store) = (http.clone(), store.clone());
+    let content_type = tiny_http::Header::from_bytes(
+        &b"Content-Type"[..],
+        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+    )
+    .map_err(|()| "a bad header constant")?;
+    let thread = std::thread::Builder::new()
+        .name("recostore-metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let url = request.url().split('?').next().unwrap_or("");
+                let response = if *request.method() == tiny_http::Method::Get && url == "/metrics" {
+                    tiny_http::Response::from_string(recostore::admin::prometheus::text(&store))
+                        .with_header(content_type.clone())
+                        .boxed()
+                } else {
+                    tiny_http::Response::from_string("not found: the metrics are at GET /metrics\n")
+                        .with_status_code(404)
+                        .boxed()
+                };
+                if let Err(e) = request.respond(response) {
+                    tracing::debug!(error = %e, "a metrics client went away");
+                }
+            }
+        })?;
+    Ok((http, thread))
+}
 
 /// Turn `KEY=VALUE` words (or one JSON object) into the request's args.
 fn parse_args(words: &[String]) -> Result<Value, String> {
@@ -187,7 +238,12 @@ pub fn admin(a: AdminArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Ok(exit_code(&err.code));
     }
     if !a.json {
-        print_table(&a.cmd, resp.result.as_ref().unwrap_or(&Value::Null));
+        let result = resp.result.as_ref().unwrap_or(&Value::Null);
+        match result.get("text").and_then(Value::as_str) {
+            // `stats format=prometheus`: the exposition text as it is.
+            Some(text) if result.get("format").is_some() => print!("{text}"),
+            _ => print_table(&a.cmd, result),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
