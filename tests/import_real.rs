@@ -421,3 +421,33 @@ fn retail_truncated_gzip_is_an_io_error() {
     }
     assert_eq!(store.stats().items, 0);
 }
+
+/// Running `import retail` or `import movielens` again on the same store changes nothing: no
+/// event is recorded twice (issue 22), the records are the same, and the second summary says so.
+#[test]
+fn importing_the_same_files_again_changes_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("tiny.csv");
+    std::fs::write(&file, retail_bytes()).unwrap();
+    let ml = movielens_dir();
+    for kind in ["retail", "movielens"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let run = || match kind {
+            "retail" => retail::import(&store, &file, &lenient()).unwrap(),
+            _ => movielens::import(&store, ml.path(), &lenient()).unwrap(),
+        };
+        let first = run();
+        let before = store.stats();
+        assert!(first.recorded > 0, "{kind}: {first:?}");
+        let second = run();
+        let after = store.stats();
+        assert_eq!(second.recorded, 0, "{kind}: {second:?}");
+        assert_eq!(second.already_stored, first.recorded, "{kind}");
+        assert_eq!(
+            (after.items, after.users, after.tags, after.events),
+            (before.items, before.users, before.tags, before.events),
+            "{kind}"
+        );
+    }
+}
