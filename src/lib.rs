@@ -94,7 +94,8 @@ pub use recommendation::LIFT_MIN_SUPPORT;
 pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;
 pub use scenario::relations::VIEWED_NEWEST as SUBSTITUTE_SESSIONS;
 pub use scenario::{
-    Ask, Boost, RankedBy, Reason, Scenario, Served, UserMatch, MAX_BOOST, MAX_BOOSTS, MIN_BOOST,
+    Answer, Ask, Boost, RankedBy, Reason, Scenario, Served, UserMatch, MAX_BOOST, MAX_BOOSTS,
+    MIN_BOOST,
 };
 pub use search::{
     Filter, Method, Path as SearchPath, Query, QueryStats, Recommendation, Similarity, Target,

@@ -92,9 +92,9 @@ fn every_command_answers() {
         "query",
         json!({"scenario": "trending", "k": 3, "filter": {"categories": ["cat1"]}}),
     );
-    let ids: Vec<&str> = q["items"]
+    let ids: Vec<&str> = q["results"]
         .as_array()
-        .expect("items")
+        .expect("results")
         .iter()
         .map(|r| r["id"].as_str().expect("id"))
         .collect();
@@ -105,7 +105,7 @@ fn every_command_answers() {
         "query",
         json!({"scenario": "similar", "item": "i00", "k": 2}),
     );
-    assert_eq!(sim["items"].as_array().expect("items").len(), 2);
+    assert_eq!(sim["results"].as_array().expect("results").len(), 2);
     // The buyer's purchases form one basket (an implicit session): every item not tagged as
     // i05 is (its one tag, colour:c2, matched in full means a variant, not a complement)
     // completes it, seen together exactly once.
@@ -114,7 +114,7 @@ fn every_command_answers() {
         "query",
         json!({"scenario": "complements", "item": "i05", "k": 50}),
     );
-    let comp = comp["items"].as_array().expect("items");
+    let comp = comp["results"].as_array().expect("results");
     assert_eq!(comp.len(), 20, "{comp:?}");
     for r in comp {
         let n: u32 = r["id"].as_str().expect("id")[1..].parse().expect("number");
@@ -129,7 +129,7 @@ fn every_command_answers() {
         "query",
         json!({"scenario": "substitutes", "item": "i05", "k": 5}),
     );
-    for r in subs["items"].as_array().expect("items") {
+    for r in subs["results"].as_array().expect("results") {
         assert_eq!(r["reasons"][0]["kind"], "substitute", "{r}");
     }
     assert_eq!(
@@ -137,7 +137,60 @@ fn every_command_answers() {
         Code::BadArgs
     );
     let like = ok(&mut c, "users.like", json!({"user": "buyer", "k": 3}));
-    assert!(like.is_array());
+    assert_eq!(like["scenario"], "users-like", "{like}");
+    assert!(like["results"].is_array(), "{like}");
+    // One shape for every answer, whatever asked (issue 22, item 11): the same keys from
+    // each scenario and from users.like, and the scenario's own name in it.
+    for (cmd, args) in [
+        ("query", json!({"scenario": "trending", "k": 2})),
+        (
+            "query",
+            json!({"scenario": "similar", "item": "i00", "k": 2}),
+        ),
+        (
+            "query",
+            json!({"scenario": "profile", "tags": [["colour:c1", 1.0]], "k": 2}),
+        ),
+        (
+            "query",
+            json!({"scenario": "together", "item": "i05", "k": 2}),
+        ),
+        (
+            "query",
+            json!({"scenario": "complements", "item": "i05", "k": 2}),
+        ),
+        (
+            "query",
+            json!({"scenario": "substitutes", "item": "i05", "k": 2}),
+        ),
+        (
+            "query",
+            json!({"scenario": "for-user", "user": "buyer", "k": 2}),
+        ),
+        (
+            "query",
+            json!({"scenario": "cart", "items": ["i05"], "k": 2}),
+        ),
+        ("users.like", json!({"user": "buyer", "k": 2})),
+    ] {
+        let a = ok(&mut c, cmd, args.clone());
+        let mut keys: Vec<&str> = a
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["micros", "ranked_by", "results", "scenario"],
+            "{cmd} {args}: {a}"
+        );
+        let name = args["scenario"].as_str().unwrap_or("users-like");
+        assert_eq!(a["scenario"], name, "{a}");
+        assert!(a["micros"].is_u64(), "{a}");
+        assert!(a["ranked_by"]["strategy"].is_string(), "{a}");
+    }
     let seg = ok(&mut c, "segment.users", json!({"name": "buyers"}));
     assert_eq!(seg, json!(["buyer"]));
 
@@ -202,7 +255,11 @@ fn every_command_answers() {
     assert_eq!(stats["items"], 30);
     assert_eq!(stats["users"], 1);
     assert!(stats["events"].as_u64().expect("events") >= 465);
-    assert_eq!(stats["queries"]["count"], 5, "five queries ran: {stats}");
+    // Five queries, and the eight of the shape check (users.like is not a scenario query).
+    assert_eq!(
+        stats["queries"]["count"], 13,
+        "thirteen queries ran: {stats}"
+    );
     assert_eq!(
         stats["cooccurrence"]["bought_lines"], 30,
         "one basket of 30: {stats}"

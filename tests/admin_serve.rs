@@ -81,7 +81,7 @@ fn serve_answers_the_cli_and_stops_cleanly_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let items = v["result"]["items"].as_array().expect("items");
+    let items = v["result"]["results"].as_array().expect("results");
     assert_eq!(items.len(), 3, "{v}");
     assert!(
         items
@@ -295,9 +295,9 @@ fn an_ab_slot_through_serve_end_to_end_and_its_figures_survive_a_restart() {
             "k=3",
         ],
     ));
-    let shown: Vec<String> = served["items"]
+    let shown: Vec<String> = served["results"]
         .as_array()
-        .expect("items")
+        .expect("results")
         .iter()
         .map(|r| r["id"].as_str().expect("id").to_string())
         .collect();

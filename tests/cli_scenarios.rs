@@ -52,6 +52,113 @@ fn shop(dir: &Path) {
     store.record_events(&evs).unwrap();
 }
 
+/// The keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// Issue 22, item 11: every scenario's `--json` and the socket's answer to the same ask have
+/// one shape, and the same results. The CLI runs first (the socket's server holds the store's
+/// lock), then the same asks go over a real socket to a server on the same store.
+#[test]
+fn the_cli_and_the_socket_answer_in_one_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    shop(tmp.path());
+    let asks: Vec<(Vec<&str>, &str, serde_json::Value)> = vec![
+        (
+            vec!["together", "tent"],
+            "query",
+            serde_json::json!({"scenario": "together", "item": "tent"}),
+        ),
+        (
+            vec!["complements", "tent"],
+            "query",
+            serde_json::json!({"scenario": "complements", "item": "tent"}),
+        ),
+        (
+            vec!["substitutes", "lamp"],
+            "query",
+            serde_json::json!({"scenario": "substitutes", "item": "lamp"}),
+        ),
+        (
+            vec!["viewed", "lamp"],
+            "query",
+            serde_json::json!({"scenario": "viewed", "item": "lamp"}),
+        ),
+        (
+            vec!["cart", "tent"],
+            "query",
+            serde_json::json!({"scenario": "cart", "items": ["tent"]}),
+        ),
+        (
+            vec!["for-user", "u3"],
+            "query",
+            serde_json::json!({"scenario": "for-user", "user": "u3"}),
+        ),
+        (
+            vec!["after-purchase", "u3"],
+            "query",
+            serde_json::json!({"scenario": "after-purchase", "user": "u3"}),
+        ),
+        (
+            vec!["trending"],
+            "query",
+            serde_json::json!({"scenario": "trending"}),
+        ),
+        (
+            vec!["users-like", "u1"],
+            "users.like",
+            serde_json::json!({"user": "u1"}),
+        ),
+    ];
+    let mut from_cli = Vec::new();
+    for (args, _, _) in &asks {
+        let mut a = vec!["query"];
+        a.extend(args);
+        a.extend(["-k", "4", "--json"]);
+        from_cli.push(json(&cli(tmp.path(), &a)));
+    }
+    // `similar` and `profile` add how the tag search ran, and nothing else.
+    let sim = json(&cli(tmp.path(), &["query", "similar", "tent", "--json"]));
+    assert_eq!(
+        keys(&sim),
+        ["micros", "ranked_by", "results", "scenario", "stats"]
+    );
+    assert_eq!(sim["scenario"], "similar");
+
+    let store = Store::open(tmp.path()).unwrap();
+    let sock = tmp.path().join("admin.sock");
+    let server = recostore::admin::AdminServer::start(&store, &sock).expect("serve");
+    let mut c = recostore::admin::AdminClient::connect(&sock, std::time::Duration::from_secs(30))
+        .expect("connect");
+    for ((args, cmd, mut ask), cli_answer) in asks.into_iter().zip(from_cli) {
+        ask["k"] = 4.into();
+        let r = c.call(cmd, ask).expect("response");
+        assert!(r.ok, "{args:?}: {:?}", r.error);
+        let socket_answer = r.result.expect("result");
+        assert_eq!(
+            keys(&cli_answer),
+            ["micros", "ranked_by", "results", "scenario"],
+            "{args:?}"
+        );
+        assert_eq!(keys(&cli_answer), keys(&socket_answer), "{args:?}");
+        for key in ["scenario", "results", "ranked_by"] {
+            assert_eq!(cli_answer[key], socket_answer[key], "{args:?}: {key}");
+        }
+        // u3 bought everything that was ever bought with what they bought: nothing is left
+        // for the receipt page, and both sides must say so alike.
+        let empty = args[0] == "after-purchase";
+        assert_eq!(
+            cli_answer["results"].as_array().unwrap().is_empty(),
+            empty,
+            "{args:?}"
+        );
+    }
+    server.shutdown().expect("shutdown");
+}
+
 #[test]
 fn scenario_commands_print_results_with_reasons() {
     let tmp = tempfile::tempdir().unwrap();

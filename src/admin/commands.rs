@@ -11,7 +11,7 @@ use super::protocol::{Code, Request, Response};
 use super::LogLevelHook;
 use crate::error::Error;
 use crate::plugin::Variant;
-use crate::scenario::Ask;
+use crate::scenario::{Answer, Ask};
 use crate::store::Store;
 
 /// Every command, with a one-line summary (`help` lists them; PROTOCOL.md has examples).
@@ -79,8 +79,15 @@ fn failed(e: Error) -> Failure {
     (code, e.to_string())
 }
 
+/// `v` as a JSON value whose numbers print as they would if `v` were printed directly. Scores are `f32`,
+/// and `serde_json::to_value` widens them to `f64` (0.85714287 becomes 0.8571428656578064);
+/// going through the text keeps the shortest form, so the socket and the CLI's `--json` print
+/// the same digits.
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, Failure> {
-    serde_json::to_value(v).map_err(|e| (Code::Failed, format!("result not serialisable: {e}")))
+    let bad = |e: serde_json::Error| (Code::Failed, format!("result not serialisable: {e}"));
+    serde_json::to_string(v)
+        .and_then(|text| serde_json::from_str(&text))
+        .map_err(bad)
 }
 
 #[derive(Deserialize)]
@@ -363,12 +370,15 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         "query" => {
             let ask = Ask::from_json(if a.is_null() { json!({}) } else { a.clone() })
                 .map_err(|e| (Code::BadArgs, e.to_string()))?;
+            let started = Instant::now();
             let served = store.serve(&ask).map_err(failed)?;
-            to_value(&served)
+            to_value(&served.answer(ask.scenario.name(), started.elapsed()))
         }
         "users.like" => {
             let u: UsersLike = args(a)?;
-            to_value(&store.users_like(&u.user, u.k).map_err(failed)?)
+            let started = Instant::now();
+            let users = store.users_like(&u.user, u.k).map_err(failed)?;
+            to_value(&Answer::builtin("users-like", &users, started.elapsed()))
         }
         "segment.users" => {
             let Name { name } = args(a)?;

@@ -25,10 +25,12 @@
 //! * [`personal`] — for-user and the user's tag profile.
 //! * [`users_like`] — similar users, scanned over `user_matrix`.
 //! * [`catalogue`] — trending, gift guides, search re-ranking.
+//! * [`answer`] — the one JSON shape of every answer (socket and CLI `--json`).
 //! * `rank` — the shared tail: filters, boosts, members first, MMR, explanations.
 //! * [`strategy`] — the ranking step as a WebAssembly plugin ([`crate::plugin`]), chosen by
 //!   [`Ask::strategy`] or by the A/B routing of [`Ask::slot`].
 
+pub mod answer;
 pub mod catalogue;
 pub mod cooccur;
 pub(crate) mod history;
@@ -41,6 +43,7 @@ pub mod users_like;
 
 use serde::{Deserialize, Serialize};
 
+pub use answer::Answer;
 pub use strategy::{RankedBy, Served};
 pub use users_like::UserMatch;
 

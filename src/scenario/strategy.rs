@@ -31,8 +31,9 @@ pub struct RankedBy {
     pub fallback: Option<String>,
 }
 
-/// An answer with the strategy that ranked it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An answer with the strategy that ranked it. Its JSON form is [`Served::answer`]'s, the one
+/// shape every answer has on the socket and from the CLI.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Served {
     /// The recommendations, best first.
     pub items: Vec<crate::search::Recommendation>,

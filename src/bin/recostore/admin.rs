@@ -436,7 +436,12 @@ fn print_table(cmd: &str, result: &Value) {
         ),
         "query" => {
             println!("rank\tscore\tid\ttitle");
-            for (i, r) in result["items"].as_array().into_iter().flatten().enumerate() {
+            for (i, r) in result["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 println!(
                     "{}\t{}\t{}\t{}",
                     i + 1,

@@ -143,7 +143,6 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
                 stats.path
             ),
             &recs,
-            false,
         )?;
     }
 
@@ -168,11 +167,10 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             println!();
             let t = Instant::now();
             let recs = store.recommend(&Ask::new(scenario).k(5))?;
-            output::scenario_result(
+            output::scenario_text(
                 &format!("{title} {} \"{}\" (the best-seller)", top.id, top.title),
                 &recs,
                 t.elapsed(),
-                false,
             )?;
         }
     }
@@ -200,14 +198,13 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             .exclude_purchased()
             .k(5);
         let recs = store.recommend(&ask)?;
-        output::scenario_result(
+        output::scenario_text(
             &format!(
                 "For {} (home page: for-user, already bought excluded)",
                 user.id
             ),
             &recs,
             t.elapsed(),
-            false,
         )?;
     }
     println!();

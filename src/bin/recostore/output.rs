@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use recostore::import::ImportSummary;
-use recostore::{QueryStats, Recommendation, Stats, UserMatch};
+use recostore::{Answer, QueryStats, Recommendation, Served, Stats, UserMatch};
 use serde::Serialize;
 
 type Out = Result<(), Box<dyn std::error::Error>>;
@@ -34,28 +34,24 @@ pub fn reasons(r: &Recommendation) -> String {
         .join("; ")
 }
 
-/// Print a scenario's results with their reasons.
+/// Print a scenario's results with their reasons; with `as_json`, the answer in the one
+/// shape the socket sends too ([`Answer`]).
 pub fn scenario_result(
     scenario: &str,
-    recs: &[Recommendation],
+    served: &Served,
     took: std::time::Duration,
     as_json: bool,
 ) -> Out {
     if as_json {
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            scenario: &'a str,
-            results: &'a [Recommendation],
-            micros: u128,
-        }
-        return json(&Doc {
-            scenario,
-            results: recs,
-            micros: took.as_micros(),
-        });
+        return json(&served.answer(scenario, took));
     }
+    scenario_text(scenario, &served.items, took)
+}
+
+/// Print a scenario's results under `heading` as text, with the time taken.
+pub fn scenario_text(heading: &str, recs: &[Recommendation], took: std::time::Duration) -> Out {
     list(
-        scenario,
+        heading,
         recs,
         "nothing: no behaviour or tags lead anywhere, or the filters left nothing",
     )?;
@@ -66,18 +62,7 @@ pub fn scenario_result(
 /// Print similar users.
 pub fn users(heading: &str, users: &[UserMatch], took: std::time::Duration, as_json: bool) -> Out {
     if as_json {
-        // The shape of every scenario's answer (`scenario_result`).
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            scenario: &'a str,
-            results: &'a [UserMatch],
-            micros: u128,
-        }
-        return json(&Doc {
-            scenario: "users-like",
-            results: users,
-            micros: took.as_micros(),
-        });
+        return json(&Answer::builtin("users-like", users, took));
     }
     println!("{heading}:");
     if users.is_empty() {
@@ -100,11 +85,8 @@ pub fn users(heading: &str, users: &[UserMatch], took: std::time::Duration, as_j
     Ok(())
 }
 
-/// Print a ranked list with explanations.
-pub fn recommendations(heading: &str, recs: &[Recommendation], as_json: bool) -> Out {
-    if as_json {
-        return json(&recs);
-    }
+/// Print a ranked list with explanations, as text.
+pub fn recommendations(heading: &str, recs: &[Recommendation]) -> Out {
     list(
         heading,
         recs,
@@ -143,6 +125,7 @@ fn list(heading: &str, recs: &[Recommendation], empty: &str) -> Out {
 
 /// Print a query's results with the path it took and what it cost.
 pub fn query_result(
+    scenario: &str,
     heading: &str,
     recs: &[Recommendation],
     stats: &QueryStats,
@@ -150,19 +133,9 @@ pub fn query_result(
     as_json: bool,
 ) -> Out {
     if as_json {
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            results: &'a [Recommendation],
-            stats: &'a QueryStats,
-            micros: u128,
-        }
-        return json(&Doc {
-            results: recs,
-            stats,
-            micros: took.as_micros(),
-        });
+        return json(&Answer::builtin(scenario, recs, took).with_stats(*stats));
     }
-    recommendations(heading, recs, false)?;
+    recommendations(heading, recs)?;
     println!(
         "({:?} path, {} scored, {} postings read, {:.0} µs)",
         stats.path,

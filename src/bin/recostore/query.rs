@@ -75,7 +75,8 @@ pub struct QueryOpts {
     /// Store directory.
     #[arg(long, default_value = crate::DEFAULT_DIR)]
     dir: PathBuf,
-    /// Print one JSON object: the results, the path taken and its cost.
+    /// Print one JSON object, the shape of every answer (PROTOCOL.md), with `stats`: the path
+    /// taken and its cost.
     #[arg(long)]
     json: bool,
 }
@@ -108,13 +109,15 @@ impl QueryOpts {
 
 /// Run a query subcommand.
 pub fn run(cmd: QueryCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (heading, (q, dir, json)) = match cmd {
+    let (scenario, heading, (q, dir, json)) = match cmd {
         QueryCmd::Scenario(cmd) => return crate::scenario::run(cmd),
         QueryCmd::Similar { item, opts } => (
+            "similar",
             format!("similar to {item}"),
             opts.apply(Query::similar_to(item)),
         ),
         QueryCmd::Profile { tags, opts } => (
+            "profile",
             "profile match".to_string(),
             opts.apply(Query::profile(tags)),
         ),
@@ -123,7 +126,7 @@ pub fn run(cmd: QueryCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     match store.query_with_stats(&q) {
         Ok((recs, stats)) => {
-            output::query_result(&heading, &recs, &stats, started.elapsed(), json)?;
+            output::query_result(scenario, &heading, &recs, &stats, started.elapsed(), json)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ Error::NotFound { .. }) => {

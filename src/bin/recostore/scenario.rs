@@ -162,7 +162,8 @@ pub struct AskOpts {
     /// Store directory.
     #[arg(long, default_value = crate::DEFAULT_DIR)]
     dir: PathBuf,
-    /// Print one JSON object: the results and the time taken.
+    /// Print one JSON object, the shape of every answer on the CLI and the socket: `scenario`,
+    /// `results`, `ranked_by`, `micros` (PROTOCOL.md).
     #[arg(long)]
     json: bool,
 }
@@ -264,7 +265,7 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     match store.serve(&ask) {
         Ok(served) => {
-            output::scenario_result(ask.scenario.name(), &served.items, started.elapsed(), json)?;
+            output::scenario_result(ask.scenario.name(), &served, started.elapsed(), json)?;
             let r = &served.ranked_by;
             if let Some(f) = &r.fallback {
                 eprintln!(
