@@ -493,6 +493,23 @@ fn serve_exposes_metrics_over_http_and_the_socket() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
+    // `--format prometheus` is the same request.
+    let flag = admin(&sock, &["stats", "--format", "prometheus"]);
+    let flag_text = String::from_utf8_lossy(&flag.stdout);
+    assert!(
+        flag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flag.stderr)
+    );
+    let families = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(families(&text), families(&flag_text));
+    let wrong = admin(&sock, &["ping", "--format", "prometheus"]);
+    assert!(!wrong.status.success());
     assert!(
         text.contains("# TYPE recostore_query_latency_seconds histogram"),
         "{text}"

@@ -47,6 +47,10 @@ pub struct AdminArgs {
     /// Seconds to wait for the server.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// For `stats`: `json` (the default) or `prometheus`, the OpenMetrics text that
+    /// `serve --metrics` serves. The same as the argument `format=prometheus`.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
     /// JSON lines (the formats of `import jsonl`) for events.record, item.upsert or
     /// user.upsert, sent in batches of up to 512 KiB; each batch is stored all or nothing, and
     /// a bad line stops the run with the count stored before it.
@@ -213,7 +217,19 @@ pub fn admin(a: AdminArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let socket = a
         .socket
         .unwrap_or_else(|| PathBuf::from(crate::DEFAULT_DIR).join("admin.sock"));
-    let args = parse_args(&a.args)?;
+    let mut args = parse_args(&a.args)?;
+    if let Some(format) = &a.format {
+        if a.cmd != "stats" {
+            return Err(format!("--format is for `stats`, not `{}`", a.cmd).into());
+        }
+        match &mut args {
+            Value::Null => args = serde_json::json!({ "format": format }),
+            Value::Object(map) if !map.contains_key("format") => {
+                map.insert("format".into(), format.clone().into());
+            }
+            _ => return Err("give --format or a format= argument, not both".into()),
+        }
+    }
     let mut client = match AdminClient::connect(&socket, Duration::from_secs(a.timeout_secs)) {
         Ok(c) => c,
         Err(e) => {
