@@ -155,7 +155,9 @@ pub struct Config {
     /// Half-life of a user's derived tags, in days: a preference shown this long ago counts
     /// half as much as one shown now. Default 30.
     pub user_tag_half_life_days: f32,
-    /// Half-life of item popularity ("trending"), in days. Default 7.
+    /// Half-life of item popularity ("trending", and the popular part of `for-user` and
+    /// `cart`), in days. Default 14: on Online Retail 7 to 14 days predict the next orders
+    /// alike and 30 or more worse (bench/RESULTS.md, "Choice of the seed weights").
     pub popularity_half_life_days: f32,
     /// Most derived tags kept per user (the weakest go). Default 64.
     pub max_derived_tags: usize,
@@ -209,7 +211,7 @@ impl Default for Config {
             progress: None,
             event_weights: EventWeights::default(),
             user_tag_half_life_days: 30.0,
-            popularity_half_life_days: 7.0,
+            popularity_half_life_days: 14.0,
             max_derived_tags: 64,
             max_seen_items: 10_000,
             cooccurrence_lines: 10_000_000,

@@ -539,7 +539,8 @@ fn candidates_and_rank(
                 let history = || env.derived.history(snap);
                 personal::for_user(snap, cfg, ask, user, &excluded, history)?
             } else {
-                personal::cart(snap, &ids, user, &env.derived.history(snap))
+                let history = env.derived.history(snap);
+                personal::cart(snap, cfg, ask, &ids, user, &excluded, &history)
             }
         }
         Scenario::AfterPurchase => {
