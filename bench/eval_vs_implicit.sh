@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline evaluation of recostore's for-user and cart scenarios beside implicit's item-item and
-# ALS models, on the same time split of both real data sets, in one run.
+# ALS models and EASE (bench/peers/ease_peer.py), on the same time split of both real data
+# sets, in one run.
 #
 #   bench/eval_vs_implicit.sh            # needs bench/peers/.venv (see bench/peers/README.md)
 #   RECOSTORE_EVAL_HOLDOUT=0.3 bench/eval_vs_implicit.sh   # hold out another fraction (default 0.2)
@@ -22,10 +23,13 @@ for set in movielens retail; do
     $bin eval --dir "$work/$set" --scenario "$scenario" -k 10 --holdout "$holdout" --write-split "$work/split-$set"
   done
   "$py" bench/peers/implicit_peer.py "$work/split-$set" > "$work/peer-$set.json"
-  "$py" - "$work/peer-$set.json" <<'PY'
+  "$py" bench/peers/ease_peer.py "$work/split-$set" > "$work/ease-$set.json"
+  "$py" - "$work/peer-$set.json" "$work/ease-$set.json" <<'PY'
 import json, sys
-d = json.load(open(sys.argv[1]))
-for name, m in d["models"].items():
+models = {}
+for path in sys.argv[1:]:
+    models.update(json.load(open(path))["models"])
+for name, m in models.items():
     cols = "  ".join(f"{k} {m[k]:.4f}" for k in ("precision", "recall", "ndcg", "map", "coverage"))
     print(f"{name} @10 over {m['users']} users: {cols}  novelty {m['novelty']:.2f}")
 PY
