@@ -99,3 +99,82 @@ pub fn admin_line(store: &Store, line: &[u8]) {
 pub fn jsonl_line(store: &Store, line: &[u8]) {
     crate::import::jsonl::check_line_every_kind(store, line);
 }
+
+/// The `plugin_output` target's plugin, compiled once: its `recostore_score` copies its one
+/// feature column (the fuzzer's floats, NaN, infinities, negative zero and subnormals
+/// included) into the score area and returns the number of scores it wrote: the right one,
+/// or, when the context's slot code is the marker [`EchoPlugin::LIE`], the context's `k`
+/// (the host's smoke run at load sends slot 0 and must see the right one). Compiling a module
+/// per input (the target's first form) ran 3 inputs a second; one module runs thousands.
+pub struct EchoPlugin {
+    version: crate::plugin::version::PluginVersion,
+}
+
+impl EchoPlugin {
+    /// The module, in text: input at 1024, so the column lies at `1024 + 32 + 4n` and the
+    /// scores at `1024 + 32 + 8n` (`plugin::abi::Layout` with one column).
+    const WAT: &'static str = r#"(module
+  (memory (export "memory") 2)
+  (func (export "recostore_abi_version") (result i32) (i32.const 1))
+  (func (export "recostore_features") (result i64) (i64.const 1))
+  (func (export "recostore_input") (param $n i32) (result i32) (i32.const 1024))
+  (func (export "recostore_score") (param $n i32) (result i32) (local $k i32)
+    (memory.copy
+      (i32.add (i32.const 1056) (i32.mul (local.get $n) (i32.const 8)))
+      (i32.add (i32.const 1056) (i32.mul (local.get $n) (i32.const 4)))
+      (i32.mul (local.get $n) (i32.const 4)))
+    (local.set $k (i32.load (i32.const 1032)))
+    (select (local.get $k) (local.get $n)
+      (i32.eq (i32.load (i32.const 1040)) (i32.const 0x7e57)))))"#;
+
+    /// The slot code that makes the module claim `k` scores.
+    pub const LIE: u32 = 0x7e57;
+
+    /// Compile the module under the store's default limits.
+    pub fn new() -> crate::Result<Self> {
+        let host = crate::plugin::host::Host::new(crate::PluginLimits::default())?;
+        let wasm = wat::parse_str(Self::WAT).map_err(|e| crate::Error::PluginRejected {
+            name: "echo".into(),
+            reason: e.to_string(),
+        })?;
+        let version =
+            crate::plugin::version::PluginVersion::load(&host, "echo", 1, &wasm, &[], false, None)?;
+        Ok(EchoPlugin { version })
+    }
+
+    /// Hand `scores` to the plugin as its feature column and read back what it wrote, the
+    /// number it claims being `length` (`None`: the right one). The host must take the scores
+    /// or fault, never panic; taken scores are ranked as the store ranks a plugin's.
+    pub fn rank(&self, scores: &[f32], length: Option<u32>) {
+        let input = crate::plugin::version::Input {
+            context: crate::plugin::abi::Context {
+                k: length.unwrap_or(0),
+                slot: if length.is_some() { Self::LIE } else { 0 },
+                ..Default::default()
+            },
+            ids: (0..crate::narrow::u32_from(scores.len())).collect(),
+            columns: vec![scores.to_vec()],
+        };
+        if let Ok(out) = self.version.run(&input) {
+            assert_eq!(out.scores.len(), scores.len(), "a wrong length must fault");
+            for (got, sent) in out.scores.iter().zip(scores) {
+                assert_eq!(got.to_bits(), sent.to_bits(), "scores are read as written");
+            }
+            let order = crate::plugin::runner::ranked_positions(&out.scores);
+            let mut seen = order.clone();
+            seen.sort_unstable();
+            assert!(seen.iter().copied().eq(0..scores.len()), "a permutation");
+            // Best first by the ranking key, and NaN below everything a number can say.
+            let key = |i: usize| crate::plugin::runner::rank_key(out.scores[i]);
+            for w in order.windows(2) {
+                assert!(key(w[0]).total_cmp(&key(w[1])).is_ge(), "best first");
+            }
+            if let Some(p) = order.iter().position(|&i| out.scores[i].is_nan()) {
+                assert!(
+                    order[p..].iter().all(|&i| out.scores[i].is_nan()),
+                    "NaN last"
+                );
+            }
+        }
+    }
+}

@@ -1,50 +1,36 @@
-//! What a plugin hands back, arbitrary: a module whose `recostore_score` copies the input's
-//! bytes into the score area (NaN, infinities, negative zero, subnormals...) and returns a
-//! length chosen by the first byte (right or wrong). The host must rank or fault, never
-//! panic, and never report a non-finite score as a rank.
+//! What a plugin hands back, arbitrary: one module, compiled once
+//! (`recostore::fuzzing::EchoPlugin`), writes the fuzzer's floats as its scores (NaN,
+//! infinities, negative zero, subnormals...) and claims a length chosen by the first byte
+//! (right or wrong). The host must take the scores exactly or fault, never panic, and rank
+//! what it takes best first with NaN last.
 #![no_main]
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use recostore::plugin::runner::{self, RunInput};
-use recostore::PluginLimits;
+use recostore::fuzzing::EchoPlugin;
 
-static INPUT: OnceLock<RunInput> = OnceLock::new();
-
-fn module(scores: &[u8], length: &str) -> String {
-    let data: String = scores.iter().map(|b| format!("\\{b:02x}")).collect();
-    format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (data (i32.const 60000) "{data}")
-  (func (export "recostore_abi_version") (result i32) (i32.const 1))
-  (func (export "recostore_features") (result i64) (i64.const 1))
-  (func (export "recostore_input") (param $n i32) (result i32) (i32.const 1024))
-  (func (export "recostore_score") (param $n i32) (result i32)
-    (memory.copy
-      (i32.add (i32.const 1056) (i32.mul (local.get $n) (i32.const 8)))
-      (i32.const 60000)
-      (i32.mul (local.get $n) (i32.const 4)))
-    {length}))"#
-    )
-}
+static PLUGIN: OnceLock<EchoPlugin> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&first, scores)) = data.split_first() else {
+    let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let scores = &scores[..scores.len().min(4096)];
-    let input = INPUT.get_or_init(|| {
-        let text = include_str!("../../plugins/examples/input.json");
-        serde_json::from_str(text).expect("the example input parses")
-    });
-    let length = if first < 200 {
-        "(local.get $n)".to_string()
-    } else {
-        format!("(i32.const {})", i32::from(first) - 200)
+    let scores: Vec<f32> = rest
+        .chunks_exact(4)
+        .take(1024)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let plugin = PLUGIN.get_or_init(|| EchoPlugin::new().expect("the echo module loads"));
+    // Mostly the right length; otherwise a wrong one near it, or a wild one.
+    let length = match first {
+        0..=199 => None,
+        200..=249 => Some(
+            u32::try_from(scores.len())
+                .unwrap_or(u32::MAX)
+                .wrapping_add(u32::from(first))
+                .wrapping_sub(225),
+        ),
+        _ => Some(u32::from(first).wrapping_mul(0x0101_0101)),
     };
-    let wasm = module(scores, &length);
-    if let Ok(report) = runner::run(wasm.as_bytes(), input, PluginLimits::default(), 1) {
-        assert!(report.ranked.iter().all(|r| r.rank >= 1));
-    }
+    plugin.rank(&scores, length);
 });
