@@ -8,11 +8,14 @@
 //! * a rebuild every 2 minutes and a plugin hot swap every 30 s.
 //!
 //! Every minute it prints the process's resident memory, the store directory's size, the
-//! events recorded and the query count, p50 and p99 of that minute, and the errors; at the end
-//! it closes the store and compacts it, to show how much of the directory was live. Targets:
-//! memory and p99 flat after warm-up, no error. The event log is the store's source of truth
-//! and is kept, so the directory grows with the events; what must hold is a constant number of
-//! bytes per event (no amplification from rebuilds, swaps or checkpoints). The co-occurrence
+//! events recorded and the query count, p50 and p99 of that minute, the slowest event batch of
+//! the minute (writes wait while sled's space is reclaimed), the reclaims so far (the `N` of
+//! the `db.N` that `CURRENT` names; `Config::reclaim_growth` runs them in the background), and
+//! the errors; at the end it closes the store and compacts it, to show how much of the
+//! directory was live. Targets: memory and p99 flat after warm-up, no error. The event log is
+//! the store's source of truth and is kept, so the live data grows with the events; what must
+//! hold is that the directory stays within a bounded multiple of it (sled's replaced pages
+//! are reclaimed, not kept for ever). The co-occurrence
 //! indexes are bounded at 500,000 lines (`Config::cooccurrence_lines`) so the bound is reached
 //! in minutes and memory can flatten within the run.
 
@@ -83,6 +86,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
+/// Reclaims so far: the generation of sled's directory that the store's `CURRENT` names.
+fn reclaims(dir: &std::path::Path) -> u64 {
+    std::fs::read_to_string(dir.join("CURRENT"))
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("db.")?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("soak: bench");
@@ -120,11 +131,13 @@ fn main() {
             vec![Variant::new("builtin", 1), Variant::new("soak", 1)],
         )
         .expect("slot");
-    println!("soak: {ITEMS} items, {USERS} users, {secs} s; minute rss_mib store_mib events queries p50_ms p99_ms errors");
+    println!("soak: {ITEMS} items, {USERS} users, {secs} s; minute rss_mib store_mib events queries p50_ms p99_ms slowest_write_ms reclaims errors");
 
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let events = Arc::new(AtomicU64::new(0));
+    // The slowest event batch since the last report, in microseconds.
+    let slowest_write = Arc::new(AtomicU64::new(0));
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let items = Arc::new(items);
     let mut threads = Vec::new();
@@ -162,12 +175,13 @@ fn main() {
         }));
     }
     {
-        let (store, stop, errors, events, items) = (
+        let (store, stop, errors, events, items, slowest) = (
             store.clone(),
             stop.clone(),
             errors.clone(),
             events.clone(),
             items.clone(),
+            slowest_write.clone(),
         );
         threads.push(std::thread::spawn(move || {
             let mut round = 0u64;
@@ -181,7 +195,10 @@ fn main() {
                         e.session = Some(format!("r{round}-{s}"));
                     }
                 }
-                match store.record_events(&batch) {
+                let started = Instant::now();
+                let recorded = store.record_events(&batch);
+                slowest.fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                match recorded {
                     Ok(n) => {
                         events.fetch_add(n as u64, Ordering::Relaxed);
                     }
@@ -245,13 +262,15 @@ fn main() {
                 .unwrap_or_default();
             lat.sort();
             println!(
-                "minute {minute} {:.0} {:.1} {} {} {:.3} {:.3} {}",
+                "minute {minute} {:.0} {:.1} {} {} {:.3} {:.3} {:.0} {} {}",
                 recostore::internals::resident_bytes().unwrap_or(0) as f64 / 1048576.0,
                 dir_bytes(dir.path()) as f64 / 1048576.0,
                 events.load(Ordering::Relaxed),
                 lat.len(),
                 pct(&lat, 0.5),
                 pct(&lat, 0.99),
+                slowest_write.swap(0, Ordering::Relaxed) as f64 / 1000.0,
+                reclaims(dir.path()),
                 errors.load(Ordering::Relaxed)
             );
         }

@@ -188,6 +188,20 @@ pub struct Config {
     /// batch (slowest ingestion, nothing to replay). Replayed events are applied under the
     /// configuration of the open that replays them. Default: 100,000.
     pub checkpoint_events: usize,
+    /// Reclaim sled's space while the store serves ([`crate::Store::reclaim_space`], on a
+    /// background thread) once its files take this many times the bytes they took after the
+    /// last reclaim (or at open), and at least [`Config::reclaim_min_bytes`]. sled frees replaced pages lazily: under
+    /// a steady stream of events its files grow several times faster than the live data.
+    /// Queries go on while the live data is copied; writes wait for it (about two seconds per
+    /// 100 MB of live data).
+    /// The check runs at most every 10 seconds, from the write path. `None`: only when asked.
+    /// A growth that is not a number above 1 (which would reclaim after every write) is taken
+    /// as 1.5. Default: 4.0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reclaim_growth: Option<f32>,
+    /// sled's files smaller than this are never reclaimed in the background: the copy would
+    /// cost more than the space is worth. Default: 64 MiB.
+    pub reclaim_min_bytes: u64,
     /// Lifecycle stage boundaries. See [`LifecycleDays`].
     pub lifecycle: LifecycleDays,
     /// Limits every ranking plugin runs under. See [`PluginLimits`].
@@ -218,6 +232,8 @@ impl Default for Config {
             session_gap_secs: 1_800,
             future_tolerance_secs: Some(86_400),
             checkpoint_events: 100_000,
+            reclaim_growth: Some(4.0),
+            reclaim_min_bytes: 64 << 20,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
         }
@@ -238,6 +254,16 @@ impl Config {
     /// Set [`Config::future_tolerance_secs`].
     pub fn future_tolerance_secs(mut self, secs: Option<u64>) -> Self {
         self.future_tolerance_secs = secs;
+        self
+    }
+    /// Set [`Config::reclaim_growth`].
+    pub fn reclaim_growth(mut self, growth: Option<f32>) -> Self {
+        self.reclaim_growth = growth;
+        self
+    }
+    /// Set [`Config::reclaim_min_bytes`].
+    pub fn reclaim_min_bytes(mut self, bytes: u64) -> Self {
+        self.reclaim_min_bytes = bytes;
         self
     }
     /// Set [`Config::checkpoint_events`].

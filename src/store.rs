@@ -71,6 +71,11 @@ pub(crate) struct Inner {
     /// The background flush of the delta's index (`crate::delta::index`): one at a time.
     index_running: AtomicBool,
     index_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The background reclaim of sled's space ([`crate::reclaim`]): one at a time.
+    reclaim_running: AtomicBool,
+    reclaim_thread: Mutex<Option<JoinHandle<()>>>,
+    /// When the next background reclaim is due.
+    reclaim_pacer: crate::reclaim::Pacer,
     /// What every view of this store shares: configuration, plugins, latency, the derived
     /// relations scenarios keep.
     shared: Arc<crate::view::Shared>,
@@ -332,6 +337,18 @@ impl Store {
         } else if config.delta_index_rows > 0 && unindexed >= config.delta_index_rows {
             self.index_in_background();
         }
+        if let Some(growth) = config.reclaim_growth {
+            let pacer = &self.inner.reclaim_pacer;
+            if pacer.check_due()
+                && pacer.calls_for(
+                    self.inner.tree.file_bytes(),
+                    growth,
+                    config.reclaim_min_bytes,
+                )
+            {
+                self.background(Job::Reclaim);
+            }
+        }
         Ok(())
     }
 
@@ -370,6 +387,7 @@ impl Store {
             .spawn(move || {
                 let done = match job {
                     Job::Rebuild => inner.rebuild().map(drop),
+                    Job::Reclaim => inner.reclaim().map(drop),
                     // Writes that landed during a flush may already call for the next one,
                     // and with no write to follow nothing else would start it.
                     Job::Index => (|| loop {
@@ -464,6 +482,8 @@ enum Job {
     Rebuild,
     /// Flush the delta's re-tagged rows into its index.
     Index,
+    /// Rewrite sled's live data into fresh files.
+    Reclaim,
 }
 
 impl Job {
@@ -471,6 +491,7 @@ impl Job {
         match self {
             Job::Rebuild => "recostore-rebuild",
             Job::Index => "recostore-index",
+            Job::Reclaim => "recostore-reclaim",
         }
     }
 }
@@ -480,6 +501,7 @@ impl Inner {
         match job {
             Job::Rebuild => &self.rebuild_running,
             Job::Index => &self.index_running,
+            Job::Reclaim => &self.reclaim_running,
         }
     }
 
@@ -487,6 +509,7 @@ impl Inner {
         match job {
             Job::Rebuild => &self.rebuild_thread,
             Job::Index => &self.index_thread,
+            Job::Reclaim => &self.reclaim_thread,
         }
     }
 
@@ -576,7 +599,7 @@ impl Inner {
     /// The closing work: wait for the background rebuild, checkpoint, flush. Safe to run more
     /// than once (a second run finds nothing to checkpoint and nothing to flush).
     fn close(&self) -> Result<()> {
-        for job in [Job::Rebuild, Job::Index] {
+        for job in [Job::Rebuild, Job::Index, Job::Reclaim] {
             let running = lock(self.job_thread(job)).take();
             if let Some(h) = running {
                 // Work that panicked has already logged; the delta still serves its records.
@@ -590,6 +613,33 @@ impl Inner {
         })?;
         self.tree.flush()?;
         Ok(())
+    }
+
+    /// Rewrite sled's live data into fresh files (see [`crate::reclaim`]). `None`: the durable
+    /// layer has no files (the tests' simulated disk).
+    fn reclaim(&self) -> Result<Option<crate::reclaim::ReclaimReport>> {
+        let started = std::time::Instant::now();
+        let Some(r) = self.tree.reclaim()? else {
+            return Ok(None);
+        };
+        self.reclaim_pacer.reclaimed(r.bytes_after);
+        let report = crate::reclaim::ReclaimReport {
+            bytes_before: r.bytes_before,
+            bytes_after: r.bytes_after,
+            keys: r.keys,
+            live_bytes: r.live_bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            writes_held_seconds: r.writes_held.as_secs_f64(),
+        };
+        tracing::info!(
+            bytes_before = report.bytes_before,
+            bytes_after = report.bytes_after,
+            keys = report.keys,
+            seconds = report.seconds,
+            writes_held_seconds = report.writes_held_seconds,
+            "reclaimed sled's space"
+        );
+        Ok(Some(report))
     }
 
     fn rebuild(&self) -> Result<RebuildReport> {

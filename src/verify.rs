@@ -9,7 +9,6 @@
 //! the store's. Writes wait while it runs, so the two sides are one state.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -61,31 +60,11 @@ impl VerifyReport {
     }
 }
 
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// The deep check of a store (see [`crate::Store::verify_deep`]) over its durable records
-/// `tree` (whose files are in `db_dir`) and the snapshot `snap`, with writes held off by the
-/// caller.
-pub(crate) fn deep(
-    db_dir: &Path,
-    store_tag: u32,
-    tree: &Db,
-    snap: &Snapshot,
-) -> Result<VerifyReport> {
+/// `tree` and the snapshot `snap`, with writes held off by the caller.
+pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyReport> {
     let mut r = VerifyReport {
-        db_bytes: dir_bytes(db_dir),
+        db_bytes: tree.file_bytes(),
         ..VerifyReport::default()
     };
     {
@@ -209,7 +188,8 @@ pub(crate) fn deep(
     if r.db_bytes > 4 * r.live_bytes.max(1 << 20) {
         r.notes.push(format!(
             "sled's files take {} bytes for {} bytes of live data; the rest may hold \
-                 deleted records until `recostore compact` rewrites them",
+                 deleted records until a reclaim (`recostore admin reclaim` while it serves, or \
+                 `recostore compact`) rewrites them",
             r.db_bytes, r.live_bytes
         ));
     }

@@ -274,6 +274,17 @@ fn every_command_answers() {
     ok(&mut c, "flush", Value::Null);
     let r = ok(&mut c, "checkpoint", Value::Null);
     assert_eq!(r["checkpointed"], true);
+    let r = ok(&mut c, "reclaim", Value::Null);
+    assert!(r["keys"].as_u64().expect("keys") > 30, "{r}");
+    assert!(r["live_bytes"].as_u64() <= r["bytes_after"].as_u64(), "{r}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("CURRENT")).expect("CURRENT"),
+        "db.1\n"
+    );
+    assert!(!dir.path().join("db").exists(), "the old files are gone");
+    let item = ok(&mut c, "item.get", json!({"id": "i05"}));
+    assert_eq!(item["item"]["id"], "i05", "reads go on from the new files");
+    assert_eq!(item["activity"]["orders"], 6);
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let backup = elsewhere.path().join("backup");
     assert_eq!(

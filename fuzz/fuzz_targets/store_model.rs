@@ -1,6 +1,7 @@
 //! The library against a plain in-memory model of the same operations, in the style of
-//! redb's fuzzer: random upserts, deletes, events, user deletes, rebuilds, flushes and
-//! reopens; after each, every record and every user's event count equals the model's.
+//! redb's fuzzer: random upserts, deletes, events, user deletes, rebuilds, flushes, reclaims
+//! of sled's space and reopens; after each, every record and every user's event count equals
+//! the model's.
 #![no_main]
 use std::collections::BTreeMap;
 
@@ -27,6 +28,7 @@ enum Op {
     Rebuild,
     Flush,
     Reopen,
+    Reclaim,
 }
 
 #[derive(Default)]
@@ -159,6 +161,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 store.rebuild().expect("rebuild");
             }
             Op::Flush => store.flush().expect("flush"),
+            Op::Reclaim => {
+                let r = store.reclaim_space().expect("reclaim");
+                assert!(r.live_bytes <= r.bytes_after, "{r:?}");
+            }
             Op::Reopen => {
                 drop(store);
                 store = open(dir.path());

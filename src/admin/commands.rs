@@ -41,6 +41,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("segment.rebuild", "fold recent writes into a new segment now"),
     ("flush", "make every acknowledged write durable now"),
     ("checkpoint", "write the behaviour state the event journal holds, so the next open replays nothing"),
+    ("reclaim", "give back the space sled holds for replaced values, while serving (writes wait for the copy)"),
     ("backup", "consistent copy of the store while serving: {\"path\"}"),
     ("export", "items, users and events as JSON lines into a directory: {\"path\"}"),
     ("log.level", "change log verbosity live: {\"filter\": \"info,recostore=debug\"}"),
@@ -435,6 +436,7 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             store.checkpoint().map_err(failed)?;
             Ok(json!({"checkpointed": true}))
         }
+        "reclaim" => to_value(&store.reclaim_space().map_err(failed)?),
         "backup" => {
             let PathArg { path } = args(a)?;
             to_value(&store.backup(path).map_err(failed)?)

@@ -77,7 +77,7 @@ impl Disk {
 
     /// A handle for a store to open.
     pub(crate) fn db(self: &Arc<Self>) -> Db {
-        Db::new(Arc::new(Handle(self.clone())))
+        Db::new(Box::new(Handle(self.clone())))
     }
 
     /// Whether the power went out.
@@ -136,7 +136,7 @@ impl Backend for Handle {
         Ok(s.live.get(key).map(|v| Value::shared(v.clone())))
     }
 
-    fn range(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'_> {
+    fn range(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'static> {
         let s = self.0.lock();
         if s.countdown == 0 {
             return Box::new(std::iter::once(Err(power_lost())));

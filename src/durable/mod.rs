@@ -17,6 +17,25 @@
 //! 2. after a crash, the state is that of some prefix of the applied batches, and that prefix
 //!    includes every batch applied before the last flush that returned `Ok`;
 //! 3. reads see every batch applied before them (read-your-writes, no flush needed).
+//!
+//! Reclaiming space ([`Db::reclaim`]): sled frees the pages of replaced values lazily, and
+//! under a steady stream of small writes its files grow far past the live data. A backend with
+//! files can start a [`Rewrite`]: fresh, empty files. [`Db`] holds every write off, copies
+//! every pair into them, commits them (makes them the ones a crash recovers) and swaps the new
+//! backend in. Readers never wait: the backend sits behind an `ArcSwap`, they read the old
+//! files (which hold the same pairs) until the swap, and a scan in flight keeps the old backend
+//! alive until it ends.
+//!
+//! Why writes wait for the copy instead of going on against the old files while a journal
+//! of them is replayed on top (which would give the same contents): sled 0.34 shares one
+//! concurrency lock and one I/O thread pool among every database in a process. Built that
+//! way (2026-12-04), four threads overwriting keys in the old files while reclaims ran back to
+//! back deadlocked sled within seconds: a writer holding the old files' segment accountant
+//! waited for a file truncation queued behind I/O threads that waited for that accountant,
+//! and the copy's batch waited for the writer. The same writes without a copy ran clean for
+//! 40 s, and so did a copy with one writer, and this design with four (`sled_backend`'s
+//! `writes_during_reclaims_are_not_lost`). A store writes from more than one thread (the
+//! writer, the background checkpoint, plugin records), so the copy runs alone.
 
 mod sled_backend;
 
@@ -25,11 +44,13 @@ pub(crate) mod faulty;
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use arc_swap::ArcSwap;
 
 use crate::error::{Error, Result};
 
-pub(crate) use sled_backend::open as open_sled;
+pub(crate) use sled_backend::{exists as sled_exists, open as open_sled};
 
 /// A stored value or key handed out by a backend. Cheap to clone; sled's own buffers are kept
 /// as they are (no copy on read).
@@ -107,12 +128,43 @@ impl Batch {
 /// Key-value pairs in key order.
 pub(crate) type Iter<'a> = Box<dyn Iterator<Item = Result<(Value, Value)>> + Send + 'a>;
 
+/// Fresh files being filled by a reclaim (see [`Backend::begin_rewrite`]). Dropped without
+/// [`Rewrite::commit`], they are removed and the old files stay the store's.
+pub(crate) trait Rewrite: Send {
+    /// Apply `batch` to the fresh files.
+    fn apply(&self, batch: Batch) -> Result<()>;
+    /// Make the fresh files the durable records, the ones a crash recovers, and return the
+    /// backend on them. The old backend's files are removed once it is dropped. On `Err` the
+    /// old files are still the store's, and the fresh ones are removed.
+    fn commit(self: Box<Self>) -> Result<Box<dyn Backend>>;
+}
+
+/// What [`Db::reclaim`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reclaimed {
+    /// Bytes of the backend's files before.
+    pub(crate) bytes_before: u64,
+    /// Bytes of the fresh files.
+    pub(crate) bytes_after: u64,
+    /// Pairs copied.
+    pub(crate) keys: u64,
+    /// Bytes of those keys and values.
+    pub(crate) live_bytes: u64,
+    /// How long writes were held off: the whole copy and the commit.
+    pub(crate) writes_held: std::time::Duration,
+}
+
+/// Bytes of pairs per batch when a reclaim copies them: large enough that the backend's
+/// per-batch cost vanishes, small enough that the copy's memory stays small.
+const COPY_BATCH_BYTES: usize = 4 << 20;
+
 /// What a durable store must do for recostore; see the module docs for the crash contract.
 pub(crate) trait Backend: Send + Sync {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Value>>;
-    /// Pairs with `start <= key < end` (`end` `None`: to the last key), in key order.
-    fn range(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'_>;
+    /// Pairs with `start <= key < end` (`end` `None`: to the last key), in key order. The
+    /// iterator owns what it reads from, so a scan may outlive a swap of backends.
+    fn range(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'static>;
     /// Apply `batch` atomically.
     fn apply(&self, batch: Batch) -> Result<()>;
     /// Set `key` to `new` (or remove it) only if it now holds `old` (`None`: absent).
@@ -120,12 +172,30 @@ pub(crate) trait Backend: Send + Sync {
     fn compare_and_swap(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) -> Result<bool>;
     /// Make every applied batch durable.
     fn flush(&self) -> Result<()>;
+    /// Bytes of the files behind this backend (0: it has none).
+    fn file_bytes(&self) -> u64 {
+        0
+    }
+    /// Fresh, empty files to copy this backend's pairs into (see [`Rewrite`]). `Ok(None)`:
+    /// a backend without files has nothing to reclaim.
+    fn begin_rewrite(&self) -> Result<Option<Box<dyn Rewrite>>> {
+        Ok(None)
+    }
 }
 
 /// The handle every module holds: a shared [`Backend`] plus the conveniences built on its five
 /// operations.
 #[derive(Clone)]
-pub(crate) struct Db(Arc<dyn Backend>);
+pub(crate) struct Db(Arc<Shared>);
+
+struct Shared {
+    /// The backend now; replaced whole by [`Db::reclaim`].
+    backend: ArcSwap<Box<dyn Backend>>,
+    /// Every write call holds this shared; a reclaim holds it exclusively from the copy's
+    /// first read to the swap. Held only for one backend call, never across two, so it cannot
+    /// take part in a lock cycle.
+    writes: RwLock<()>,
+}
 
 impl fmt::Debug for Db {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,13 +205,36 @@ impl fmt::Debug for Db {
 
 impl Db {
     /// Wrap a backend.
-    pub(crate) fn new(backend: Arc<dyn Backend>) -> Db {
-        Db(backend)
+    pub(crate) fn new(backend: Box<dyn Backend>) -> Db {
+        Db(Arc::new(Shared {
+            backend: ArcSwap::from_pointee(backend),
+            writes: RwLock::new(()),
+        }))
+    }
+
+    /// Shared hold on writes: held for one backend call. A panic elsewhere cannot have left
+    /// the unit value behind the lock in a bad state, so a poisoned lock is taken as it is.
+    fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        self.0.writes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn all_writes_held(&self) -> RwLockWriteGuard<'_, ()> {
+        self.0.writes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn range_owned(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'static> {
+        let backend = self.0.backend.load_full();
+        let pairs = backend.range(start, end);
+        // The scan holds the backend it reads, so a reclaim that swaps it meanwhile does not
+        // remove its files before the scan is done.
+        Box::new(pairs.inspect(move |_| {
+            let _keep = &backend;
+        }))
     }
 
     /// The value of `key`.
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        self.0.get(key.as_ref())
+        self.0.backend.load().get(key.as_ref())
     }
 
     /// Whether `key` holds a value.
@@ -153,36 +246,37 @@ impl Db {
     pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter<'_> {
         let prefix = prefix.as_ref();
         let end = prefix_end(prefix);
-        self.0.range(prefix, end.as_deref())
+        self.range_owned(prefix, end.as_deref())
     }
 
     /// Pairs with `start <= key < end`, in key order.
     pub(crate) fn range(&self, start: impl AsRef<[u8]>, end: impl AsRef<[u8]>) -> Iter<'_> {
-        self.0.range(start.as_ref(), Some(end.as_ref()))
+        self.range_owned(start.as_ref(), Some(end.as_ref()))
     }
 
     /// Every pair, in key order.
     pub(crate) fn iter(&self) -> Iter<'_> {
-        self.0.range(&[], None)
+        self.range_owned(&[], None)
     }
 
     /// Apply `batch` atomically.
     pub(crate) fn apply_batch(&self, batch: Batch) -> Result<()> {
-        self.0.apply(batch)
+        let _w = self.writing();
+        self.0.backend.load().apply(batch)
     }
 
     /// Set one key (a batch of one).
     pub(crate) fn insert(&self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) -> Result<()> {
         let mut b = Batch::default();
         b.insert(key, value);
-        self.0.apply(b)
+        self.apply_batch(b)
     }
 
     /// Remove one key (a batch of one).
     pub(crate) fn remove(&self, key: impl AsRef<[u8]>) -> Result<()> {
         let mut b = Batch::default();
         b.remove(key);
-        self.0.apply(b)
+        self.apply_batch(b)
     }
 
     /// See [`Backend::compare_and_swap`].
@@ -192,12 +286,62 @@ impl Db {
         old: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool> {
-        self.0.compare_and_swap(key, old, new)
+        let _w = self.writing();
+        self.0.backend.load().compare_and_swap(key, old, new)
     }
 
     /// Make every applied batch durable.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.0.flush()
+        let _w = self.writing();
+        self.0.backend.load().flush()
+    }
+
+    /// Bytes of the files behind the durable records (0: none, as in the tests' simulation).
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.0.backend.load().file_bytes()
+    }
+
+    /// Rewrite the live pairs into fresh files and serve from those (see the module docs).
+    /// Reads go on meanwhile, on the old files; writes wait until the new files are in place
+    /// (about two seconds per 100 MB of live data). `Ok(None)`: the backend has no files to
+    /// reclaim. On `Err` the old files keep serving, unchanged.
+    pub(crate) fn reclaim(&self) -> Result<Option<Reclaimed>> {
+        let _all = self.all_writes_held();
+        let held = std::time::Instant::now();
+        let current = self.0.backend.load_full();
+        let bytes_before = current.file_bytes();
+        let Some(fresh) = current.begin_rewrite()? else {
+            return Ok(None);
+        };
+        let (mut keys, mut live) = (0u64, 0u64);
+        let mut batch = Batch::default();
+        let mut pending = 0usize;
+        for kv in current.range(&[], None) {
+            let (k, v) = kv?;
+            keys += 1;
+            live += (k.len() + v.len()) as u64;
+            pending += k.len() + v.len();
+            batch.insert(&*k, v.to_vec());
+            if pending >= COPY_BATCH_BYTES {
+                fresh.apply(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        fresh.apply(batch)?;
+        let new = fresh.commit()?;
+        self.0.backend.store(Arc::new(new));
+        let writes_held = held.elapsed();
+        drop(_all);
+        // Dropping the old backend (sled's last flush, the removal of its files) after writes
+        // go on again.
+        drop(current);
+        Ok(Some(Reclaimed {
+            bytes_before,
+            bytes_after: self.file_bytes(),
+            keys,
+            live_bytes: live,
+            writes_held,
+        }))
     }
 }
 

@@ -26,9 +26,32 @@ impl Store {
     /// found; `Err` only when the check itself could not run. Writes wait while it runs; it
     /// costs about a full read of the store (seconds at 1M items).
     pub fn verify_deep(&self) -> Result<VerifyReport> {
-        let db_dir = self.dir().join("db");
         let store_tag = self.store_tag();
-        self.paused(|tree, snap, _| verify::deep(&db_dir, store_tag, tree, snap))
+        self.paused(|tree, snap, _| verify::deep(store_tag, tree, snap))
+    }
+
+    /// Give back the space sled holds for replaced and removed values, while the store keeps
+    /// serving: the live durable data is copied into fresh files, which then replace the old
+    /// ones (see [`crate::Config::reclaim_growth`], which does this in the background).
+    /// Queries go on throughout; writes wait for the copy, about two seconds per 100 MB of
+    /// live data ([`crate::ReclaimReport::writes_held_seconds`]; the durable module's docs say
+    /// why they cannot go on). It needs free space for one more copy of the live data.
+    ///
+    /// Killed at any moment, the store opens whole: on the old files if the copy was not yet
+    /// complete, on the new ones if it was (the rename of the file `CURRENT` decides, see
+    /// FORMAT.md); the other directory is removed at that open. Unlike [`Store::compact`] it
+    /// keeps the names of unused tags, and needs no exclusive hold on the store.
+    pub fn reclaim_space(&self) -> Result<crate::ReclaimReport> {
+        self.inner.reclaim()?.ok_or_else(|| {
+            crate::Error::io(
+                "reclaiming space in",
+                self.dir(),
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "this store's durable layer has no files",
+                ),
+            )
+        })
     }
 
     /// Copy this store to `to`, a directory that must not exist yet (or be empty), as of one

@@ -97,7 +97,7 @@ impl Store {
     pub fn open_existing_with(dir: impl AsRef<Path>, config: Config) -> Result<Store> {
         let dir = dir.as_ref();
         // sled's directory is the store: every store has it from its first open on.
-        if !dir.join("db").is_dir() {
+        if !crate::durable::sled_exists(dir) {
             return Err(Error::NoStore {
                 dir: dir.to_path_buf(),
             });
@@ -183,6 +183,7 @@ impl Store {
         };
         let plugins = crate::plugin::Plugins::new(config.plugins.clone());
         plugins.attach(tree.clone(), &dir)?;
+        let durable_bytes = tree.file_bytes();
         let shared = Arc::new(crate::view::Shared {
             config,
             plugins,
@@ -210,6 +211,9 @@ impl Store {
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
                 index_running: AtomicBool::new(false),
+                reclaim_running: AtomicBool::new(false),
+                reclaim_thread: Mutex::new(None),
+                reclaim_pacer: crate::reclaim::Pacer::new(durable_bytes),
                 index_thread: Mutex::new(None),
                 shared,
             }),

@@ -1,5 +1,6 @@
 //! The child-process harness the crash tests share: re-run this test binary as a child that
-//! writes and prints what it has made durable, SIGKILL it, and return what it said.
+//! writes and prints what it has made durable, SIGKILL it, and return what it said. Also what
+//! tests of the store's directory share.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -76,4 +77,22 @@ pub fn run_child_until(
     let seen = rx.recv_timeout(limit).unwrap_or(false);
     kill(child);
     seen
+}
+
+/// The directories of sled's files in the store at `dir`: `db`, or `db.N` after N reclaims
+/// (FORMAT.md), sorted. A healthy store that is not mid-reclaim has exactly one.
+#[allow(dead_code)] // not every test binary looks at the directory
+pub fn sled_dirs(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the store directory")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| {
+            n == "db"
+                || n.strip_prefix("db.")
+                    .is_some_and(|g| g.parse::<u64>().is_ok())
+        })
+        .collect();
+    names.sort();
+    names
 }

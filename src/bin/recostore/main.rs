@@ -101,7 +101,9 @@ enum Command {
     Verify(VerifyArgs),
     /// Rewrite the store's files with its live data only, dropping the bytes of deleted
     /// records that sled's files may still hold (run it after deleting users whose data must
-    /// be gone). The store must not be open elsewhere; needs room for one more copy.
+    /// be gone) and the names of tags nothing uses. The store must not be open elsewhere; needs
+    /// room for one more copy. While a `recostore serve` holds it, `recostore admin reclaim`
+    /// gives sled's space back without stopping (it keeps unused tag names).
     Compact(StoreArg),
 }
 
