@@ -44,7 +44,9 @@ pub(crate) const PARALLEL_EVENTS: usize = 2_048;
 const STEPS_PER_HANDOVER: usize = 256;
 
 /// Per [`Store::record_events_once`] call: each user's already-logged events, by time.
-type LoggedBefore = HashMap<u32, HashMap<u64, Vec<Event>>>;
+/// Per user met in a de-duplicated run: the newest time pruned from their log (if any), and
+/// their logged events by time.
+type LoggedBefore = HashMap<u32, (Option<u64>, HashMap<u64, Vec<Event>>)>;
 
 impl Pending<'_> {
     /// The item's tags plus its category and price band (unless it has such tags already),
@@ -288,8 +290,14 @@ impl Pending<'_> {
         for k in keys {
             self.batch.remove(k);
         }
-        if !events.is_empty() || self.ingest.act.user(id).is_some() {
-            self.ingest.forget_user(id, events.len());
+        // Events pruned from the log still count in the totals the user's removal lowers.
+        let pruned = crate::retention::pruned(tree, id)?.events;
+        self.batch.remove(crate::retention::pruned_key(id));
+        if !events.is_empty() || pruned > 0 || self.ingest.act.user(id).is_some() {
+            let all = events
+                .len()
+                .saturating_add(crate::narrow::usize_from(pruned));
+            self.ingest.forget_user(id, all);
         }
         self.checkpoint = true;
         Ok(())
@@ -521,10 +529,19 @@ fn logged_before(
                 .or_default()
                 .push(public_event(snap, &e.user, l.ts, l.event));
         }
-        slot.insert(by_ts);
+        let pruned = crate::retention::pruned(tree, uid)?;
+        let through = (pruned.events > 0).then_some(pruned.through_ts);
+        slot.insert((through, by_ts));
     }
-    let same_time = logs.get(&uid).and_then(|m| m.get(&e.ts));
-    Ok(same_time.map_or(0, |v| {
+    let Some((through, by_ts)) = logs.get(&uid) else {
+        return Ok(0);
+    };
+    // The log no longer holds what it held at or before this time: count every copy as
+    // already recorded rather than record any twice.
+    if through.is_some_and(|t| e.ts <= t) {
+        return Ok(u32::MAX);
+    }
+    Ok(by_ts.get(&e.ts).map_or(0, |v| {
         crate::narrow::u32_from(v.iter().filter(|x| *x == e).count())
     }))
 }

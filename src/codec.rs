@@ -13,6 +13,7 @@
 //! | `T`    | tag id (u32 BE)               | tag name (UTF-8)                               |
 //! | `D`    | kind byte + id (BE)           | seq (u64 BE) of the last write                 |
 //! | `E`    | user id + first event seq     | the event log: a chunk of one user's events (`activity::log`) |
+//! | `H`    | user id                       | events pruned from the user's log (`retention`) |
 //! | `J`    | first event seq               | journal entry of a batch not yet checkpointed (`activity::log`) |
 //! | `A`    | user id                       | `UserState` (`activity::checkpoint`)           |
 //! | `B`    | item id                       | `ItemStats` (`activity::checkpoint`)           |

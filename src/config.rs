@@ -202,6 +202,15 @@ pub struct Config {
     /// sled's files smaller than this are never reclaimed in the background: the copy would
     /// cost more than the space is worth. Default: 64 MiB.
     pub reclaim_min_bytes: u64,
+    /// Keep events in the event log for this many seconds of store time (the newest event
+    /// time, which decay also counts from); older ones leave it in the background (see
+    /// [`crate::Store::prune_event_log`]). What they did to behaviour state (derived tags,
+    /// counters, baskets, co-occurrence) stays, so recommendations do not change; what goes
+    /// is their record: a user's history ([`crate::Store::user_events`]), export and
+    /// evaluation see the kept events only. Without it the log, and so the store, grows with
+    /// every event for good. `None` (the default) keeps every event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_log_retention_secs: Option<u64>,
     /// Lifecycle stage boundaries. See [`LifecycleDays`].
     pub lifecycle: LifecycleDays,
     /// Limits every ranking plugin runs under. See [`PluginLimits`].
@@ -234,6 +243,7 @@ impl Default for Config {
             checkpoint_events: 100_000,
             reclaim_growth: Some(4.0),
             reclaim_min_bytes: 64 << 20,
+            event_log_retention_secs: None,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
         }
@@ -264,6 +274,11 @@ impl Config {
     /// Set [`Config::reclaim_min_bytes`].
     pub fn reclaim_min_bytes(mut self, bytes: u64) -> Self {
         self.reclaim_min_bytes = bytes;
+        self
+    }
+    /// Set [`Config::event_log_retention_secs`].
+    pub fn event_log_retention_secs(mut self, secs: Option<u64>) -> Self {
+        self.event_log_retention_secs = secs;
         self
     }
     /// Set [`Config::checkpoint_events`].

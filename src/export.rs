@@ -32,6 +32,9 @@ pub struct ExportSummary {
     pub users: u64,
     /// Events written.
     pub events: u64,
+    /// Events pruned from the log before the export ([`crate::Store::prune_event_log`]): the
+    /// behaviour state counts them, `events.jsonl` cannot hold them.
+    pub pruned_events: u64,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -141,6 +144,14 @@ pub(crate) fn export_jsonl(snap: &Snapshot, tree: &Db, dir: &Path) -> Result<Exp
         );
     }
     all.sort_unstable_by_key(|e| (e.0, e.1, e.2));
+    // A prune running meanwhile writes a chunk again under a later key, which this scan can
+    // meet twice; sequence numbers are unique, and the copies end up side by side.
+    all.dedup_by_key(|e| e.2);
+    let mut pruned_events = 0;
+    for kv in tree.scan_prefix(crate::retention::PRUNED_PREFIX) {
+        let (k, v) = kv?;
+        pruned_events += crate::retention::decode_entry(&k, &v)?.1.events;
+    }
     let mut out = Out::create(dir, "events.jsonl")?;
     let mut events = 0;
     for (ts, user, _, stored) in all {
@@ -156,6 +167,7 @@ pub(crate) fn export_jsonl(snap: &Snapshot, tree: &Db, dir: &Path) -> Result<Exp
         items,
         users,
         events,
+        pruned_events,
         seconds: started.elapsed().as_secs_f64(),
     };
     tracing::info!(dir = %dir.display(), items, users, events, "exported");

@@ -65,6 +65,7 @@ mod progress;
 mod rebuild;
 mod reclaim;
 mod recommendation;
+mod retention;
 mod scenario;
 mod search;
 mod segment;
@@ -93,6 +94,7 @@ pub use plugin::{PluginLimits, Plugins};
 pub use progress::{Progress, ProgressUpdate};
 pub use reclaim::ReclaimReport;
 pub use recommendation::LIFT_MIN_SUPPORT;
+pub use retention::PruneReport;
 pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;
 pub use scenario::relations::VIEWED_NEWEST as SUBSTITUTE_SESSIONS;
 pub use scenario::{

@@ -76,6 +76,11 @@ pub(crate) struct Inner {
     reclaim_thread: Mutex<Option<JoinHandle<()>>>,
     /// When the next background reclaim is due.
     reclaim_pacer: crate::reclaim::Pacer,
+    /// The background prune of the event log ([`crate::retention`]): one at a time.
+    prune_running: AtomicBool,
+    prune_thread: Mutex<Option<JoinHandle<()>>>,
+    /// When the next background prune is due.
+    prune_pacer: crate::retention::Pacer,
     /// What every view of this store shares: configuration, plugins, latency, the derived
     /// relations scenarios keep.
     shared: Arc<crate::view::Shared>,
@@ -349,6 +354,12 @@ impl Store {
                 self.background(Job::Reclaim);
             }
         }
+        if let Some(keep) = config.event_log_retention_secs {
+            let latest = self.inner.snapshot.load().activity.totals().latest_ts;
+            if self.inner.prune_pacer.due(latest, keep) {
+                self.background(Job::Prune);
+            }
+        }
         Ok(())
     }
 
@@ -388,6 +399,10 @@ impl Store {
                 let done = match job {
                     Job::Rebuild => inner.rebuild().map(drop),
                     Job::Reclaim => inner.reclaim().map(drop),
+                    Job::Prune => match inner.shared.config.event_log_retention_secs {
+                        Some(keep) => inner.prune_event_log(keep).map(drop),
+                        None => Ok(()),
+                    },
                     // Writes that landed during a flush may already call for the next one,
                     // and with no write to follow nothing else would start it.
                     Job::Index => (|| loop {
@@ -484,6 +499,8 @@ enum Job {
     Index,
     /// Rewrite sled's live data into fresh files.
     Reclaim,
+    /// Take events older than the retention out of the event log.
+    Prune,
 }
 
 impl Job {
@@ -492,6 +509,7 @@ impl Job {
             Job::Rebuild => "recostore-rebuild",
             Job::Index => "recostore-index",
             Job::Reclaim => "recostore-reclaim",
+            Job::Prune => "recostore-prune",
         }
     }
 }
@@ -502,6 +520,7 @@ impl Inner {
             Job::Rebuild => &self.rebuild_running,
             Job::Index => &self.index_running,
             Job::Reclaim => &self.reclaim_running,
+            Job::Prune => &self.prune_running,
         }
     }
 
@@ -510,6 +529,7 @@ impl Inner {
             Job::Rebuild => &self.rebuild_thread,
             Job::Index => &self.index_thread,
             Job::Reclaim => &self.reclaim_thread,
+            Job::Prune => &self.prune_thread,
         }
     }
 
@@ -599,7 +619,7 @@ impl Inner {
     /// The closing work: wait for the background rebuild, checkpoint, flush. Safe to run more
     /// than once (a second run finds nothing to checkpoint and nothing to flush).
     fn close(&self) -> Result<()> {
-        for job in [Job::Rebuild, Job::Index, Job::Reclaim] {
+        for job in [Job::Rebuild, Job::Index, Job::Reclaim, Job::Prune] {
             let running = lock(self.job_thread(job)).take();
             if let Some(h) = running {
                 // Work that panicked has already logged; the delta still serves its records.
@@ -640,6 +660,48 @@ impl Inner {
             "reclaimed sled's space"
         );
         Ok(Some(report))
+    }
+
+    /// Take the events older than `keep` seconds of store time out of the event log (see
+    /// [`crate::retention`]): one read of the log without a lock, the entries it finds taken
+    /// out [`crate::retention::KEYS_PER_WRITE`] at a time as it goes, each group under the
+    /// writer.
+    fn prune_event_log(&self, keep: u64) -> Result<crate::PruneReport> {
+        use crate::retention;
+        let started = std::time::Instant::now();
+        let latest = self.snapshot.load().activity.totals().latest_ts;
+        let horizon = retention::horizon(latest, keep);
+        let mut report = crate::PruneReport {
+            horizon,
+            ..Default::default()
+        };
+        let mut held = std::time::Duration::ZERO;
+        retention::in_groups(&self.tree, horizon, &mut report, |group, report| {
+            let _writer = lock(&self.writer);
+            let t = std::time::Instant::now();
+            let floor = retention::journal_floor(&self.tree)?;
+            let mut batch = crate::durable::Batch::default();
+            retention::take_out(&self.tree, group, horizon, floor, &mut batch, report)?;
+            self.tree.apply_batch(batch)?;
+            if self.shared.config.durability == Durability::Immediate {
+                self.tree.flush()?;
+            }
+            held += t.elapsed();
+            Ok(())
+        })?;
+        self.prune_pacer.pruned(horizon);
+        report.seconds = started.elapsed().as_secs_f64();
+        report.writes_held_seconds = held.as_secs_f64();
+        tracing::info!(
+            horizon,
+            events = report.events,
+            chunks = report.chunks,
+            users = report.users,
+            left_in_journal = report.journaled_chunks,
+            seconds = report.seconds,
+            "pruned the event log"
+        );
+        Ok(report)
     }
 
     fn rebuild(&self) -> Result<RebuildReport> {

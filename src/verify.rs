@@ -16,6 +16,7 @@ use crate::activity::log;
 use crate::codec::{self, StoredItem, StoredUser};
 use crate::durable::Db;
 use crate::error::Result;
+use crate::retention;
 use crate::snapshot::Snapshot;
 
 /// Problems listed one by one in a report; beyond this only the count grows.
@@ -32,6 +33,9 @@ pub struct VerifyReport {
     pub records: u64,
     /// Logged events decoded and counted against the behaviour state.
     pub events: u64,
+    /// Events taken out of the log by pruning ([`crate::Store::prune_event_log`]), counted
+    /// with the logged ones against the behaviour state.
+    pub pruned_events: u64,
     /// Bytes of sled's files on disk.
     pub db_bytes: u64,
     /// Bytes of the live keys and values. Far below `db_bytes`, the rest is space sled has
@@ -141,6 +145,15 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
                         }
                         Err(e) => r.problem(e.to_string()),
                     },
+                    Some(&p) if p == retention::PRUNED_PREFIX[0] => {
+                        match retention::decode_entry(&k, &v) {
+                            Ok((user, pruned)) => {
+                                r.pruned_events += pruned.events;
+                                *logged.entry(user).or_default() += pruned.events;
+                            }
+                            Err(e) => r.problem(e.to_string()),
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -165,18 +178,28 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
             let state = act.user(user).map_or(0, |u| u.events);
             if state != n {
                 r.problem(format!(
-                    "user {} has {n} logged events but behaviour state counts {state}",
+                    "user {} has {n} logged (and pruned) events but behaviour state counts \
+                     {state}",
                     snap.user_name(user).unwrap_or_else(|| format!("#{user}"))
                 ));
             }
         }
-        if act.totals().events != r.events {
+        if act.totals().events != r.events + r.pruned_events {
             r.problem(format!(
-                "the event log holds {} events, the behaviour totals count {}",
+                "the event log holds {} events and {} were pruned from it, the behaviour \
+                 totals count {}",
                 r.events,
+                r.pruned_events,
                 act.totals().events
             ));
         }
+    }
+    if r.pruned_events > 0 {
+        r.notes.push(format!(
+            "{} events older than the event log's retention have been pruned from it; the \
+             behaviour state still counts them",
+            r.pruned_events
+        ));
     }
     let unused = snap.unused_tags().len();
     if unused > 0 {

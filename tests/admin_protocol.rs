@@ -274,6 +274,19 @@ fn every_command_answers() {
     ok(&mut c, "flush", Value::Null);
     let r = ok(&mut c, "checkpoint", Value::Null);
     assert_eq!(r["checkpointed"], true);
+    assert_eq!(
+        code(&mut c, "events.prune", Value::Null),
+        Code::BadArgs,
+        "no retention configured and none given"
+    );
+    let r = ok(&mut c, "events.prune", json!({"keep_secs": u64::MAX}));
+    assert_eq!(
+        (r["events"].as_u64(), r["horizon"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+    let r = ok(&mut c, "events.prune", json!({"keep_secs": 0}));
+    assert!(r["chunks_read"].as_u64().expect("chunks read") > 0, "{r}");
     let r = ok(&mut c, "reclaim", Value::Null);
     assert!(r["keys"].as_u64().expect("keys") > 30, "{r}");
     assert!(r["live_bytes"].as_u64() <= r["bytes_after"].as_u64(), "{r}");

@@ -17,13 +17,7 @@ const LINES: usize = 60_000;
 
 /// The head of the real file, as plain CSV.
 fn subset(dir: &Path) -> PathBuf {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/online-retail/online-retail.csv.gz");
-    assert!(
-        real.exists(),
-        "real data set missing: {} (see ../shared/data/README.md)",
-        real.display()
-    );
+    let real = common::retail::retail_csv();
     let gz = flate2::read::MultiGzDecoder::new(std::fs::File::open(&real).expect("open"));
     let out = dir.join("retail-head.csv");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&out).expect("create"));

@@ -1,7 +1,7 @@
 //! The library against a plain in-memory model of the same operations, in the style of
 //! redb's fuzzer: random upserts, deletes, events, user deletes, rebuilds, flushes, reclaims
-//! of sled's space and reopens; after each, every record and every user's event count equals
-//! the model's.
+//! of sled's space, prunes of the event log and reopens; after each, every record and every
+//! user's logged event times equal the model's (and after a prune, the deep check passes).
 #![no_main]
 use std::collections::BTreeMap;
 
@@ -29,14 +29,19 @@ enum Op {
     Flush,
     Reopen,
     Reclaim,
+    Prune {
+        keep: u16,
+    },
 }
 
 #[derive(Default)]
 struct Model {
     /// Item id -> tags sorted by name.
     items: BTreeMap<String, Vec<(String, f32)>>,
-    /// User id -> events recorded.
-    events: BTreeMap<String, usize>,
+    /// User id -> times of the events in their log, sorted.
+    events: BTreeMap<String, Vec<u64>>,
+    /// The newest event time ever recorded: the store's clock.
+    latest: u64,
 }
 
 fn item(n: u8) -> String {
@@ -68,10 +73,13 @@ fn check(store: &Store, model: &Model) {
     assert_eq!(store.stats().items, model.items.len());
     for n in 0..6u8 {
         let id = user(n);
-        let got = store.user_events(&id).map(|e| e.len()).unwrap_or(0);
+        let got: Vec<u64> = store
+            .user_events(&id)
+            .map(|e| e.iter().map(|e| e.ts).collect())
+            .unwrap_or_default();
         assert_eq!(
             got,
-            model.events.get(&id).copied().unwrap_or(0),
+            model.events.get(&id).cloned().unwrap_or_default(),
             "user {id}"
         );
     }
@@ -146,7 +154,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 if valid {
                     r.expect("events on existing items are recorded");
                     for e in &batch {
-                        *model.events.entry(e.user.clone()).or_default() += 1;
+                        let times = model.events.entry(e.user.clone()).or_default();
+                        times.push(e.ts);
+                        times.sort_unstable();
+                        model.latest = model.latest.max(e.ts);
                     }
                 } else {
                     assert!(r.is_err(), "an event on a missing item was accepted");
@@ -164,6 +175,24 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Reclaim => {
                 let r = store.reclaim_space().expect("reclaim");
                 assert!(r.live_bytes <= r.bytes_after, "{r:?}");
+            }
+            Op::Prune { keep } => {
+                // A checkpoint first, so no batch is left in the journal, where pruning
+                // leaves it.
+                store.checkpoint().expect("checkpoint");
+                let r = store.prune_event_log(u64::from(keep)).expect("prune");
+                assert_eq!(r.journaled_chunks, 0, "{r:?}");
+                let horizon = model.latest.saturating_sub(u64::from(keep));
+                assert_eq!(r.horizon, horizon);
+                let mut taken = 0;
+                for times in model.events.values_mut() {
+                    let before = times.len();
+                    times.retain(|&t| t >= horizon);
+                    taken += before - times.len();
+                }
+                assert_eq!(r.events, taken as u64, "{r:?}");
+                let v = store.verify_deep().expect("verify runs");
+                assert!(v.healthy(), "{:?}", v.problems);
             }
             Op::Reopen => {
                 drop(store);

@@ -105,9 +105,12 @@ pub(crate) fn decode_entry(k: &[u8], v: &[u8]) -> Result<(u32, Vec<Logged>)> {
     Ok((user, events))
 }
 
-/// Sort one user's events into history order: time, then arrival.
-pub(crate) fn sort_history(events: &mut [Logged]) {
+/// Sort one user's events into history order (time, then arrival), each event once: a
+/// prune running during the read writes a chunk again under a later key, which a scan can
+/// meet twice ([`crate::retention`]).
+pub(crate) fn sort_history(events: &mut Vec<Logged>) {
     events.sort_by_key(|e| (e.ts, e.seq));
+    events.dedup_by_key(|e| e.seq);
 }
 
 /// User `user`'s events in history order, and the keys they live under. Entries that can only

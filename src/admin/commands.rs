@@ -41,6 +41,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("segment.rebuild", "fold recent writes into a new segment now"),
     ("flush", "make every acknowledged write durable now"),
     ("checkpoint", "write the behaviour state the event journal holds, so the next open replays nothing"),
+    ("events.prune", "take events older than the retention out of the event log (state keeps them): {\"keep_secs\"?}"),
     ("reclaim", "give back the space sled holds for replaced values, while serving (writes wait for the copy)"),
     ("backup", "consistent copy of the store while serving: {\"path\"}"),
     ("export", "items, users and events as JSON lines into a directory: {\"path\"}"),
@@ -136,6 +137,13 @@ struct UsersLike {
 
 fn ten() -> usize {
     10
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeepArg {
+    #[serde(default)]
+    keep_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -435,6 +443,18 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         "checkpoint" => {
             store.checkpoint().map_err(failed)?;
             Ok(json!({"checkpointed": true}))
+        }
+        "events.prune" => {
+            let KeepArg { keep_secs } = args(a)?;
+            let keep = keep_secs
+                .or(store.config().event_log_retention_secs)
+                .ok_or((
+                    Code::BadArgs,
+                    "this store keeps every event (no event_log_retention_secs in its \
+                     configuration); give {\"keep_secs\": N} to prune once"
+                        .to_string(),
+                ))?;
+            to_value(&store.prune_event_log(keep).map_err(failed)?)
         }
         "reclaim" => to_value(&store.reclaim_space().map_err(failed)?),
         "backup" => {

@@ -34,8 +34,11 @@ struct Model {
     items: BTreeMap<String, Vec<(String, u32)>>,
     /// Live users: id → sorted explicit tags (`None`: created by an event, no tags set).
     users: BTreeMap<String, Option<Vec<(String, u32)>>>,
-    /// Events of live users, in call order.
+    /// Events of live users in their log, in call order.
     events: BTreeMap<String, Vec<Event>>,
+    /// Events of live users pruned from their log: gone from their history, still in their
+    /// baskets.
+    pruned: BTreeMap<String, Vec<Event>>,
     /// Every event ever recorded: an item's counters keep a deleted user's events (they are
     /// aggregates; the user's log, profile and baskets go).
     counted: Vec<Event>,
@@ -51,6 +54,9 @@ enum Call {
     Flush,
     Checkpoint,
     Rebuild,
+    /// A checkpoint (so no event is left in the journal), then a prune of the event log
+    /// keeping this many seconds.
+    Prune(u64),
 }
 
 struct Rng(u64);
@@ -133,6 +139,7 @@ fn next_call(rng: &mut Rng, m: &Model, ids: &mut Ids, ts: u64) -> Call {
         43..=47 => Call::Flush,
         48..=51 => Call::Checkpoint,
         52..=54 => Call::Rebuild,
+        55..=57 => Call::Prune(rng.below(300) as u64),
         _ => {
             let user = match rng.pick(&users) {
                 Some(id) if rng.below(4) > 0 => (*id).clone(),
@@ -191,6 +198,7 @@ fn apply(m: &mut Model, call: &Call) {
         Call::DeleteUser(id) => {
             m.users.remove(id);
             m.events.remove(id);
+            m.pruned.remove(id);
         }
         Call::Events(events) => {
             for e in events {
@@ -199,9 +207,25 @@ fn apply(m: &mut Model, call: &Call) {
                 m.counted.push(e.clone());
             }
         }
+        Call::Prune(keep) => {
+            // The store's clock: the newest event time ever recorded.
+            let latest = m.counted.iter().map(|e| e.ts).max().unwrap_or(0);
+            let horizon = latest.saturating_sub(*keep);
+            for (user, events) in &mut m.events {
+                let (old, kept): (Vec<Event>, Vec<Event>) =
+                    events.drain(..).partition(|e| e.ts < horizon);
+                *events = kept;
+                if !old.is_empty() {
+                    m.pruned.entry(user.clone()).or_default().extend(old);
+                }
+            }
+        }
         Call::Flush | Call::Checkpoint | Call::Rebuild => {}
     }
 }
+
+/// Events the rounds' prunes took out of logs, so a run whose prunes took nothing is seen.
+static PRUNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn run(store: &Store, call: &Call) -> crate::error::Result<()> {
     match call {
@@ -213,6 +237,13 @@ fn run(store: &Store, call: &Call) -> crate::error::Result<()> {
         Call::Flush => store.flush(),
         Call::Checkpoint => store.checkpoint(),
         Call::Rebuild => store.rebuild().map(drop),
+        Call::Prune(keep) => {
+            store.checkpoint()?;
+            let r = store.prune_event_log(*keep)?;
+            assert_eq!(r.journaled_chunks, 0, "a checkpoint empties the journal");
+            PRUNED.fetch_add(r.events, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
     }
 }
 
@@ -286,7 +317,7 @@ fn holds(store: &Store, m: &Model, ever: &Ids) -> Result<(), String> {
             _ => {}
         }
     }
-    for e in m.events.values().flatten() {
+    for e in m.events.values().chain(m.pruned.values()).flatten() {
         if let (EventKind::Purchase { .. }, Some(s), Some(item)) = (&e.kind, &e.session, &e.item) {
             baskets.entry(s).or_default().insert(item);
         }
@@ -456,7 +487,9 @@ fn every_acknowledged_write_survives_simulated_power_loss() {
         let tmp = tempfile::tempdir().expect("tempdir");
         round(tmp.path(), seed, 4, 30, &mut seen);
     }
-    eprintln!("{seen:?}");
+    let pruned = PRUNED.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{seen:?}; {pruned} events pruned from logs");
+    assert!(pruned > 0, "no prune took an event out");
     assert!(
         seen.losses > rounds as usize,
         "too few power losses to mean anything: {seen:?}"

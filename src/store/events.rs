@@ -39,7 +39,9 @@ impl Store {
     /// k identical events (same user, time, kind, item, session and values) before the run.
     /// So re-running an import records nothing, and identical events within one run are all
     /// kept, wherever the batches split them. Returns `(recorded, skipped)`. (Two runs of the
-    /// same events at the same moment can still both record them.)
+    /// same events at the same moment can still both record them.) Where a user's log has
+    /// been pruned ([`Store::prune_event_log`]), their events at or before the newest time
+    /// pruned are skipped too: they cannot be told from events already recorded.
     pub fn record_events_once(
         &self,
         events: &[Event],
@@ -48,6 +50,20 @@ impl Store {
         let fresh = behaviour::unlogged(self.tree(), &self.snapshot(), events, run)?;
         let skipped = events.len() - fresh.len();
         Ok((self.record_events(&fresh)?, skipped))
+    }
+
+    /// Take the events older than `keep_secs` seconds of store time (before the newest event
+    /// time less `keep_secs`) out of the event log now; [`Config::event_log_retention_secs`]
+    /// does this in the background. What those events did to behaviour state stays, and
+    /// recommendations do not change; a user's history, export and evaluation see only the
+    /// events kept. Each user's count of pruned events is kept, so [`Store::verify_deep`]
+    /// still reconciles the log with the state. Queries go on throughout; writes wait only
+    /// while each group of log entries is taken out. Events of batches not yet checkpointed
+    /// stay until a later prune ([`crate::PruneReport::journaled_chunks`]).
+    ///
+    /// [`Config::event_log_retention_secs`]: crate::Config::event_log_retention_secs
+    pub fn prune_event_log(&self, keep_secs: u64) -> Result<crate::PruneReport> {
+        self.inner.prune_event_log(keep_secs)
     }
 
     /// User `id`'s recorded events, oldest first (impression items that no longer exist are

@@ -2,6 +2,8 @@
 //! writes and prints what it has made durable, SIGKILL it, and return what it said. Also what
 //! tests of the store's directory share.
 
+pub mod retail;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;

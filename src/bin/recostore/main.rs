@@ -345,6 +345,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     s.dir.display(),
                     s.seconds
                 );
+                if s.pruned_events > 0 {
+                    println!(
+                        "{} older events were pruned from the event log before this export \
+                         (event_log_retention_secs) and are not in events.jsonl",
+                        s.pruned_events
+                    );
+                }
             }
         }
         Command::Bench(a) => {
