@@ -28,9 +28,10 @@
 //!
 //! **When.** The write path checks at most every [`CHECK_EVERY_SECS`] seconds, and prunes
 //! (on a thread of its own) once the horizon has moved a sixteenth of the window past the
-//! last prune: each prune reads the whole log once, so this bounds that cost to about
+//! last prune: each prune reads the whole log once, so this bounds that cost to at most about
 //! sixteen reads per window. Writes wait only while each group of [`KEYS_PER_WRITE`] keys is
-//! taken out, a few milliseconds.
+//! taken out (0.27 s in all for the 9,849 entries of a ninety-day prune of Online Retail in
+//! `tests/event_log_retention.rs`, with writes and reads going on).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
