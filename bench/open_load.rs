@@ -1,9 +1,11 @@
 //! Bulk load and open: how fast a large store fills, and how fast (and how lightly) it opens.
 //!
 //! Run: `cargo bench --bench open_load` (1,000,000 items × 24 tags). Set `RECOSTORE_BENCH_ITEMS`
-//! for another size. Every figure is printed beside a baseline measured in the same run:
+//! for another size, and `RECOSTORE_BENCH_BULK_ONLY=1` to run the bulk load alone (to profile). Every figure is printed beside a baseline measured in the same run:
 //!
-//! * load: `Store::upsert_items` in batches vs raw sled `apply_batch` of the same encoded bytes;
+//! * load: `Store::bulk_load_items` (records in chunks, segment built straight from the
+//!   input) and `Store::upsert_items` in batches plus a rebuild, vs raw sled `apply_batch` of
+//!   the same encoded bytes, a key per record;
 //! * open: `Store::open` (sled + segment, checksum or structure-only) vs deserialising the same
 //!   records with bincode, each in a fresh child process so RSS starts clean; medians of 7;
 //! * open after a crash: a child writing stock updates is SIGKILLed, then a fresh child times
@@ -177,6 +179,14 @@ fn main() {
     let items = gen_items(n);
     println!("generated in {:.1}s", t.elapsed().as_secs_f64());
 
+    if std::env::var_os("RECOSTORE_BENCH_BULK_ONLY").is_some() {
+        // Profiling mode: the bulk load alone (`perf record` this process).
+        let store = Store::open(root.path().join("bulk")).expect("open");
+        let t = Instant::now();
+        store.bulk_load_items(&items).expect("bulk load");
+        println!("bulk load: {:.2} s", t.elapsed().as_secs_f64());
+        return;
+    }
     // Baseline: raw sled inserts of the same encoded record bytes, same batching, then flush.
     let raw: Vec<(Vec<u8>, Vec<u8>)> = items
         .iter()
@@ -227,11 +237,54 @@ fn main() {
     let rep = store.rebuild().expect("rebuild");
     let build_s = t.elapsed().as_secs_f64();
     drop(store);
+
+    // The bulk path, into a fresh store: one call, durable and folded when it returns.
+    let bulk_dir = root.path().join("bulk");
+    let store = Store::open(&bulk_dir).expect("open");
+    let t = Instant::now();
+    let bulk = store.bulk_load_items(&items).expect("bulk load");
+    let bulk_s = t.elapsed().as_secs_f64();
+    assert_eq!(bulk.items, n);
+    drop(store);
+    let sled_mib = |d: &Path| {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| {
+                    let m = e
+                        .metadata()
+                        .map(|m| (m.is_dir(), m.len()))
+                        .unwrap_or((false, 0));
+                    if m.0 {
+                        walk(&e.path())
+                    } else {
+                        m.1
+                    }
+                })
+                .sum()
+        }
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("db"))
+            .map(|e| walk(&e.path()))
+            .sum::<u64>() as f64
+            / (1 << 20) as f64
+    };
     println!();
     println!("| measure | recostore | baseline | ratio |");
     println!("|---|---|---|---|");
     println!(
-        "| bulk load (items/s) | {:.0} (`upsert_items`, 10k batches + flush) | {:.0} (raw sled `apply_batch`, same bytes) | {:.2}x |",
+        "| bulk load (items/s) | {:.0} (`bulk_load_items`, one call: durable, segment built, {bulk_s:.2} s) | {:.0} (raw sled `apply_batch`, same bytes, a key each) | {:.2}x |",
+        n as f64 / bulk_s,
+        n as f64 / raw_s,
+        raw_s / bulk_s
+    );
+    println!(
+        "| load by `upsert_items` (items/s) | {:.0} (10k batches + flush; the rebuild below comes on top) | {:.0} (raw sled) | {:.2}x |",
         n as f64 / load_s,
         n as f64 / raw_s,
         raw_s / load_s
@@ -256,11 +309,23 @@ fn main() {
     drop(raw);
     drop(items);
     let (b_ms, b_rss, _) = open_in_children("bincode", &base_file);
-    for mode in ["segment", "structure", "checksum"] {
-        let (ms, rss, q) = open_in_children(mode, &dir);
+    for (mode, path) in [
+        ("segment", &dir),
+        ("structure", &dir),
+        ("checksum", &dir),
+        ("structure", &bulk_dir),
+    ] {
+        let (ms, rss, q) = open_in_children(mode, path);
         let what = match mode {
             "segment" => "segment file alone, structural validation".to_string(),
-            m => format!("`Store::open` (sled + segment), verify={m}"),
+            m if path == &bulk_dir => format!(
+                "`Store::open` after the bulk load (sled {:.0} MiB), verify={m}",
+                sled_mib(path)
+            ),
+            m => format!(
+                "`Store::open` after upserts and a rebuild (sled {:.0} MiB), verify={m}",
+                sled_mib(path)
+            ),
         };
         println!(
             "| open: {what} (median of {RUNS}) | {ms:.3} ms, RSS +{rss:.1} MiB (+{q:.1} MiB after a query) | {b_ms:.1} ms, RSS +{b_rss:.1} MiB (bincode deserialise) | {:.1}x faster |",

@@ -8,7 +8,8 @@
 //! | prefix | key rest                      | value                                          |
 //! |--------|-------------------------------|------------------------------------------------|
 //! | `M`    | meta name (ASCII)             | u32/u64 BE; `M activity`: `VERSION ++ bincode(Totals)` (`activity::checkpoint`) |
-//! | `I`    | item id (u32 BE)              | `VERSION ++ bincode(StoredItem)`               |
+//! | `I`    | item id (u32 BE)              | `VERSION ++ bincode(StoredItem)`, or the 1-byte tombstone `0x00` |
+//! | `L`    | first item id (u32 BE)        | `VERSION ++ bincode(StoredChunk)`: items of a bulk load (`Store::bulk_load_items`) |
 //! | `U`    | user id (u32 BE)              | `VERSION ++ bincode(StoredUser)`               |
 //! | `T`    | tag id (u32 BE)               | tag name (UTF-8)                               |
 //! | `D`    | kind byte + id (BE)           | seq (u64 BE) of the last write                 |
@@ -45,8 +46,78 @@ pub(crate) const META_NEXT_USER: &[u8] = b"Mnext_user";
 pub(crate) const META_NEXT_TAG: &[u8] = b"Mnext_tag";
 pub(crate) const META_SEQ: &[u8] = b"Mseq";
 
-/// Format version of the sled layout described above.
+/// Meta key: item ids below this may have their record in a bulk chunk (`L` keys); absent (0)
+/// in a store that never had a bulk load.
+pub(crate) const META_CHUNKED: &[u8] = b"Mchunked";
+
+/// Format version of the sled layout described above, as a fresh store gets it.
 pub(crate) const STORE_FORMAT: u32 = 4;
+/// The same layout once a bulk load has written `L` chunks and `I` tombstones, which older
+/// binaries would misread: the bulk load raises the mark to this, so they refuse the store.
+pub(crate) const CHUNKED_FORMAT: u32 = 5;
+
+/// What an `I` key holds for an item deleted while a bulk chunk still holds an older record
+/// of it: the key's presence shadows the chunk, and this value says "no record". Stores with
+/// no chunks remove the key instead.
+pub(crate) const ITEM_TOMBSTONE: &[u8] = &[0];
+
+/// Items a bulk load writes per `L` key, at most (fewer when they would pass
+/// [`CHUNK_MAX_BYTES`]). sled writes a few large values far faster than many small keys, and
+/// opens no slower: its open time follows its files' bytes, not its keys.
+pub(crate) const CHUNK_ITEMS: usize = 1024;
+/// Encoded bytes a chunk stops growing at, well under the largest value the store reads.
+pub(crate) const CHUNK_MAX_BYTES: usize = 4 << 20;
+
+/// Items of one bulk load with consecutive fresh ids, ascending, under `L` + the first id.
+/// An `I` key of the same id, written later, takes precedence over the chunk's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredChunk {
+    /// `(item id, record)`, ids ascending.
+    pub items: Vec<(u32, StoredItem)>,
+}
+
+/// A [`StoredChunk`] to encode without copying its rows (the same bytes).
+#[derive(Serialize)]
+pub(crate) struct ChunkRef<'a> {
+    /// As [`StoredChunk::items`].
+    pub items: &'a [(u32, StoredItem)],
+}
+
+/// Key prefix of bulk chunks. Not `C`: formats 2 and 3 kept co-occurrence lists under `C`,
+/// and a store is repaired from sled before its upgrade removes them.
+pub(crate) const CHUNK_PREFIX: &[u8] = b"L";
+
+/// Key of the bulk chunk whose first item is `first`.
+pub(crate) fn chunk_key(first: u32) -> [u8; 5] {
+    let mut k = [CHUNK_PREFIX[0], 0, 0, 0, 0];
+    k[1..].copy_from_slice(&first.to_be_bytes());
+    k
+}
+
+/// Decode a bulk chunk, checking what readers rely on: it is not empty, its first id is the
+/// one in its key, and its ids ascend.
+pub(crate) fn decode_chunk(key: &[u8], value: &[u8]) -> Result<StoredChunk> {
+    let first = record_key_id(key)?;
+    let chunk: StoredChunk = decode(key, value)?;
+    if chunk.items.first().map(|(id, _)| *id) != Some(first) {
+        return Err(corrupt(
+            key,
+            "bulk chunk does not start with the item its key names",
+        ));
+    }
+    if chunk.items.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(corrupt(key, "bulk chunk ids do not ascend"));
+    }
+    Ok(chunk)
+}
+
+/// Decode the value under an item's `I` key: its record, or `None` for a tombstone.
+pub(crate) fn decode_item_slot(key: &[u8], value: &[u8]) -> Result<Option<StoredItem>> {
+    if value == ITEM_TOMBSTONE {
+        return Ok(None);
+    }
+    decode(key, value).map(Some)
+}
 
 /// Which record family a key or dirty-log entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

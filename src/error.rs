@@ -88,13 +88,13 @@ pub enum Error {
     },
 
     /// The store on disk was written by a newer or unknown format.
-    #[error("store at {dir} has format version {found}, this build understands {expected}; use a matching recostore version")]
+    #[error("store at {dir} has format version {found}, this build reads versions up to {expected}; use a matching recostore version")]
     IncompatibleStore {
         /// The store directory.
         dir: PathBuf,
         /// Version on disk.
         found: u32,
-        /// Version this build writes.
+        /// Newest version this build reads.
         expected: u32,
     },
 

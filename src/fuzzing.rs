@@ -36,6 +36,8 @@ pub fn decode_all(bytes: &[u8]) {
     }
     let _ = crate::activity::log::decode_entry(&[b'E', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], bytes);
     let _ = crate::retention::decode_entry(&[b'H', 0, 0, 0, 1], bytes);
+    let _ = codec::decode_chunk(&codec::chunk_key(1), bytes);
+    let _ = codec::decode_item_slot(&codec::record_key(codec::Kind::Item, 1), bytes);
 }
 
 /// Open `bytes` as segment generation 1 in `dir` (a scratch directory), and if it validates,

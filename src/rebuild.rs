@@ -26,19 +26,40 @@ pub(crate) fn from_snapshot_dropping(
     generation: u64,
     dropped: &std::collections::HashSet<u32>,
 ) -> SegmentData {
+    from_snapshot_with(snap, generation, snap.seq, dropped, &[])
+}
+
+/// [`from_snapshot_dropping`] with `overlay` (rows ascending by id) taking the place of the
+/// snapshot's row of the same id, and ids past the snapshot's: a bulk load's rows, folded
+/// in the same pass. `max_seq` is the newest write the result holds.
+pub(crate) fn from_snapshot_with(
+    snap: &Snapshot,
+    generation: u64,
+    max_seq: u64,
+    dropped: &std::collections::HashSet<u32>,
+    overlay: &[(u32, StoredItem)],
+) -> SegmentData {
     let mut b = SegmentBuilder::new();
     let bound = snap.tag_id_bound();
     for t in (0..bound).filter(|t| !dropped.contains(t)) {
         b.push_tag(t, snap.tag_name(t).unwrap_or(""));
     }
     b.pad_tags(bound);
-    for id in 0..snap.item_id_bound() {
-        b.push_item(id, snap.stored_item(id).as_ref());
+    let items = overlay
+        .last()
+        .map_or(0, |(id, _)| id + 1)
+        .max(snap.item_id_bound());
+    let mut over = overlay.iter().peekable();
+    for id in 0..items {
+        match over.next_if(|(o, _)| *o == id) {
+            Some((_, row)) => b.push_item(id, Some(row)),
+            None => b.push_item(id, snap.stored_item(id).as_ref()),
+        }
     }
     for id in 0..snap.user_id_bound() {
         b.push_user(id, snap.stored_user(id).as_ref());
     }
-    b.finish(generation, snap.seq, now_secs())
+    b.finish(generation, max_seq, now_secs())
 }
 
 /// Write `data` as a segment file of store `store`, map it, and compute and attach its
@@ -106,6 +127,55 @@ pub(crate) fn attach_neighbours(seg: Segment, seg_dir: &Path, config: &Config) -
     }
 }
 
+/// Encode a bulk load's fresh rows (ascending, consecutive ids) as `L` chunks: at most
+/// [`codec::CHUNK_ITEMS`] rows each, fewer where that would pass [`codec::CHUNK_MAX_BYTES`].
+pub(crate) fn bulk_chunks(rows: &[(u32, StoredItem)]) -> Result<Vec<([u8; 5], Vec<u8>)>> {
+    let mut out = Vec::with_capacity(rows.len().div_ceil(codec::CHUNK_ITEMS));
+    let mut rest = rows;
+    while let Some(&(first, _)) = rest.first() {
+        let key = codec::chunk_key(first);
+        let mut take = rest.len().min(codec::CHUNK_ITEMS);
+        loop {
+            let value = codec::encode(
+                &key,
+                &codec::ChunkRef {
+                    items: &rest[..take],
+                },
+            )?;
+            if value.len() <= codec::CHUNK_MAX_BYTES || take == 1 {
+                out.push((key, value));
+                break;
+            }
+            take = take.div_ceil(2);
+        }
+        rest = &rest[take..];
+    }
+    Ok(out)
+}
+
+/// Remove the bulk chunks at or above `chunked` (the committed bound, `M chunked`): a bulk
+/// load writes its chunks before the batch that commits it moves the bound past them, so
+/// such chunks are what a load that crashed or failed left. Run on open and before each bulk
+/// load, so they are gone before a later commit could cover them. Returns how many.
+pub(crate) fn remove_uncommitted_chunks(tree: &crate::durable::Db, chunked: u32) -> Result<usize> {
+    let mut batch = crate::durable::Batch::default();
+    let mut n = 0;
+    for kv in tree.range(codec::chunk_key(chunked), codec::chunk_key(u32::MAX)) {
+        let (k, _) = kv?;
+        batch.remove(k);
+        n += 1;
+    }
+    if n > 0 {
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+        tracing::warn!(
+            chunks = n,
+            "removed the chunks of a bulk load that did not commit (a crash or a failed load)"
+        );
+    }
+    Ok(n)
+}
+
 /// Build generation `generation` straight from the durable records in sled.
 pub(crate) fn from_sled(
     tree: &crate::durable::Db,
@@ -118,10 +188,36 @@ pub(crate) fn from_sled(
         let id = codec::record_key_id(&k)?;
         b.push_tag(id, &String::from_utf8_lossy(&v));
     }
-    for kv in tree.scan_prefix(codec::record_prefix(Kind::Item)) {
+    // Two ascending streams: the bulk chunks and the `I` keys; an `I` key (a record or a
+    // tombstone) is newer than a chunk's record of the same id.
+    let mut keys = tree
+        .scan_prefix(codec::record_prefix(Kind::Item))
+        .map(|kv| -> Result<(u32, Option<StoredItem>)> {
+            let (k, v) = kv?;
+            Ok((codec::record_key_id(&k)?, codec::decode_item_slot(&k, &v)?))
+        })
+        .peekable();
+    let mut take_keys_below = |bound: u32, b: &mut SegmentBuilder| -> Result<()> {
+        while let Some(next) = keys.next_if(|kv| kv.as_ref().map_or(true, |(id, _)| *id < bound)) {
+            let (id, row) = next?;
+            b.push_item(id, row.as_ref());
+        }
+        Ok(())
+    };
+    for kv in tree.scan_prefix(codec::CHUNK_PREFIX) {
         let (k, v) = kv?;
-        let row: StoredItem = codec::decode(&k, &v)?;
-        b.push_item(codec::record_key_id(&k)?, Some(&row));
+        for (id, row) in codec::decode_chunk(&k, &v)?.items {
+            take_keys_below(id.saturating_add(1), &mut b)?;
+            // Unless an `I` key of this id was just pushed.
+            if b.item_slots() <= id as usize {
+                b.push_item(id, Some(&row));
+            }
+        }
+    }
+    take_keys_below(u32::MAX, &mut b)?;
+    if let Some(last) = keys.next() {
+        let (id, row) = last?;
+        b.push_item(id, row.as_ref());
     }
     for kv in tree.scan_prefix(codec::record_prefix(Kind::User)) {
         let (k, v) = kv?;
@@ -151,9 +247,10 @@ pub(crate) fn delta_from_dirty_log(
         let value = tree.get(key)?;
         match kind {
             Kind::Item => {
-                let row = value
-                    .map(|v| codec::decode::<StoredItem>(&key, &v))
-                    .transpose()?;
+                let row = match value {
+                    Some(v) => codec::decode_item_slot(&key, &v)?,
+                    None => None,
+                };
                 if let Some(r) = &row {
                     if seg.items.names.lookup(&r.name) != Some(id) {
                         d.item_names.insert(Arc::from(r.name.as_str()), id);

@@ -107,6 +107,47 @@ pub struct RebuildReport {
     pub bytes: usize,
 }
 
+/// Validate `items` as [`Store::upsert_items`] does, the second half on a thread of its own
+/// (a million items take about a second on one core). The error is the first invalid item's.
+fn validate_items_in_two(items: &[Item], max_tags: usize) -> Result<Vec<Vec<(&str, f32)>>> {
+    fn check(part: &[Item], max_tags: usize) -> Result<Vec<Vec<(&str, f32)>>> {
+        part.iter()
+            .map(|i| model::validate_item(i, max_tags))
+            .collect()
+    }
+    if items.len() < 10_000 {
+        return check(items, max_tags);
+    }
+    let (a, b) = items.split_at(items.len() / 2);
+    let (a, b) = std::thread::scope(|s| {
+        let later = s.spawn(|| check(b, max_tags));
+        let first = check(a, max_tags);
+        // A panic in validation is a bug; re-raise it here rather than hide it.
+        let later = later
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (first, later)
+    });
+    let mut all = a?;
+    all.extend(b?);
+    Ok(all)
+}
+
+/// What a bulk load did ([`Store::bulk_load_items`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BulkLoadReport {
+    /// Records written: the input's items less repeats of one id (the last one counts).
+    pub items: usize,
+    /// Of those, items new to the store, written as bulk chunks.
+    pub new_items: usize,
+    /// The segment generation the load published (it folds the delta too).
+    pub generation: u64,
+    /// Size of that segment file in bytes.
+    pub bytes: usize,
+    /// Wall time of the whole load, seconds.
+    pub seconds: f64,
+}
+
 /// A summary of the store's size and state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
@@ -238,6 +279,39 @@ impl Store {
                 .zip(&tags)
                 .try_for_each(|(u, t)| p.upsert_user(u, t))
         })
+    }
+
+    /// Insert or replace many items in one atomic, durable step and leave the store in its
+    /// fast state: the rows are folded straight into a new segment, with the delta, instead
+    /// of passing through it, and items new to the store are written to sled in chunks of up
+    /// to 1,024 (`L` keys, FORMAT.md) rather than a key each. The store's answers afterwards
+    /// equal those of [`Store::upsert_items`] followed by [`Store::rebuild`].
+    ///
+    /// For loading a catalogue, not for the steady trickle of updates: each call writes a
+    /// whole new segment, so it costs about as much as a rebuild. Validation runs first, and
+    /// an invalid item fails the call with nothing written. Returns once the records and the
+    /// segment are durable, whatever [`crate::Durability`] says. Queries go on throughout;
+    /// other writes, rebuilds and index flushes wait for it. After the first bulk load the
+    /// store's format mark is 5, which binaries from before this call refuse to open.
+    pub fn bulk_load_items(&self, items: &[Item]) -> Result<BulkLoadReport> {
+        let max = self.inner.shared.config.max_tags_per_record;
+        let tags = validate_items_in_two(items, max)?;
+        if items.is_empty() {
+            let seg = self.snapshot().segment.clone();
+            return Ok(BulkLoadReport {
+                items: 0,
+                new_items: 0,
+                generation: seg.generation(),
+                bytes: seg.file_len(),
+                seconds: 0.0,
+            });
+        }
+        let report = self.inner.bulk_load_items(items, &tags)?;
+        self.inner
+            .shared
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(report)
     }
 
     /// Look up an item by id. Sees every write that has returned.
@@ -728,6 +802,137 @@ impl Inner {
         self.rebuild_dropping(&dropped)?;
         tracing::info!(tags = unused.len(), "unused tag names removed");
         Ok(unused.len() as u64)
+    }
+
+    /// See [`Store::bulk_load_items`]. Holds the rebuild lock and the writer throughout, so
+    /// the segment it builds from the snapshot and the rows is the whole store at its commit.
+    ///
+    /// Commit order: the chunks of the items new to the store are written to sled and
+    /// flushed while the segment file is written and synced, under a generation no record
+    /// names yet; then one sled batch carries the rest (`I` keys, new tag names, counters
+    /// with `M chunked` past the new chunks, a behaviour checkpoint, the format mark and the
+    /// new generation). A crash before that batch leaves an unnamed file and chunks at or
+    /// above `M chunked`, which open deletes; after it, the load is whole.
+    fn bulk_load_items(&self, items: &[Item], tags: &[Vec<(&str, f32)>]) -> Result<BulkLoadReport> {
+        let started = std::time::Instant::now();
+        let _one_at_a_time = lock(&self.rebuild_lock);
+        let mut writer = lock(&self.writer);
+        let base = self.snapshot.load_full();
+        let w = &mut *writer;
+        w.background.reap(&mut w.unsaved);
+        // An older checkpoint must land first, or its values would overwrite newer ones.
+        w.background.settle(&mut w.unsaved);
+        let mut p = Pending::new(&base, w.counters, &self.shared.config);
+        let (rows, first_fresh) = p.bulk_items(items, tags)?;
+        let fresh = rows.partition_point(|(id, _)| *id < first_fresh);
+        let (written, new_items) = (rows.len(), rows.len() - fresh);
+        // What a load that never committed left (see `rebuild::remove_uncommitted_chunks`):
+        // gone before this load's chunks could be taken for committed ones.
+        rebuild::remove_uncommitted_chunks(&self.tree, w.counters.chunked)?;
+        let chunks = rebuild::bulk_chunks(&rows[fresh..])?;
+        let chunk_keys: Vec<[u8; 5]> = chunks.iter().map(|(k, _)| *k).collect();
+        if let Some((last, _)) = rows.last() {
+            if *last >= first_fresh {
+                p.counters.chunked = p.counters.chunked.max(last + 1);
+                p.batch
+                    .insert(codec::META_CHUNKED, p.counters.chunked.to_be_bytes());
+                p.batch
+                    .insert(codec::META_FORMAT, codec::CHUNKED_FORMAT.to_be_bytes());
+            }
+        }
+        let mut staged = p.finish(&w.unsaved, false)?;
+        let max_seq = staged.counters.seq;
+        // The snapshot the segment folds: the base with this call's tag names.
+        let folded = Snapshot {
+            segment: base.segment.clone(),
+            delta: staged.delta.clone(),
+            seq: max_seq,
+            activity: base.activity.clone(),
+        };
+        let generation = base.segment.generation() + 1;
+        // The chunks go to sled while the segment is built: both are mostly waiting on the
+        // disk. Chunks hold fresh ids at or above `M chunked` until the commit below moves
+        // it past them, so until then they are garbage to every reader, and removed as such.
+        let tree = self.tree.clone();
+        let (chunks_written, seg) = std::thread::scope(|s| {
+            let writing = s.spawn(move || {
+                let mut batch = crate::durable::Batch::default();
+                for (k, v) in chunks {
+                    batch.insert(k, v);
+                }
+                tree.apply_batch(batch).and_then(|()| tree.flush())
+            });
+            let data = rebuild::from_snapshot_with(
+                &folded,
+                generation,
+                max_seq,
+                &std::collections::HashSet::new(),
+                &rows,
+            );
+            let seg = rebuild::publish(&self.seg_dir, &data, &self.shared.config, self.store_tag);
+            drop(data);
+            let wrote = writing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (wrote, seg)
+        });
+        drop(folded);
+        drop(rows);
+        let failed = match (chunks_written, seg) {
+            (Ok(()), Ok(seg)) => Ok(seg),
+            (Err(e), Ok(seg)) => {
+                seg.retire();
+                Err(e)
+            }
+            (_, Err(e)) => Err(e),
+        };
+        let seg = match failed {
+            Ok(seg) => seg,
+            Err(e) => {
+                let mut undo = crate::durable::Batch::default();
+                for k in chunk_keys {
+                    undo.remove(k);
+                }
+                if let Err(undo_err) = self.tree.apply_batch(undo) {
+                    tracing::warn!(error = %undo_err, "could not remove the chunks of a failed bulk load; the next bulk load or open removes them");
+                }
+                return Err(e);
+            }
+        };
+        let seg = Arc::new(seg);
+        staged
+            .batch
+            .insert(codec::META_GENERATION, generation.to_be_bytes());
+        if let Err(e) = self.tree.apply_batch(staged.batch) {
+            seg.retire();
+            return Err(e);
+        }
+        // Applied: the writer's state and the snapshot must follow it even if the flush
+        // fails (see `Inner::write`).
+        let tag_slots = crate::narrow::u32_from(seg.data().tags.len());
+        let delta = staged.delta.since(max_seq, tag_slots, &seg.data().items);
+        w.counters = staged.counters;
+        w.unsaved.applied(staged.saved);
+        w.carried = Carried::default();
+        self.snapshot.store(Arc::new(Snapshot {
+            segment: seg.clone(),
+            delta,
+            seq: max_seq,
+            activity: staged.activity.unwrap_or_else(|| base.activity.clone()),
+        }));
+        let flushed = self.tree.flush();
+        drop(writer);
+        base.segment.retire();
+        flushed?;
+        rebuild::clean_dirty_log(&self.tree, max_seq)?;
+        let report = BulkLoadReport {
+            items: written,
+            new_items,
+            generation,
+            bytes: seg.file_len(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok(report)
     }
 
     /// A rebuild that leaves the names of the tags in `dropped` out of the new segment.

@@ -26,6 +26,10 @@ pub(crate) struct Counters {
     pub next_user: u32,
     pub next_tag: u32,
     pub seq: u64,
+    /// Item ids below this may have a record in a bulk chunk ([`codec::META_CHUNKED`]):
+    /// deleting one writes a tombstone instead of removing its key. Written only by a bulk
+    /// load.
+    pub chunked: u32,
 }
 
 impl Counters {
@@ -74,6 +78,71 @@ impl Carried {
             .max(self.users.len())
             .max(self.items.len())
             > CARRIED_MAX
+    }
+}
+
+/// The stored row of `item`, whose tags resolve to `tags` (sorted by tag id).
+fn stored_item(item: &Item, tags: Vec<(u32, f32)>) -> StoredItem {
+    StoredItem {
+        name: item.id.clone(),
+        tags,
+        title: item.title.clone(),
+        category: item.category.clone(),
+        price: item.price,
+        stock: item.stock,
+        members_only: item.members_only,
+        created_at: item.created_at,
+    }
+}
+
+/// A flat table from names to ids for one bulk load, keyed by the names' xxh3 so that a
+/// look-up hashes a name once, with a fast hash, and compares it once. A name whose hash
+/// collides with a different name's is simply not kept (the caller's slower look-up answers
+/// it), so the table is exact.
+#[derive(Default)]
+struct Prehashed<'i> {
+    map: HashMap<u64, (&'i str, u32), std::hash::BuildHasherDefault<HashIsKey>>,
+}
+
+impl<'i> Prehashed<'i> {
+    fn with_capacity(n: usize) -> Self {
+        Prehashed {
+            map: HashMap::with_capacity_and_hasher(n, Default::default()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<u32> {
+        match self.map.get(&xxhash_rust::xxh3::xxh3_64(name.as_bytes())) {
+            Some(&(n, id)) if n == name => Some(id),
+            _ => None,
+        }
+    }
+
+    fn insert(&mut self, name: &'i str, id: u32) {
+        self.map
+            .entry(xxhash_rust::xxh3::xxh3_64(name.as_bytes()))
+            .or_insert((name, id));
+    }
+}
+
+/// The hasher of a table whose keys are already hashes: it passes them through.
+#[derive(Default)]
+struct HashIsKey(u64);
+
+impl std::hash::Hasher for HashIsKey {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys reach this table; any other input still hashes, just not well.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -244,22 +313,78 @@ impl<'a> Pending<'a> {
         // Event replay reads item rows: the journal must not outlive the rows it was made on.
         self.checkpoint = true;
         let id = self.claim(Kind::Item, &item.id)?;
-        let row = StoredItem {
-            name: item.id.clone(),
-            tags: self.resolve_tags(tags)?,
-            title: item.title.clone(),
-            category: item.category.clone(),
-            price: item.price,
-            stock: item.stock,
-            members_only: item.members_only,
-            created_at: item.created_at,
-        };
+        let row = stored_item(item, self.resolve_tags(tags)?);
         let key = codec::record_key(Kind::Item, id);
         self.batch.insert(key, codec::encode(&key, &row)?);
         let seq = self.next_seq(Kind::Item, id);
         self.delta
             .put_item(id, seq, Some(Arc::new(row)), &self.seg.items);
         Ok(())
+    }
+
+    /// Stage the items of a bulk load (see `Inner::bulk_load_items`): ids and tag names are
+    /// resolved as [`Pending::upsert_item`] does, but nothing goes into the delta and no
+    /// dirty-log entry is written, because the caller folds the rows straight into a new
+    /// segment in the same commit. Items that already have an id (live, deleted, or named
+    /// earlier in `items`) get `I` keys here; items with fresh ids are returned for the
+    /// caller to write as chunks. Returns every row, ascending by id, the last of a repeated
+    /// name winning, and the first fresh id.
+    pub fn bulk_items<'i>(
+        &mut self,
+        items: &'i [Item],
+        tags: &[Vec<(&'i str, f32)>],
+    ) -> Result<(Vec<(u32, StoredItem)>, u32)> {
+        self.checkpoint = true;
+        let first_fresh = self.counters.next_item;
+        // Flat tables for this call's names: a load repeats its tag names millions of times,
+        // and the persistent maps behind `tag_id` and `item_id` cost a chain of pointer hops
+        // per look-up. The delta is not told the new item names: the caller's segment is.
+        let mut names: Prehashed<'i> = Prehashed::with_capacity(items.len());
+        let mut tag_ids: Prehashed<'i> = Prehashed::default();
+        let mut rows = Vec::with_capacity(items.len());
+        for (item, tags) in items.iter().zip(tags) {
+            let id = match names.get(&item.id) {
+                Some(id) => id,
+                None => {
+                    let id = match self.item_id(&item.id) {
+                        Some(id) => id,
+                        None => Counters::alloc(&mut self.counters.next_item, "items")?,
+                    };
+                    names.insert(&item.id, id);
+                    id
+                }
+            };
+            let mut resolved = Vec::with_capacity(tags.len());
+            for &(n, w) in tags {
+                let t = match tag_ids.get(n) {
+                    Some(t) => t,
+                    None => {
+                        let t = self.tag_id(n)?;
+                        tag_ids.insert(n, t);
+                        t
+                    }
+                };
+                resolved.push((t, w));
+            }
+            resolved.sort_unstable_by_key(|&(t, _)| t);
+            let row = stored_item(item, resolved);
+            self.counters.seq += 1;
+            rows.push((id, row));
+        }
+        // Stable: of two rows for one id, the later stays last, and wins below.
+        rows.sort_by_key(|&(id, _)| id);
+        let mut kept: Vec<(u32, StoredItem)> = Vec::with_capacity(rows.len());
+        for (id, row) in rows {
+            match kept.last_mut() {
+                Some(last) if last.0 == id => last.1 = row,
+                _ => kept.push((id, row)),
+            }
+        }
+        for (id, row) in kept.iter().take_while(|(id, _)| *id < first_fresh) {
+            let key = codec::record_key(Kind::Item, *id);
+            self.batch.insert(key, codec::encode(&key, row)?);
+        }
+        Ok((kept, first_fresh))
     }
 
     /// Stage a user upsert. Recent items that are not in the store are dropped.
@@ -302,7 +427,13 @@ impl<'a> Pending<'a> {
             return false;
         }
         self.checkpoint = true;
-        self.batch.remove(codec::record_key(kind, id));
+        let key = codec::record_key(kind, id);
+        if kind == Kind::Item && id < self.counters.chunked {
+            // A bulk chunk may hold an older record of it, which only a present key shadows.
+            self.batch.insert(key, codec::ITEM_TOMBSTONE);
+        } else {
+            self.batch.remove(key);
+        }
         let seq = self.next_seq(kind, id);
         match kind {
             Kind::Item => self.delta.put_item(id, seq, None, &self.seg.items),

@@ -66,13 +66,9 @@ fn no_leaked_segment_files(dir: &std::path::Path, generation: u64) -> Result<(),
 #[test]
 #[ignore = "entry point of the child process of `acknowledged_writes_survive_sigkill`"]
 fn child_writer() {
-    let Ok(dir) = std::env::var("RECOSTORE_CRASH_DIR") else {
+    let Some((dir, start)) = common::child_env() else {
         return;
     };
-    let start: u64 = std::env::var("RECOSTORE_CRASH_START")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
     let immediate = std::env::var("RECOSTORE_CRASH_MODE").as_deref() == Ok("immediate");
     let durability = if immediate {
         Durability::Immediate

@@ -34,13 +34,9 @@ fn batch(n: u64) -> Vec<Event> {
 #[test]
 #[ignore = "entry point of the child process of `acknowledged_events_survive_sigkill`"]
 fn child_recorder() {
-    let Ok(dir) = std::env::var("RECOSTORE_CRASH_DIR") else {
+    let Some((dir, start)) = common::child_env() else {
         return;
     };
-    let start: u64 = std::env::var("RECOSTORE_CRASH_START")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
     let cfg = Config::default()
         .durability(Durability::GroupCommit { ms: 20 })
         .rebuild_threshold(Some(50))

@@ -26,13 +26,9 @@ fn record(n: u64) -> Item {
 #[test]
 #[ignore = "entry point of the child process of `reclaims_killed_at_any_moment_lose_nothing`"]
 fn child_reclaimer() {
-    let Ok(dir) = std::env::var("RECOSTORE_CRASH_DIR") else {
+    let Some((dir, start)) = common::child_env() else {
         return;
     };
-    let start: u64 = std::env::var("RECOSTORE_CRASH_START")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
     let cfg = Config::default()
         .durability(Durability::Immediate)
         .future_tolerance_secs(None);

@@ -15,6 +15,8 @@ enum Op {
         item: u8,
         tags: Vec<(u8, u8)>,
         price: u16,
+        /// Through `bulk_load_items` (chunks, tombstones, its own segment) instead.
+        bulk: bool,
     },
     Delete {
         item: u8,
@@ -95,6 +97,7 @@ fuzz_target!(|ops: Vec<Op>| {
                 item: n,
                 tags,
                 price,
+                bulk,
             } => {
                 let mut by_name: BTreeMap<String, f32> = BTreeMap::new();
                 let mut dup = false;
@@ -119,7 +122,11 @@ fuzz_target!(|ops: Vec<Op>| {
                     tags: tags_in,
                     ..it
                 };
-                let r = store.upsert_items(std::slice::from_ref(&raw));
+                let r = if bulk {
+                    store.bulk_load_items(std::slice::from_ref(&raw)).map(drop)
+                } else {
+                    store.upsert_items(std::slice::from_ref(&raw))
+                };
                 if dup {
                     let kept: Vec<_> = by_name.into_iter().filter(|(_, w)| *w > 0.0).collect();
                     let _ = kept;

@@ -460,9 +460,11 @@ fn check(
     }
 }
 
-/// Import any of the three files into `store`: items, then users, then events. Ends with the
-/// store in its fast state: a bulk load is folded into a new segment, a smaller import indexed
-/// in the delta.
+/// Import any of the three files into `store`: items, then users, then events. Items are
+/// bulk-loaded in groups as large as the store ([`Store::bulk_load_items`]: each group is
+/// atomic and leaves the store folded); a remainder under a tenth of the store goes through
+/// the delta. Ends with the store in its fast state: what the delta holds is folded into a
+/// new segment if it is a tenth of the store or more, and indexed otherwise.
 pub fn import(store: &Store, files: &JsonlFiles, opts: &ImportOptions) -> Result<ImportSummary> {
     let started = std::time::Instant::now();
     let parts: Vec<(Kind, PathBuf)> = [
@@ -549,6 +551,18 @@ fn settle(store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// Items an import gathers before each bulk load: at least [`BULK_GROUP_MIN`], and as many as
+/// the store already holds (up to [`BULK_GROUP_MAX`]), so that the segments the loads write add
+/// up to about twice the final one, not a rewrite of the whole store per group.
+fn bulk_group(store: &Store) -> usize {
+    store.stats().items.clamp(BULK_GROUP_MIN, BULK_GROUP_MAX)
+}
+
+/// See [`bulk_group`].
+const BULK_GROUP_MIN: usize = 1 << 18;
+/// See [`bulk_group`]: about 1 GiB of items held in memory at most.
+const BULK_GROUP_MAX: usize = 1 << 21;
+
 /// A temporary copy of stdin, deleted when dropped.
 struct Spooled(PathBuf);
 
@@ -589,6 +603,7 @@ fn store_file(
     let mut events = Vec::new();
     let mut tags: HashSet<String> = HashSet::new();
     let mut run = store.dedup_run();
+    let mut group = bulk_group(store);
     let mut flush_events = |events: &mut Vec<Event>, summary: &mut ImportSummary| -> Result<()> {
         let (recorded, skipped) = store.record_events_once(events, &mut run)?;
         summary.recorded += recorded as u64;
@@ -601,10 +616,11 @@ fn store_file(
             Ok(Record::Item(i)) => {
                 tags.extend(i.tags.iter().map(|t| t.0.clone()));
                 items.push(i);
-                if items.len() == BATCH {
-                    store.upsert_items(&items)?;
+                if items.len() >= group {
+                    store.bulk_load_items(&items)?;
                     summary.items += items.len();
                     items.clear();
+                    group = bulk_group(store);
                 }
             }
             Ok(Record::User(u)) => {
@@ -626,7 +642,15 @@ fn store_file(
             Err(reason) => summary.bad_row(opts, &lines.name, lines.line, reason)?,
         }
     }
-    store.upsert_items(&items)?;
+    // The rest: a bulk load when it is a tenth of the store or more; otherwise through the
+    // delta, where `settle` indexes it (cheaper than writing the whole segment again).
+    if items.len().saturating_mul(10) >= store.stats().items && !items.is_empty() {
+        store.bulk_load_items(&items)?;
+    } else {
+        for group in items.chunks(BATCH) {
+            store.upsert_items(group)?;
+        }
+    }
     summary.items += items.len();
     store.upsert_users(&users)?;
     summary.users += users.len();

@@ -47,6 +47,8 @@ struct Model {
 #[derive(Debug, Clone)]
 enum Call {
     UpsertItems(Vec<Item>),
+    /// The same through `Store::bulk_load_items`: chunks, tombstones, its own segment.
+    BulkLoad(Vec<Item>),
     DeleteItem(String),
     UpsertUser(User),
     DeleteUser(String),
@@ -100,6 +102,28 @@ struct Ids {
     next_order: usize,
 }
 
+/// `n` random items: one in `reuse_one_in` rewrites an existing item, the rest are new.
+fn item_batch(
+    rng: &mut Rng,
+    existing: &[&String],
+    ids: &mut Ids,
+    n: usize,
+    reuse_one_in: usize,
+) -> Vec<Item> {
+    (0..n)
+        .map(|_| {
+            let id = match rng.pick(existing) {
+                Some(id) if rng.below(reuse_one_in) == 0 => (*id).clone(),
+                _ => {
+                    ids.next_item += 1;
+                    format!("i{}", ids.next_item)
+                }
+            };
+            Item::new(id, weighted(&tags(rng)))
+        })
+        .collect()
+}
+
 /// A random call that is valid against `m` (so a failure can only be the power).
 fn next_call(rng: &mut Rng, m: &Model, ids: &mut Ids, ts: u64) -> Call {
     let items: Vec<&String> = m.items.keys().collect();
@@ -108,19 +132,7 @@ fn next_call(rng: &mut Rng, m: &Model, ids: &mut Ids, ts: u64) -> Call {
     match roll {
         _ if roll < 25 || items.len() < 3 => {
             let n = 1 + rng.below(3);
-            let batch = (0..n)
-                .map(|_| {
-                    let id = match rng.pick(&items) {
-                        Some(id) if rng.below(3) == 0 => (*id).clone(),
-                        _ => {
-                            ids.next_item += 1;
-                            format!("i{}", ids.next_item)
-                        }
-                    };
-                    Item::new(id, weighted(&tags(rng)))
-                })
-                .collect();
-            Call::UpsertItems(batch)
+            Call::UpsertItems(item_batch(rng, &items, ids, n, 3))
         }
         25..=29 => Call::DeleteItem((*rng.pick(&items).expect("3 items")).clone()),
         30..=39 => {
@@ -140,6 +152,10 @@ fn next_call(rng: &mut Rng, m: &Model, ids: &mut Ids, ts: u64) -> Call {
         48..=51 => Call::Checkpoint,
         52..=54 => Call::Rebuild,
         55..=57 => Call::Prune(rng.below(300) as u64),
+        58..=61 => {
+            let n = 1 + rng.below(40);
+            Call::BulkLoad(item_batch(rng, &items, ids, n, 4))
+        }
         _ => {
             let user = match rng.pick(&users) {
                 Some(id) if rng.below(4) > 0 => (*id).clone(),
@@ -184,7 +200,7 @@ fn apply(m: &mut Model, call: &Call) {
         v
     };
     match call {
-        Call::UpsertItems(items) => {
+        Call::UpsertItems(items) | Call::BulkLoad(items) => {
             for i in items {
                 m.items.insert(i.id.clone(), sorted(&i.tags));
             }
@@ -226,10 +242,17 @@ fn apply(m: &mut Model, call: &Call) {
 
 /// Events the rounds' prunes took out of logs, so a run whose prunes took nothing is seen.
 static PRUNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Bulk loads that returned, so a run in which none did is seen.
+static BULK_LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn run(store: &Store, call: &Call) -> crate::error::Result<()> {
     match call {
         Call::UpsertItems(items) => store.upsert_items(items),
+        Call::BulkLoad(items) => {
+            store.bulk_load_items(items)?;
+            BULK_LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
         Call::DeleteItem(id) => store.delete_item(id).map(drop),
         Call::UpsertUser(u) => store.upsert_user(u),
         Call::DeleteUser(id) => store.delete_user(id).map(drop),
@@ -488,8 +511,10 @@ fn every_acknowledged_write_survives_simulated_power_loss() {
         round(tmp.path(), seed, 4, 30, &mut seen);
     }
     let pruned = PRUNED.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("{seen:?}; {pruned} events pruned from logs");
+    let bulk = BULK_LOADS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{seen:?}; {pruned} events pruned from logs; {bulk} bulk loads returned");
     assert!(pruned > 0, "no prune took an event out");
+    assert!(bulk > 0, "no bulk load returned");
     assert!(
         seen.losses > rounds as usize,
         "too few power losses to mean anything: {seen:?}"

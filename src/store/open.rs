@@ -67,13 +67,13 @@ fn check_format(tree: &crate::durable::Db, dir: &Path) -> Result<Option<u32>> {
             let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
             if (1..codec::STORE_FORMAT).contains(&found) {
                 Ok(Some(found))
-            } else if found == codec::STORE_FORMAT {
+            } else if found == codec::STORE_FORMAT || found == codec::CHUNKED_FORMAT {
                 Ok(None)
             } else {
                 Err(Error::IncompatibleStore {
                     dir: dir.to_path_buf(),
                     found,
-                    expected: codec::STORE_FORMAT,
+                    expected: codec::CHUNKED_FORMAT,
                 })
             }
         }
@@ -144,7 +144,10 @@ impl Store {
             next_user: meta_u32(&tree, codec::META_NEXT_USER)?,
             next_tag: meta_u32(&tree, codec::META_NEXT_TAG)?,
             seq: meta_u64(&tree, codec::META_SEQ)?,
+            chunked: meta_u32(&tree, codec::META_CHUNKED)?,
         };
+        // Before anything reads chunks: those of a bulk load that never committed go.
+        rebuild::remove_uncommitted_chunks(&tree, counters.chunked)?;
         let generation = meta_u64(&tree, codec::META_GENERATION)?;
         let store_tag = store_id(&tree)?;
         let segment = Arc::new(Self::recover_segment(

@@ -81,6 +81,19 @@ pub fn run_child_until(
     seen
 }
 
+/// In a child started by [`run_child_and_kill`]: the store directory and the first number
+/// to write, from `RECOSTORE_CRASH_DIR` and `RECOSTORE_CRASH_START` (0 if unset). `None`
+/// when the directory is unset: the ignored child test was run by hand, and does nothing.
+#[allow(dead_code)] // not every test binary starts children
+pub fn child_env() -> Option<(String, u64)> {
+    let dir = std::env::var("RECOSTORE_CRASH_DIR").ok()?;
+    let start = std::env::var("RECOSTORE_CRASH_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Some((dir, start))
+}
+
 /// The directories of sled's files in the store at `dir`: `db`, or `db.N` after N reclaims
 /// (FORMAT.md), sorted. A healthy store that is not mid-reclaim has exactly one.
 #[allow(dead_code)] // not every test binary looks at the directory
