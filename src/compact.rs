@@ -27,6 +27,9 @@ pub struct CompactReport {
     /// Tag names that no record and no profile used (for example, those only a deleted user
     /// had), removed from the records and the segment before the copy.
     pub unused_tags_removed: u64,
+    /// Records of bulk-loaded items that later writes or deletions replaced, dropped from
+    /// the bulk chunks before the copy (FORMAT.md, "Bulk loads").
+    pub stale_chunk_records: u64,
 }
 
 /// Bytes of the files under `dir`.
@@ -128,6 +131,7 @@ impl Plan {
         bytes_before: u64,
         keys: u64,
         unused_tags_removed: u64,
+        stale_chunk_records: u64,
     ) -> Result<CompactReport> {
         if let Err(e) = swapped {
             let _ = std::fs::remove_dir_all(&self.fresh);
@@ -142,6 +146,7 @@ impl Plan {
             bytes_after: dir_bytes(dir),
             keys,
             unused_tags_removed,
+            stale_chunk_records,
         })
     }
 }

@@ -139,6 +139,18 @@ pub enum Error {
     )]
     IdSpaceExhausted(&'static str),
 
+    /// A bulk load would update more items the store already holds than one atomic sled batch
+    /// carries well; nothing of the call was stored.
+    #[error(
+        "this bulk load updates {updates} items the store already holds, more than the {limit} one atomic batch takes (sled's batches grow slow and large past that); nothing was stored. Bulk-load the new items and write the existing ones with upsert_items in batches, as `recostore import jsonl` does"
+    )]
+    BulkLoadTooManyUpdates {
+        /// Items in the call that the store already holds.
+        updates: usize,
+        /// [`crate::BULK_LOAD_MAX_UPDATES`].
+        limit: usize,
+    },
+
     /// An import or input file had a bad row and the import was strict
     /// ([`crate::import::ImportOptions::strict`]).
     #[error(

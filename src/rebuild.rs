@@ -136,15 +136,22 @@ pub(crate) fn bulk_chunks(rows: &[(u32, StoredItem)]) -> Result<Vec<([u8; 5], Ve
         let key = codec::chunk_key(first);
         let mut take = rest.len().min(codec::CHUNK_ITEMS);
         loop {
-            let value = codec::encode(
+            let encoded = codec::encode(
                 &key,
                 &codec::ChunkRef {
                     items: &rest[..take],
                 },
-            )?;
-            if value.len() <= codec::CHUNK_MAX_BYTES || take == 1 {
-                out.push((key, value));
-                break;
+            );
+            match encoded {
+                // Past the soft bound, or past the largest value the store reads (records
+                // can be large under a raised `Config::max_tags_per_record`): fewer rows.
+                Ok(value) if value.len() > codec::CHUNK_MAX_BYTES && take > 1 => {}
+                Err(crate::error::Error::ValueTooLarge { .. }) if take > 1 => {}
+                Ok(value) => {
+                    out.push((key, value));
+                    break;
+                }
+                Err(e) => return Err(e),
             }
             take = take.div_ceil(2);
         }
@@ -174,6 +181,55 @@ pub(crate) fn remove_uncommitted_chunks(tree: &crate::durable::Db, chunked: u32)
         );
     }
     Ok(n)
+}
+
+/// Drop from the bulk chunks every record that an `I` key shadows (a later write of the item,
+/// or its deletion), then the tombstones, which no chunk needs after that. For `compact`, so
+/// that sled keeps no record of a deleted or replaced item. Each chunk is rewritten (under the
+/// key of its first remaining item, or removed when none remains) in its own batch; a crash
+/// between batches leaves shadowed records or unneeded tombstones, both harmless. The caller
+/// holds the writer. Returns (records dropped, tombstones removed).
+pub(crate) fn prune_chunks(tree: &crate::durable::Db) -> Result<(u64, u64)> {
+    let mut dropped = 0u64;
+    let chunks: Vec<(Vec<u8>, Vec<u8>)> = tree
+        .scan_prefix(codec::CHUNK_PREFIX)
+        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        .collect::<Result<_>>()?;
+    for (k, v) in chunks {
+        let chunk = codec::decode_chunk(&k, &v)?;
+        let before = chunk.items.len();
+        let mut kept = Vec::with_capacity(before);
+        for (id, row) in chunk.items {
+            if tree.get(codec::record_key(Kind::Item, id))?.is_none() {
+                kept.push((id, row));
+            }
+        }
+        if kept.len() == before {
+            continue;
+        }
+        dropped += (before - kept.len()) as u64;
+        let mut batch = crate::durable::Batch::default();
+        batch.remove(&k);
+        if let Some(&(first, _)) = kept.first() {
+            let key = codec::chunk_key(first);
+            batch.insert(key, codec::encode(&key, &codec::ChunkRef { items: &kept })?);
+        }
+        tree.apply_batch(batch)?;
+    }
+    let mut batch = crate::durable::Batch::default();
+    let mut tombstones = 0u64;
+    for kv in tree.scan_prefix(codec::record_prefix(Kind::Item)) {
+        let (k, v) = kv?;
+        if v.as_ref() == codec::ITEM_TOMBSTONE {
+            batch.remove(&k);
+            tombstones += 1;
+        }
+    }
+    if tombstones > 0 {
+        tree.apply_batch(batch)?;
+    }
+    tree.flush()?;
+    Ok((dropped, tombstones))
 }
 
 /// Build generation `generation` straight from the durable records in sled.

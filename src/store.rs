@@ -133,6 +133,12 @@ fn validate_items_in_two(items: &[Item], max_tags: usize) -> Result<Vec<Vec<(&st
     Ok(all)
 }
 
+/// Items a bulk load may update that the store already holds (or held: a deleted name gets
+/// its old id back). They are written a key each in the load's one atomic sled batch, and
+/// sled handles such batches poorly as they grow (a million keys in one batch took 22 s and
+/// 8 GB in a separate program; 10,000 take milliseconds), so past this the call is refused.
+pub const BULK_LOAD_MAX_UPDATES: usize = 100_000;
+
 /// What a bulk load did ([`Store::bulk_load_items`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BulkLoadReport {
@@ -288,7 +294,11 @@ impl Store {
     /// equal those of [`Store::upsert_items`] followed by [`Store::rebuild`].
     ///
     /// For loading a catalogue, not for the steady trickle of updates: each call writes a
-    /// whole new segment, so it costs about as much as a rebuild. Validation runs first, and
+    /// whole new segment, so it costs about as much as a rebuild. Items the store already
+    /// holds are written a key each in the same batch, at most [`BULK_LOAD_MAX_UPDATES`] of
+    /// them ([`crate::Error::BulkLoadTooManyUpdates`] past that, with nothing stored): reload
+    /// an existing catalogue's known items with [`Store::upsert_items`] in batches, as
+    /// `import jsonl` does. Validation runs first, and
     /// an invalid item fails the call with nothing written. Returns once the records and the
     /// segment are durable, whatever [`crate::Durability`] says. Queries go on throughout;
     /// other writes, rebuilds and index flushes wait for it. After the first bulk load the
@@ -825,6 +835,12 @@ impl Inner {
         let mut p = Pending::new(&base, w.counters, &self.shared.config);
         let (rows, first_fresh) = p.bulk_items(items, tags)?;
         let fresh = rows.partition_point(|(id, _)| *id < first_fresh);
+        if fresh > BULK_LOAD_MAX_UPDATES {
+            return Err(crate::error::Error::BulkLoadTooManyUpdates {
+                updates: fresh,
+                limit: BULK_LOAD_MAX_UPDATES,
+            });
+        }
         let (written, new_items) = (rows.len(), rows.len() - fresh);
         // What a load that never committed left (see `rebuild::remove_uncommitted_chunks`):
         // gone before this load's chunks could be taken for committed ones.
@@ -886,26 +902,26 @@ impl Inner {
             }
             (_, Err(e)) => Err(e),
         };
-        let seg = match failed {
-            Ok(seg) => seg,
-            Err(e) => {
-                let mut undo = crate::durable::Batch::default();
-                for k in chunk_keys {
-                    undo.remove(k);
-                }
-                if let Err(undo_err) = self.tree.apply_batch(undo) {
-                    tracing::warn!(error = %undo_err, "could not remove the chunks of a failed bulk load; the next bulk load or open removes them");
-                }
-                return Err(e);
+        // A failed load takes its chunks back, so that `verify` does not meet them (if this
+        // fails too, the next bulk load or open removes them).
+        let undo = |e: crate::error::Error| {
+            let mut undo = crate::durable::Batch::default();
+            for k in &chunk_keys {
+                undo.remove(k);
             }
+            if let Err(undo_err) = self.tree.apply_batch(undo) {
+                tracing::warn!(error = %undo_err, "could not remove the chunks of a failed bulk load; the next bulk load or open removes them");
+            }
+            e
         };
+        let seg = failed.map_err(undo)?;
         let seg = Arc::new(seg);
         staged
             .batch
             .insert(codec::META_GENERATION, generation.to_be_bytes());
         if let Err(e) = self.tree.apply_batch(staged.batch) {
             seg.retire();
-            return Err(e);
+            return Err(undo(e));
         }
         // Applied: the writer's state and the snapshot must follow it even if the flush
         // fails (see `Inner::write`).
@@ -922,9 +938,14 @@ impl Inner {
         }));
         let flushed = self.tree.flush();
         drop(writer);
-        base.segment.retire();
+        // The old file is the one a crash would come back to until the commit is on disk.
         flushed?;
-        rebuild::clean_dirty_log(&self.tree, max_seq)?;
+        base.segment.retire();
+        // Housekeeping (open ignores entries at or below the segment's seq): the load has
+        // committed, so a failure here is not the caller's error.
+        if let Err(e) = rebuild::clean_dirty_log(&self.tree, max_seq) {
+            tracing::warn!(error = %e, "bulk load committed; removing its folded dirty-log entries failed, the next rebuild retries");
+        }
         let report = BulkLoadReport {
             items: written,
             new_items,
@@ -933,6 +954,22 @@ impl Inner {
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok(report)
+    }
+
+    /// See [`rebuild::prune_chunks`]: under the writer, so no write lands between a chunk's
+    /// read and its rewrite.
+    pub(crate) fn prune_chunks(&self) -> Result<(u64, u64)> {
+        let _one_at_a_time = lock(&self.rebuild_lock);
+        let _writer = lock(&self.writer);
+        let pruned = rebuild::prune_chunks(&self.tree)?;
+        if pruned != (0, 0) {
+            tracing::info!(
+                records = pruned.0,
+                tombstones = pruned.1,
+                "bulk chunks pruned of replaced records"
+            );
+        }
+        Ok(pruned)
     }
 
     /// A rebuild that leaves the names of the tags in `dropped` out of the new segment.

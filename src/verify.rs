@@ -71,6 +71,7 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
         db_bytes: tree.file_bytes(),
         ..VerifyReport::default()
     };
+    let mut uncommitted = 0u64;
     {
         r.generation = snap.segment.generation();
         if let Err(e) = snap.segment.verify_checksum() {
@@ -89,6 +90,11 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
         }
         let mut logged: HashMap<u32, u64> = HashMap::new();
         let (mut items, mut users) = (0u64, 0u64);
+        // Chunks at or above it are a failed bulk load's, removed on the next open or load.
+        let chunked = match tree.get(codec::META_CHUNKED)? {
+            Some(v) => codec::decode_u32(codec::META_CHUNKED, Some(&v))?,
+            None => 0,
+        };
         // sled 0.34 can panic on a damaged page instead of returning an error: that is
         // damage found, not a failed check.
         let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -122,7 +128,10 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
                                     Ok(snap.stored_item(id).as_ref() == Some(&rec))
                                 }
                                 // A tombstone: the item is gone, so nothing may serve it.
-                                Ok(None) => Ok(snap.stored_item(id).is_none()),
+                                Ok(None) => {
+                                    r.records -= 1;
+                                    Ok(snap.stored_item(id).is_none())
+                                }
                                 Err(e) => Err(e),
                             }
                         } else {
@@ -140,6 +149,12 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
                             )),
                             Err(e) => r.problem(e.to_string()),
                         }
+                    }
+                    Some(&p)
+                        if p == codec::CHUNK_PREFIX[0]
+                            && codec::record_key_id(&k).is_ok_and(|first| first >= chunked) =>
+                    {
+                        uncommitted += 1;
                     }
                     Some(&p) if p == codec::CHUNK_PREFIX[0] => match codec::decode_chunk(&k, &v) {
                         Ok(chunk) => {
@@ -225,6 +240,12 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
                 act.totals().events
             ));
         }
+    }
+    if uncommitted > 0 {
+        r.notes.push(format!(
+            "{uncommitted} bulk chunks of a load that did not commit are still in sled; the \
+             next open or bulk load removes them"
+        ));
     }
     if r.pruned_events > 0 {
         r.notes.push(format!(

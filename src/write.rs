@@ -95,33 +95,39 @@ fn stored_item(item: &Item, tags: Vec<(u32, f32)>) -> StoredItem {
     }
 }
 
-/// A flat table from names to ids for one bulk load, keyed by the names' xxh3 so that a
-/// look-up hashes a name once, with a fast hash, and compares it once. A name whose hash
-/// collides with a different name's is simply not kept (the caller's slower look-up answers
-/// it), so the table is exact.
+/// A table from names to ids for one bulk load, keyed by the names' xxh3 so that a look-up
+/// hashes a name once, with a fast hash, and compares it once. A name whose hash collides
+/// with a different name's goes to a plain map beside it, so the table is exact.
 #[derive(Default)]
 struct Prehashed<'i> {
     map: HashMap<u64, (&'i str, u32), std::hash::BuildHasherDefault<HashIsKey>>,
+    collided: HashMap<&'i str, u32>,
 }
 
 impl<'i> Prehashed<'i> {
     fn with_capacity(n: usize) -> Self {
         Prehashed {
             map: HashMap::with_capacity_and_hasher(n, Default::default()),
+            collided: HashMap::new(),
         }
     }
 
     fn get(&self, name: &str) -> Option<u32> {
         match self.map.get(&xxhash_rust::xxh3::xxh3_64(name.as_bytes())) {
             Some(&(n, id)) if n == name => Some(id),
-            _ => None,
+            Some(_) => self.collided.get(name).copied(),
+            None => None,
         }
     }
 
     fn insert(&mut self, name: &'i str, id: u32) {
-        self.map
+        let slot = self
+            .map
             .entry(xxhash_rust::xxh3::xxh3_64(name.as_bytes()))
             .or_insert((name, id));
+        if slot.0 != name {
+            self.collided.insert(name, id);
+        }
     }
 }
 

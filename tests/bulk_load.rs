@@ -224,3 +224,188 @@ fn an_invalid_item_fails_the_whole_load_and_writes_nothing() {
     assert_eq!((empty.items, empty.generation), (0, before.generation));
     healthy(&store, "after the refused load");
 }
+
+#[test]
+fn queries_and_writes_beside_a_bulk_load_see_one_state_or_the_other_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+    let before = catalogue(3_000, 11, "old-");
+    store.bulk_load_items(&before).unwrap();
+    let load = catalogue(20_000, 12, "new-");
+    let want_before = expected(&before);
+    let want_load = expected(&load);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A reader: every view is the store before the load or after it, never between (the
+    // side writer's items may be there in either).
+    let probes: Vec<String> = want_load.keys().step_by(997).cloned().collect();
+    let reader = {
+        let (store, stop) = (store.clone(), stop.clone());
+        let (n_before, n_after) = (want_before.len(), want_before.len() + want_load.len());
+        std::thread::spawn(move || {
+            let mut views = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let view = store.view();
+                let items = view.snapshot().live_items();
+                let seen = probes.iter().filter(|n| view.get_item(n).is_some()).count();
+                assert!(
+                    seen == 0 && (n_before..=n_before + 200).contains(&items)
+                        || seen == probes.len() && items >= n_after,
+                    "a view between states: {items} items, {seen} of {} probes",
+                    probes.len()
+                );
+                views += 1;
+            }
+            views
+        })
+    };
+    // A writer: its upserts queue behind the load and must all be there afterwards.
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                store
+                    .upsert_item(&Item::new(format!("side-{i}"), [("t1", 1.0)]))
+                    .unwrap();
+            }
+        })
+    };
+    let report = store.bulk_load_items(&load).unwrap();
+    writer.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let views = reader.join().unwrap();
+    assert!(views > 0);
+    assert_eq!(report.new_items, want_load.len());
+    for (name, item) in want_before.iter().chain(&want_load) {
+        assert_eq!(store.get_item(name).as_ref(), Some(item), "{name}");
+    }
+    for i in 0..200 {
+        assert!(store.get_item(&format!("side-{i}")).is_some(), "side-{i}");
+    }
+    healthy(&store, "after the concurrent load");
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.get_item("side-199").is_some());
+    assert_eq!(
+        store.stats().items,
+        want_before.len() + want_load.len() + 200
+    );
+}
+
+#[test]
+fn past_the_update_limit_a_bulk_load_is_refused_whole_and_an_import_rerun_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let n = recostore::BULK_LOAD_MAX_UPDATES + 1;
+    let items: Vec<Item> = (0..n)
+        .map(|i| Item::new(format!("k{i}"), [(format!("t{}", i % 50), 1.0)]))
+        .collect();
+    store.bulk_load_items(&items).unwrap();
+    let before = store.stats();
+    // The same names again, plus new ones: more known items than one batch takes.
+    let mut again = items.clone();
+    again.push(Item::new("fresh", [("t1", 1.0)]));
+    let err = store.bulk_load_items(&again).unwrap_err();
+    assert!(
+        matches!(err, recostore::Error::BulkLoadTooManyUpdates { updates, .. } if updates == n),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("upsert_items"),
+        "says what to do: {err}"
+    );
+    assert!(store.get_item("fresh").is_none(), "nothing was stored");
+    assert_eq!(store.stats().generation, before.generation);
+    // At the limit it goes through.
+    store
+        .bulk_load_items(&items[..recostore::BULK_LOAD_MAX_UPDATES])
+        .unwrap();
+
+    // `import jsonl` run twice over the same file: the second run writes the known items
+    // through upsert_items and stays under the limit.
+    let file = dir.path().join("items.jsonl");
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"j{i}\", \"tags\": {{\"t{}\": 1.0}}, \"price\": {i}}}\n",
+                i % 7
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let imported = Store::open(other.path()).unwrap();
+    let files = recostore::import::jsonl::JsonlFiles {
+        items: Some(file),
+        users: None,
+        events: None,
+    };
+    let opts = recostore::import::ImportOptions::default();
+    for run in 0..2 {
+        let sum = recostore::import::jsonl::import(&imported, &files, &opts).unwrap();
+        assert_eq!(sum.items, n, "run {run}");
+        assert_eq!(imported.stats().items, n, "run {run}");
+        assert_eq!(imported.stats().delta_records, 0, "run {run}: left folded");
+    }
+    assert_eq!(imported.get_item("j77").map(|i| i.price), Some(77.0));
+    healthy(&imported, "after two imports");
+}
+
+#[test]
+fn compact_drops_the_chunk_records_that_later_writes_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let twin_dir = tempfile::tempdir().unwrap();
+    let items = catalogue(4_000, 21, "c-");
+    let names: Vec<String> = expected(&items).into_keys().collect();
+    let store = Store::open(dir.path()).unwrap();
+    let twin = Store::open(twin_dir.path()).unwrap();
+    store.bulk_load_items(&items).unwrap();
+    twin.upsert_items(&items).unwrap();
+    let changed = catalogue(500, 22, "c-");
+    // Of the changed names, those the bulk load wrote (the generators skip some names).
+    let changed_names = expected(&changed)
+        .keys()
+        .filter(|n| names.contains(n))
+        .count();
+    let gone: Vec<&str> = names
+        .iter()
+        .skip(3)
+        .step_by(40)
+        .map(String::as_str)
+        .collect();
+    let gone_not_changed = gone
+        .iter()
+        .filter(|g| !expected(&changed).contains_key(**g))
+        .count();
+    for s in [&store, &twin] {
+        s.upsert_items(&changed).unwrap();
+        s.delete_items(&gone).unwrap();
+    }
+    drop(store);
+    let report = Store::compact(dir.path(), Config::default()).unwrap();
+    // Each changed name that the load wrote replaced one chunk record; each deleted name that
+    // was not also changed, one more.
+    assert_eq!(
+        report.stale_chunk_records as usize,
+        changed_names + gone_not_changed,
+        "{report:?}"
+    );
+    let store = Store::open(dir.path()).unwrap();
+    same_store(&store, &twin, &names, "after compact");
+    healthy(&store, "after compact");
+    drop(store);
+    // The pruned chunks and the remaining keys still rebuild the same store.
+    for e in std::fs::read_dir(dir.path().join("segments")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    same_store(
+        &store,
+        &twin,
+        &names,
+        "after compact and a repair from sled",
+    );
+    // A second compaction finds nothing more to drop.
+    drop(store);
+    let again = Store::compact(dir.path(), Config::default()).unwrap();
+    assert_eq!(again.stale_chunk_records, 0);
+}

@@ -551,6 +551,23 @@ fn settle(store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// Store a group of items: those whose names the store already knows through
+/// `upsert_items` in batches (a re-run import would otherwise put a key per known item into
+/// the bulk load's one batch, see [`crate::BULK_LOAD_MAX_UPDATES`]), then the new ones in one
+/// bulk load. Every line of one name goes the same way, so the last line still wins.
+fn load_items(store: &Store, items: Vec<crate::model::Item>) -> Result<()> {
+    let snap = store.snapshot();
+    let (known, new): (Vec<_>, Vec<_>) = items
+        .into_iter()
+        .partition(|i| snap.item_id(&i.id).is_some());
+    drop(snap);
+    for batch in known.chunks(BATCH) {
+        store.upsert_items(batch)?;
+    }
+    store.bulk_load_items(&new)?;
+    Ok(())
+}
+
 /// Items an import gathers before each bulk load: at least [`BULK_GROUP_MIN`], and as many as
 /// the store already holds (up to [`BULK_GROUP_MAX`]), so that the segments the loads write add
 /// up to about twice the final one, not a rewrite of the whole store per group.
@@ -617,9 +634,8 @@ fn store_file(
                 tags.extend(i.tags.iter().map(|t| t.0.clone()));
                 items.push(i);
                 if items.len() >= group {
-                    store.bulk_load_items(&items)?;
                     summary.items += items.len();
-                    items.clear();
+                    load_items(store, std::mem::take(&mut items))?;
                     group = bulk_group(store);
                 }
             }
@@ -644,14 +660,14 @@ fn store_file(
     }
     // The rest: a bulk load when it is a tenth of the store or more; otherwise through the
     // delta, where `settle` indexes it (cheaper than writing the whole segment again).
+    summary.items += items.len();
     if items.len().saturating_mul(10) >= store.stats().items && !items.is_empty() {
-        store.bulk_load_items(&items)?;
+        load_items(store, items)?;
     } else {
         for group in items.chunks(BATCH) {
             store.upsert_items(group)?;
         }
     }
-    summary.items += items.len();
     store.upsert_users(&users)?;
     summary.users += users.len();
     flush_events(&mut events, summary)?;

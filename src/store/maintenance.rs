@@ -78,7 +78,8 @@ impl Store {
 
     /// Rewrite the store in `dir` with its live data only (see `compact`'s module docs): first
     /// the names of tags that no record and no profile uses leave the records and the segment
-    /// (a deleted user's own tags, say), then the live keys are copied to fresh files. The
+    /// (a deleted user's own tags, say), and bulk chunks drop the records that later writes
+    /// or deletions replaced, then the live keys are copied to fresh files. The
     /// store must not be open elsewhere ([`crate::Error::Locked`] otherwise); it needs free
     /// space for one more copy of the live data while it runs.
     pub fn compact(dir: impl AsRef<Path>, config: Config) -> Result<CompactReport> {
@@ -88,10 +89,11 @@ impl Store {
         let plan = compact::Plan::new(dir)?;
         // This process holds the store alone: no write can name a tag while it is dropped.
         let unused = store.inner.forget_unused_tags()?;
+        let (stale, _tombstones) = store.inner.prune_chunks()?;
         let report = store.backup(&plan.fresh)?;
         // The store stays open (and locked) across the exchange.
         let swapped = plan.exchange();
         drop(store);
-        plan.finish(swapped, dir, bytes_before, report.keys, unused)
+        plan.finish(swapped, dir, bytes_before, report.keys, unused, stale)
     }
 }
