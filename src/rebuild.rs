@@ -354,3 +354,71 @@ pub(crate) fn clean_dirty_log(tree: &crate::durable::Db, max_seq: u64) -> Result
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: u32, title_bytes: usize) -> Vec<(u32, StoredItem)> {
+        (0..n)
+            .map(|i| {
+                (
+                    100 + i,
+                    StoredItem {
+                        name: format!("i{i}"),
+                        tags: vec![(i % 7, 1.0)],
+                        title: "x".repeat(title_bytes),
+                        category: String::new(),
+                        price: 1.0,
+                        stock: 1,
+                        members_only: false,
+                        created_at: 0,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Every row comes back once, in order, from chunks that each decode and start at their
+    /// key's id.
+    fn round_trip(rows: &[(u32, StoredItem)]) -> Vec<usize> {
+        let chunks = bulk_chunks(rows).expect("chunks");
+        let mut back = Vec::new();
+        let mut sizes = Vec::new();
+        for (key, value) in &chunks {
+            let chunk = codec::decode_chunk(key, value).expect("a chunk decodes");
+            sizes.push(value.len());
+            back.extend(chunk.items);
+        }
+        assert_eq!(back, rows);
+        sizes
+    }
+
+    #[test]
+    fn chunks_hold_at_most_1024_rows_and_stop_at_their_byte_bound() {
+        let small = rows(2_500, 10);
+        let sizes = round_trip(&small);
+        assert_eq!(sizes.len(), 3, "1,024 + 1,024 + 452 rows");
+        // 1,024 rows of 10 KB titles pass the 4 MiB soft bound: fewer rows per chunk.
+        let sizes = round_trip(&rows(1_024, 10_000));
+        assert!(sizes.len() > 1);
+        assert!(
+            sizes.iter().all(|&s| s <= codec::CHUNK_MAX_BYTES),
+            "{sizes:?}"
+        );
+    }
+
+    #[test]
+    fn rows_past_the_hard_value_limit_are_split_not_refused() {
+        // 1,024 rows of 100 KB encode past the 64 MiB a value may hold (a raised
+        // `Config::max_tags_per_record` makes records this large).
+        let sizes = round_trip(&rows(1_024, 100_000));
+        assert!(
+            sizes.iter().all(|&s| s <= codec::CHUNK_MAX_BYTES),
+            "{sizes:?}"
+        );
+        // One row alone past the soft bound is written as it is.
+        let sizes = round_trip(&rows(1, 5_000_000));
+        assert_eq!(sizes.len(), 1);
+    }
+}
