@@ -154,6 +154,25 @@ pub(crate) fn validate_tags<'a>(
     tags: &'a [Tag],
     max_tags: usize,
 ) -> Result<Vec<(&'a str, f32)>> {
+    check_tag_count(what, id, tags, max_tags)?;
+    let mut out: Vec<(&str, f32)> = Vec::with_capacity(tags.len());
+    for (name, w) in tags {
+        check_tag(what, id, name, *w)?;
+        if *w > 0.0 {
+            out.push((name.as_str(), *w));
+        }
+    }
+    // Every name given, zero weights included: ("a", 0) beside ("a", 0.5) is as ambiguous as
+    // two positive weights (found by the store_model fuzz target).
+    let mut names: Vec<&str> = tags.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    if let Some(dup) = names.windows(2).find(|p| p[0] == p[1]) {
+        return Err(duplicate_tag(what, id, dup[0]));
+    }
+    Ok(out)
+}
+
+fn check_tag_count(what: &'static str, id: &str, tags: &[Tag], max_tags: usize) -> Result<()> {
     if tags.len() > max_tags {
         return Err(Error::invalid(
             what,
@@ -164,66 +183,63 @@ pub(crate) fn validate_tags<'a>(
             ),
         ));
     }
-    let mut out: Vec<(&str, f32)> = Vec::with_capacity(tags.len());
-    for (name, w) in tags {
-        if name.is_empty() {
-            return Err(Error::invalid(what, id, "a tag name is empty"));
-        }
-        if name.len() > MAX_TAG_BYTES {
-            return Err(Error::invalid(
-                what,
-                id,
-                format!(
-                    "tag `{}` is {} bytes, the limit is {MAX_TAG_BYTES}",
-                    display_id(name),
-                    name.len()
-                ),
-            ));
-        }
-        if !w.is_finite() || *w < 0.0 {
-            return Err(Error::invalid(
-                what,
-                id,
-                format!(
-                    "tag `{}` has weight {w}; weights must be finite and >= 0",
-                    display_id(name)
-                ),
-            ));
-        }
-        if w.is_subnormal() {
-            return Err(Error::invalid(
-                what,
-                id,
-                format!(
-                    "tag `{}` has weight {w}, below the smallest normal f32 ({:e}); use 0 to \
-                     leave the tag out",
-                    display_id(name),
-                    f32::MIN_POSITIVE
-                ),
-            ));
-        }
-        if *w > 0.0 {
-            out.push((name.as_str(), *w));
-        }
+    Ok(())
+}
+
+/// The checks on one tag's name and weight, with the error each fault gets.
+fn check_tag(what: &'static str, id: &str, name: &str, w: f32) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(what, id, "a tag name is empty"));
     }
-    // Every name given, zero weights included: ("a", 0) beside ("a", 0.5) is as ambiguous as
-    // two positive weights (found by the store_model fuzz target).
-    let mut names: Vec<&str> = tags.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    if let Some(dup) = names.windows(2).find(|p| p[0] == p[1]) {
+    if name.len() > MAX_TAG_BYTES {
         return Err(Error::invalid(
             what,
             id,
             format!(
-                "tag `{}` appears twice; merge the weights before writing",
-                display_id(dup[0])
+                "tag `{}` is {} bytes, the limit is {MAX_TAG_BYTES}",
+                display_id(name),
+                name.len()
             ),
         ));
     }
-    Ok(out)
+    if !w.is_finite() || w < 0.0 {
+        return Err(Error::invalid(
+            what,
+            id,
+            format!(
+                "tag `{}` has weight {w}; weights must be finite and >= 0",
+                display_id(name)
+            ),
+        ));
+    }
+    if w.is_subnormal() {
+        return Err(Error::invalid(
+            what,
+            id,
+            format!(
+                "tag `{}` has weight {w}, below the smallest normal f32 ({:e}); use 0 to \
+                 leave the tag out",
+                display_id(name),
+                f32::MIN_POSITIVE
+            ),
+        ));
+    }
+    Ok(())
 }
 
-pub(crate) fn validate_item(item: &Item, max_tags: usize) -> Result<Vec<(&str, f32)>> {
+fn duplicate_tag(what: &'static str, id: &str, name: &str) -> Error {
+    Error::invalid(
+        what,
+        id,
+        format!(
+            "tag `{}` appears twice; merge the weights before writing",
+            display_id(name)
+        ),
+    )
+}
+
+/// The checks on an item's own fields (everything but its tags).
+fn check_item_fields(item: &Item) -> Result<()> {
     validate_id("item", &item.id)?;
     if !item.price.is_finite() || item.price < 0.0 {
         return Err(Error::invalid(
@@ -244,7 +260,105 @@ pub(crate) fn validate_item(item: &Item, max_tags: usize) -> Result<Vec<(&str, f
             ));
         }
     }
+    Ok(())
+}
+
+pub(crate) fn validate_item(item: &Item, max_tags: usize) -> Result<Vec<(&str, f32)>> {
+    check_item_fields(item)?;
     validate_tags("item", &item.id, &item.tags, max_tags)
+}
+
+/// A tag of a bulk load that passed validation: where it sits in its item's `tags`, its
+/// weight (positive), and the xxh3 of its name, computed here on the validating thread so
+/// that the single thread that resolves names to ids only looks hashes up.
+#[derive(Clone, Copy)]
+pub(crate) struct HashedTag {
+    /// xxh3-64 of the name's bytes.
+    pub hash: u64,
+    /// The weight, > 0 (zero weights are dropped, as [`validate_tags`] does).
+    pub weight: f32,
+    /// Index into the item's `tags`.
+    pub at: u32,
+}
+
+/// [`validate_item`] for bulk loads: the same checks in the same order with the same errors,
+/// the item's positive tags appended to `out`. Duplicates are found by sorting the names'
+/// hashes (names are compared only where hashes are equal); `scratch` is reused across items.
+pub(crate) fn validate_item_hashed<'a>(
+    item: &'a Item,
+    max_tags: usize,
+    out: &mut Vec<HashedTag>,
+    scratch: &mut Vec<(u64, &'a str)>,
+) -> Result<()> {
+    check_item_fields(item)?;
+    // `at` is a u32: a record past that many tags is refused as too large either way.
+    check_tag_count(
+        "item",
+        &item.id,
+        &item.tags,
+        max_tags.min(u32::MAX as usize),
+    )?;
+    scratch.clear();
+    let start = out.len();
+    for (at, (name, w)) in item.tags.iter().enumerate() {
+        if let Err(e) = check_tag("item", &item.id, name, *w) {
+            out.truncate(start);
+            return Err(e);
+        }
+        let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
+        scratch.push((hash, name.as_str()));
+        if *w > 0.0 {
+            out.push(HashedTag {
+                hash,
+                weight: *w,
+                at: crate::narrow::u32_from(at),
+            });
+        }
+    }
+    scratch.sort_unstable();
+    if let Some(dup) = scratch.windows(2).find(|p| p[0] == p[1]) {
+        out.truncate(start);
+        return Err(duplicate_tag("item", &item.id, dup[0].1));
+    }
+    Ok(())
+}
+
+/// The validated tags of a bulk load's items, in item order: one part per validating thread,
+/// each a flat run of tags and where each item's run ends (flat, because a million small
+/// vectors cost a million allocations).
+#[derive(Default)]
+pub(crate) struct BulkTags {
+    parts: Vec<(Vec<HashedTag>, Vec<usize>)>,
+}
+
+impl BulkTags {
+    /// Validate `items` (see [`validate_item_hashed`]) as one part; the error is the first
+    /// invalid item's.
+    pub(crate) fn validate(items: &[Item], max_tags: usize) -> Result<BulkTags> {
+        let mut tags = Vec::with_capacity(items.iter().map(|i| i.tags.len()).sum());
+        let mut ends = Vec::with_capacity(items.len());
+        let mut scratch = Vec::new();
+        for item in items {
+            validate_item_hashed(item, max_tags, &mut tags, &mut scratch)?;
+            ends.push(tags.len());
+        }
+        Ok(BulkTags {
+            parts: vec![(tags, ends)],
+        })
+    }
+
+    /// Append `later`'s items after this one's.
+    pub(crate) fn append(&mut self, later: BulkTags) {
+        self.parts.extend(later.parts);
+    }
+
+    /// Each item's tags, in item order.
+    pub(crate) fn per_item(&self) -> impl Iterator<Item = &[HashedTag]> {
+        self.parts.iter().flat_map(|(tags, ends)| {
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            starts.zip(ends.iter().copied()).map(|(a, b)| &tags[a..b])
+        })
+    }
 }
 
 pub(crate) fn validate_user(user: &User, max_tags: usize) -> Result<Vec<(&str, f32)>> {

@@ -160,24 +160,36 @@ pub(crate) fn bulk_chunks(rows: &[(u32, StoredItem)]) -> Result<Vec<([u8; 5], Ve
     Ok(out)
 }
 
-/// Remove the bulk chunks at or above `chunked` (the committed bound, `M chunked`): a bulk
-/// load writes its chunks before the batch that commits it moves the bound past them, so
-/// such chunks are what a load that crashed or failed left. Run on open and before each bulk
-/// load, so they are gone before a later commit could cover them. Returns how many.
-pub(crate) fn remove_uncommitted_chunks(tree: &crate::durable::Db, chunked: u32) -> Result<usize> {
+/// Remove what a bulk load writes ahead of its commit (see `Inner::bulk_load_items`): the
+/// chunks at or above `chunked` (the committed bound, `M chunked`) and the `T` keys at or
+/// above `next_tag` (every committed tag name has an id below the committed counter, which
+/// each write's batch persists with the names it adds). Such keys are what a load that
+/// crashed or failed left. Run on open and before each bulk load, under the writer, so they
+/// are gone before a later commit could cover them. Returns how many keys went.
+pub(crate) fn remove_uncommitted_load(
+    tree: &crate::durable::Db,
+    chunked: u32,
+    next_tag: u32,
+) -> Result<usize> {
     let mut batch = crate::durable::Batch::default();
     let mut n = 0;
-    for kv in tree.range(codec::chunk_key(chunked), codec::chunk_key(u32::MAX)) {
-        let (k, _) = kv?;
-        batch.remove(k);
-        n += 1;
+    let ranges = [
+        (codec::chunk_key(chunked), codec::chunk_key(u32::MAX)),
+        (codec::tag_key(next_tag), codec::tag_key(u32::MAX)),
+    ];
+    for (from, to) in ranges {
+        for kv in tree.range(from, to) {
+            let (k, _) = kv?;
+            batch.remove(k);
+            n += 1;
+        }
     }
     if n > 0 {
         tree.apply_batch(batch)?;
         tree.flush()?;
         tracing::warn!(
-            chunks = n,
-            "removed the chunks of a bulk load that did not commit (a crash or a failed load)"
+            keys = n,
+            "removed the chunks and tag names of a bulk load that did not commit (a crash or a failed load)"
         );
     }
     Ok(n)
@@ -420,5 +432,37 @@ mod tests {
         // One row alone past the soft bound is written as it is.
         let sizes = round_trip(&rows(1, 5_000_000));
         assert_eq!(sizes.len(), 1);
+    }
+
+    #[test]
+    fn an_uncommitted_load_leaves_neither_chunks_nor_tag_names_and_committed_ones_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tree = crate::durable::open_sled(dir.path(), &Config::default()).expect("sled opens");
+        let mut batch = crate::durable::Batch::default();
+        for id in [0u32, 1_024, 2_048, 3_072] {
+            batch.insert(codec::chunk_key(id), b"chunk".to_vec());
+        }
+        for id in [0u32, 1, 2, 3, 4] {
+            batch.insert(codec::tag_key(id), format!("t{id}").into_bytes());
+        }
+        // An item record between the ranges, which must stay.
+        batch.insert(codec::record_key(Kind::Item, 5), b"item".to_vec());
+        tree.apply_batch(batch).expect("write");
+        // Committed: chunks below 2,048 and tag ids below 3.
+        assert_eq!(
+            remove_uncommitted_load(&tree, 2_048, 3).expect("removes"),
+            4
+        );
+        let left = |prefix: &[u8]| {
+            tree.scan_prefix(prefix)
+                .map(|kv| kv.map(|(k, _)| codec::record_key_id(&k).expect("an id")))
+                .collect::<Result<Vec<u32>>>()
+                .expect("scan")
+        };
+        assert_eq!(left(codec::CHUNK_PREFIX), vec![0, 1_024]);
+        assert_eq!(left(b"T"), vec![0, 1, 2]);
+        assert_eq!(left(b"I"), vec![5]);
+        // Nothing left to remove: a second call is a no-op.
+        assert_eq!(remove_uncommitted_load(&tree, 2_048, 3).expect("no-op"), 0);
     }
 }

@@ -107,21 +107,17 @@ pub struct RebuildReport {
     pub bytes: usize,
 }
 
-/// Validate `items` as [`Store::upsert_items`] does, the second half on a thread of its own
-/// (a million items take about a second on one core). The error is the first invalid item's.
-fn validate_items_in_two(items: &[Item], max_tags: usize) -> Result<Vec<Vec<(&str, f32)>>> {
-    fn check(part: &[Item], max_tags: usize) -> Result<Vec<Vec<(&str, f32)>>> {
-        part.iter()
-            .map(|i| model::validate_item(i, max_tags))
-            .collect()
-    }
+/// Validate `items` for a bulk load as [`Store::upsert_items`] would, with the tag names'
+/// hashes (see [`model::BulkTags`]), the second half on a thread of its own (a million items
+/// take about a second on one core). The error is the first invalid item's.
+fn validate_bulk_in_two(items: &[Item], max_tags: usize) -> Result<model::BulkTags> {
     if items.len() < 10_000 {
-        return check(items, max_tags);
+        return model::BulkTags::validate(items, max_tags);
     }
     let (a, b) = items.split_at(items.len() / 2);
     let (a, b) = std::thread::scope(|s| {
-        let later = s.spawn(|| check(b, max_tags));
-        let first = check(a, max_tags);
+        let later = s.spawn(|| model::BulkTags::validate(b, max_tags));
+        let first = model::BulkTags::validate(a, max_tags);
         // A panic in validation is a bug; re-raise it here rather than hide it.
         let later = later
             .join()
@@ -129,7 +125,7 @@ fn validate_items_in_two(items: &[Item], max_tags: usize) -> Result<Vec<Vec<(&st
         (first, later)
     });
     let mut all = a?;
-    all.extend(b?);
+    all.append(b?);
     Ok(all)
 }
 
@@ -305,7 +301,7 @@ impl Store {
     /// store's format mark is 5, which binaries from before this call refuse to open.
     pub fn bulk_load_items(&self, items: &[Item]) -> Result<BulkLoadReport> {
         let max = self.inner.shared.config.max_tags_per_record;
-        let tags = validate_items_in_two(items, max)?;
+        let tags = validate_bulk_in_two(items, max)?;
         if items.is_empty() {
             let seg = self.snapshot().segment.clone();
             return Ok(BulkLoadReport {
@@ -823,7 +819,7 @@ impl Inner {
     /// with `M chunked` past the new chunks, a behaviour checkpoint, the format mark and the
     /// new generation). A crash before that batch leaves an unnamed file and chunks at or
     /// above `M chunked`, which open deletes; after it, the load is whole.
-    fn bulk_load_items(&self, items: &[Item], tags: &[Vec<(&str, f32)>]) -> Result<BulkLoadReport> {
+    fn bulk_load_items(&self, items: &[Item], tags: &model::BulkTags) -> Result<BulkLoadReport> {
         let started = std::time::Instant::now();
         let _one_at_a_time = lock(&self.rebuild_lock);
         let mut writer = lock(&self.writer);
@@ -833,7 +829,11 @@ impl Inner {
         // An older checkpoint must land first, or its values would overwrite newer ones.
         w.background.settle(&mut w.unsaved);
         let mut p = Pending::new(&base, w.counters, &self.shared.config);
-        let (rows, first_fresh) = p.bulk_items(items, tags)?;
+        let crate::write::BulkRows {
+            rows,
+            first_fresh,
+            new_tags,
+        } = p.bulk_items(items, tags)?;
         let fresh = rows.partition_point(|(id, _)| *id < first_fresh);
         if fresh > BULK_LOAD_MAX_UPDATES {
             return Err(crate::error::Error::BulkLoadTooManyUpdates {
@@ -842,11 +842,9 @@ impl Inner {
             });
         }
         let (written, new_items) = (rows.len(), rows.len() - fresh);
-        // What a load that never committed left (see `rebuild::remove_uncommitted_chunks`):
-        // gone before this load's chunks could be taken for committed ones.
-        rebuild::remove_uncommitted_chunks(&self.tree, w.counters.chunked)?;
-        let chunks = rebuild::bulk_chunks(&rows[fresh..])?;
-        let chunk_keys: Vec<[u8; 5]> = chunks.iter().map(|(k, _)| *k).collect();
+        // What a load that never committed left (see `rebuild::remove_uncommitted_load`):
+        // gone before this load's keys could be taken for committed ones.
+        rebuild::remove_uncommitted_load(&self.tree, w.counters.chunked, w.counters.next_tag)?;
         if let Some((last, _)) = rows.last() {
             if *last >= first_fresh {
                 p.counters.chunked = p.counters.chunked.max(last + 1);
@@ -870,10 +868,18 @@ impl Inner {
         // disk. Chunks hold fresh ids at or above `M chunked` until the commit below moves
         // it past them, so until then they are garbage to every reader, and removed as such.
         let tree = self.tree.clone();
+        let fresh_rows = &rows[fresh..];
         let (chunks_written, seg) = std::thread::scope(|s| {
             let writing = s.spawn(move || {
+                let chunks = rebuild::bulk_chunks(fresh_rows)?;
                 let mut batch = crate::durable::Batch::default();
-                for (k, v) in chunks {
+                if !chunks.is_empty() || !new_tags.is_empty() {
+                    // Binaries from before the format mark 5 would take tag names past the
+                    // committed counter for real ones, so a load that crashes before its
+                    // commit still leaves a store that only this format's readers open.
+                    batch.insert(codec::META_FORMAT, codec::CHUNKED_FORMAT.to_be_bytes());
+                }
+                for (k, v) in chunks.into_iter().chain(new_tags) {
                     batch.insert(k, v);
                 }
                 tree.apply_batch(batch).and_then(|()| tree.flush())
@@ -902,14 +908,12 @@ impl Inner {
             }
             (_, Err(e)) => Err(e),
         };
-        // A failed load takes its chunks back, so that `verify` does not meet them (if this
-        // fails too, the next bulk load or open removes them).
+        // A failed load takes back what it wrote ahead of the commit (chunks and tag names
+        // past the committed counters, which are still the writer's), so that `verify` does
+        // not meet them; if this fails too, the next bulk load or open removes them.
+        let (chunked, next_tag) = (w.counters.chunked, w.counters.next_tag);
         let undo = |e: crate::error::Error| {
-            let mut undo = crate::durable::Batch::default();
-            for k in &chunk_keys {
-                undo.remove(k);
-            }
-            if let Err(undo_err) = self.tree.apply_batch(undo) {
+            if let Err(undo_err) = rebuild::remove_uncommitted_load(&self.tree, chunked, next_tag) {
                 tracing::warn!(error = %undo_err, "could not remove the chunks of a failed bulk load; the next bulk load or open removes them");
             }
             e

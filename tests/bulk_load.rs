@@ -409,3 +409,84 @@ fn compact_drops_the_chunk_records_that_later_writes_replaced() {
     let again = Store::compact(dir.path(), Config::default()).unwrap();
     assert_eq!(again.stale_chunk_records, 0);
 }
+
+/// Hostile items from a small name space, so that one load repeats names, tags collide and
+/// every kind of fault shows up: empty, oversized and repeated tag names, zero, negative,
+/// NaN, infinite and subnormal weights, NaN and negative prices.
+fn hostile_item() -> impl proptest::strategy::Strategy<Value = Item> {
+    use proptest::prelude::*;
+    let name = prop_oneof![
+        6 => prop::sample::select(vec!["red", "blue", "shoe", "sale", "x"]).prop_map(String::from),
+        1 => Just(String::new()),
+        1 => Just("n".repeat(300)),
+    ];
+    let weight = prop_oneof![
+        6 => 0.01f32..5.0,
+        1 => Just(0.0f32),
+        1 => prop::sample::select(vec![-1.0f32, f32::NAN, f32::INFINITY, 1e-40, 3e38]),
+    ];
+    let price = prop_oneof![8 => 0.0f32..100.0, 1 => Just(f32::NAN), 1 => Just(-2.0f32)];
+    (
+        prop::sample::select(vec!["a", "b", "c", "d"]),
+        prop::collection::vec((name, weight), 0..5),
+        price,
+    )
+        .prop_map(|(id, tags, price)| Item {
+            id: id.to_string(),
+            tags,
+            price,
+            ..Item::default()
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// The bulk path validates with its own code (names hashed on two threads, duplicates
+    /// found by hash); `upsert_items` is the oracle. Same input: the same error, word for
+    /// word, or the same records.
+    #[test]
+    fn bulk_load_and_upsert_items_judge_every_item_alike(
+        items in proptest::collection::vec(hostile_item(), 1..6)
+    ) {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let bulk = Store::open(da.path()).unwrap();
+        let upsert = Store::open(db.path()).unwrap();
+        let a = bulk.bulk_load_items(&items).map(|_| ()).map_err(|e| e.to_string());
+        let b = upsert.upsert_items(&items).map(|_| ()).map_err(|e| e.to_string());
+        proptest::prop_assert_eq!(&a, &b);
+        for name in ["a", "b", "c", "d"] {
+            proptest::prop_assert_eq!(bulk.get_item(name), upsert.get_item(name), "{}", name);
+        }
+    }
+}
+
+#[test]
+fn a_load_validated_on_two_threads_reports_the_first_invalid_item_of_either_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Past the size from which validation splits the input in two.
+    let mut items = catalogue(24_000, 9, "two-");
+    items[20_000].tags.push(("t1".into(), f32::NAN));
+    let later_only = store.bulk_load_items(&items).unwrap_err().to_string();
+    assert!(later_only.contains(&items[20_000].id), "{later_only}");
+    let dup = items[3_000].tags[0].0.clone();
+    items[3_000].tags.push((dup, 0.0));
+    let both = store.bulk_load_items(&items).unwrap_err().to_string();
+    assert!(
+        both.contains(&items[3_000].id) && both.contains("appears twice"),
+        "the first half's fault comes first: {both}"
+    );
+    assert_eq!(
+        store.stats().items,
+        0,
+        "nothing of a refused load is stored"
+    );
+    items[20_000].tags.pop();
+    items[3_000].tags.pop();
+    store.bulk_load_items(&items).unwrap();
+    let want = expected(&items);
+    assert_eq!(store.stats().items, want.len());
+    for (id, item) in want.iter().step_by(97) {
+        assert_eq!(store.get_item(id).as_ref(), Some(item), "{id}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Crash consistency of bulk loads: a child process bulk-loads batches of items (each load
-//! writes its segment, then one sled batch of chunks, counters and the new generation), and
+//! writes its chunks and new tag names to sled beside its segment, then commits with one
+//! sled batch of counters and the new generation), and
 //! after each acknowledged load deletes a few of the loaded items (tombstones over the
 //! chunks). We SIGKILL it at a random moment. Reopened, the store must hold every
 //! acknowledged load and deletion, a load in flight either whole or not at all, and pass the
@@ -18,17 +19,27 @@ const PER_LOAD: u64 = 2_500;
 const DELETED: u64 = 10;
 
 fn item(load: u64, j: u64) -> Item {
+    let mut tags = vec![
+        (format!("load:{}", load % 13), 1.0),
+        (format!("j:{}", j % 97), 0.5 + (j % 5) as f32),
+    ];
+    if j.is_multiple_of(50) {
+        // A tag no earlier load named: its name is written ahead of the load's commit.
+        tags.push((only(load), 2.0));
+    }
     Item {
         id: format!("b{load}-{j}"),
-        tags: vec![
-            (format!("load:{}", load % 13), 1.0),
-            (format!("j:{}", j % 97), 0.5 + (j % 5) as f32),
-        ],
+        tags,
         title: format!("title {load} {j}"),
         price: (j % 1000) as f32,
         stock: (load % 9) as u32,
         ..Item::default()
     }
+}
+
+/// The tag only load `load` names.
+fn only(load: u64) -> String {
+    format!("only:{load}")
 }
 
 fn config() -> Config {
@@ -91,6 +102,13 @@ fn bulk_loads_killed_at_any_moment_are_whole_or_absent() {
                 present == 0 && !must || present == PER_LOAD - DELETED,
                 "round {round}: load {load} (acknowledged: {must}) has {present} of {} items",
                 PER_LOAD - DELETED
+            );
+            // A load that did not commit leaves no tag name behind (open removed the names
+            // it wrote ahead), and one that did has its own.
+            assert_eq!(
+                store.snapshot().tag_id(&only(load)).is_some(),
+                present > 0,
+                "round {round}: the tag of load {load} (acknowledged: {must}, {present} items)"
             );
             if !must {
                 if present > 0 {

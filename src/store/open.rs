@@ -146,8 +146,9 @@ impl Store {
             seq: meta_u64(&tree, codec::META_SEQ)?,
             chunked: meta_u32(&tree, codec::META_CHUNKED)?,
         };
-        // Before anything reads chunks: those of a bulk load that never committed go.
-        rebuild::remove_uncommitted_chunks(&tree, counters.chunked)?;
+        // Before anything reads chunks or tag names: those of a bulk load that never
+        // committed go.
+        rebuild::remove_uncommitted_load(&tree, counters.chunked, counters.next_tag)?;
         let generation = meta_u64(&tree, codec::META_GENERATION)?;
         let store_tag = store_id(&tree)?;
         let segment = Arc::new(Self::recover_segment(
