@@ -1,7 +1,10 @@
 //! Bulk load and open: how fast a large store fills, and how fast (and how lightly) it opens.
 //!
 //! Run: `cargo bench --bench open_load` (1,000,000 items × 24 tags). Set `RECOSTORE_BENCH_ITEMS`
-//! for another size, and `RECOSTORE_BENCH_BULK_ONLY=1` to run the bulk load alone (to profile). Every figure is printed beside a baseline measured in the same run:
+//! for another size, and `RECOSTORE_BENCH_BULK_ONLY=1` to run the bulk load alone (to profile;
+//! `RECOSTORE_BENCH_BULK_RUNS=5` repeats it into fresh stores and prints the median). Each
+//! timed load starts after a `sync`, so that earlier phases' write-back is not on its clock.
+//! Every figure is printed beside a baseline measured in the same run:
 //!
 //! * load: `Store::bulk_load_items` (records in chunks, segment built straight from the
 //!   input) and `Store::upsert_items` in batches plus a rebuild, vs raw sled `apply_batch` of
@@ -35,6 +38,12 @@ fn rss_kib() -> u64 {
 
 fn gen_items(n: usize) -> Vec<Item> {
     recostore::demo::zipf_items(n, VOCAB, TAGS_PER_ITEM..=TAGS_PER_ITEM, 1)
+}
+
+/// Let the disk finish what earlier phases wrote, so that their write-back does not land on
+/// the next phase's clock.
+fn settle_disk() {
+    let _ = Command::new("sync").status();
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -180,11 +189,31 @@ fn main() {
     println!("generated in {:.1}s", t.elapsed().as_secs_f64());
 
     if std::env::var_os("RECOSTORE_BENCH_BULK_ONLY").is_some() {
-        // Profiling mode: the bulk load alone (`perf record` this process).
-        let store = Store::open(root.path().join("bulk")).expect("open");
-        let t = Instant::now();
-        store.bulk_load_items(&items).expect("bulk load");
-        println!("bulk load: {:.2} s", t.elapsed().as_secs_f64());
+        // The bulk load alone (to profile: `perf record` this process), into a fresh store
+        // `RECOSTORE_BENCH_BULK_RUNS` times (default 1), then the median.
+        let runs: usize = std::env::var("RECOSTORE_BENCH_BULK_RUNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        let mut secs = Vec::new();
+        for run in 0..runs.max(1) {
+            let dir = root.path().join(format!("bulk{run}"));
+            let store = Store::open(&dir).expect("open");
+            settle_disk();
+            let t = Instant::now();
+            store.bulk_load_items(&items).expect("bulk load");
+            let s = t.elapsed().as_secs_f64();
+            println!("bulk load: {s:.2} s ({:.0} items/s)", n as f64 / s);
+            secs.push(s);
+            drop(store);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let m = median(secs);
+        println!(
+            "median of {}: {m:.2} s ({:.0} items/s)",
+            runs.max(1),
+            n as f64 / m
+        );
         return;
     }
     // Baseline: raw sled inserts of the same encoded record bytes, same batching, then flush.
@@ -213,6 +242,7 @@ fn main() {
         })
         .collect();
     let db = sled::open(root.path().join("raw-sled")).expect("sled");
+    settle_disk();
     let t = Instant::now();
     for chunk in raw.chunks(10_000) {
         let mut b = sled::Batch::default();
@@ -227,6 +257,7 @@ fn main() {
 
     let dir = root.path().join("store");
     let store = Store::open_with(&dir, Config::default().rebuild_threshold(None)).expect("open");
+    settle_disk();
     let t = Instant::now();
     for chunk in items.chunks(10_000) {
         store.upsert_items(chunk).expect("load");
@@ -241,6 +272,7 @@ fn main() {
     // The bulk path, into a fresh store: one call, durable and folded when it returns.
     let bulk_dir = root.path().join("bulk");
     let store = Store::open(&bulk_dir).expect("open");
+    settle_disk();
     let t = Instant::now();
     let bulk = store.bulk_load_items(&items).expect("bulk load");
     let bulk_s = t.elapsed().as_secs_f64();

@@ -59,6 +59,7 @@ pub mod fuzzing;
 pub mod import;
 mod metrics;
 mod model;
+mod name_table;
 mod narrow;
 pub mod plugin;
 mod progress;

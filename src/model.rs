@@ -268,96 +268,106 @@ pub(crate) fn validate_item(item: &Item, max_tags: usize) -> Result<Vec<(&str, f
     validate_tags("item", &item.id, &item.tags, max_tags)
 }
 
-/// A tag of a bulk load that passed validation: where it sits in its item's `tags`, its
-/// weight (positive), and the xxh3 of its name, computed here on the validating thread so
-/// that the single thread that resolves names to ids only looks hashes up.
+/// A tag of a bulk load that passed validation: which of its part's distinct names it is
+/// (see [`BulkPart::names`]) and its weight (positive).
 #[derive(Clone, Copy)]
-pub(crate) struct HashedTag {
-    /// xxh3-64 of the name's bytes.
-    pub hash: u64,
+pub(crate) struct BulkTag {
+    /// Index into the part's `names`.
+    pub name: u32,
     /// The weight, > 0 (zero weights are dropped, as [`validate_tags`] does).
     pub weight: f32,
-    /// Index into the item's `tags`.
-    pub at: u32,
 }
 
-/// [`validate_item`] for bulk loads: the same checks in the same order with the same errors,
-/// the item's positive tags appended to `out`. Duplicates are found by sorting the names'
-/// hashes (names are compared only where hashes are equal); `scratch` is reused across items.
-pub(crate) fn validate_item_hashed<'a>(
-    item: &'a Item,
-    max_tags: usize,
-    out: &mut Vec<HashedTag>,
-    scratch: &mut Vec<(u64, &'a str)>,
-) -> Result<()> {
-    check_item_fields(item)?;
-    // `at` is a u32: a record past that many tags is refused as too large either way.
-    check_tag_count(
-        "item",
-        &item.id,
-        &item.tags,
-        max_tags.min(u32::MAX as usize),
-    )?;
-    scratch.clear();
-    let start = out.len();
-    for (at, (name, w)) in item.tags.iter().enumerate() {
-        if let Err(e) = check_tag("item", &item.id, name, *w) {
-            out.truncate(start);
-            return Err(e);
-        }
-        let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
-        scratch.push((hash, name.as_str()));
-        if *w > 0.0 {
-            out.push(HashedTag {
-                hash,
-                weight: *w,
-                at: crate::narrow::u32_from(at),
-            });
-        }
+/// One validating thread's share of a bulk load: a contiguous run of its items.
+pub(crate) struct BulkPart<'a> {
+    /// Every item's positive tags, flat (a million small vectors would cost a million
+    /// allocations).
+    tags: Vec<BulkTag>,
+    /// Where each item's run of `tags` ends.
+    ends: Vec<usize>,
+    /// The distinct tag names of this part in order of first appearance, with their xxh3.
+    /// Naming tags by their place here is what lets the validating threads do the
+    /// name look-ups: the single thread that hands out ids then resolves each distinct name
+    /// once, and each tag by indexing an array.
+    pub names: Vec<(u64, &'a str)>,
+}
+
+impl<'a> BulkPart<'a> {
+    /// How many items the part holds.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
     }
-    scratch.sort_unstable();
-    if let Some(dup) = scratch.windows(2).find(|p| p[0] == p[1]) {
-        out.truncate(start);
-        return Err(duplicate_tag("item", &item.id, dup[0].1));
+
+    /// Each item's tags, in item order.
+    pub(crate) fn per_item(&self) -> impl Iterator<Item = &[BulkTag]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(a, b)| &self.tags[a..b])
     }
-    Ok(())
 }
 
-/// The validated tags of a bulk load's items, in item order: one part per validating thread,
-/// each a flat run of tags and where each item's run ends (flat, because a million small
-/// vectors cost a million allocations).
-#[derive(Default)]
-pub(crate) struct BulkTags {
-    parts: Vec<(Vec<HashedTag>, Vec<usize>)>,
+/// The validated tags of a bulk load's items: one [`BulkPart`] per validating thread, in
+/// item order.
+pub(crate) struct BulkTags<'a> {
+    parts: Vec<BulkPart<'a>>,
 }
 
-impl BulkTags {
-    /// Validate `items` (see [`validate_item_hashed`]) as one part; the error is the first
-    /// invalid item's.
-    pub(crate) fn validate(items: &[Item], max_tags: usize) -> Result<BulkTags> {
+impl<'a> BulkTags<'a> {
+    /// Validate `items` as one part, with the checks, order and errors of [`validate_item`]
+    /// (the error is the first invalid item's). Duplicate names within an item are found by
+    /// sorting their hashes (names are compared only where hashes are equal).
+    pub(crate) fn validate(items: &'a [Item], max_tags: usize) -> Result<BulkTags<'a>> {
         let mut tags = Vec::with_capacity(items.iter().map(|i| i.tags.len()).sum());
         let mut ends = Vec::with_capacity(items.len());
-        let mut scratch = Vec::new();
+        let mut names: Vec<(u64, &'a str)> = Vec::new();
+        let mut known = crate::name_table::ArenaNames::default();
+        let mut scratch: Vec<(u64, &'a str)> = Vec::new();
+        // `name` indexes are u32: a record past that many tags is refused as too large.
+        let max_tags = max_tags.min(u32::MAX as usize);
         for item in items {
-            validate_item_hashed(item, max_tags, &mut tags, &mut scratch)?;
+            check_item_fields(item)?;
+            check_tag_count("item", &item.id, &item.tags, max_tags)?;
+            scratch.clear();
+            for (name, w) in &item.tags {
+                check_tag("item", &item.id, name, *w)?;
+                let hash = crate::name_table::hash(name);
+                scratch.push((hash, name.as_str()));
+                if *w > 0.0 {
+                    let at = match known.get(hash, name) {
+                        Some(at) => at,
+                        None => {
+                            let at = crate::narrow::u32_from(names.len());
+                            known.insert(hash, name, at);
+                            names.push((hash, name.as_str()));
+                            at
+                        }
+                    };
+                    tags.push(BulkTag {
+                        name: at,
+                        weight: *w,
+                    });
+                }
+            }
+            scratch.sort_unstable();
+            if let Some(dup) = scratch.windows(2).find(|p| p[0] == p[1]) {
+                return Err(duplicate_tag("item", &item.id, dup[0].1));
+            }
             ends.push(tags.len());
         }
         Ok(BulkTags {
-            parts: vec![(tags, ends)],
+            parts: vec![BulkPart { tags, ends, names }],
         })
     }
 
     /// Append `later`'s items after this one's.
-    pub(crate) fn append(&mut self, later: BulkTags) {
+    pub(crate) fn append(&mut self, later: BulkTags<'a>) {
         self.parts.extend(later.parts);
     }
 
-    /// Each item's tags, in item order.
-    pub(crate) fn per_item(&self) -> impl Iterator<Item = &[HashedTag]> {
-        self.parts.iter().flat_map(|(tags, ends)| {
-            let starts = std::iter::once(0).chain(ends.iter().copied());
-            starts.zip(ends.iter().copied()).map(|(a, b)| &tags[a..b])
-        })
+    /// The parts, in item order.
+    pub(crate) fn parts(&self) -> &[BulkPart<'a>] {
+        &self.parts
     }
 }
 

@@ -110,7 +110,7 @@ pub struct RebuildReport {
 /// Validate `items` for a bulk load as [`Store::upsert_items`] would, with the tag names'
 /// hashes (see [`model::BulkTags`]), the second half on a thread of its own (a million items
 /// take about a second on one core). The error is the first invalid item's.
-fn validate_bulk_in_two(items: &[Item], max_tags: usize) -> Result<model::BulkTags> {
+fn validate_bulk_in_two(items: &[Item], max_tags: usize) -> Result<model::BulkTags<'_>> {
     if items.len() < 10_000 {
         return model::BulkTags::validate(items, max_tags);
     }
@@ -819,7 +819,11 @@ impl Inner {
     /// with `M chunked` past the new chunks, a behaviour checkpoint, the format mark and the
     /// new generation). A crash before that batch leaves an unnamed file and chunks at or
     /// above `M chunked`, which open deletes; after it, the load is whole.
-    fn bulk_load_items(&self, items: &[Item], tags: &model::BulkTags) -> Result<BulkLoadReport> {
+    fn bulk_load_items(
+        &self,
+        items: &[Item],
+        tags: &model::BulkTags<'_>,
+    ) -> Result<BulkLoadReport> {
         let started = std::time::Instant::now();
         let _one_at_a_time = lock(&self.rebuild_lock);
         let mut writer = lock(&self.writer);

@@ -95,110 +95,25 @@ fn stored_item(item: &Item, tags: Vec<(u32, f32)>) -> StoredItem {
     }
 }
 
-/// A table from names to ids for one bulk load, keyed by the names' xxh3 so that a look-up
-/// hashes a name once, with a fast hash, and compares it once. A name whose hash collides
-/// with a different name's goes to a plain map beside it, so the table is exact.
-#[derive(Default)]
-struct Prehashed<'i> {
-    map: HashMap<u64, (&'i str, u32), std::hash::BuildHasherDefault<HashIsKey>>,
-    collided: HashMap<&'i str, u32>,
-}
-
-impl<'i> Prehashed<'i> {
-    fn with_capacity(n: usize) -> Self {
-        Prehashed {
-            map: HashMap::with_capacity_and_hasher(n, Default::default()),
-            collided: HashMap::new(),
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<u32> {
-        match self.map.get(&xxhash_rust::xxh3::xxh3_64(name.as_bytes())) {
-            Some(&(n, id)) if n == name => Some(id),
-            Some(_) => self.collided.get(name).copied(),
-            None => None,
-        }
-    }
-
-    fn insert(&mut self, name: &'i str, id: u32) {
-        let slot = self
-            .map
-            .entry(xxhash_rust::xxh3::xxh3_64(name.as_bytes()))
-            .or_insert((name, id));
-        if slot.0 != name {
-            self.collided.insert(name, id);
-        }
-    }
-}
-
-/// The tag names of one bulk load, looked up by the hashes validation computed. The names are
-/// copied into one contiguous arena: a load's tag names sit scattered among millions of
-/// strings, and comparing against a name where it first occurred cost a cache miss per tag
-/// (a tenth of a 1M-item load's time). Exact: a hash shared by two names sends the second to
-/// a plain map beside the table.
-#[derive(Default)]
-struct TagTable {
-    /// hash → (start in `arena`, end, id).
-    map: HashMap<u64, (u32, u32, u32), std::hash::BuildHasherDefault<HashIsKey>>,
-    arena: Vec<u8>,
-    collided: HashMap<String, u32>,
-}
-
-impl TagTable {
-    fn get(&self, hash: u64, name: &str) -> Option<u32> {
-        match self.map.get(&hash) {
-            Some(&(a, b, id))
-                if self.arena.get(a as usize..b as usize) == Some(name.as_bytes()) =>
-            {
-                Some(id)
-            }
-            Some(_) => self.collided.get(name).copied(),
-            None => None,
-        }
-    }
-
-    fn insert(&mut self, hash: u64, name: &str, id: u32) {
-        if let Some(&(a, b, _)) = self.map.get(&hash) {
-            if self.arena.get(a as usize..b as usize) != Some(name.as_bytes()) {
-                self.collided.insert(name.to_owned(), id);
-            }
-            return;
-        }
-        // The arena holds at most one copy of each distinct tag name of a load, bounded by
-        // the u32 tag-id space times MAX_TAG_BYTES; past u32 offsets, names go to the map.
-        let a = u32::try_from(self.arena.len());
-        let b = u32::try_from(self.arena.len() + name.len());
-        match (a, b) {
-            (Ok(a), Ok(b)) => {
-                self.arena.extend_from_slice(name.as_bytes());
-                self.map.insert(hash, (a, b, id));
-            }
-            _ => {
-                self.collided.insert(name.to_owned(), id);
-            }
-        }
-    }
-}
-
-/// The hasher of a table whose keys are already hashes: it passes them through.
-#[derive(Default)]
-struct HashIsKey(u64);
-
-impl std::hash::Hasher for HashIsKey {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys reach this table; any other input still hashes, just not well.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// The rows of a run of a bulk load's items: their ids, their validated tags (`part`) and
+/// the ids of the part's distinct tag names.
+fn rows_of(
+    &(items, item_ids, part, tag_ids): &(&[Item], &[u32], &crate::model::BulkPart<'_>, &[u32]),
+) -> Vec<(u32, StoredItem)> {
+    items
+        .iter()
+        .zip(item_ids)
+        .zip(part.per_item())
+        .map(|((item, &id), tags)| {
+            let mut resolved: Vec<(u32, f32)> = tags
+                .iter()
+                // Validation numbered the names it pushed to `part.names`.
+                .filter_map(|t| Some((*tag_ids.get(t.name as usize)?, t.weight)))
+                .collect();
+            resolved.sort_unstable_by_key(|&(t, _)| t);
+            (id, stored_item(item, resolved))
+        })
+        .collect()
 }
 
 /// What [`Pending::bulk_items`] staged.
@@ -409,18 +324,40 @@ impl<'a> Pending<'a> {
     pub fn bulk_items<'i>(
         &mut self,
         items: &'i [Item],
-        tags: &crate::model::BulkTags,
+        tags: &crate::model::BulkTags<'i>,
     ) -> Result<BulkRows> {
         self.checkpoint = true;
         let first_fresh = self.counters.next_item;
-        // Flat tables for this call's names: a load repeats its tag names millions of times,
-        // and the persistent maps behind `tag_id` and `item_id` cost a chain of pointer hops
-        // per look-up. The delta is not told the new item names: the caller's segment is.
-        let mut names: Prehashed<'i> = Prehashed::with_capacity(items.len());
-        let mut tag_ids = TagTable::default();
+        // Flat tables for this call's names: the persistent maps behind `tag_id` and
+        // `item_id` cost a chain of pointer hops per look-up. The delta is not told the new
+        // item names: the caller's segment is.
+        let mut names = crate::name_table::BorrowedNames::with_capacity(items.len());
+        let mut tag_ids = crate::name_table::ArenaNames::default();
         let mut new_tags = Vec::new();
-        let mut rows = Vec::with_capacity(items.len());
-        for (item, tags) in items.iter().zip(tags.per_item()) {
+        // Each part's distinct tag names once, in order of first appearance, so that ids are
+        // handed out in the order a record-by-record load would.
+        let mut part_ids = Vec::with_capacity(tags.parts().len());
+        for part in tags.parts() {
+            let mut ids = Vec::with_capacity(part.names.len());
+            for &(hash, name) in &part.names {
+                let id = match tag_ids.get(hash, name) {
+                    Some(id) => id,
+                    None => {
+                        let (id, new) = self.tag_id_unwritten(name)?;
+                        if new {
+                            new_tags.push((codec::tag_key(id), name.as_bytes().to_vec()));
+                        }
+                        tag_ids.insert(hash, name, id);
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+            part_ids.push(ids);
+        }
+        drop(tag_ids);
+        let mut item_ids = Vec::with_capacity(items.len());
+        for item in items {
             let id = match names.get(&item.id) {
                 Some(id) => id,
                 None => {
@@ -432,30 +369,33 @@ impl<'a> Pending<'a> {
                     id
                 }
             };
-            let mut resolved = Vec::with_capacity(tags.len());
-            for t in tags {
-                // `at` indexes the item's own tags: validation took it from them.
-                let Some((name, _)) = item.tags.get(t.at as usize) else {
-                    continue;
-                };
-                let id = match tag_ids.get(t.hash, name) {
-                    Some(id) => id,
-                    None => {
-                        let (id, new) = self.tag_id_unwritten(name)?;
-                        if new {
-                            new_tags.push((codec::tag_key(id), name.as_bytes().to_vec()));
-                        }
-                        tag_ids.insert(t.hash, name, id);
-                        id
-                    }
-                };
-                resolved.push((id, t.weight));
-            }
-            resolved.sort_unstable_by_key(|&(t, _)| t);
-            let row = stored_item(item, resolved);
-            self.counters.seq += 1;
-            rows.push((id, row));
+            item_ids.push(id);
         }
+        drop(names);
+        self.counters.seq += items.len() as u64;
+        // The rows themselves (tags resolved and sorted, strings copied: most of the work)
+        // need nothing of the writer's, so each part builds its own, the later on a thread.
+        let mut jobs = Vec::with_capacity(tags.parts().len());
+        let mut at = 0;
+        for (part, ids) in tags.parts().iter().zip(&part_ids) {
+            let end = (at + part.len()).min(items.len());
+            jobs.push((&items[at..end], &item_ids[at..end], part, ids.as_slice()));
+            at = end;
+        }
+        let mut rows = match jobs.as_slice() {
+            [first, later] => std::thread::scope(|s| {
+                let later = s.spawn(|| rows_of(later));
+                let mut rows = rows_of(first);
+                // A panic in building rows is a bug; re-raise it here rather than hide it.
+                rows.extend(
+                    later
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                );
+                rows
+            }),
+            jobs => jobs.iter().flat_map(rows_of).collect(),
+        };
         // A load of new names is ascending already; otherwise sort (stably: of two rows for
         // one id, the later stays last, and wins below).
         if !rows.windows(2).all(|w| w[0].0 < w[1].0) {
@@ -626,26 +566,5 @@ impl Unsaved {
             }
             Saved::Checkpoint => *self = Unsaved::default(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TagTable;
-
-    #[test]
-    fn a_tag_table_stays_exact_when_two_names_share_a_hash() {
-        let mut t = TagTable::default();
-        t.insert(7, "red", 1);
-        // A different name under the same hash (forced here; xxh3 collisions are rare, not
-        // impossible) must neither find the first's id nor hide its own.
-        assert_eq!(t.get(7, "blue"), None);
-        t.insert(7, "blue", 2);
-        assert_eq!(t.get(7, "red"), Some(1));
-        assert_eq!(t.get(7, "blue"), Some(2));
-        assert_eq!(t.get(8, "red"), None, "another hash is another entry");
-        t.insert(8, "green", 3);
-        assert_eq!(t.get(8, "green"), Some(3));
-        assert_eq!(t.get(7, "green"), None);
     }
 }
