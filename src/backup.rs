@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::segment;
 
@@ -22,6 +23,17 @@ pub struct BackupReport {
     pub generation: u64,
     /// Bytes of segment (and neighbour) files copied.
     pub segment_bytes: u64,
+    /// Item records packed into bulk chunks on the way (only `compact` packs; a backup
+    /// copies keys as they are, and says 0).
+    pub packed_records: u64,
+}
+
+/// How a copy packs item records into bulk chunks (see [`crate::chunks::pack`]).
+pub(crate) struct Pack {
+    /// Items whose `I` keys are copied as they are: those the dirty log names.
+    pub keep: std::collections::HashSet<u32>,
+    /// The new `M chunked`: past every item id handed out.
+    pub chunked: u32,
 }
 
 /// Written first into every backup under construction and removed just before it is renamed
@@ -169,6 +181,7 @@ pub(crate) fn copy(
     modules_from: &Path,
     work: &Path,
     seg_to: &Path,
+    pack: Option<&Pack>,
 ) -> Result<BackupReport> {
     let modules_to = work.join(crate::plugin::MODULES_DIR);
     std::fs::create_dir_all(&modules_to)
@@ -176,13 +189,50 @@ pub(crate) fn copy(
     {
         let copy = crate::durable::open_sled(work, &crate::config::Config::default())?;
         let mut keys = 0u64;
+        let mut packed_records = 0u64;
         let mut batch = crate::durable::Batch::default();
+        if let Some(pack) = pack {
+            // The item records first, as chunks: a thousand values instead of a million keys
+            // is what lets sled open the copy quickly.
+            let mut bytes = 0usize;
+            packed_records = crate::chunks::pack(tree, &pack.keep, |k, v| {
+                bytes += v.len();
+                batch.insert(k, v);
+                keys += 1;
+                if bytes >= 64 << 20 {
+                    bytes = 0;
+                    copy.apply_batch(std::mem::take(&mut batch))?;
+                }
+                Ok(())
+            })?;
+        }
+        let item_prefix = codec::record_prefix(codec::Kind::Item)[0];
         for kv in tree.iter() {
             let (k, v) = kv?;
+            if let Some(pack) = pack {
+                // Packed above: every chunk, and the `I` keys of items the dirty log does
+                // not name.
+                let packed = match k.first() {
+                    Some(&c) if c == codec::CHUNK_PREFIX[0] => true,
+                    Some(&c) if c == item_prefix => !pack.keep.contains(&codec::record_key_id(&k)?),
+                    _ => false,
+                };
+                if packed {
+                    continue;
+                }
+            }
             batch.insert(k, v);
             keys += 1;
             if keys.is_multiple_of(10_000) {
                 copy.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        if let Some(pack) = pack {
+            if packed_records > 0 {
+                // After the copied metadata, so these values win: every packed chunk lies
+                // below the bound, which the copy would otherwise take for uncommitted.
+                batch.insert(codec::META_CHUNKED, pack.chunked.to_be_bytes());
+                batch.insert(codec::META_FORMAT, codec::CHUNKED_FORMAT.to_be_bytes());
             }
         }
         copy.apply_batch(batch)?;
@@ -221,12 +271,13 @@ pub(crate) fn copy(
             }
         }
         sync(&modules_to)?;
-        tracing::info!(to = %work.display(), keys, generation, "backup written");
+        tracing::info!(to = %work.display(), keys, generation, packed_records, "backup written");
         Ok(BackupReport {
             path: work.to_path_buf(),
             keys,
             generation,
             segment_bytes,
+            packed_records,
         })
     }
 }

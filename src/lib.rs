@@ -40,6 +40,7 @@ mod activity;
 pub mod admin;
 mod backup;
 mod behaviour;
+mod chunks;
 mod codec;
 mod compact;
 mod config;

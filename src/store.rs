@@ -846,9 +846,13 @@ impl Inner {
             });
         }
         let (written, new_items) = (rows.len(), rows.len() - fresh);
-        // What a load that never committed left (see `rebuild::remove_uncommitted_load`):
+        // What a load that never committed left (see `crate::chunks::remove_uncommitted_load`):
         // gone before this load's keys could be taken for committed ones.
-        rebuild::remove_uncommitted_load(&self.tree, w.counters.chunked, w.counters.next_tag)?;
+        crate::chunks::remove_uncommitted_load(
+            &self.tree,
+            w.counters.chunked,
+            w.counters.next_tag,
+        )?;
         if let Some((last, _)) = rows.last() {
             if *last >= first_fresh {
                 p.counters.chunked = p.counters.chunked.max(last + 1);
@@ -875,7 +879,7 @@ impl Inner {
         let fresh_rows = &rows[fresh..];
         let (chunks_written, seg) = std::thread::scope(|s| {
             let writing = s.spawn(move || {
-                let chunks = rebuild::bulk_chunks(fresh_rows)?;
+                let chunks = crate::chunks::bulk_chunks(fresh_rows)?;
                 let mut batch = crate::durable::Batch::default();
                 if !chunks.is_empty() || !new_tags.is_empty() {
                     // Binaries from before the format mark 5 would take tag names past the
@@ -917,7 +921,9 @@ impl Inner {
         // not meet them; if this fails too, the next bulk load or open removes them.
         let (chunked, next_tag) = (w.counters.chunked, w.counters.next_tag);
         let undo = |e: crate::error::Error| {
-            if let Err(undo_err) = rebuild::remove_uncommitted_load(&self.tree, chunked, next_tag) {
+            if let Err(undo_err) =
+                crate::chunks::remove_uncommitted_load(&self.tree, chunked, next_tag)
+            {
                 tracing::warn!(error = %undo_err, "could not remove the chunks of a failed bulk load; the next bulk load or open removes them");
             }
             e
@@ -964,12 +970,12 @@ impl Inner {
         Ok(report)
     }
 
-    /// See [`rebuild::prune_chunks`]: under the writer, so no write lands between a chunk's
+    /// See [`crate::chunks::prune_chunks`]: under the writer, so no write lands between a chunk's
     /// read and its rewrite.
     pub(crate) fn prune_chunks(&self) -> Result<(u64, u64)> {
         let _one_at_a_time = lock(&self.rebuild_lock);
         let _writer = lock(&self.writer);
-        let pruned = rebuild::prune_chunks(&self.tree)?;
+        let pruned = crate::chunks::prune_chunks(&self.tree)?;
         if pruned != (0, 0) {
             tracing::info!(
                 records = pruned.0,

@@ -490,3 +490,72 @@ fn a_load_validated_on_two_threads_reports_the_first_invalid_item_of_either_half
         assert_eq!(store.get_item(id).as_ref(), Some(item), "{id}");
     }
 }
+
+#[test]
+fn compact_packs_an_upserted_catalogue_into_chunks_and_the_store_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let twin_dir = tempfile::tempdir().unwrap();
+    let items = catalogue(5_000, 31, "p-");
+    let names: Vec<String> = expected(&items).into_keys().collect();
+    let store = Store::open(dir.path()).unwrap();
+    let twin = Store::open(twin_dir.path()).unwrap();
+    // A catalogue written a key per record, folded; then writes the dirty log names: an
+    // update and a deletion, which compact must leave as keys for open to read.
+    let dirty_changed = catalogue(40, 32, "p-");
+    let dirty_gone: Vec<&str> = names.iter().step_by(97).map(String::as_str).collect();
+    for s in [&store, &twin] {
+        for batch in items.chunks(700) {
+            s.upsert_items(batch).unwrap();
+        }
+        s.rebuild().unwrap();
+        s.upsert_items(&dirty_changed).unwrap();
+        s.delete_items(&dirty_gone).unwrap();
+    }
+    let changed_names = expected(&dirty_changed);
+    let dirty: std::collections::BTreeSet<&str> = changed_names
+        .keys()
+        .map(String::as_str)
+        .chain(dirty_gone.iter().copied())
+        .filter(|n| names.iter().any(|m| m == n))
+        .collect();
+    drop(store);
+    let report = Store::compact(dir.path(), Config::default()).unwrap();
+    assert_eq!(
+        report.packed_records as usize,
+        names.len() - dirty.len(),
+        "every record but the ones the dirty log names: {report:?}"
+    );
+    let store = Store::open(dir.path()).unwrap();
+    same_store(&store, &twin, &names, "after compact packed the records");
+    healthy(&store, "after compact packed the records");
+    // Writes after the packing: an update and a deletion of packed items (the deletion is a
+    // tombstone over a chunk), and items new to the store.
+    let later = catalogue(30, 33, "p-");
+    let more = catalogue(300, 34, "q-");
+    let gone_later: Vec<&str> = names
+        .iter()
+        .skip(5)
+        .step_by(89)
+        .map(String::as_str)
+        .collect();
+    for s in [&store, &twin] {
+        s.upsert_items(&later).unwrap();
+        s.upsert_items(&more).unwrap();
+        s.delete_items(&gone_later).unwrap();
+    }
+    let mut all = names.clone();
+    all.extend(expected(&more).into_keys());
+    same_store(&store, &twin, &all, "after writes over packed records");
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    same_store(&store, &twin, &all, "after a reopen");
+    store.rebuild().unwrap();
+    same_store(&store, &twin, &all, "after a rebuild");
+    drop(store);
+    for e in std::fs::read_dir(dir.path().join("segments")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    same_store(&store, &twin, &all, "after a repair from sled alone");
+    healthy(&store, "after a repair from sled alone");
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::Store;
 use crate::backup::{self, BackupReport};
+use crate::codec;
 use crate::compact::{self, CompactReport};
 use crate::config::Config;
 use crate::error::Result;
@@ -64,15 +65,51 @@ impl Store {
     /// as a store. Of several backups to one new path at once, one wins and the others fail.
     /// A path inside the live store (however spelled: `..`, symlinks) is refused.
     pub fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport> {
+        self.copy_to(to.as_ref(), false)
+    }
+
+    /// [`Store::backup`], with the item records packed into bulk chunks when `pack` is set.
+    fn copy_to(&self, to: &Path, pack: bool) -> Result<BackupReport> {
         let modules_from = self.dir().join(crate::plugin::MODULES_DIR);
-        backup::run(self.dir(), to.as_ref(), |work| {
+        backup::run(self.dir(), to, |work| {
             let seg_to = backup::prepare(work)?;
             // Plugin changes wait too: the copied records name exactly the copied modules.
             self.plugins().hold_writes(|| {
                 self.paused(|tree, snap, seg_dir| {
-                    backup::copy(tree, snap, seg_dir, &modules_from, work, &seg_to)
+                    let pack = match pack {
+                        true => Some(self.packing(tree)?),
+                        false => None,
+                    };
+                    backup::copy(
+                        tree,
+                        snap,
+                        seg_dir,
+                        &modules_from,
+                        work,
+                        &seg_to,
+                        pack.as_ref(),
+                    )
                 })
             })
+        })
+    }
+
+    /// What packing needs to know, read under the paused writer: the items the dirty log
+    /// names (open reads their records from their `I` keys) and the bound past every id.
+    fn packing(&self, tree: &crate::durable::Db) -> Result<backup::Pack> {
+        let mut keep = std::collections::HashSet::new();
+        for kv in tree.scan_prefix(b"D") {
+            let (k, _) = kv?;
+            if let (codec::Kind::Item, id) = codec::parse_dirty_key(&k)? {
+                keep.insert(id);
+            }
+        }
+        // The caller paused the writer and flushed: the counters in sled are current.
+        let next_item = super::open::meta_u32(tree, codec::META_NEXT_ITEM)?;
+        let chunked = super::open::meta_u32(tree, codec::META_CHUNKED)?;
+        Ok(backup::Pack {
+            keep,
+            chunked: chunked.max(next_item),
         })
     }
 
@@ -90,10 +127,11 @@ impl Store {
         // This process holds the store alone: no write can name a tag while it is dropped.
         let unused = store.inner.forget_unused_tags()?;
         let (stale, _tombstones) = store.inner.prune_chunks()?;
-        let report = store.backup(&plan.fresh)?;
+        // Pruned, chunk records and `I` records are disjoint: the copy packs both.
+        let report = store.copy_to(&plan.fresh, true)?;
         // The store stays open (and locked) across the exchange.
         let swapped = plan.exchange();
         drop(store);
-        plan.finish(swapped, dir, bytes_before, report.keys, unused, stale)
+        plan.finish(swapped, dir, bytes_before, &report, unused, stale)
     }
 }

@@ -20,7 +20,7 @@ use crate::snapshot::Snapshot;
 use crate::write::{Carried, Counters};
 
 /// An id counter: a value past the u32 id space is damage, not a number to wrap.
-fn meta_u32(tree: &crate::durable::Db, key: &[u8]) -> Result<u32> {
+pub(super) fn meta_u32(tree: &crate::durable::Db, key: &[u8]) -> Result<u32> {
     u32::try_from(meta_u64(tree, key)?)
         .map_err(|_| codec::corrupt(key, "an id counter past the u32 id space"))
 }
@@ -148,7 +148,7 @@ impl Store {
         };
         // Before anything reads chunks or tag names: those of a bulk load that never
         // committed go.
-        rebuild::remove_uncommitted_load(&tree, counters.chunked, counters.next_tag)?;
+        crate::chunks::remove_uncommitted_load(&tree, counters.chunked, counters.next_tag)?;
         let generation = meta_u64(&tree, codec::META_GENERATION)?;
         let store_tag = store_id(&tree)?;
         let segment = Arc::new(Self::recover_segment(

@@ -504,13 +504,14 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 output::json(&r)?;
             } else {
                 println!(
-                    "compacted {}: {} keys, {} bytes before, {} after, {} unused tag names removed, {} replaced bulk-loaded records dropped",
+                    "compacted {}: {} keys, {} bytes before, {} after, {} unused tag names removed, {} replaced bulk-loaded records dropped, {} item records packed into chunks",
                     r.path.display(),
                     r.keys,
                     r.bytes_before,
                     r.bytes_after,
                     r.unused_tags_removed,
-                    r.stale_chunk_records
+                    r.stale_chunk_records,
+                    r.packed_records
                 );
             }
         }
