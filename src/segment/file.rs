@@ -58,18 +58,25 @@ pub(crate) fn segment_kind() -> FileKind {
 /// Serialise `data` and publish it as `dir/<generation>.seg`, bound to store `store` (see
 /// [`Footer::store`]): write a temporary file, fsync it, rename it into place, fsync the
 /// directory. Readers never see a partial file.
+///
+/// rkyv writes forward only, so the archive streams into the file through a buffer, hashed
+/// on the way: a 1M-item segment is 486 MB, and serialising it into memory first cost a
+/// fresh zeroed buffer of that size (a tenth of a bulk load in a process whose heap had been
+/// through a big rebuild) and a second copy.
 pub fn write(dir: &Path, data: &SegmentData, store: u32) -> Result<PathBuf> {
-    let payload =
-        rkyv::to_bytes::<rkyv::rancor::Error>(data).map_err(|e| Error::CorruptSegment {
-            path: dir.to_path_buf(),
-            reason: format!("could not serialise segment: {e}"),
-        })?;
-    write_archive(
+    publish(
         dir,
         &file_name(data.generation),
         segment_kind(),
-        &payload,
         store,
+        |out| {
+            rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(
+                data,
+                rkyv::ser::writer::IoWriter::new(out),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        },
     )
 }
 
@@ -81,24 +88,89 @@ pub(crate) fn write_archive(
     payload: &[u8],
     store: u32,
 ) -> Result<PathBuf> {
-    let footer = Footer {
-        store,
-        version: kind.version,
-        schema_hash: kind.schema_hash,
-        payload_len: payload.len() as u64,
-        payload_xxh3: xxhash_rust::xxh3::xxh3_64(payload),
-    };
+    publish(dir, name, kind, store, |out| {
+        out.write_all(payload).map_err(|e| e.to_string())
+    })
+}
+
+/// The bytes of a payload on their way to the file: counted and hashed for the footer.
+struct Hashing<W> {
+    inner: W,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    len: u64,
+    /// The first I/O error, kept whole for the caller (rkyv passes on only its text).
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.inner.write(buf) {
+            Ok(n) => {
+                let done = buf.get(..n).unwrap_or(buf);
+                self.hasher.update(done);
+                self.len += done.len() as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let kind = e.kind();
+                let text = e.to_string();
+                self.error.get_or_insert(e);
+                Err(std::io::Error::new(kind, text))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write a payload with `fill` into a temporary file, then the footer of `kind` (length and
+/// xxh3 of what `fill` wrote), fsync, rename to `dir/name`, fsync the directory.
+fn publish(
+    dir: &Path,
+    name: &str,
+    kind: FileKind,
+    store: u32,
+    fill: impl FnOnce(&mut Hashing<std::io::BufWriter<File>>) -> std::result::Result<(), String>,
+) -> Result<PathBuf> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(payload)?;
-        f.write_all(&footer.to_bytes(kind.magic))?;
-        f.sync_all()
+    let res = (|| -> Result<()> {
+        let file = File::create(&tmp).map_err(|e| Error::io("writing segment", &tmp, e))?;
+        let mut out = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            len: 0,
+            error: None,
+        };
+        if let Err(reason) = fill(&mut out) {
+            return Err(match out.error.take() {
+                Some(e) => Error::io("writing segment", &tmp, e),
+                None => Error::CorruptSegment {
+                    path: dir.to_path_buf(),
+                    reason: format!("could not serialise segment: {reason}"),
+                },
+            });
+        }
+        let footer = Footer {
+            store,
+            version: kind.version,
+            schema_hash: kind.schema_hash,
+            payload_len: out.len,
+            payload_xxh3: out.hasher.digest(),
+        };
+        let mut file = out
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io("writing segment", &tmp, e.into_error()))?;
+        file.write_all(&footer.to_bytes(kind.magic))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("writing segment", &tmp, e))
     })();
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::io("writing segment", &tmp, e));
+        return Err(e);
     }
     fs::rename(&tmp, &path).map_err(|e| Error::io("publishing segment", &path, e))?;
     sync_dir(dir)?;
