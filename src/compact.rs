@@ -30,8 +30,10 @@ pub struct CompactReport {
     /// Records of bulk-loaded items that later writes or deletions replaced, dropped from
     /// the bulk chunks before the copy (FORMAT.md, "Bulk loads").
     pub stale_chunk_records: u64,
-    /// Item records the copy packed into bulk chunks (all but those written since the last
-    /// rebuild): sled opens a thousand chunk values far faster than a million keys.
+    /// Item records the copy packed into bulk chunks: all but those of the items the dirty
+    /// log names (written since the last rebuild, or whose entries a failed cleanup left),
+    /// which stay keys for open to read. sled opens a thousand chunk values far faster than
+    /// a million keys.
     pub packed_records: u64,
 }
 

@@ -350,8 +350,15 @@ impl<'a> BulkTags<'a> {
                 }
             }
             scratch.sort_unstable();
-            if let Some(dup) = scratch.windows(2).find(|p| p[0] == p[1]) {
-                return Err(duplicate_tag("item", &item.id, dup[0].1));
+            // The error names the alphabetically first repeated name, as `validate_tags`
+            // (which sorts by name) does.
+            let first_dup = scratch
+                .windows(2)
+                .filter(|p| p[0] == p[1])
+                .map(|p| p[0].1)
+                .min();
+            if let Some(dup) = first_dup {
+                return Err(duplicate_tag("item", &item.id, dup));
             }
             ends.push(tags.len());
         }

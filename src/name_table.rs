@@ -72,6 +72,8 @@ impl ArenaNames {
                 Some(id)
             }
             Some(_) => self.collided.get(name).copied(),
+            // A name past the arena's u32 offsets is only in the plain map.
+            None if !self.collided.is_empty() => self.collided.get(name).copied(),
             None => None,
         }
     }

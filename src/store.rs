@@ -798,14 +798,19 @@ impl Inner {
         if unused.is_empty() {
             return Ok(0);
         }
+        // The segment without the names first, then the keys: a crash between the two leaves
+        // names in sled that the segment lacks (harmless: open reads `T` keys only past the
+        // segment's slots, a write naming such a tag gets a new id, and the next compaction
+        // removes them). The other order left a segment holding names that sled had lost, and
+        // a write reusing one wrote no key for it.
+        let dropped: std::collections::HashSet<u32> = unused.iter().copied().collect();
+        self.rebuild_dropping(&dropped)?;
         let mut batch = crate::durable::Batch::default();
         for &t in &unused {
             batch.remove(codec::tag_key(t));
         }
         self.tree.apply_batch(batch)?;
         self.tree.flush()?;
-        let dropped: std::collections::HashSet<u32> = unused.iter().copied().collect();
-        self.rebuild_dropping(&dropped)?;
         tracing::info!(tags = unused.len(), "unused tag names removed");
         Ok(unused.len() as u64)
     }
@@ -813,12 +818,13 @@ impl Inner {
     /// See [`Store::bulk_load_items`]. Holds the rebuild lock and the writer throughout, so
     /// the segment it builds from the snapshot and the rows is the whole store at its commit.
     ///
-    /// Commit order: the chunks of the items new to the store are written to sled and
-    /// flushed while the segment file is written and synced, under a generation no record
-    /// names yet; then one sled batch carries the rest (`I` keys, new tag names, counters
-    /// with `M chunked` past the new chunks, a behaviour checkpoint, the format mark and the
-    /// new generation). A crash before that batch leaves an unnamed file and chunks at or
-    /// above `M chunked`, which open deletes; after it, the load is whole.
+    /// Commit order: the chunks of the items new to the store, the `T` keys of new tag names
+    /// and the format mark are written to sled and flushed while the segment file is written
+    /// and synced, under a generation no record names yet; then one sled batch carries the
+    /// rest (`I` keys, counters with `M chunked` past the new chunks and `M next_tag` past the
+    /// new names, a behaviour checkpoint and the new generation). A crash before that batch
+    /// leaves an unnamed file, chunks at or above `M chunked` and `T` keys at or above
+    /// `M next_tag`, which open deletes; after it, the load is whole.
     fn bulk_load_items(
         &self,
         items: &[Item],

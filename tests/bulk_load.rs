@@ -559,3 +559,29 @@ fn compact_packs_an_upserted_catalogue_into_chunks_and_the_store_answers_the_sam
     same_store(&store, &twin, &all, "after a repair from sled alone");
     healthy(&store, "after a repair from sled alone");
 }
+
+#[test]
+fn of_several_repeated_tags_both_paths_name_the_same_one() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bulk = Store::open(da.path()).unwrap();
+    let upsert = Store::open(db.path()).unwrap();
+    // Several repeated names in one item, in orders whose hashes sort differently from their
+    // names: both paths must report the alphabetically first.
+    for names in [
+        ["red", "red", "blue", "blue", "sale", "sale"],
+        ["sale", "x", "sale", "shoe", "x", "shoe"],
+    ] {
+        let item = Item {
+            id: "a".into(),
+            tags: names.iter().map(|n| (n.to_string(), 1.0)).collect(),
+            ..Item::default()
+        };
+        let a = bulk
+            .bulk_load_items(std::slice::from_ref(&item))
+            .unwrap_err();
+        let b = upsert
+            .upsert_items(std::slice::from_ref(&item))
+            .unwrap_err();
+        assert_eq!(a.to_string(), b.to_string());
+    }
+}

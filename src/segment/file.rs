@@ -111,6 +111,8 @@ impl<W: Write> Write for Hashing<W> {
                 self.len += done.len() as u64;
                 Ok(n)
             }
+            // `write_all` retries an interrupted write: not the cause of any failure.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
             Err(e) => {
                 let kind = e.kind();
                 let text = e.to_string();
