@@ -8,7 +8,7 @@
 //! 1. Two stores load the same catalogue and fold it: the live store and its mirror. Queried
 //!    interleaved, their difference is the noise floor.
 //! 2. States, each reached from the folded store: stock and price updates to 100,000 items
-//!    (attribute-only writes), and tag changes to 10,000, 100,000 and 500,000 items
+//!    (attribute-only writes), and tag changes to 10,000, 100,000, 250,000 and 500,000 items
 //!    (re-tagged records, searched in the delta's index). The mirror takes the same writes
 //!    and folds them (timed): the baseline is the same catalogue folded, queried interleaved
 //!    with the live store query by query.
@@ -21,11 +21,14 @@
 //! `bench/RESULTS.md` by hand. `RECOSTORE_BENCH_PROFILE=1` instead leaves 100k tag changes in
 //! the delta and runs similar-items queries for `RECOSTORE_BENCH_SECONDS`, for `perf record -p`.
 
+#[path = "support/updates.rs"]
+mod updates;
+
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use recostore::{Config, Item, Query, Store};
+use recostore::{Config, Query, Store};
 
 const VOCAB: usize = 100_000;
 const K: usize = 10;
@@ -153,40 +156,6 @@ fn measure(state: &str, store: &Store, similar: &[Query], profile: &[Query]) {
     );
 }
 
-/// Write `count` updates over distinct items drawn from `items` (starting at `from`), in
-/// calls of 10,000, to each of `stores`: stock and price only, or one tag's weight scaled.
-fn update(
-    stores: &[&Store],
-    items: &mut [Item],
-    from: usize,
-    count: usize,
-    retag: bool,
-    rng: &mut ChaCha8Rng,
-) {
-    let n = items.len();
-    let mut batch = Vec::with_capacity(10_000);
-    for j in 0..count {
-        let item = &mut items[(from + j * 7919) % n];
-        if retag {
-            let i = rng.gen_range(0..item.tags.len());
-            item.tags[i].1 = (item.tags[i].1 * rng.gen_range(0.5f32..1.5)).max(1e-3);
-        } else {
-            item.stock = rng.gen_range(0..100);
-            item.price = (item.price * rng.gen_range(0.9f32..1.1)).max(0.0);
-        }
-        batch.push(item.clone());
-        if batch.len() == 10_000 {
-            for s in stores {
-                s.upsert_items(&batch).expect("update");
-            }
-            batch.clear();
-        }
-    }
-    for s in stores {
-        s.upsert_items(&batch).expect("update");
-    }
-}
-
 fn main() {
     let n = env("RECOSTORE_BENCH_ITEMS", 1_000_000);
     let seconds = env("RECOSTORE_BENCH_SECONDS", 60);
@@ -221,7 +190,7 @@ fn main() {
     if std::env::var("RECOSTORE_BENCH_PROFILE").is_ok() {
         // For `perf record -p`: 100k tag changes indexed in runs, then similar-items queries
         // for RECOSTORE_BENCH_SECONDS.
-        update(&[&store], &mut items, 0, 100_000.min(n), true, &mut rng);
+        updates::update(&[&store], &mut items, 0, 100_000.min(n), true, &mut rng);
         measure("+100k tag changes", &store, &similar, &profile);
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(seconds as u64) {
@@ -239,10 +208,12 @@ fn main() {
         mirror.upsert_items(chunk).expect("load mirror");
     }
     mirror.rebuild().expect("rebuild mirror");
-    let states: [(&str, usize, bool); 4] = [
+    let states: [(&str, usize, bool); 5] = [
         ("100k stock/price updates", 100_000, false),
         ("10k tag changes", 10_000, true),
         ("100k tag changes", 100_000, true),
+        // `Config::fold_fraction`: the background upkeep folds a larger delta.
+        ("250k tag changes", 250_000, true),
         ("500k tag changes", 500_000, true),
     ];
     let mut rows = vec![measure_pair(
@@ -254,7 +225,7 @@ fn main() {
         full_rebuild,
     )];
     for (name, count, retag) in states {
-        update(
+        updates::update(
             &[&store, &mirror],
             &mut items,
             0,

@@ -111,8 +111,11 @@ pub struct Config {
     /// If a segment is missing or damaged, rebuild it from the durable records instead of
     /// failing. Default: `true` (sled is the source of truth; segments are derived).
     pub repair_segments: bool,
-    /// Fold the in-memory delta into a new segment on a background thread once this many records
-    /// have changed since the last segment. `None` rebuilds only when asked. Default: 100,000.
+    /// Start the background upkeep of the in-memory delta once this many records have changed
+    /// since the last segment, or since the last save of the delta (and at least half as many
+    /// as that save held): a save of the delta to its file while it holds less than
+    /// [`Config::fold_fraction`] of the catalogue, a fold into a new segment after that.
+    /// `None`: neither happens unless asked for. Default: 100,000.
     ///
     /// Records whose tags changed (new, re-tagged or deleted items, and users) count one each:
     /// queries scan them, so they cost query time until the rebuild. Items whose attributes
@@ -121,6 +124,15 @@ pub struct Config {
     /// ([`crate::Stats::attribute_overlay`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild_threshold: Option<usize>,
+    /// How much of the catalogue the delta may hold before the background work that
+    /// [`Config::rebuild_threshold`] starts folds it into a new segment: below this share of
+    /// the segment's live items it saves the delta to a file instead
+    /// ([`crate::Store::save_delta`]), work in proportion to the delta rather than to the
+    /// catalogue. Queries search the delta through its index, so up to this share they stay
+    /// within about 1.2× of the same catalogue folded (`bench/RESULTS.md`, "Freshness"); the
+    /// delta's records are held in memory. 0 (or NaN) folds every time, as before delta files.
+    /// Default: 0.25.
+    pub fold_fraction: f64,
     /// Index the delta's re-tagged records on a background thread once this many have been
     /// written since the last flush: they become a small in-memory segment (a *run*) that the
     /// pruned engine searches, instead of rows every query scores one by one. 0 never flushes
@@ -224,6 +236,7 @@ impl Default for Config {
             segment_verify: SegmentVerify::Checksum,
             repair_segments: true,
             rebuild_threshold: Some(100_000),
+            fold_fraction: 0.25,
             delta_index_rows: 256,
             max_tags_per_record: 1024,
             max_recent_items: 50,
@@ -355,6 +368,12 @@ impl Config {
     /// Set [`Config::rebuild_threshold`].
     pub fn rebuild_threshold(mut self, t: Option<usize>) -> Self {
         self.rebuild_threshold = t;
+        self
+    }
+
+    /// Set [`Config::fold_fraction`].
+    pub fn fold_fraction(mut self, fraction: f64) -> Self {
+        self.fold_fraction = fraction;
         self
     }
 

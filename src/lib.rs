@@ -108,7 +108,9 @@ pub use search::{
     Weighting, MAX_K, NEIGHBOUR_STAGE,
 };
 pub use snapshot::Snapshot;
-pub use store::{BulkLoadReport, RebuildReport, Stats, Store, BULK_LOAD_MAX_UPDATES};
+pub use store::{
+    BulkLoadReport, DeltaSaveReport, RebuildReport, Stats, Store, BULK_LOAD_MAX_UPDATES,
+};
 pub use verify::VerifyReport;
 pub use view::View;
 

@@ -184,13 +184,24 @@ pub(crate) fn delta_from_dirty_log(
     tree: &crate::durable::Db,
     snap_seg: &crate::segment::Segment,
 ) -> Result<Delta> {
+    let max_seq = snap_seg.data().max_seq.to_native();
+    replay_dirty_log(tree, snap_seg, Delta::default(), max_seq)
+}
+
+/// Apply to `d` (the delta of `snap_seg` as of write `after`: empty at the segment's own
+/// `max_seq`, or read back from a delta file) every dirty-log entry newer than `after`, and
+/// add the tag names the segment lacks.
+pub(crate) fn replay_dirty_log(
+    tree: &crate::durable::Db,
+    snap_seg: &crate::segment::Segment,
+    mut d: Delta,
+    after: u64,
+) -> Result<Delta> {
     let seg = snap_seg.data();
-    let max_seq = seg.max_seq.to_native();
-    let mut d = Delta::default();
     for kv in tree.scan_prefix(b"D") {
         let (k, v) = kv?;
         let seq = codec::decode_u64(&k, &v)?;
-        if seq <= max_seq {
+        if seq <= after {
             continue;
         }
         let (kind, id) = codec::parse_dirty_key(&k)?;

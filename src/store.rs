@@ -9,7 +9,7 @@ pub(crate) mod open;
 mod read;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -81,6 +81,12 @@ pub(crate) struct Inner {
     prune_thread: Mutex<Option<JoinHandle<()>>>,
     /// When the next background prune is due.
     prune_pacer: crate::retention::Pacer,
+    /// The newest write the current generation's delta file holds (0: none). Guarded by the
+    /// rebuild lock for writing.
+    delta_saved: AtomicU64,
+    /// The delta's pressure when it was last saved (0 after a fold): the background work is
+    /// due again once the pressure has grown by `Config::rebuild_threshold` past it.
+    saved_pressure: AtomicUsize,
     /// What every view of this store shares: configuration, plugins, latency, the derived
     /// relations scenarios keep.
     shared: Arc<crate::view::Shared>,
@@ -105,6 +111,35 @@ pub struct RebuildReport {
     pub folded: usize,
     /// Size of the new segment file in bytes.
     pub bytes: usize,
+}
+
+/// What saving the delta did ([`Store::save_delta`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeltaSaveReport {
+    /// The segment generation the delta belongs to (unchanged by a save).
+    pub generation: u64,
+    /// The newest write the file holds.
+    pub seq: u64,
+    /// Records in the saved delta: re-tagged, attribute-only and deleted items, and users.
+    pub records: usize,
+    /// Runs of the delta's index saved with it (their rows are not indexed again on open).
+    pub runs: usize,
+    /// Size of the delta file in bytes (0 when nothing was written).
+    pub bytes: u64,
+    /// `false` when the file already held every write, or the delta was empty: nothing was
+    /// written.
+    pub written: bool,
+    /// Wall-clock seconds, including the flush of sled that must come first.
+    pub seconds: f64,
+}
+
+/// What the background work did when the delta grew past [`Config::rebuild_threshold`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Upkeep {
+    /// Saved the delta: it holds less than [`Config::fold_fraction`] of the catalogue.
+    Saved(DeltaSaveReport),
+    /// Folded it into a new segment.
+    Folded(RebuildReport),
 }
 
 /// Validate `items` for a bulk load as [`Store::upsert_items`] would, with the tag names'
@@ -417,7 +452,10 @@ impl Store {
             .writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let config = &self.inner.shared.config;
-        if config.rebuild_threshold.is_some_and(|t| pressure >= t) {
+        if config
+            .rebuild_threshold
+            .is_some_and(|t| pressure >= self.inner.upkeep_due_at(t))
+        {
             self.rebuild_in_background();
         } else if config.delta_index_rows > 0 && unindexed >= config.delta_index_rows {
             self.index_in_background();
@@ -462,6 +500,20 @@ impl Store {
         self.inner.rebuild()
     }
 
+    /// Save the delta (every write since the segment was built, and the runs of its index)
+    /// to the current generation's delta file, so that the next open reads it back in one
+    /// piece instead of looking up each changed record in sled and indexing the re-tagged
+    /// ones again. Work in proportion to the delta, not the catalogue; the segment, the
+    /// delta and every answer stay as they are. Writes go on meanwhile.
+    ///
+    /// The background work does this by itself when the delta has grown by
+    /// [`Config::rebuild_threshold`] and holds less than [`Config::fold_fraction`] of the
+    /// catalogue, and closing the store does it for a delta of more than
+    /// [`Config::delta_index_rows`] records. A rebuild makes the file obsolete and deletes it.
+    pub fn save_delta(&self) -> Result<DeltaSaveReport> {
+        self.inner.save_delta()
+    }
+
     fn rebuild_in_background(&self) {
         self.background(Job::Rebuild);
     }
@@ -477,7 +529,7 @@ impl Store {
             .name(job.thread_name().into())
             .spawn(move || {
                 let done = match job {
-                    Job::Rebuild => inner.rebuild().map(drop),
+                    Job::Rebuild => inner.upkeep().map(drop),
                     Job::Reclaim => inner.reclaim().map(drop),
                     Job::Prune => match inner.shared.config.event_log_retention_secs {
                         Some(keep) => inner.prune_event_log(keep).map(drop),
@@ -712,7 +764,109 @@ impl Inner {
             Ok(())
         })?;
         self.tree.flush()?;
+        // A delta worth indexing is worth saving: the next open reads it back in one piece.
+        // Derived data, so a failure costs that open time, not a record.
+        let snap = self.snapshot.load();
+        if snap.delta.records() > self.shared.config.delta_index_rows
+            && snap.seq > self.delta_saved.load(Ordering::Acquire)
+        {
+            drop(snap);
+            if let Err(e) = self.save_delta() {
+                tracing::warn!(error = %e, "could not save the delta on close; the next open reads it from the dirty log");
+            }
+        }
         Ok(())
+    }
+
+    /// The pressure at which the background work is due: `threshold` past what the last save
+    /// left (and at least half as much again, so that a delta saved whole each time costs
+    /// amortised work in proportion to the writes, however large it grows).
+    fn upkeep_due_at(&self, threshold: usize) -> usize {
+        let saved = self.saved_pressure.load(Ordering::Relaxed);
+        saved.saturating_add(threshold.max(saved / 2))
+    }
+
+    /// The background work a grown delta calls for: a save while the delta holds less than
+    /// `Config::fold_fraction` of the segment's live items, a fold (rebuild) after that.
+    pub(crate) fn upkeep(&self) -> Result<Upkeep> {
+        let snap = self.snapshot.load_full();
+        let live = snap.segment.data().items.live_count.to_native();
+        let fraction = self.shared.config.fold_fraction;
+        // NaN, zero or less: always fold (the behaviour before delta files).
+        let save =
+            fraction > 0.0 && (snap.delta.records() as f64) < fraction.min(1.0) * live as f64;
+        drop(snap);
+        if save {
+            self.save_delta().map(Upkeep::Saved)
+        } else {
+            self.rebuild().map(Upkeep::Folded)
+        }
+    }
+
+    fn save_delta(&self) -> Result<DeltaSaveReport> {
+        let _one_at_a_time = lock(&self.rebuild_lock);
+        let started = std::time::Instant::now();
+        let snap = self.snapshot.load_full();
+        let generation = snap.segment.generation();
+        let mut report = DeltaSaveReport {
+            generation,
+            seq: self.delta_saved.load(Ordering::Acquire),
+            records: snap.delta.records(),
+            runs: snap.delta.runs.len(),
+            bytes: 0,
+            written: false,
+            seconds: 0.0,
+        };
+        if snap.delta.records() == 0 || snap.seq <= report.seq {
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+        // The file must never hold a write that sled could still lose (module note of
+        // `crate::delta::file`).
+        self.tree.flush()?;
+        report.bytes = crate::delta::file::write(
+            &self.seg_dir,
+            self.store_tag,
+            generation,
+            snap.seq,
+            &snap.delta,
+        )?;
+        report.seq = snap.seq;
+        report.written = true;
+        self.delta_saved.store(snap.seq, Ordering::Release);
+        self.saved_pressure
+            .store(snap.delta.pressure(), Ordering::Relaxed);
+        report.seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            generation,
+            seq = snap.seq,
+            records = report.records,
+            runs = report.runs,
+            bytes = report.bytes,
+            seconds = report.seconds,
+            "delta saved"
+        );
+        Ok(report)
+    }
+
+    /// The store has moved on from segment `old` (a rebuild or a bulk load published the
+    /// next generation): retire its files, the delta file included, which no open will read
+    /// again.
+    fn moved_on(&self, old: &crate::segment::Segment) {
+        old.retire();
+        let path = self
+            .seg_dir
+            .join(crate::delta::file::file_name(old.generation()));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // The next open removes it as a stray file.
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete the old generation's delta file")
+            }
+        }
+        self.delta_saved.store(0, Ordering::Release);
+        self.saved_pressure.store(0, Ordering::Relaxed);
     }
 
     /// Rewrite sled's live data into fresh files (see [`crate::reclaim`]). `None`: the durable
@@ -960,7 +1114,7 @@ impl Inner {
         drop(writer);
         // The old file is the one a crash would come back to until the commit is on disk.
         flushed?;
-        base.segment.retire();
+        self.moved_on(&base.segment);
         // Housekeeping (open ignores entries at or below the segment's seq): the load has
         // committed, so a failure here is not the caller's error.
         if let Err(e) = rebuild::clean_dirty_log(&self.tree, max_seq) {
@@ -1017,7 +1171,7 @@ impl Inner {
             activity: cur.activity.clone(),
         }));
         drop(writer);
-        cur.segment.retire();
+        self.moved_on(&cur.segment);
         rebuild::clean_dirty_log(&self.tree, base.seq)?;
         tracing::info!(
             generation,

@@ -9,6 +9,7 @@
 //! the store's. Writes wait while it runs, so the two sides are one state.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -60,6 +61,62 @@ impl VerifyReport {
         self.damaged += 1;
         if self.problems.len() < LISTED {
             self.problems.push(what);
+        }
+    }
+}
+
+/// Check the current generation's delta file, if it has one, against the snapshot `snap`
+/// (which [`deep`] has checked against sled): every record it holds must be the snapshot's,
+/// unless the snapshot holds a newer write of it. An unreadable file is a note, not damage:
+/// the next open reads the dirty log instead.
+pub(crate) fn delta_file(r: &mut VerifyReport, seg_dir: &Path, snap: &Snapshot, store_tag: u32) {
+    let saved = match crate::delta::file::read(seg_dir, &snap.segment, store_tag) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return,
+        Err(e) => {
+            r.notes.push(format!(
+                "the delta file is unusable ({e}); the next open reads the delta from sled's \
+                 dirty log instead, and `recostore rebuild --save-delta` writes it again"
+            ));
+            return;
+        }
+    };
+    let live = &snap.delta;
+    for (id, e) in saved.delta.items.iter() {
+        match live.items.get(id) {
+            Some(now) if now.seq > e.seq => {}
+            Some(now) if now.seq == e.seq && now.row == e.row => {}
+            _ => r.problem(format!(
+                "delta file: item {id} at write {} is not what the store holds",
+                e.seq
+            )),
+        }
+    }
+    for (id, e) in saved.delta.users.iter() {
+        match live.users.get(id) {
+            Some(now) if now.seq > e.seq => {}
+            Some(now) if now.seq == e.seq && now.row == e.row => {}
+            _ => r.problem(format!(
+                "delta file: user {id} at write {} is not what the store holds",
+                e.seq
+            )),
+        }
+    }
+    // Everything the store held as of the file's write must be in it.
+    for (id, now) in live.items.iter().filter(|(_, e)| e.seq <= saved.seq) {
+        if saved.delta.items.get(id).is_none_or(|e| e.seq != now.seq) {
+            r.problem(format!(
+                "delta file: item {id}'s write {} is missing from it",
+                now.seq
+            ));
+        }
+    }
+    for (id, now) in live.users.iter().filter(|(_, e)| e.seq <= saved.seq) {
+        if saved.delta.users.get(id).is_none_or(|e| e.seq != now.seq) {
+            r.problem(format!(
+                "delta file: user {id}'s write {} is missing from it",
+                now.seq
+            ));
         }
     }
 }

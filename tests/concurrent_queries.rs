@@ -128,6 +128,7 @@ fn readers_never_fail_or_tear_while_writers_and_rebuilds_run() {
     let keep = [
         recostore::internals::segment::file::file_name(generation),
         recostore::internals::segment::neighbours::file_name(generation),
+        format!("{generation:020}.dlt"),
     ];
     let on_disk: Vec<String> = std::fs::read_dir(dir.path().join("segments"))
         .unwrap()

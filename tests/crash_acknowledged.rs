@@ -39,11 +39,12 @@ fn intact(store: &Store, n: u64) -> Result<(), String> {
 
 /// A kill during a rebuild can leave a half-written temporary or a superseded generation
 /// behind; once the store is open again, `segments/` must hold only the live generation's
-/// segment (and its neighbour lists, if any).
+/// segment (and its neighbour lists and delta file, if any).
 fn no_leaked_segment_files(dir: &std::path::Path, generation: u64) -> Result<(), String> {
     let keep = [
         format!("{generation:020}.seg"),
         format!("{generation:020}.nbr"),
+        format!("{generation:020}.dlt"),
     ];
     let mut segments = 0;
     for e in std::fs::read_dir(dir.join("segments")).map_err(|e| e.to_string())? {
@@ -75,15 +76,22 @@ fn child_writer() {
     } else {
         Durability::GroupCommit { ms: 50 }
     };
-    // Rebuilds and flushes of the delta's index (runs built and merged in memory) run in the
-    // background while the writes go on, so the kills land during both.
+    // Rebuilds, saves of the delta and flushes of the delta's index (runs built and merged in
+    // memory) run in the background while the writes go on, so the kills land during each.
     let cfg = Config::default()
         .durability(durability)
         .rebuild_threshold(Some(400))
         .delta_index_rows(16);
     let store = Store::open_with(&dir, cfg).expect("child opens store");
     let mut n = start;
+    let mut calls = 0u64;
     loop {
+        // Saves of the delta to its file land between the writes too (the background upkeep
+        // saves instead of folding once the catalogue is four times the delta).
+        calls += 1;
+        if calls.is_multiple_of(8) {
+            store.save_delta().expect("save the delta");
+        }
         if immediate {
             // Each returned Ok is durable on its own.
             store.upsert_item(&record(n)).expect("write");

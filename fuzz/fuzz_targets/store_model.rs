@@ -1,6 +1,6 @@
 //! The library against a plain in-memory model of the same operations, in the style of
-//! redb's fuzzer: random upserts, deletes, events, user deletes, rebuilds, flushes, reclaims
-//! of sled's space, prunes of the event log and reopens; after each, every record and every
+//! redb's fuzzer: random upserts, deletes, events, user deletes, rebuilds, saves of the
+//! delta, flushes, reclaims of sled's space, prunes of the event log and reopens; after each, every record and every
 //! user's logged event times equal the model's (and after a prune, the deep check passes).
 #![no_main]
 use std::collections::BTreeMap;
@@ -28,6 +28,8 @@ enum Op {
         user: u8,
     },
     Rebuild,
+    /// Save the delta to its file; the next reopen reads it back before the dirty log.
+    SaveDelta,
     Flush,
     Reopen,
     Reclaim,
@@ -58,6 +60,8 @@ fn open(dir: &std::path::Path) -> Store {
     // Small thresholds, so rebuilds, checkpoints and the journal all happen.
     let cfg = Config::default()
         .rebuild_threshold(Some(7))
+        // Most background upkeep saves the delta instead of folding it (12 items at most).
+        .fold_fraction(0.9)
         .checkpoint_events(5);
     Store::open_with(dir, cfg).expect("the store opens")
 }
@@ -177,6 +181,9 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Rebuild => {
                 store.rebuild().expect("rebuild");
+            }
+            Op::SaveDelta => {
+                store.save_delta().expect("save the delta");
             }
             Op::Flush => store.flush().expect("flush"),
             Op::Reclaim => {

@@ -39,6 +39,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("item.delete", "delete items: {\"ids\": [...]}"),
     ("user.delete", "delete users and everything they did (\"forget me\"): {\"ids\": [...]}"),
     ("segment.rebuild", "fold recent writes into a new segment now"),
+    (
+        "segment.save_delta",
+        "save recent writes to the delta file (in proportion to them, not to the catalogue)",
+    ),
     ("flush", "make every acknowledged write durable now"),
     ("checkpoint", "write the behaviour state the event journal holds, so the next open replays nothing"),
     ("events.prune", "take events older than the retention out of the event log (state keeps them): {\"keep_secs\"?}"),
@@ -436,6 +440,7 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             write_command(store, cmd, a)
         }
         "segment.rebuild" => to_value(&store.rebuild().map_err(failed)?),
+        "segment.save_delta" => to_value(&store.save_delta().map_err(failed)?),
         "flush" => {
             store.flush().map_err(failed)?;
             Ok(json!({"flushed": true}))

@@ -74,6 +74,42 @@ impl Run {
         })
     }
 
+    /// A run read back from its saved parts ([`Run::parts`]), validated as [`Run::build`]
+    /// validates: the ids ascending, one sequence number and one slot of the table per id.
+    pub fn from_parts(global: Vec<u32>, seqs: Vec<u64>, archived: &[u8]) -> Result<Run> {
+        let bad = |reason: String| Error::CorruptSegment {
+            path: "<saved delta run>".into(),
+            reason,
+        };
+        if seqs.len() != global.len() || global.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad(
+                "its item ids are not ascending, or not one sequence number each".into(),
+            ));
+        }
+        let mut bytes = rkyv::util::AlignedVec::with_capacity(archived.len());
+        bytes.extend_from_slice(archived);
+        let data = rkyv::access::<ArchivedSegmentData, rkyv::rancor::Error>(&bytes)
+            .map_err(|e| bad(format!("its archive failed validation: {e}")))?;
+        if data.items.slots() != global.len() {
+            return Err(bad(format!(
+                "its table has {} slots for {} item ids",
+                data.items.slots(),
+                global.len()
+            )));
+        }
+        Ok(Run {
+            bytes,
+            global,
+            seqs,
+        })
+    }
+
+    /// What [`Run::from_parts`] reads back: the global ids, their sequence numbers and the
+    /// archived table.
+    pub fn parts(&self) -> (&[u32], &[u64], &[u8]) {
+        (&self.global, &self.seqs, &self.bytes)
+    }
+
     /// The run's item table, indexed by local id.
     pub fn table(&self) -> &ArchivedItemTable {
         // SAFETY: `build` ran `rkyv::access` (full bytecheck validation) on exactly these

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::codec::{StoredItem, StoredUser};
 use crate::segment::format::ArchivedItemTable;
 
+pub mod file;
 pub mod index;
 
 /// One changed record: the sequence number of the write and the new row (`None` = deleted).

@@ -93,6 +93,20 @@ pub(crate) fn write_archive(
     })
 }
 
+/// Publish a payload that `fill` writes (in as many pieces as it likes) plus a footer of
+/// `kind` atomically as `dir/name`.
+pub(crate) fn write_parts(
+    dir: &Path,
+    name: &str,
+    kind: FileKind,
+    store: u32,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<PathBuf> {
+    publish(dir, name, kind, store, |out| {
+        fill(out).map_err(|e| e.to_string())
+    })
+}
+
 /// The bytes of a payload on their way to the file: counted and hashed for the footer.
 struct Hashing<W> {
     inner: W,

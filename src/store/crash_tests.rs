@@ -56,6 +56,8 @@ enum Call {
     Flush,
     Checkpoint,
     Rebuild,
+    /// A save of the delta to its file, which the next open reads back before the dirty log.
+    SaveDelta,
     /// A checkpoint (so no event is left in the journal), then a prune of the event log
     /// keeping this many seconds.
     Prune(u64),
@@ -156,6 +158,7 @@ fn next_call(rng: &mut Rng, m: &Model, ids: &mut Ids, ts: u64) -> Call {
             let n = 1 + rng.below(40);
             Call::BulkLoad(item_batch(rng, &items, ids, n, 4))
         }
+        62..=65 => Call::SaveDelta,
         _ => {
             let user = match rng.pick(&users) {
                 Some(id) if rng.below(4) > 0 => (*id).clone(),
@@ -236,12 +239,14 @@ fn apply(m: &mut Model, call: &Call) {
                 }
             }
         }
-        Call::Flush | Call::Checkpoint | Call::Rebuild => {}
+        Call::Flush | Call::Checkpoint | Call::Rebuild | Call::SaveDelta => {}
     }
 }
 
 /// Events the rounds' prunes took out of logs, so a run whose prunes took nothing is seen.
 static PRUNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Opens that read the delta back from a delta file, so a run in which none did is seen.
+static DELTA_FILE_OPENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Bulk loads that returned, so a run in which none did is seen.
 static BULK_LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -260,6 +265,7 @@ fn run(store: &Store, call: &Call) -> crate::error::Result<()> {
         Call::Flush => store.flush(),
         Call::Checkpoint => store.checkpoint(),
         Call::Rebuild => store.rebuild().map(drop),
+        Call::SaveDelta => store.save_delta().map(drop),
         Call::Prune(keep) => {
             store.checkpoint()?;
             let r = store.prune_event_log(*keep)?;
@@ -413,6 +419,8 @@ fn round(dir: &Path, seed: u64, lives: usize, calls: usize, seen: &mut Seen) {
             .durability(durability)
             .checkpoint_events(1 + (seed % 7) as usize)
             .rebuild_threshold(Some(4 + (seed % 5) as usize))
+            // The background upkeep folds always, sometimes, or (nearly) never saves instead.
+            .fold_fraction([0.0, 0.5, 1.0][(seed % 3) as usize])
             // Flushes of the delta's index run between the writes too.
             .delta_index_rows(1 + (seed % 3) as usize)
     };
@@ -432,6 +440,14 @@ fn round(dir: &Path, seed: u64, lives: usize, calls: usize, seen: &mut Seen) {
                 continue;
             }
         };
+        if store
+            .inner
+            .delta_saved
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            DELTA_FILE_OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut states = vec![model.clone()];
         let mut durable = 0;
         for _ in 0..calls {
@@ -512,8 +528,13 @@ fn every_acknowledged_write_survives_simulated_power_loss() {
     }
     let pruned = PRUNED.load(std::sync::atomic::Ordering::Relaxed);
     let bulk = BULK_LOADS.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("{seen:?}; {pruned} events pruned from logs; {bulk} bulk loads returned");
+    let from_file = DELTA_FILE_OPENS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "{seen:?}; {pruned} events pruned from logs; {bulk} bulk loads returned; \
+         {from_file} opens read a delta file"
+    );
     assert!(pruned > 0, "no prune took an event out");
+    assert!(from_file > 0, "no open read a delta file back");
     assert!(bulk > 0, "no bulk load returned");
     assert!(
         seen.losses > rounds as usize,

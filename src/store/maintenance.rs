@@ -28,7 +28,11 @@ impl Store {
     /// costs about a full read of the store (seconds at 1M items).
     pub fn verify_deep(&self) -> Result<VerifyReport> {
         let store_tag = self.store_tag();
-        self.paused(|tree, snap, _| verify::deep(store_tag, tree, snap))
+        self.paused(|tree, snap, seg_dir| {
+            let mut report = verify::deep(store_tag, tree, snap)?;
+            verify::delta_file(&mut report, seg_dir, snap, store_tag);
+            Ok(report)
+        })
     }
 
     /// Give back the space sled holds for replaced and removed values, while the store keeps

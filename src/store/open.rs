@@ -3,7 +3,7 @@
 //! journal replay.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -166,7 +166,24 @@ impl Store {
             rebuild::clean_dirty_log(&tree, segment.data().max_seq.to_native())?;
         }
         remove_stray_files(&seg_dir, segment.generation());
-        let delta = rebuild::delta_from_dirty_log(&tree, &segment)?;
+        let (delta, saved_seq) = match crate::delta::file::read(&seg_dir, &segment, store_tag) {
+            Ok(Some(saved)) => (
+                rebuild::replay_dirty_log(&tree, &segment, saved.delta, saved.seq)?,
+                saved.seq,
+            ),
+            Ok(None) => (rebuild::delta_from_dirty_log(&tree, &segment)?, 0),
+            Err(e) => {
+                // Derived data: sled's dirty log holds the same, only slower to read.
+                tracing::warn!(error = %e, "delta file unusable; reading the delta from the dirty log instead");
+                let path = seg_dir.join(crate::delta::file::file_name(segment.generation()));
+                if let Err(err) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %err, "could not remove the unusable delta file");
+                }
+                (rebuild::delta_from_dirty_log(&tree, &segment)?, 0)
+            }
+        };
+        // The background work saves the delta again once it has grown past what was saved.
+        let saved_pressure = if saved_seq > 0 { delta.pressure() } else { 0 };
         tracing::info!(
             dir = %dir.display(),
             generation = segment.generation(),
@@ -222,6 +239,8 @@ impl Store {
                 prune_thread: Mutex::new(None),
                 prune_pacer: crate::retention::Pacer::new(),
                 index_thread: Mutex::new(None),
+                delta_saved: AtomicU64::new(saved_seq),
+                saved_pressure: AtomicUsize::new(saved_pressure),
                 shared,
             }),
         };
@@ -330,15 +349,21 @@ fn highest_generation_on_disk(seg_dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Delete segment and neighbour files other than generation `keep`'s (older generations, unfinished temporaries). A file
-/// still mapped by this process cannot exist here: this runs before any snapshot is shared.
+/// Delete segment, neighbour and delta files other than generation `keep`'s (older
+/// generations, unfinished temporaries). A file still mapped by this process cannot exist
+/// here: this runs before any snapshot is shared.
 fn remove_stray_files(seg_dir: &Path, keep: u64) {
     for e in std::fs::read_dir(seg_dir).into_iter().flatten().flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
         let current = segment::file::parse_file_name(&name) == Some(keep)
-            || name == segment::neighbours::file_name(keep);
-        if !current && (name.ends_with(".seg") || name.ends_with(".nbr") || name.ends_with(".tmp"))
+            || name == segment::neighbours::file_name(keep)
+            || name == crate::delta::file::file_name(keep);
+        if !current
+            && (name.ends_with(".seg")
+                || name.ends_with(".nbr")
+                || name.ends_with(".dlt")
+                || name.ends_with(".tmp"))
         {
             if let Err(err) = std::fs::remove_file(e.path()) {
                 tracing::warn!(file = %name, error = %err, "could not remove stale segment file");

@@ -59,8 +59,8 @@ pub struct AdminArgs {
     /// The command: ping, help, stats, item.get, user.get, query, users.like, segment.users,
     /// events.record, item.upsert|delete, user.upsert|delete,
     /// plugin.list|load|swap|rollback|unload|enable, slot.route|remove|stats, segment.rebuild,
-    /// flush, checkpoint, reclaim, backup, export, log.level (PROTOCOL.md has an example of
-    /// each).
+    /// segment.save_delta, flush, checkpoint, reclaim, backup, export, log.level (PROTOCOL.md
+    /// has an example of each).
     cmd: String,
     /// Arguments as KEY=VALUE (VALUE is JSON if it parses, else a string), or one JSON object.
     /// E.g. `id=i01`, `scenario=for-user user=u1 k=5`, `'variants=[{"strategy":"a9","weight":1}]'`.

@@ -93,8 +93,10 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Counts and sizes of a store.
     Stats(StoreArg),
-    /// Fold recent writes into a new segment now.
-    Rebuild(StoreArg),
+    /// Fold recent writes into a new segment now (every item is written again: seconds at a
+    /// million items). With --save-delta, save the recent writes to the delta file instead,
+    /// in proportion to what changed, so the next open reads them back in one piece.
+    Rebuild(RebuildArgs),
     /// Check the whole store: every durable key, record and logged event against what
     /// queries serve, and the segment's checksum and store id. Exits 1 if anything is
     /// damaged. Writes wait while it runs.
@@ -107,6 +109,17 @@ enum Command {
     /// room for one more copy. While a `recostore serve` holds it, `recostore admin reclaim`
     /// gives sled's space back without stopping (it keeps unused tag names and packs nothing).
     Compact(StoreArg),
+}
+
+#[derive(Args)]
+struct RebuildArgs {
+    #[command(flatten)]
+    store: StoreArg,
+    /// Save the delta (the writes since the segment) to its file instead of folding it. The
+    /// background work does this by itself while the delta holds less than
+    /// `fold_fraction` of the catalogue.
+    #[arg(long)]
+    save_delta: bool,
 }
 
 #[derive(Args)]
@@ -459,13 +472,35 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let store = Store::open_existing(&s.dir)?;
             output::stats(&store.stats(), s.json)?;
         }
-        Command::Rebuild(s) => {
-            let store = Store::open_with(&s.dir, with_bars(Config::default(), true))?;
-            let r = store.rebuild()?;
-            println!(
-                "generation {} written ({} records folded, {} bytes)",
-                r.generation, r.folded, r.bytes
-            );
+        Command::Rebuild(r) => {
+            let s = &r.store;
+            let store = Store::open_with(&s.dir, with_bars(Config::default(), !s.json))?;
+            if r.save_delta {
+                let d = store.save_delta()?;
+                if s.json {
+                    output::json(&d)?;
+                } else if d.written {
+                    println!(
+                        "delta of generation {} saved: {} records, {} runs of its index, {} bytes, {:.3} s",
+                        d.generation, d.records, d.runs, d.bytes, d.seconds
+                    );
+                } else {
+                    println!(
+                        "nothing to save: the delta file of generation {} already holds every write ({} records)",
+                        d.generation, d.records
+                    );
+                }
+            } else {
+                let f = store.rebuild()?;
+                if s.json {
+                    output::json(&f)?;
+                } else {
+                    println!(
+                        "generation {} written ({} records folded, {} bytes)",
+                        f.generation, f.folded, f.bytes
+                    );
+                }
+            }
         }
         Command::Verify(v) => {
             let store = Store::open_existing(&v.store.dir)?;
