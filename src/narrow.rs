@@ -47,3 +47,14 @@ pub(crate) fn u64_from(n: u128) -> u64 {
 pub(crate) fn f32_from(x: f64) -> f32 {
     x as f32
 }
+
+/// A count computed in floating point (a share of a count) as `usize`: rounded toward zero,
+/// saturating, NaN and negatives giving 0 (what Rust's float-to-int cast does).
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a saturating float-to-count conversion is the point"
+)]
+pub(crate) fn usize_from_f64(x: f64) -> usize {
+    x as usize
+}

@@ -9,7 +9,7 @@ pub(crate) mod open;
 mod read;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -81,9 +81,16 @@ pub(crate) struct Inner {
     prune_thread: Mutex<Option<JoinHandle<()>>>,
     /// When the next background prune is due.
     prune_pacer: crate::retention::Pacer,
-    /// The newest write the current generation's delta file holds (0: none). Guarded by the
-    /// rebuild lock for writing.
-    delta_saved: AtomicU64,
+    /// What the current generation's delta file holds: the newest write and the runs of the
+    /// index saved with it (by address: a later flush's new runs make a save due again, and
+    /// a reused address only costs that save). `(0, [])`: no file. Written under the rebuild
+    /// lock.
+    delta_saved: Mutex<(u64, Vec<usize>)>,
+    /// A fold is wanted whatever the delta's size (a user was deleted: their row must leave
+    /// the segment files), so the next upkeep folds instead of saving.
+    fold_wanted: AtomicBool,
+    /// Whether closing saves the delta (off once `compact` has swapped the store's files).
+    save_on_close: AtomicBool,
     /// The delta's pressure when it was last saved (0 after a fold): the background work is
     /// due again once the pressure has grown by `Config::rebuild_threshold` past it.
     saved_pressure: AtomicUsize,
@@ -224,6 +231,15 @@ pub struct Stats {
     /// Heap bytes of both indexes and of the dense basket counts beside them, estimated from
     /// their lengths.
     pub cooccurrence_bytes: u64,
+}
+
+/// The runs of `delta`'s index, by address: what tells a save that the index changed.
+fn run_addresses(delta: &crate::delta::Delta) -> Vec<usize> {
+    delta
+        .runs
+        .iter()
+        .map(|r| Arc::as_ptr(r) as *const () as usize)
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -407,6 +423,8 @@ impl Store {
             Ok(())
         })?;
         if n > 0 {
+            // A deleted user must leave the segment files: a fold, not a save.
+            self.inner.fold_wanted.store(true, Ordering::Release);
             self.rebuild_in_background();
         }
         Ok(n)
@@ -446,15 +464,16 @@ impl Store {
     }
 
     pub(crate) fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<()> {
-        let (pressure, unindexed) = self.inner.write(stage)?;
+        let (pressure, unindexed, records, live) = self.inner.write(stage)?;
         self.inner
             .shared
             .writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let config = &self.inner.shared.config;
+        let fold_due = self.inner.fold_point(live).is_some_and(|p| records >= p);
         if config
             .rebuild_threshold
-            .is_some_and(|t| pressure >= self.inner.upkeep_due_at(t))
+            .is_some_and(|t| pressure >= self.inner.upkeep_due_at(t) || fold_due)
         {
             self.rebuild_in_background();
         } else if config.delta_index_rows > 0 && unindexed >= config.delta_index_rows {
@@ -527,7 +546,7 @@ impl Store {
         let inner = self.inner.clone();
         let spawned = std::thread::Builder::new()
             .name(job.thread_name().into())
-            .spawn(move || {
+            .spawn(move || loop {
                 let done = match job {
                     Job::Rebuild => inner.upkeep().map(drop),
                     Job::Reclaim => inner.reclaim().map(drop),
@@ -550,6 +569,12 @@ impl Store {
                     tracing::error!(error = %e, "background {} failed; the delta keeps serving reads", job.thread_name());
                 }
                 inner.job_running(job).store(false, Ordering::Release);
+                // A fold asked for (by a deletion) after the upkeep's last look, by a caller
+                // that found this thread still running and so started none: take it now.
+                let asked = matches!(job, Job::Rebuild) && inner.fold_wanted.load(Ordering::Acquire);
+                if !asked || inner.job_running(job).swap(true, Ordering::AcqRel) {
+                    return;
+                }
             });
         match spawned {
             Ok(h) => {
@@ -625,7 +650,7 @@ impl Store {
 /// Work a store does on a thread of its own.
 #[derive(Debug, Clone, Copy)]
 enum Job {
-    /// Fold the delta into a new segment.
+    /// The delta's upkeep: save it, or fold it into a new segment (`Inner::upkeep`).
     Rebuild,
     /// Flush the delta's re-tagged rows into its index.
     Index,
@@ -693,9 +718,13 @@ impl Inner {
     }
 
     /// Stage, apply and publish one write; returns the delta's pressure (what the rebuild
-    /// threshold is compared with, `Delta::pressure`) and its rows to scan (what
-    /// `Config::delta_index_rows` is compared with).
-    fn write(&self, stage: impl FnOnce(&mut Pending<'_>) -> Result<()>) -> Result<(usize, usize)> {
+    /// threshold is compared with, `Delta::pressure`), its rows to scan (what
+    /// `Config::delta_index_rows` is compared with), its records and the segment's live items
+    /// (what the fold point is compared with).
+    fn write(
+        &self,
+        stage: impl FnOnce(&mut Pending<'_>) -> Result<()>,
+    ) -> Result<(usize, usize, usize, u64)> {
         let inner = self;
         let changed = {
             let mut writer = lock(&inner.writer);
@@ -712,7 +741,12 @@ impl Inner {
             let mut staged = p.finish(&w.unsaved, w.background.busy())?;
             if staged.is_noop(&writer.counters) {
                 writer.carried = std::mem::take(&mut staged.carried);
-                return Ok((base.delta.pressure(), base.delta.unindexed.len()));
+                return Ok((
+                    base.delta.pressure(),
+                    base.delta.unindexed.len(),
+                    base.delta.records(),
+                    base.segment.data().items.live_count.to_native(),
+                ));
             }
             let carried = std::mem::take(&mut staged.carried);
             let next = staged.counters;
@@ -724,7 +758,12 @@ impl Inner {
             writer.counters = next;
             writer.unsaved.applied(staged.saved);
             writer.carried = carried;
-            let changed = (delta.pressure(), delta.unindexed.len());
+            let changed = (
+                delta.pressure(),
+                delta.unindexed.len(),
+                delta.records(),
+                base.segment.data().items.live_count.to_native(),
+            );
             let activity = staged.activity.unwrap_or_else(|| base.activity.clone());
             if staged.background {
                 let w = &mut *writer;
@@ -767,8 +806,9 @@ impl Inner {
         // A delta worth indexing is worth saving: the next open reads it back in one piece.
         // Derived data, so a failure costs that open time, not a record.
         let snap = self.snapshot.load();
-        if snap.delta.records() > self.shared.config.delta_index_rows
-            && snap.seq > self.delta_saved.load(Ordering::Acquire)
+        if self.save_on_close.load(Ordering::Acquire)
+            && snap.delta.records() > self.shared.config.delta_index_rows
+            && !self.saved_holds(&snap)
         {
             drop(snap);
             if let Err(e) = self.save_delta() {
@@ -786,21 +826,53 @@ impl Inner {
         saved.saturating_add(threshold.max(saved / 2))
     }
 
-    /// The background work a grown delta calls for: a save while the delta holds less than
-    /// `Config::fold_fraction` of the segment's live items, a fold (rebuild) after that.
-    pub(crate) fn upkeep(&self) -> Result<Upkeep> {
-        let snap = self.snapshot.load_full();
-        let live = snap.segment.data().items.live_count.to_native();
-        let fraction = self.shared.config.fold_fraction;
-        // NaN, zero or less: always fold (the behaviour before delta files).
-        let save =
-            fraction > 0.0 && (snap.delta.records() as f64) < fraction.min(1.0) * live as f64;
-        drop(snap);
-        if save {
-            self.save_delta().map(Upkeep::Saved)
-        } else {
-            self.rebuild().map(Upkeep::Folded)
+    /// The delta's size in records at which the background upkeep folds rather than saves,
+    /// for a segment of `live` items: `Config::fold_fraction` of them, and never below
+    /// `Config::rebuild_threshold` (a small catalogue folds as it did before delta files).
+    /// `None` when the fraction is not positive (NaN, zero or less: every upkeep folds).
+    fn fold_point(&self, live: u64) -> Option<usize> {
+        let config = &self.shared.config;
+        let fraction = config.fold_fraction;
+        // NaN compares false with everything: it folds every time, as zero does.
+        if fraction.is_nan() || fraction <= 0.0 {
+            return None;
         }
+        let share = crate::narrow::usize_from_f64(fraction.min(1.0) * live as f64);
+        Some(share.max(config.rebuild_threshold.unwrap_or(0)))
+    }
+
+    /// The background work a grown delta calls for: a save below the fold point, a fold
+    /// (rebuild) at or past it, or when one is wanted (a deletion); again if a fold was asked
+    /// for meanwhile.
+    pub(crate) fn upkeep(&self) -> Result<Upkeep> {
+        loop {
+            let forced = self.fold_wanted.swap(false, Ordering::AcqRel);
+            let snap = self.snapshot.load_full();
+            let live = snap.segment.data().items.live_count.to_native();
+            let save = !forced
+                && self
+                    .fold_point(live)
+                    .is_some_and(|p| snap.delta.records() < p);
+            let pressure = snap.delta.pressure();
+            drop(snap);
+            let done = if save {
+                self.save_delta().map(Upkeep::Saved).inspect_err(|_| {
+                    // Not again at the next write: when `rebuild_threshold` more have come.
+                    self.saved_pressure.store(pressure, Ordering::Relaxed);
+                })?
+            } else {
+                self.rebuild().map(Upkeep::Folded)?
+            };
+            if !self.fold_wanted.load(Ordering::Acquire) {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Whether the delta file already holds `snap`'s delta: every write, and the same runs.
+    fn saved_holds(&self, snap: &Snapshot) -> bool {
+        let saved = lock(&self.delta_saved);
+        saved.0 > 0 && snap.seq <= saved.0 && saved.1 == run_addresses(&snap.delta)
     }
 
     fn save_delta(&self) -> Result<DeltaSaveReport> {
@@ -810,14 +882,14 @@ impl Inner {
         let generation = snap.segment.generation();
         let mut report = DeltaSaveReport {
             generation,
-            seq: self.delta_saved.load(Ordering::Acquire),
+            seq: lock(&self.delta_saved).0,
             records: snap.delta.records(),
             runs: snap.delta.runs.len(),
             bytes: 0,
             written: false,
             seconds: 0.0,
         };
-        if snap.delta.records() == 0 || snap.seq <= report.seq {
+        if snap.delta.records() == 0 || self.saved_holds(&snap) {
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -833,7 +905,7 @@ impl Inner {
         )?;
         report.seq = snap.seq;
         report.written = true;
-        self.delta_saved.store(snap.seq, Ordering::Release);
+        *lock(&self.delta_saved) = (snap.seq, run_addresses(&snap.delta));
         self.saved_pressure
             .store(snap.delta.pressure(), Ordering::Relaxed);
         report.seconds = started.elapsed().as_secs_f64();
@@ -865,7 +937,7 @@ impl Inner {
                 tracing::warn!(path = %path.display(), error = %e, "could not delete the old generation's delta file")
             }
         }
-        self.delta_saved.store(0, Ordering::Release);
+        *lock(&self.delta_saved) = (0, Vec::new());
         self.saved_pressure.store(0, Ordering::Relaxed);
     }
 

@@ -69,8 +69,14 @@ impl VerifyReport {
 /// (which [`deep`] has checked against sled): every record it holds must be the snapshot's,
 /// unless the snapshot holds a newer write of it. An unreadable file is a note, not damage:
 /// the next open reads the dirty log instead.
-pub(crate) fn delta_file(r: &mut VerifyReport, seg_dir: &Path, snap: &Snapshot, store_tag: u32) {
-    let saved = match crate::delta::file::read(seg_dir, &snap.segment, store_tag) {
+pub(crate) fn delta_file(
+    r: &mut VerifyReport,
+    seg_dir: &Path,
+    snap: &Snapshot,
+    store_tag: u32,
+    bounds: crate::delta::file::Bounds,
+) {
+    let saved = match crate::delta::file::read(seg_dir, &snap.segment, store_tag, bounds) {
         Ok(Some(saved)) => saved,
         Ok(None) => return,
         Err(e) => {

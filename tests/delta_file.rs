@@ -342,11 +342,8 @@ fn a_saved_delta_comes_back_with_its_runs_and_the_writes_after_it() {
 fn a_damaged_or_foreign_delta_file_is_set_aside_and_the_dirty_log_serves() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("store");
-    let (model, _) = build(&dir);
-    let generation = {
-        let s = Store::open_with(&dir, manual()).expect("open");
-        s.stats().generation
-    };
+    let (model, before) = build(&dir);
+    let generation = before.generation;
     let path = delta_file(&dir, generation);
     let twin_dir = tmp.path().join("twin");
     twin_without_delta_file(&dir, &twin_dir);
@@ -430,42 +427,107 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn the_background_upkeep_saves_a_small_delta_and_folds_a_large_one() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("store");
-    let config = manual().rebuild_threshold(Some(100)).fold_fraction(0.4);
-    let store = Store::open_with(&dir, config).expect("open");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let base: Vec<Item> = (0..1_000)
+/// A store in `dir` under `config`, bulk-loaded with `n` items, and the generator that made
+/// them, to write on with.
+fn loaded(dir: &Path, config: Config, n: usize, seed: u64) -> (Store, rand::rngs::StdRng) {
+    let store = Store::open_with(dir, config).expect("open");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let base: Vec<Item> = (0..n)
         .map(|i| item(&format!("i{i}"), &mut rng, 200))
         .collect();
     store.bulk_load_items(&base).expect("load");
+    (store, rng)
+}
+
+#[test]
+fn the_background_upkeep_saves_a_small_delta_and_folds_at_the_fold_point() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let config = manual().rebuild_threshold(Some(100)).fold_fraction(0.4);
+    let (store, mut rng) = loaded(&dir, config, 1_000, 3);
     let generation = store.stats().generation;
+    let file = delta_file(&dir, generation);
+    let write = |from: usize, to: usize, rng: &mut rand::rngs::StdRng| {
+        for i in from..to {
+            store
+                .upsert_item(&item(&format!("i{i}"), rng, 300))
+                .expect("write");
+        }
+    };
     // 120 re-tags: past the threshold, far below 40% of 1,000 items: a save.
-    for i in 0..120 {
-        store
-            .upsert_item(&item(&format!("i{i}"), &mut rng, 300))
-            .expect("write");
-    }
-    wait_for("the background save", || {
-        delta_file(&dir, generation).exists()
-    });
-    assert_eq!(store.stats().generation, generation, "saved, not folded");
+    write(0, 120, &mut rng);
+    wait_for("the background save", || file.exists());
+    let first = std::fs::metadata(&file).expect("file").len();
     // The next upkeeps are due at 220 records (100 past the save) and 330 (half as many
-    // again as that save held): saves, below 40% of the catalogue. The one at 495 folds.
-    for i in 120..600 {
-        store
-            .upsert_item(&item(&format!("i{i}"), &mut rng, 300))
-            .expect("write");
-    }
+    // again as that save held): saves, below the fold point of 400.
+    write(120, 399, &mut rng);
+    wait_for("the later saves", || {
+        std::fs::metadata(&file).is_ok_and(|m| m.len() > 2 * first)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(store.stats().generation, generation, "saved, never folded");
+    // The 400th record reaches the fold point: a fold, between two thresholds.
+    write(399, 400, &mut rng);
     wait_for("the background fold", || {
         store.stats().generation > generation
     });
-    wait_for("the old delta file's removal", || {
-        !delta_file(&dir, generation).exists()
+    wait_for("the old delta file's removal", || !file.exists());
+    assert!(store.stats().delta_records < 400);
+}
+
+/// The first file under `dir` that holds `needle`, if any.
+fn any_file_holds(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .find(|p| std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+}
+
+#[test]
+fn a_deleted_user_leaves_the_segment_files_through_the_background_work_alone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    // A save would do for a delta this small; a deletion must fold all the same.
+    let config = manual().rebuild_threshold(Some(100)).fold_fraction(1.0);
+    let (store, mut rng) = loaded(&dir, config, 500, 8);
+    let user = |id: &str| User {
+        id: id.into(),
+        tags: vec![("t1".into(), 1.0)],
+        recent_items: vec![],
+    };
+    let secret = "user-zq8secret";
+    store.upsert_user(&user(secret)).expect("user");
+    store.rebuild().expect("fold the user into the segment");
+    // A user new since the fold, and a delta worth saving.
+    let fresh = "user-zq8fresh";
+    store.upsert_user(&user(fresh)).expect("user");
+    for i in 0..150 {
+        store
+            .upsert_item(&item(&format!("i{i}"), &mut rng, 100))
+            .expect("write");
+    }
+    let seg_dir = dir.join("segments");
+    let generation = store.stats().generation;
+    wait_for("the background save", || {
+        delta_file(&dir, generation).exists()
     });
-    assert!(store.stats().delta_records < 600);
+    assert!(any_file_holds(&seg_dir, fresh.as_bytes()).is_some());
+    assert!(any_file_holds(&seg_dir, secret.as_bytes()).is_some());
+    assert!(store.delete_user(secret).expect("delete"));
+    assert!(store.delete_user(fresh).expect("delete"));
+    wait_for("the fold a deletion starts", || {
+        store.stats().generation > generation
+    });
+    wait_for("the old files' removal", || {
+        any_file_holds(&seg_dir, secret.as_bytes()).is_none()
+    });
+    assert_eq!(any_file_holds(&seg_dir, fresh.as_bytes()), None);
+    // The next save leaves them out too: a deleted record's name stays in memory only.
+    store
+        .upsert_item(&item("i1", &mut rng, 100))
+        .expect("write");
+    store.save_delta().expect("save");
+    assert_eq!(any_file_holds(&seg_dir, secret.as_bytes()), None);
+    assert_eq!(any_file_holds(&seg_dir, fresh.as_bytes()), None);
 }
 
 #[test]
@@ -511,4 +573,110 @@ fn closing_saves_a_delta_worth_indexing_and_never_a_tiny_one() {
     assert_eq!(s.delta_records, 200);
     // Closing waited for the background index, which leaves fewer than 50 rows to scan.
     assert!(s.delta_runs >= 1 && s.delta_unindexed < 50, "{s:?}");
+}
+
+/// A footer for `payload` as the store writes it (FORMAT.md): magic, version, store and
+/// schema hash copied from a real delta file's footer, length and checksums recomputed.
+fn footer_for(real: &[u8], payload: &[u8]) -> Vec<u8> {
+    let old = &real[real.len() - 48..];
+    let mut f = old[..24].to_vec();
+    f.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    f.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
+    let own = xxhash_rust::xxh3::xxh3_64(&f);
+    f.extend_from_slice(&own.to_le_bytes());
+    f
+}
+
+#[test]
+fn a_crafted_file_with_a_matching_checksum_is_refused_not_obeyed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let (model, before) = build(&dir);
+    let generation = before.generation;
+    let path = delta_file(&dir, generation);
+    let real = std::fs::read(&path).expect("read");
+    let twin_dir = tmp.path().join("twin");
+    twin_without_delta_file(&dir, &twin_dir);
+    let twin = Store::open_with(&twin_dir, manual()).expect("twin");
+    // bincode 2, standard configuration: 253 announces a u64 in the next eight bytes, 252 a
+    // u32 in the next four; smaller values are one byte.
+    let u64v = |v: u64| {
+        let mut b = vec![253u8];
+        b.extend_from_slice(&v.to_le_bytes());
+        b
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    // generation, seq, one item (id 0, write 5, Some) whose name claims 2^40 bytes.
+    let mut huge_name = u64v(generation);
+    huge_name.extend(u64v(1 << 40));
+    huge_name.extend([1u8, 0, 5, 1]);
+    huge_name.extend(u64v(1 << 40));
+    cases.push(("a name of 2^40 bytes", huge_name));
+    // generation, seq 5, a vector of 2^60 items.
+    let mut huge_vec = u64v(generation);
+    huge_vec.push(5);
+    huge_vec.extend(u64v(1 << 60));
+    cases.push(("a vector of 2^60 items", huge_vec));
+    // generation, seq 200, one item with an id near u32::MAX, deleted (None), then empty
+    // users, names and runs.
+    let mut far_id = u64v(generation);
+    far_id.extend([200u8, 1, 252]);
+    far_id.extend(u32::MAX.to_le_bytes());
+    far_id.extend([150u8, 0, 0, 0, 0, 0]);
+    cases.push(("an item id past the counters", far_id));
+    for (what, payload) in cases {
+        let mut file = payload.clone();
+        file.extend(footer_for(&real, &payload));
+        std::fs::write(&path, &file).expect("write");
+        let store = Store::open_with(&dir, manual())
+            .unwrap_or_else(|e| panic!("{what}: the store must open: {e}"));
+        check(&store, &twin, &model, what);
+        assert_eq!(store.stats().delta_runs, 0, "{what}");
+        assert!(!path.exists(), "{what}: the refused file is removed");
+        drop(store);
+    }
+}
+
+#[test]
+fn a_sound_file_of_another_generation_or_of_later_writes_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let (model, before) = build(&dir);
+    let generation = before.generation;
+    let saved = std::fs::read(delta_file(&dir, generation)).expect("read");
+    // A copy of the store as it is now (a backup taken by hand while it was closed)...
+    let copy = tmp.path().join("copy");
+    twin_without_delta_file(&dir, &copy);
+    let twin_dir = tmp.path().join("twin");
+    twin_without_delta_file(&dir, &twin_dir);
+    let twin = Store::open_with(&twin_dir, manual()).expect("twin");
+    // ...then the store goes on writing and saves a later delta of the same generation.
+    let later = {
+        let store = Store::open_with(&dir, manual()).expect("open");
+        store
+            .upsert_item(&Item {
+                id: "later".into(),
+                tags: vec![("t1".into(), 1.0)],
+                ..Item::default()
+            })
+            .expect("write");
+        assert!(store.save_delta().expect("save").written);
+        std::fs::read(delta_file(&dir, generation)).expect("read")
+    };
+    // Put into the older copy, that file holds a write its sled never had.
+    std::fs::write(delta_file(&copy, generation), &later).expect("write");
+    let store = Store::open_with(&copy, manual()).expect("open the copy");
+    assert!(store.get_item("later").is_none(), "a write sled never had");
+    check(&store, &twin, &model, "a later file in an older copy");
+    drop(store);
+
+    // A sound file of the previous generation, under the next generation's name.
+    let store = Store::open_with(&copy, manual()).expect("open");
+    let next = store.rebuild().expect("fold").generation;
+    drop(store);
+    std::fs::write(delta_file(&copy, next), &saved).expect("write");
+    let store = Store::open_with(&copy, manual()).expect("open");
+    assert_eq!(store.stats().delta_records, 0, "{:?}", store.stats());
+    assert!(!delta_file(&copy, next).exists());
+    check(&store, &twin, &model, "an older generation's file");
 }

@@ -84,16 +84,69 @@ struct RunRef<'a> {
     bytes: u64,
 }
 
-/// The header as read back (the same bincode as [`SavedRef`]).
+/// The header as read back (the same bincode as [`SavedRef`]), its strings borrowed from the
+/// file: bincode allocates an owned string's claimed length before reading it, so a file
+/// whose checksum was made to match could ask for any amount of memory. Sequences go
+/// through serde, which preallocates cautiously.
 #[derive(Deserialize)]
-struct Saved {
+struct Saved<'a> {
     generation: u64,
     seq: u64,
-    items: Vec<(u32, u64, Option<StoredItem>)>,
-    users: Vec<(u32, u64, Option<StoredUser>)>,
-    item_names: Vec<(String, u32)>,
-    user_names: Vec<(String, u32)>,
+    #[serde(borrow)]
+    items: Vec<(u32, u64, Option<ItemIn<'a>>)>,
+    #[serde(borrow)]
+    users: Vec<(u32, u64, Option<UserIn<'a>>)>,
+    #[serde(borrow)]
+    item_names: Vec<(&'a str, u32)>,
+    #[serde(borrow)]
+    user_names: Vec<(&'a str, u32)>,
     runs: Vec<SavedRun>,
+}
+
+/// [`StoredItem`] as decoded from a delta file, field for field (a test holds them equal).
+#[derive(Deserialize)]
+struct ItemIn<'a> {
+    name: &'a str,
+    tags: Vec<(u32, f32)>,
+    title: &'a str,
+    category: &'a str,
+    price: f32,
+    stock: u32,
+    members_only: bool,
+    created_at: u64,
+}
+
+impl ItemIn<'_> {
+    fn owned(self) -> StoredItem {
+        StoredItem {
+            name: self.name.to_string(),
+            tags: self.tags,
+            title: self.title.to_string(),
+            category: self.category.to_string(),
+            price: self.price,
+            stock: self.stock,
+            members_only: self.members_only,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// [`StoredUser`] as decoded from a delta file.
+#[derive(Deserialize)]
+struct UserIn<'a> {
+    name: &'a str,
+    tags: Vec<(u32, f32)>,
+    recent: Vec<u32>,
+}
+
+impl UserIn<'_> {
+    fn owned(self) -> StoredUser {
+        StoredUser {
+            name: self.name.to_string(),
+            tags: self.tags,
+            recent: self.recent,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -101,6 +154,17 @@ struct SavedRun {
     global: Vec<u32>,
     seqs: Vec<u64>,
     bytes: u64,
+}
+
+/// What sled says the store holds, which a delta file must not go past: its counters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// The next item id sled would hand out.
+    pub next_item: u32,
+    /// The next user id.
+    pub next_user: u32,
+    /// The newest write sled holds.
+    pub seq: u64,
 }
 
 /// A delta read back from its file.
@@ -140,8 +204,12 @@ pub(crate) fn write(
         seq,
         items,
         users,
-        item_names: sorted_names(&delta.item_names),
-        user_names: sorted_names(&delta.user_names),
+        item_names: live_names(&delta.item_names, |id| {
+            delta.items.get(&id).is_some_and(|e| e.row.is_some())
+        }),
+        user_names: live_names(&delta.user_names, |id| {
+            delta.users.get(&id).is_some_and(|e| e.row.is_some())
+        }),
         runs: delta
             .runs
             .iter()
@@ -168,16 +236,29 @@ pub(crate) fn write(
         .map_err(|e| Error::io("reading the delta file's size", &path, e))
 }
 
-fn sorted_names(m: &imbl::HashMap<Arc<str>, u32>) -> Vec<(&str, u32)> {
-    let mut v: Vec<(&str, u32)> = m.iter().map(|(n, id)| (&**n, *id)).collect();
+/// The names of `m` whose record is live, sorted. A deleted record's name stays in the live
+/// delta (a write of the same name gets the id back), but it is not written to a file: a
+/// deletion must not leave the name on disk (the dirty log keeps no such name either).
+fn live_names(m: &imbl::HashMap<Arc<str>, u32>, live: impl Fn(u32) -> bool) -> Vec<(&str, u32)> {
+    let mut v: Vec<(&str, u32)> = m
+        .iter()
+        .filter(|(_, id)| live(**id))
+        .map(|(n, id)| (&**n, *id))
+        .collect();
     v.sort_unstable();
     v
 }
 
 /// Read generation `seg`'s delta file from `dir`, if there is one, and rebuild the delta it
 /// holds over `seg`. `Ok(None)`: no file. An error: the file is unusable (damaged, of another
-/// store or generation); the caller falls back to the dirty log.
-pub(crate) fn read(dir: &Path, seg: &Segment, store: u32) -> Result<Option<Loaded>> {
+/// store or generation, or holding ids or writes past sled's `bounds`); the caller falls back
+/// to the dirty log.
+pub(crate) fn read(
+    dir: &Path,
+    seg: &Segment,
+    store: u32,
+    bounds: Bounds,
+) -> Result<Option<Loaded>> {
     let path = dir.join(file_name(seg.generation()));
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -196,8 +277,8 @@ pub(crate) fn read(dir: &Path, seg: &Segment, store: u32) -> Result<Option<Loade
         )));
     }
     let payload = file.payload();
-    let (saved, used): (Saved, usize) =
-        bincode::serde::decode_from_slice(payload, bincode_config())
+    let (saved, used): (Saved<'_>, usize) =
+        bincode::serde::borrow_decode_from_slice(payload, bincode_config())
             .map_err(|e| bad(format!("its header does not decode: {e}")))?;
     let seg_max_seq = seg.data().max_seq.to_native();
     if saved.generation != seg.generation() || saved.seq < seg_max_seq {
@@ -209,36 +290,56 @@ pub(crate) fn read(dir: &Path, seg: &Segment, store: u32) -> Result<Option<Loade
             seg.generation()
         )));
     }
+    if saved.seq > bounds.seq {
+        return Err(bad(format!(
+            "it holds writes up to {} but the durable records end at write {} (a file from \
+             another copy of this store?)",
+            saved.seq, bounds.seq
+        )));
+    }
+    let in_range = |what: &str, id: u32, bound: u32, seq: u64| {
+        if id >= bound {
+            Err(bad(format!(
+                "{what} {id} is past the ids the store has handed out ({bound})"
+            )))
+        } else if seq > saved.seq || seq <= seg_max_seq {
+            Err(bad(format!(
+                "{what} {id} carries write {seq}, outside the file's writes {}..={}",
+                seg_max_seq + 1,
+                saved.seq
+            )))
+        } else {
+            Ok(())
+        }
+    };
     let table = &seg.data().items;
     let mut d = Delta::default();
     for (id, seq, row) in saved.items {
-        if seq > saved.seq || seq <= seg_max_seq {
-            return Err(bad(format!(
-                "item {id} carries write {seq}, outside the file's writes {seg_max_seq}..={}",
-                saved.seq
-            )));
-        }
-        d.put_item(id, seq, row.map(Arc::new), table);
+        in_range("item", id, bounds.next_item, seq)?;
+        d.put_item(id, seq, row.map(|r| Arc::new(r.owned())), table);
     }
     for (id, seq, row) in saved.users {
-        if seq > saved.seq || seq <= seg_max_seq {
+        in_range("user", id, bounds.next_user, seq)?;
+        d.put_user(id, seq, row.map(|r| Arc::new(r.owned())));
+    }
+    for (name, id) in saved.item_names {
+        let named = d.items.get(&id).and_then(|e| e.row.as_deref());
+        if named.map(|r| r.name.as_str()) != Some(name) {
             return Err(bad(format!(
-                "user {id} carries write {seq}, outside the file's writes {seg_max_seq}..={}",
-                saved.seq
+                "item name {name:?} maps to {id}, whose record it is not"
             )));
         }
-        d.put_user(id, seq, row.map(Arc::new));
+        d.item_names.insert(Arc::from(name), id);
     }
-    d.item_names = saved
-        .item_names
-        .into_iter()
-        .map(|(n, id)| (Arc::from(n), id))
-        .collect();
-    d.user_names = saved
-        .user_names
-        .into_iter()
-        .map(|(n, id)| (Arc::from(n), id))
-        .collect();
+    for (name, id) in saved.user_names {
+        let named = d.users.get(&id).and_then(|e| e.row.as_deref());
+        if named.map(|r| r.name.as_str()) != Some(name) {
+            return Err(bad(format!(
+                "user name {name:?} maps to {id}, whose record it is not"
+            )));
+        }
+        d.user_names.insert(Arc::from(name), id);
+    }
     let mut rest = payload.get(used..).unwrap_or_default();
     for r in saved.runs {
         let len = usize::try_from(r.bytes).unwrap_or(usize::MAX);
@@ -251,11 +352,32 @@ pub(crate) fn read(dir: &Path, seg: &Segment, store: u32) -> Result<Option<Loade
         rest = tail;
         let run = Run::from_parts(r.global, r.seqs, bytes).map_err(|e| bad(e.to_string()))?;
         // The rows a run holds as current are indexed; `put_item` put them among the rows
-        // to scan, as a write does.
+        // to scan, as a write does. A current slot must hold its record's tags, or the
+        // index would serve another row than record reads do.
         for local in 0..crate::narrow::u32_from(run.len()) {
-            if run.current(&d, local) {
-                d.unindexed.remove(&run.global(local));
+            if !run.current(&d, local) {
+                continue;
             }
+            let id = run.global(local);
+            let row = d.items.get(&id).and_then(|e| e.row.clone());
+            let (ids, weights) = run.table().forward.row(local);
+            let same = row.is_some_and(|row| {
+                row.tags.len() == ids.len()
+                    && ids.len() == weights.len()
+                    && row
+                        .tags
+                        .iter()
+                        .zip(ids.iter().zip(weights))
+                        .all(|(&(t, w), (i, x))| {
+                            t == i.to_native() && w.to_bits() == x.to_native().to_bits()
+                        })
+            });
+            if !same {
+                return Err(bad(format!(
+                    "a run's current row of item {id} is not its record (or the record is deleted)"
+                )));
+            }
+            d.unindexed.remove(&id);
         }
         d.runs.push(Arc::new(run));
     }
@@ -269,4 +391,40 @@ pub(crate) fn read(dir: &Path, seg: &Segment, store: u32) -> Result<Option<Loade
         delta: d,
         seq: saved.seq,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The borrowed records decode exactly what the stored ones encode, so a field added to
+    /// `StoredItem` or `StoredUser` and not here fails this, not a user's open.
+    #[test]
+    fn borrowed_records_decode_the_stored_ones() {
+        let item = StoredItem {
+            name: "n".into(),
+            tags: vec![(3, 0.5), (9, 2.0)],
+            title: "t".into(),
+            category: "a/b".into(),
+            price: 4.5,
+            stock: 7,
+            members_only: true,
+            created_at: 99,
+        };
+        let bytes = bincode::serde::encode_to_vec(&item, bincode_config()).expect("encode");
+        let (back, used): (ItemIn<'_>, usize) =
+            bincode::serde::borrow_decode_from_slice(&bytes, bincode_config()).expect("decode");
+        assert_eq!(used, bytes.len());
+        assert_eq!(back.owned(), item);
+        let user = StoredUser {
+            name: "u".into(),
+            tags: vec![(1, 1.0)],
+            recent: vec![4, 2],
+        };
+        let bytes = bincode::serde::encode_to_vec(&user, bincode_config()).expect("encode");
+        let (back, used): (UserIn<'_>, usize) =
+            bincode::serde::borrow_decode_from_slice(&bytes, bincode_config()).expect("decode");
+        assert_eq!(used, bytes.len());
+        assert_eq!(back.owned(), user);
+    }
 }

@@ -440,12 +440,7 @@ fn round(dir: &Path, seed: u64, lives: usize, calls: usize, seen: &mut Seen) {
                 continue;
             }
         };
-        if store
-            .inner
-            .delta_saved
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-        {
+        if super::lock(&store.inner.delta_saved).0 > 0 {
             DELTA_FILE_OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let mut states = vec![model.clone()];

@@ -30,7 +30,13 @@ impl Store {
         let store_tag = self.store_tag();
         self.paused(|tree, snap, seg_dir| {
             let mut report = verify::deep(store_tag, tree, snap)?;
-            verify::delta_file(&mut report, seg_dir, snap, store_tag);
+            // Paused and flushed: sled's counters are current.
+            let bounds = crate::delta::file::Bounds {
+                next_item: super::open::meta_u32(tree, codec::META_NEXT_ITEM)?,
+                next_user: super::open::meta_u32(tree, codec::META_NEXT_USER)?,
+                seq: super::open::meta_u64(tree, codec::META_SEQ)?,
+            };
+            verify::delta_file(&mut report, seg_dir, snap, store_tag, bounds);
             Ok(report)
         })
     }
@@ -133,7 +139,12 @@ impl Store {
         let (stale, _tombstones) = store.inner.prune_chunks()?;
         // Pruned, chunk records and `I` records are disjoint: the copy packs both.
         let report = store.copy_to(&plan.fresh, true)?;
-        // The store stays open (and locked) across the exchange.
+        // The store stays open (and locked) across the exchange. Its directory then holds
+        // the compacted copy, whose delta no close of this store may write.
+        store
+            .inner
+            .save_on_close
+            .store(false, std::sync::atomic::Ordering::Release);
         let swapped = plan.exchange();
         drop(store);
         plan.finish(swapped, dir, bytes_before, &report, unused, stale)

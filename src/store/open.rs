@@ -3,7 +3,7 @@
 //! journal replay.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -25,7 +25,7 @@ pub(super) fn meta_u32(tree: &crate::durable::Db, key: &[u8]) -> Result<u32> {
         .map_err(|_| codec::corrupt(key, "an id counter past the u32 id space"))
 }
 
-fn meta_u64(tree: &crate::durable::Db, key: &[u8]) -> Result<u64> {
+pub(super) fn meta_u64(tree: &crate::durable::Db, key: &[u8]) -> Result<u64> {
     match tree.get(key)? {
         None => Ok(0),
         Some(v) if v.len() == 4 => Ok(u64::from(codec::decode_u32(key, Some(&v))?)),
@@ -166,7 +166,14 @@ impl Store {
             rebuild::clean_dirty_log(&tree, segment.data().max_seq.to_native())?;
         }
         remove_stray_files(&seg_dir, segment.generation());
-        let (delta, saved_seq) = match crate::delta::file::read(&seg_dir, &segment, store_tag) {
+        let bounds = crate::delta::file::Bounds {
+            next_item: counters.next_item,
+            next_user: counters.next_user,
+            seq: counters.seq,
+        };
+        let (delta, saved_seq) = match crate::delta::file::read(
+            &seg_dir, &segment, store_tag, bounds,
+        ) {
             Ok(Some(saved)) => (
                 rebuild::replay_dirty_log(&tree, &segment, saved.delta, saved.seq)?,
                 saved.seq,
@@ -184,6 +191,11 @@ impl Store {
         };
         // The background work saves the delta again once it has grown past what was saved.
         let saved_pressure = if saved_seq > 0 { delta.pressure() } else { 0 };
+        let saved_runs = if saved_seq > 0 {
+            super::run_addresses(&delta)
+        } else {
+            Vec::new()
+        };
         tracing::info!(
             dir = %dir.display(),
             generation = segment.generation(),
@@ -239,7 +251,9 @@ impl Store {
                 prune_thread: Mutex::new(None),
                 prune_pacer: crate::retention::Pacer::new(),
                 index_thread: Mutex::new(None),
-                delta_saved: AtomicU64::new(saved_seq),
+                delta_saved: Mutex::new((saved_seq, saved_runs)),
+                fold_wanted: AtomicBool::new(false),
+                save_on_close: AtomicBool::new(true),
                 saved_pressure: AtomicUsize::new(saved_pressure),
                 shared,
             }),

@@ -476,6 +476,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let s = &r.store;
             let store = Store::open_with(&s.dir, with_bars(Config::default(), !s.json))?;
             if r.save_delta {
+                // Index every re-tagged row first, so the file holds them as runs (the open
+                // that preceded this one left the indexing to a background thread).
+                while store.index_delta()? > 0 {}
                 let d = store.save_delta()?;
                 if s.json {
                     output::json(&d)?;
@@ -483,6 +486,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     println!(
                         "delta of generation {} saved: {} records, {} runs of its index, {} bytes, {:.3} s",
                         d.generation, d.records, d.runs, d.bytes, d.seconds
+                    );
+                } else if d.records == 0 {
+                    println!(
+                        "nothing to save: the delta of generation {} is empty",
+                        d.generation
                     );
                 } else {
                     println!(
