@@ -4,6 +4,9 @@
 //! Run: `cargo bench --bench shapes` (peers installed first, see `bench/peers/README.md`).
 //! `RECOSTORE_BENCH_ITEMS` (default 1,000,000) sets every catalogue's size;
 //! `RECOSTORE_BENCH_SHAPES` (comma-separated names) picks catalogues.
+//! `RECOSTORE_BENCH_PROFILE=1` prints the eight slowest queries' work and the mean work per
+//! query, then runs those eight in a loop for 60 s (for `perf record -p`); `=all` loops every
+//! query instead, for the median's profile.
 //!
 //! Catalogues, all at the same size:
 //! * `zipf`: the project's own generator (`demo::zipf_items`): 24–32 tags per item from a
@@ -280,9 +283,27 @@ fn catalogue(name: &str, about: &str, items: Vec<Item>) {
                 .row_vec(snap.item_id(&picks[*i]).expect("id"));
             eprintln!("{t:?} query {i} ({} tags {:?}): {st:?}", row.len(), row);
         }
+        // `RECOSTORE_BENCH_PROFILE=all` loops every query (the median's work), anything else
+        // the eight slowest (the tail's).
+        let take = if std::env::var("RECOSTORE_BENCH_PROFILE").as_deref() == Ok("all") {
+            slow.len()
+        } else {
+            8
+        };
+        let n = slow.len().max(1) as u64;
+        let mean =
+            |f: fn(&recostore::QueryStats) -> u64| slow.iter().map(|s| f(&s.2)).sum::<u64>() / n;
+        eprintln!(
+            "mean per query: scored {}, postings {}, column slots {}, windows swept {}, skipped {}",
+            mean(|s| s.scored),
+            mean(|s| s.postings),
+            mean(|s| s.column_slots),
+            mean(|s| s.windows_swept),
+            mean(|s| s.windows_skipped)
+        );
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(60) {
-            for (_, i, _) in slow.iter().take(8) {
+            for (_, i, _) in slow.iter().take(take) {
                 std::hint::black_box(store.query(&queries[*i]).expect("query"));
             }
         }
