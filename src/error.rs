@@ -201,6 +201,75 @@ pub enum Error {
         /// Why, and what to do instead.
         reason: String,
     },
+
+    /// A replica was asked to change what it serves. Its records, events and plugins are the
+    /// leader's, as of the last generation it verified.
+    #[error("the store at {dir} is a replica and is read-only: write to the leader, which publishes to the replicas (Store::publish, `recostore serve --publish`)")]
+    ReadOnlyReplica {
+        /// The replica's directory.
+        dir: PathBuf,
+    },
+
+    /// Talking to the object store failed (a publish, or a replica's poll or download).
+    #[error("object store: {action} `{location}` failed: {source}. Check the address, the credentials and the network, then retry: a manifest never names a file that is not whole, so a retry is safe")]
+    ObjectStore {
+        /// What we were doing, e.g. `"uploading"`.
+        action: &'static str,
+        /// The object (or prefix) involved.
+        location: String,
+        /// What the object store reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    /// Another publisher committed the generation this publish was committing: two leaders
+    /// wrote to one prefix at once, and the other won.
+    #[error("publish to `{prefix}` lost: generation {generation} was committed by another publisher at the same moment. Only one leader may publish to a prefix; stop the other one, or give each leader its own prefix")]
+    PublishConflict {
+        /// The prefix published to.
+        prefix: String,
+        /// The generation both tried to commit.
+        generation: u64,
+    },
+
+    /// The prefix's newest generation was published by another store.
+    #[error("publish to `{prefix}` refused: its newest generation ({generation}) was published by store {leader}, and this is store {ours}. Replicas following that prefix would switch between two stores. Publish to another prefix, or remove the other store's manifests first if it is gone for good")]
+    ForeignLeader {
+        /// The prefix published to.
+        prefix: String,
+        /// The newest generation there.
+        generation: u64,
+        /// The id of the store that published it.
+        leader: String,
+        /// This store's id.
+        ours: String,
+    },
+
+    /// A manifest or a downloaded object failed its checks (size, checksum, format). The
+    /// replica keeps serving the generation it last verified.
+    #[error("{location} failed verification: {reason}. The replica keeps serving its last verified generation; the leader's next publish, or a re-upload of that object, repairs it")]
+    BadObject {
+        /// The object.
+        location: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// An object store address could not be used.
+    #[error("object store address `{address}`: {reason}")]
+    BadAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong, and what would work.
+        reason: String,
+    },
+
+    /// A replica was opened on a prefix that holds no generation yet.
+    #[error("nothing is published under `{prefix}` yet: publish from the leader first (Store::publish, `recostore publish --dir D URL`), then open the replica")]
+    NothingPublished {
+        /// The prefix asked for.
+        prefix: String,
+    },
 }
 
 impl Error {

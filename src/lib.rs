@@ -67,6 +67,8 @@ mod progress;
 mod rebuild;
 mod reclaim;
 mod recommendation;
+#[cfg(feature = "replication")]
+pub mod replica;
 mod retention;
 mod scenario;
 mod search;
@@ -96,6 +98,8 @@ pub use plugin::{PluginLimits, Plugins};
 pub use progress::{Progress, ProgressUpdate};
 pub use reclaim::ReclaimReport;
 pub use recommendation::LIFT_MIN_SUPPORT;
+#[cfg(feature = "replication")]
+pub use replica::{PublishReport, Replica, ReplicaSource, ReplicaStatus};
 pub use retention::PruneReport;
 pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;
 pub use scenario::relations::VIEWED_NEWEST as SUBSTITUTE_SESSIONS;

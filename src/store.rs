@@ -7,6 +7,8 @@ mod events;
 mod maintenance;
 pub(crate) mod open;
 mod read;
+#[cfg(feature = "replication")]
+mod replica;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -94,6 +96,9 @@ pub(crate) struct Inner {
     /// The delta's pressure when it was last saved (0 after a fold): the background work is
     /// due again once the pressure has grown by `Config::rebuild_threshold` past it.
     saved_pressure: AtomicUsize,
+    /// One publish at a time (`crate::replica`): two would race for one generation number.
+    #[cfg(feature = "replication")]
+    publishing: Mutex<()>,
     /// What every view of this store shares: configuration, plugins, latency, the derived
     /// relations scenarios keep.
     shared: Arc<crate::view::Shared>,
@@ -796,6 +801,10 @@ impl Inner {
                 // Work that panicked has already logged; the delta still serves its records.
                 let _ = h.join();
             }
+        }
+        if self.tree.is_read_only() {
+            // A replica's state is the leader's; it has nothing of its own to save.
+            return Ok(());
         }
         self.shared.plugins.save_figures()?;
         self.write(|p| {

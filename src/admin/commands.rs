@@ -54,10 +54,25 @@ pub const COMMANDS: &[(&str, &str)] = &[
 
 /// What the handlers share.
 pub(crate) struct Ctx {
+    /// The store served, or the first generation of the replica when `replica` is set.
     pub store: Store,
+    /// Set when serving a replica: each request asks it for the generation it serves now.
+    #[cfg(feature = "replication")]
+    pub replica: Option<crate::Replica>,
     pub started: Instant,
     pub log_level: Option<LogLevelHook>,
     pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Ctx {
+    /// The store a request runs on: a replica's current generation, or the store served.
+    pub(crate) fn store(&self) -> Store {
+        #[cfg(feature = "replication")]
+        if let Some(r) = &self.replica {
+            return r.store();
+        }
+        self.store.clone()
+    }
 }
 
 /// A handler's failure: the code and message of the error response.
@@ -80,6 +95,7 @@ fn failed(e: Error) -> Failure {
     let code = match e {
         Error::NotFound { .. } | Error::PluginNotFound { .. } => Code::NotFound,
         Error::InvalidQuery { .. } => Code::BadArgs,
+        Error::ReadOnlyReplica { .. } => Code::ReadOnly,
         _ => Code::Failed,
     };
     (code, e.to_string())
@@ -226,6 +242,7 @@ fn records<J: DeserializeOwned, T>(
 fn refused(e: Error) -> Failure {
     let code = match e {
         Error::InvalidRecord { .. } | Error::InvalidEvent { .. } => Code::BadArgs,
+        Error::ReadOnlyReplica { .. } => Code::ReadOnly,
         _ => Code::Failed,
     };
     (code, e.to_string())
@@ -289,14 +306,15 @@ fn read_module_arg(path: &std::path::Path, max: usize) -> Result<Vec<u8>, Failur
 }
 
 fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
-    let max = ctx.store.plugins().limits().max_module_bytes;
+    let max = ctx.store().plugins().limits().max_module_bytes;
     let wasm = read_module_arg(&a.path, max)?;
     let config = match &a.config {
         None => Vec::new(),
         Some(Value::String(s)) => s.clone().into_bytes(),
         Some(v) => v.to_string().into_bytes(),
     };
-    let plugins = ctx.store.plugins();
+    let store = ctx.store();
+    let plugins = store.plugins();
     if swap && plugins.info(&a.name).is_err() {
         return Err((
             Code::NotFound,
@@ -313,10 +331,18 @@ fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
 }
 
 fn stats(ctx: &Ctx) -> Result<Value, Failure> {
-    let s = ctx.store.stats();
-    let plugins = ctx.store.plugins().list();
+    let s = ctx.store().stats();
+    let plugins = ctx.store().plugins().list();
     let faults: u64 = plugins.iter().map(|p| p.faults.total()).sum();
+    #[cfg(feature = "replication")]
+    let replica = match &ctx.replica {
+        Some(r) => to_value(&r.status())?,
+        None => Value::Null,
+    };
+    #[cfg(not(feature = "replication"))]
+    let replica = Value::Null;
     Ok(json!({
+        "replica": replica,
         "items": s.items,
         "users": s.users,
         "tags": s.tags,
@@ -327,7 +353,7 @@ fn stats(ctx: &Ctx) -> Result<Value, Failure> {
         "attribute_overlay": s.attribute_overlay,
         "delta_index": {"runs": s.delta_runs, "unindexed": s.delta_unindexed, "bytes": s.delta_index_bytes},
         "cooccurrence": {"bought_lines": s.bought_lines, "viewed_lines": s.viewed_lines, "approx_bytes": s.cooccurrence_bytes},
-        "queries": to_value(&ctx.store.latency_stats())?,
+        "queries": to_value(&ctx.store().latency_stats())?,
         "plugins": {
             "loaded": plugins.len(),
             "disabled": plugins.iter().filter(|p| p.disabled.is_some()).count(),
@@ -340,7 +366,7 @@ fn stats(ctx: &Ctx) -> Result<Value, Failure> {
 }
 
 fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
-    let store = &ctx.store;
+    let store = &ctx.store();
     match cmd {
         "ping" => Ok(json!({"pong": true, "version": env!("CARGO_PKG_VERSION")})),
         "help" => Ok(COMMANDS
@@ -352,7 +378,7 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             match format.as_deref() {
                 None | Some("json") => stats(ctx),
                 Some("prometheus") => Ok(
-                    json!({"format": "prometheus", "text": super::prometheus::text(&ctx.store)}),
+                    json!({"format": "prometheus", "text": super::prometheus::text(&ctx.store())}),
                 ),
                 Some(other) => Err((
                     Code::BadArgs,

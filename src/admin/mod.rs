@@ -112,7 +112,34 @@ impl AdminServer {
         path: impl AsRef<Path>,
         opts: AdminOptions,
     ) -> Result<AdminServer> {
-        let path = path.as_ref().to_path_buf();
+        AdminServer::start_ctx(
+            store,
+            #[cfg(feature = "replication")]
+            None,
+            path.as_ref(),
+            opts,
+        )
+    }
+
+    /// Serve a replica's admin socket: every request runs on the generation the replica
+    /// serves at that moment, writes answer `read_only`, and `stats` carries the replica's
+    /// generation, lag and last poll.
+    #[cfg(feature = "replication")]
+    pub fn start_replica(
+        replica: &crate::Replica,
+        path: impl AsRef<Path>,
+        opts: AdminOptions,
+    ) -> Result<AdminServer> {
+        AdminServer::start_ctx(&replica.store(), Some(replica.clone()), path.as_ref(), opts)
+    }
+
+    fn start_ctx(
+        store: &Store,
+        #[cfg(feature = "replication")] replica: Option<crate::Replica>,
+        path: &Path,
+        opts: AdminOptions,
+    ) -> Result<AdminServer> {
+        let path = path.to_path_buf();
         let listener = socket::bind(&path)?;
         listener
             .set_nonblocking(true)
@@ -121,6 +148,8 @@ impl AdminServer {
         let connections = Arc::new(AtomicUsize::new(0));
         let ctx = Arc::new(commands::Ctx {
             store: store.clone(),
+            #[cfg(feature = "replication")]
+            replica,
             started: Instant::now(),
             log_level: opts.log_level.clone(),
             connections: connections.clone(),
@@ -239,6 +268,8 @@ fn accept_loop(
 pub(crate) fn respond_line(store: &Store, line: &[u8]) -> protocol::Response {
     let ctx = commands::Ctx {
         store: store.clone(),
+        #[cfg(feature = "replication")]
+        replica: None,
         started: std::time::Instant::now(),
         log_level: None,
         connections: Arc::new(AtomicUsize::new(1)),

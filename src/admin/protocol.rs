@@ -41,6 +41,9 @@ pub enum Code {
     ShuttingDown,
     /// The store refused or failed the operation; the message says why and what to do.
     Failed,
+    /// The server follows a leader (`recostore serve --follow`) and is read-only: write to
+    /// the leader.
+    ReadOnly,
 }
 
 /// An error response's body.

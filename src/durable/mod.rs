@@ -195,6 +195,10 @@ struct Shared {
     /// first read to the swap. Held only for one backend call, never across two, so it cannot
     /// take part in a lock cycle.
     writes: RwLock<()>,
+    /// Set on a replica's store once it has opened: every write is refused with
+    /// [`Error::ReadOnlyReplica`] naming this directory. The seam every durable write passes
+    /// is the one place that cannot be forgotten by a new write path.
+    read_only: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Db {
@@ -209,7 +213,28 @@ impl Db {
         Db(Arc::new(Shared {
             backend: ArcSwap::from_pointee(backend),
             writes: RwLock::new(()),
+            read_only: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Refuse every write from now on (a replica's store, see `crate::replica`); `dir` is
+    /// the directory the refusal names.
+    #[cfg(feature = "replication")]
+    pub(crate) fn set_read_only(&self, dir: std::path::PathBuf) {
+        let _ = self.0.read_only.set(dir);
+    }
+
+    /// Whether writes are refused (see [`Db::set_read_only`]).
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.0.read_only.get().is_some()
+    }
+
+    /// `Err` on a read-only store.
+    fn writable(&self) -> Result<()> {
+        match self.0.read_only.get() {
+            Some(dir) => Err(Error::ReadOnlyReplica { dir: dir.clone() }),
+            None => Ok(()),
+        }
     }
 
     /// Shared hold on writes: held for one backend call. A panic elsewhere cannot have left
@@ -261,6 +286,7 @@ impl Db {
 
     /// Apply `batch` atomically.
     pub(crate) fn apply_batch(&self, batch: Batch) -> Result<()> {
+        self.writable()?;
         let _w = self.writing();
         self.0.backend.load().apply(batch)
     }
@@ -286,6 +312,7 @@ impl Db {
         old: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool> {
+        self.writable()?;
         let _w = self.writing();
         self.0.backend.load().compare_and_swap(key, old, new)
     }

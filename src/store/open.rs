@@ -255,6 +255,8 @@ impl Store {
                 fold_wanted: AtomicBool::new(false),
                 save_on_close: AtomicBool::new(true),
                 saved_pressure: AtomicUsize::new(saved_pressure),
+                #[cfg(feature = "replication")]
+                publishing: Mutex::new(()),
                 shared,
             }),
         };

@@ -34,6 +34,32 @@ pub struct ServeArgs {
     /// errors. See recostore.example.toml.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Publish the store to this object store address every --publish-every seconds, for
+    /// replicas to follow (`file:///dir`, a path, or a cloud URL this build reaches). Each
+    /// publish takes a consistent copy first: writes wait for it, queries do not. A round
+    /// with no write since the last is skipped.
+    #[arg(long, value_name = "URL", conflicts_with = "follow")]
+    publish: Option<String>,
+    /// Seconds between publishes.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    publish_every: f64,
+    /// Serve a read-only replica that follows the generations a leader publishes at this
+    /// address. --dir is then the replica's own directory (its cache and generations), and
+    /// writes over the socket answer `read_only`.
+    #[arg(long, value_name = "URL")]
+    follow: Option<String>,
+    /// Seconds between a replica's polls for a new generation.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    poll_every: f64,
+}
+
+/// `secs` as a duration, refused unless finite and positive.
+fn seconds(flag: &str, secs: f64) -> Result<Duration, String> {
+    if secs.is_finite() && secs > 0.0 && secs < 1e9 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!("{flag} {secs}: give a number of seconds above 0"))
+    }
 }
 
 #[derive(Args)]
@@ -83,7 +109,25 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         file.serve.max_connections = n;
     }
     let dir = file.serve.dir.clone();
-    let store = Store::open_with(&dir, file.store)?;
+    let replica = match &a.follow {
+        Some(url) => {
+            let mut source = recostore::ReplicaSource::from_url(url)?;
+            source.poll_every = Some(seconds("--poll-every", a.poll_every)?);
+            source.config = file.store.clone();
+            let replica = Store::open_replica(&dir, source)?;
+            eprintln!(
+                "following {url}: generation {} (polling every {} s)",
+                replica.status().generation,
+                a.poll_every
+            );
+            Some(replica)
+        }
+        None => None,
+    };
+    let store = match &replica {
+        Some(r) => r.store(),
+        None => Store::open_with(&dir, file.store)?,
+    };
     let socket = file
         .serve
         .socket
@@ -97,7 +141,19 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         log_level: crate::log_level_hook(),
         ..file.serve.admin_options()
     };
-    let server = recostore::admin::AdminServer::start_with(&store, &socket, opts)?;
+    let server = match &replica {
+        Some(r) => recostore::admin::AdminServer::start_replica(r, &socket, opts)?,
+        None => recostore::admin::AdminServer::start_with(&store, &socket, opts)?,
+    };
+    let publisher = match &a.publish {
+        Some(url) => Some(publish_every(
+            &store,
+            url,
+            seconds("--publish-every", a.publish_every)?,
+            stop.clone(),
+        )?),
+        None => None,
+    };
     let metrics = match &a.metrics {
         Some(addr) => Some(serve_metrics(&store, addr)?),
         None => None,
@@ -114,11 +170,58 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         http.unblock();
         let _ = thread.join();
     }
+    if let Some(thread) = publisher {
+        let _ = thread.join();
+    }
     eprintln!("stopping: finishing requests in flight, flushing, removing the socket");
     server.shutdown()?;
     drop(server);
     drop(store);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Publish `store` to `url` every `every` until `stop`, skipping rounds with nothing new.
+/// A failed publish is logged and retried at the next round; the store goes on serving.
+fn publish_every(
+    store: &Store,
+    url: &str,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, Box<dyn std::error::Error>> {
+    let (to, prefix) = recostore::replica::object_store_from_url(url)?;
+    let store = store.clone();
+    eprintln!("publishing to {url} every {} s", every.as_secs_f64());
+    let thread = std::thread::Builder::new()
+        .name("recostore-publish".into())
+        .spawn(move || {
+            let mut last: Option<recostore::replica::StoreVersion> = None;
+            let mut next = std::time::Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                if std::time::Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                next = std::time::Instant::now() + every;
+                let version = recostore::replica::StoreVersion::of(&store);
+                if last.as_ref() == Some(&version) {
+                    continue;
+                }
+                match store.publish(&*to, &prefix) {
+                    Ok(r) => {
+                        tracing::info!(
+                            generation = r.generation,
+                            bytes_uploaded = r.bytes_uploaded,
+                            "published"
+                        );
+                        last = Some(version);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "publish failed; retrying at the next round")
+                    }
+                }
+            }
+        })?;
+    Ok(thread)
 }
 
 /// Fields that hold ids or names in every command: their VALUE is a string whatever it looks

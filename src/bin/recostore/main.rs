@@ -109,6 +109,19 @@ enum Command {
     /// room for one more copy. While a `recostore serve` holds it, `recostore admin reclaim`
     /// gives sled's space back without stopping (it keeps unused tag names and packs nothing).
     Compact(StoreArg),
+    /// Publish the store once to an object store, as the next generation replicas follow
+    /// (`recostore serve --follow URL`). URL: `file:///dir`, a path, or a cloud URL this build
+    /// reaches. Only files not already there are uploaded; the manifest is committed last,
+    /// with a conditional put. `recostore serve --publish URL` does this every few seconds.
+    Publish(PublishArgs),
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    #[command(flatten)]
+    store: StoreArg,
+    /// Where to publish.
+    url: String,
 }
 
 #[derive(Args)]
@@ -541,6 +554,27 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
             if !r.healthy() {
                 return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Publish(p) => {
+            let s = &p.store;
+            let (to, prefix) = recostore::replica::object_store_from_url(&p.url)?;
+            let store = Store::open_existing(&s.dir)?;
+            let r = store.publish(&*to, &prefix)?;
+            if s.json {
+                output::json(&r)?;
+            } else {
+                println!(
+                    "published generation {} to {}: {} files, {} bytes; uploaded {} objects, {} bytes, in {:.2} s (writes waited {:.2} s for the copy)",
+                    r.generation,
+                    p.url,
+                    r.files,
+                    r.bytes_total,
+                    r.objects_uploaded,
+                    r.bytes_uploaded,
+                    r.seconds,
+                    r.copy_seconds
+                );
             }
         }
         Command::Compact(s) => {

@@ -1,0 +1,602 @@
+//! A replica: poll the manifests, fetch what is missing, verify it, switch atomically.
+//!
+//! The replica's directory:
+//!
+//! ```text
+//! REPLICA.lock                 held while a replica has the directory open
+//! objects/<hash>-<size>        verified objects; `.part` while downloading
+//! gens/<generation>/           an assembled, verified generation (a store directory)
+//! gens/<generation>.partial/   one being assembled; removed on open
+//! ```
+//!
+//! An object is downloaded to `<name>.part`, checked against the size and checksum its name
+//! and the manifest give, synced and renamed: so `objects/` holds only verified bytes, and a
+//! download killed part-way resumes at the next poll by fetching that object again (objects
+//! already verified are kept). A generation is assembled in `.partial` (segment files linked
+//! from the cache, being immutable; sled's files copied, since opening a store writes to
+//! them), synced, and renamed: a directory under `gens/` without the suffix is whole. Then it
+//! is opened read-only and swapped in. Any failure on the way leaves the current generation
+//! serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+
+use super::manifest::Manifest;
+use super::{block_on, file_checksum, newest, os_error, under};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::view::View;
+
+/// The file an assembled generation keeps its manifest in, beside the store's own files.
+const MANIFEST_FILE: &str = "REPLICA-MANIFEST.json";
+
+/// Where a replica follows from, and how.
+#[derive(Clone)]
+pub struct ReplicaSource {
+    /// The object store the leader publishes to.
+    pub store: Arc<dyn ObjectStore>,
+    /// The prefix under it.
+    pub prefix: ObjPath,
+    /// How often the background poll looks for a new generation (`None`: only when
+    /// [`Replica::poll`] is called).
+    pub poll_every: Option<Duration>,
+    /// The configuration each generation's store is opened with.
+    pub config: Config,
+}
+
+impl std::fmt::Debug for ReplicaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaSource")
+            .field("store", &self.store.to_string())
+            .field("prefix", &self.prefix.as_ref())
+            .field("poll_every", &self.poll_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplicaSource {
+    /// A source from an address (`file:///dir`, a path, `memory:///`, or a cloud URL where
+    /// this build reaches one; see [`super::object_store_from_url`]), polled every second.
+    pub fn from_url(address: &str) -> Result<ReplicaSource> {
+        let (store, prefix) = super::object_store_from_url(address)?;
+        Ok(ReplicaSource {
+            store,
+            prefix,
+            poll_every: Some(Duration::from_secs(1)),
+            config: Config::default(),
+        })
+    }
+}
+
+/// Where a replica stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaStatus {
+    /// The generation it serves.
+    pub generation: u64,
+    /// When the leader published it (ms since the Unix epoch, the leader's clock).
+    pub published_at_ms: u64,
+    /// The newest generation the last successful poll saw.
+    pub newest_seen: u64,
+    /// Generations it is behind that: 0 once the newest is served.
+    pub behind: u64,
+    /// When a poll last reached the object store and read its manifests (ms since the Unix
+    /// epoch; `None`: never, it opened from what it had verified before).
+    pub last_poll_ok_ms: Option<u64>,
+    /// The last poll's failure, if it failed; cleared by a successful poll.
+    pub last_error: Option<String>,
+    /// The last poll failed: what it serves may be older than the newest published.
+    pub stale: bool,
+}
+
+/// One open generation.
+struct Current {
+    manifest: Manifest,
+    store: Store,
+}
+
+struct Poll {
+    newest_seen: u64,
+    last_ok_ms: Option<u64>,
+    last_error: Option<String>,
+    /// Generations swapped out, with their directories: removed once nothing holds them.
+    retired: Vec<(Weak<Current>, PathBuf)>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    source: ReplicaSource,
+    current: ArcSwap<Current>,
+    /// Held by a poll from its listing to its swap: one poll at a time.
+    poll: Mutex<Poll>,
+    /// Set, and notified, when the last handle goes: the background poll ends.
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    /// The directory lock, released on drop.
+    _lock: std::fs::File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let (flag, cv) = &*self.stop;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
+/// A read-only store that follows a leader's published generations
+/// ([`Store::open_replica`]). Cheap to clone; the background poll ends with the last clone.
+///
+/// Every read goes to the generation it serves now: take a [`Replica::view`] (or
+/// [`Replica::store`]) per request and ask it everything, as on a leader. A switch to a new
+/// generation is one atomic swap; a view taken before it keeps answering from the old one.
+/// Writes to the store it hands out fail with [`Error::ReadOnlyReplica`].
+#[derive(Clone)]
+pub struct Replica {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("dir", &self.inner.dir)
+            .field("generation", &self.inner.current.load().manifest.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Take the directory's lock file, or say who holds it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("REPLICA.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("opening", &path, e))?;
+    // SAFETY: `flock` on a descriptor this function owns (the `File` lives on in the result,
+    // so the lock is held until it is dropped); no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Locked {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("syncing", dir, e))
+}
+
+impl Replica {
+    pub(crate) fn open(dir: &Path, source: ReplicaSource) -> Result<Replica> {
+        std::fs::create_dir_all(dir.join("objects"))
+            .and_then(|()| std::fs::create_dir_all(dir.join("gens")))
+            .map_err(|e| Error::io("creating the replica directory", dir, e))?;
+        let lock_file = lock_dir(dir)?;
+        clear_leftovers(dir)?;
+        let mut poll = Poll {
+            newest_seen: 0,
+            last_ok_ms: None,
+            last_error: None,
+            retired: Vec::new(),
+        };
+        let fetched = block_on(newest(&*source.store, &source.prefix))?;
+        let current = match fetched {
+            Ok(Some(m)) => {
+                poll.newest_seen = m.generation;
+                poll.last_ok_ms = Some(now_ms());
+                match local_generation(dir, m.generation) {
+                    Some(have) if have.manifest == m => have,
+                    _ => assemble(dir, &source, &m)?,
+                }
+            }
+            Ok(None) => {
+                let e = Error::NothingPublished {
+                    prefix: source.prefix.to_string(),
+                };
+                // A prefix emptied under a replica that verified a generation before: keep
+                // serving that, stale, as when the store cannot be reached.
+                let Some(have) = newest_local(dir) else {
+                    return Err(e);
+                };
+                tracing::warn!(error = %e, generation = have.manifest.generation, "serving the generation verified before, stale until a poll succeeds");
+                poll.last_error = Some(e.to_string());
+                have
+            }
+            Err(e) => {
+                // Unreachable or damaged: serve what was verified before, if anything.
+                let Some(have) = newest_local(dir) else {
+                    return Err(e);
+                };
+                tracing::warn!(error = %e, generation = have.manifest.generation, "the object store could not be read; serving the generation verified before, stale until a poll succeeds");
+                poll.last_error = Some(e.to_string());
+                have
+            }
+        };
+        let store = open_generation(&current, &source.config)?;
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            current: ArcSwap::from_pointee(Current {
+                manifest: current.manifest,
+                store,
+            }),
+            poll: Mutex::new(poll),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            source,
+            _lock: lock_file,
+        });
+        let replica = Replica { inner };
+        replica.remove_unused()?;
+        if let Some(every) = replica.inner.source.poll_every {
+            spawn_poller(
+                Arc::downgrade(&replica.inner),
+                replica.inner.stop.clone(),
+                every,
+            );
+        }
+        Ok(replica)
+    }
+
+    /// The current generation, for reading. Lock-free.
+    pub fn view(&self) -> View {
+        self.inner.current.load().store.view()
+    }
+
+    /// The current generation's store, read-only: every query, scenario, plugin and slot,
+    /// and writes refused with [`Error::ReadOnlyReplica`]. Hold it for one request; the next
+    /// request should ask again, to see the next generation.
+    pub fn store(&self) -> Store {
+        self.inner.current.load().store.clone()
+    }
+
+    /// The manifest of the generation served now.
+    pub fn manifest(&self) -> Manifest {
+        self.inner.current.load().manifest.clone()
+    }
+
+    /// The replica's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Where the replica stands: generation, lag, the last poll.
+    pub fn status(&self) -> ReplicaStatus {
+        let cur = self.inner.current.load();
+        let poll = lock(&self.inner.poll);
+        let generation = cur.manifest.generation;
+        ReplicaStatus {
+            generation,
+            published_at_ms: cur.manifest.published_at_ms,
+            newest_seen: poll.newest_seen.max(generation),
+            behind: poll.newest_seen.saturating_sub(generation),
+            last_poll_ok_ms: poll.last_ok_ms,
+            last_error: poll.last_error.clone(),
+            stale: poll.last_error.is_some(),
+        }
+    }
+
+    /// Look for a newer generation now, and switch to it once it is downloaded, verified and
+    /// open. Returns the generation switched to (`None`: nothing newer). On `Err` the replica
+    /// keeps serving what it served, and [`Replica::status`] reports the failure.
+    pub fn poll(&self) -> Result<Option<u64>> {
+        let mut poll = lock(&self.inner.poll);
+        let result = self.poll_locked(&mut poll);
+        match &result {
+            Ok(_) => {
+                poll.last_ok_ms = Some(now_ms());
+                poll.last_error = None;
+            }
+            Err(e) => poll.last_error = Some(e.to_string()),
+        }
+        drop(poll);
+        if matches!(result, Ok(Some(_))) {
+            if let Err(e) = self.remove_unused() {
+                tracing::warn!(error = %e, "could not remove a replica's unused files; they are retried at the next switch");
+            }
+        }
+        result
+    }
+
+    fn poll_locked(&self, poll: &mut Poll) -> Result<Option<u64>> {
+        let source = &self.inner.source;
+        let Some(m) = block_on(newest(&*source.store, &source.prefix))?? else {
+            // The prefix held the generation served, and holds none now: wiped, or the wrong
+            // place. Not a state to call healthy.
+            return Err(Error::NothingPublished {
+                prefix: source.prefix.to_string(),
+            });
+        };
+        poll.newest_seen = poll.newest_seen.max(m.generation);
+        let cur = self.inner.current.load_full();
+        if m.generation <= cur.manifest.generation {
+            return Ok(None);
+        }
+        let have = assemble(&self.inner.dir, source, &m)?;
+        let store = open_generation(&have, &source.config)?;
+        let generation = m.generation;
+        let old = self
+            .inner
+            .current
+            .swap(Arc::new(Current { manifest: m, store }));
+        poll.retired.push((
+            Arc::downgrade(&old),
+            gen_dir(&self.inner.dir, old.manifest.generation),
+        ));
+        drop(old);
+        tracing::info!(generation, "replica switched to a new generation");
+        Ok(Some(generation))
+    }
+
+    /// Remove retired generations nothing holds any more, and cached objects the current
+    /// generation does not name.
+    fn remove_unused(&self) -> Result<()> {
+        let dir = &self.inner.dir;
+        let cur = self.inner.current.load_full();
+        let mut poll = lock(&self.inner.poll);
+        poll.retired.retain(|(held, path)| {
+            if held.strong_count() > 0 {
+                return true;
+            }
+            if let Err(e) = std::fs::remove_dir_all(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a retired generation");
+            }
+            false
+        });
+        let live: Vec<PathBuf> = poll.retired.iter().map(|(_, p)| p.clone()).collect();
+        drop(poll);
+        let keep: std::collections::HashSet<&str> = cur
+            .manifest
+            .files
+            .iter()
+            .filter_map(|f| f.object.strip_prefix("objects/"))
+            .collect();
+        for entry in read_dir(&dir.join("objects"))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep.contains(name.as_str()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let current_dir = gen_dir(dir, cur.manifest.generation);
+        for entry in read_dir(&dir.join("gens"))? {
+            let path = entry.path();
+            if path != current_dir && !live.contains(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    std::fs::read_dir(dir)
+        .and_then(|it| it.collect::<std::io::Result<Vec<_>>>())
+        .map_err(|e| Error::io("listing", dir, e))
+}
+
+fn gen_dir(dir: &Path, generation: u64) -> PathBuf {
+    dir.join("gens").join(generation.to_string())
+}
+
+/// Remove what a killed replica left half-done: partial generations and partial objects.
+fn clear_leftovers(dir: &Path) -> Result<()> {
+    for entry in read_dir(&dir.join("gens"))? {
+        if entry.file_name().to_string_lossy().ends_with(".partial") {
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| Error::io("removing a partial generation", entry.path(), e))?;
+        }
+    }
+    for entry in read_dir(&dir.join("objects"))? {
+        if entry.file_name().to_string_lossy().ends_with(".part") {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io("removing a partial download", entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// An assembled generation on disk: its manifest, read back and checked.
+struct Local {
+    manifest: Manifest,
+    dir: PathBuf,
+}
+
+fn local_generation(dir: &Path, generation: u64) -> Option<Local> {
+    let at = gen_dir(dir, generation);
+    let bytes = std::fs::read(at.join(MANIFEST_FILE)).ok()?;
+    let manifest = Manifest::decode(MANIFEST_FILE, &bytes, generation).ok()?;
+    Some(Local { manifest, dir: at })
+}
+
+/// The newest whole generation this directory holds.
+fn newest_local(dir: &Path) -> Option<Local> {
+    let mut gens: Vec<u64> = read_dir(&dir.join("gens"))
+        .ok()?
+        .iter()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    gens.sort_unstable();
+    gens.into_iter()
+        .rev()
+        .find_map(|g| local_generation(dir, g))
+}
+
+/// Download what `m` names and the cache lacks, verify it, and assemble the generation.
+fn assemble(dir: &Path, source: &ReplicaSource, m: &Manifest) -> Result<Local> {
+    let objects = dir.join("objects");
+    block_on(async {
+        for f in &m.files {
+            let cached = objects.join(f.object.trim_start_matches("objects/"));
+            if cached.exists() {
+                continue;
+            }
+            download(
+                &*source.store,
+                &under(&source.prefix, &f.object),
+                &cached,
+                f,
+            )
+            .await?;
+        }
+        Ok::<(), Error>(())
+    })??;
+    let partial = dir.join("gens").join(format!("{}.partial", m.generation));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| Error::io("removing", &partial, e))?;
+    }
+    for f in &m.files {
+        let from = objects.join(f.object.trim_start_matches("objects/"));
+        let to = partial.join(&f.path);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        }
+        // Segment and neighbour files are never written once made, so the cache's copy can be
+        // shared; everything else (sled's files) is written by the store that opens it.
+        let shared = f.path.starts_with("segments/");
+        let made = if shared {
+            std::fs::hard_link(&from, &to).or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
+        } else {
+            std::fs::copy(&from, &to).map(|_| ())
+        };
+        made.map_err(|e| Error::io("assembling a generation at", &to, e))?;
+        if !shared {
+            // The copy is checked against the manifest, not just the cache it came from: a
+            // cached object damaged on this disk since its download is caught here.
+            let (sum, size) = file_checksum(&to)?;
+            if size != f.size || format!("{sum:032x}") != f.xxh3_128 {
+                let _ = std::fs::remove_file(&from);
+                let _ = std::fs::remove_dir_all(&partial);
+                return Err(Error::BadObject {
+                    location: from.display().to_string(),
+                    reason: "the cached copy differs from the manifest; it is removed and will be fetched again".into(),
+                });
+            }
+            std::fs::File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("syncing", &to, e))?;
+        }
+    }
+    std::fs::create_dir_all(&partial).map_err(|e| Error::io("creating", &partial, e))?;
+    let marker = partial.join(MANIFEST_FILE);
+    std::fs::write(&marker, m.encode()?)
+        .and_then(|()| std::fs::File::open(&marker)?.sync_all())
+        .map_err(|e| Error::io("writing", &marker, e))?;
+    for sub in [partial.clone(), partial.join("segments")] {
+        if sub.exists() {
+            sync_dir(&sub)?;
+        }
+    }
+    let whole = gen_dir(dir, m.generation);
+    if whole.exists() {
+        std::fs::remove_dir_all(&whole).map_err(|e| Error::io("removing", &whole, e))?;
+    }
+    std::fs::rename(&partial, &whole).map_err(|e| Error::io("renaming", &partial, e))?;
+    sync_dir(&dir.join("gens"))?;
+    Ok(Local {
+        manifest: m.clone(),
+        dir: whole,
+    })
+}
+
+/// Fetch one object to `to`, refusing bytes whose size or checksum differ from the manifest's.
+async fn download(
+    store: &dyn ObjectStore,
+    at: &ObjPath,
+    to: &Path,
+    f: &super::ManifestFile,
+) -> Result<()> {
+    use futures::StreamExt;
+    use std::io::Write;
+    let part = to.with_extension("part");
+    let mut out = std::fs::File::create(&part).map_err(|e| Error::io("writing", &part, e))?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut size = 0u64;
+    let got = store
+        .get(at)
+        .await
+        .map_err(|e| os_error("downloading", at, e))?;
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| os_error("downloading", at, e))?;
+        size += chunk.len() as u64;
+        if size > f.size {
+            break;
+        }
+        h.update(&chunk);
+        out.write_all(&chunk)
+            .map_err(|e| Error::io("writing", &part, e))?;
+    }
+    let sum = format!("{:032x}", h.digest128());
+    if size != f.size || sum != f.xxh3_128 {
+        drop(out);
+        let _ = std::fs::remove_file(&part);
+        let reason = if size != f.size {
+            format!("{size} bytes or more arrived, the manifest says {}", f.size)
+        } else {
+            format!("its checksum is {sum}, the manifest says {}", f.xxh3_128)
+        };
+        return Err(Error::BadObject {
+            location: at.to_string(),
+            reason,
+        });
+    }
+    out.sync_all().map_err(|e| Error::io("syncing", &part, e))?;
+    drop(out);
+    std::fs::rename(&part, to).map_err(|e| Error::io("renaming", &part, e))?;
+    Ok(())
+}
+
+/// Open an assembled generation read-only. Its files were checked as it was assembled; a
+/// generation opened before has since been written by its own store (sled's files), as any
+/// store directory is, and the store's own open checks it.
+fn open_generation(have: &Local, config: &Config) -> Result<Store> {
+    let store = Store::open_existing_with(&have.dir, config.clone())?;
+    store.set_read_only(&have.dir);
+    Ok(store)
+}
+
+fn spawn_poller(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("recostore-replica-poll".into())
+        .spawn(move || loop {
+            {
+                let (flag, cv) = &*stop;
+                let guard = lock(flag);
+                let (guard, _) = cv
+                    .wait_timeout_while(guard, every, |stopped| !*stopped)
+                    .unwrap_or_else(|p| p.into_inner());
+                if *guard {
+                    return;
+                }
+            }
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let replica = Replica { inner };
+            if let Err(e) = replica.poll() {
+                tracing::warn!(error = %e, "replica poll failed; serving the last verified generation");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the replica's poll thread; call Replica::poll to follow");
+    }
+}

@@ -1,0 +1,55 @@
+//! The store's side of replication ([`crate::replica`]): publishing a generation, opening a
+//! replica, and the read-only switch a replica's generations are opened with.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::replica::{self, PublishReport, Replica, ReplicaSource};
+
+use super::{lock, Store};
+
+impl Store {
+    /// Publish this store as the next generation under `prefix` of `to` (S3, GCS, Azure, a
+    /// local directory: anything `object_store` reaches), for replicas to follow.
+    ///
+    /// A consistent copy is taken first, exactly as [`Store::backup`] takes it (writes wait for
+    /// the copy, queries do not), in a hidden directory beside the store; it needs free space
+    /// for one copy of the store. Each file is uploaded under its checksum unless already
+    /// there, then the manifest is committed with a conditional put. So:
+    ///
+    /// * a publish killed at any point leaves no manifest naming a missing or partial object,
+    ///   and the next publish completes (objects already uploaded are not sent again);
+    /// * two leaders committing one generation at once: one wins, the other gets
+    ///   [`crate::Error::PublishConflict`];
+    /// * a prefix whose newest generation another store published is refused
+    ///   ([`crate::Error::ForeignLeader`]), so replicas never switch between two stores.
+    ///
+    /// One publish of this store runs at a time; a second waits for the first.
+    pub fn publish(
+        &self,
+        to: &dyn replica::object_store::ObjectStore,
+        prefix: &replica::object_store::path::Path,
+    ) -> Result<PublishReport> {
+        let _one = lock(&self.inner.publishing);
+        replica::publish(self, to, prefix)
+    }
+
+    /// Open a replica in `dir` (created if missing; it holds a cache of downloaded objects and
+    /// the generations assembled from them) following `source`, and start polling it.
+    ///
+    /// The newest generation published under the source's prefix is downloaded, verified and
+    /// opened. When the object store cannot be reached, the newest generation this directory
+    /// verified before is served and the replica reports itself stale
+    /// ([`Replica::status`]) until a poll succeeds. See [`Replica`].
+    pub fn open_replica(dir: impl AsRef<Path>, source: ReplicaSource) -> Result<Replica> {
+        Replica::open(dir.as_ref(), source)
+    }
+
+    /// Refuse every write from now on, naming `dir` in the refusal; nothing is saved on close.
+    pub(crate) fn set_read_only(&self, dir: &Path) {
+        self.inner.tree.set_read_only(dir.to_path_buf());
+        self.inner
+            .save_on_close
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
