@@ -2,8 +2,9 @@
 //! object that is missing or not whole, the next publish completes, and a replica killed while
 //! it downloads opens afterwards on a whole generation, never a half-fetched one.
 //!
-//! The checks read the published directory with their own code: the manifest's JSON with
-//! serde_json and each object's checksum with xxhash directly, not through the library.
+//! Each runs twice: on a directory, and on a real S3-compatible server (moto). The checks read
+//! what was published with their own code: the manifest's JSON with serde_json and each
+//! object's checksum with xxhash directly, not through the library.
 
 #![cfg(feature = "replication")]
 
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
+#[path = "common/moto.rs"]
+mod moto;
 
 use rand::{Rng, SeedableRng};
 use recostore::replica::object_store::local::LocalFileSystem;
@@ -50,9 +53,36 @@ fn build_leader(dir: &Path) {
     store.rebuild().expect("rebuild");
 }
 
-fn local(dir: &Path) -> Arc<dyn ObjectStore> {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    Arc::new(LocalFileSystem::new_with_prefix(dir).expect("local object store"))
+/// The object store a test publishes to, named so a child process can reach it too:
+/// `dir:<path>` or `s3:<port>` (bucket `shop` on a moto server).
+fn target(name: &str) -> Arc<dyn ObjectStore> {
+    match name.split_once(':') {
+        Some(("dir", path)) => {
+            std::fs::create_dir_all(path).expect("mkdir");
+            Arc::new(LocalFileSystem::new_with_prefix(path).expect("local object store"))
+        }
+        Some(("s3", port)) => moto::s3(port.parse().expect("port"), "shop"),
+        _ => panic!("unknown target {name}"),
+    }
+}
+
+/// A fresh target of `kind` for one test, and the server behind it (kept alive by the test).
+fn fresh(kind: &str, tmp: &Path) -> (String, Option<moto::Moto>) {
+    match kind {
+        "dir" => (format!("dir:{}", tmp.join("published").display()), None),
+        _ => {
+            let server = moto::Moto::start();
+            server.create_bucket("shop");
+            (format!("s3:{}", server.port), Some(server))
+        }
+    }
+}
+
+/// A source over `store` under `shop`, polled only when asked.
+fn follow(store: Arc<dyn ObjectStore>) -> ReplicaSource {
+    let mut source = ReplicaSource::new(store, ObjPath::from("shop"));
+    source.poll_every = None;
+    source
 }
 
 fn seed() -> u64 {
@@ -61,27 +91,34 @@ fn seed() -> u64 {
         .map_or(7, |d| d.as_nanos() as u64)
 }
 
-/// Every manifest under `published/shop/manifests`, checked with the test's own reading:
-/// the checksum line, and every named object present with its size and xxh3-128. Returns the
-/// generations and, per generation, its `items` figure read from nothing but the manifest.
-fn check_published(published: &Path) -> Vec<u64> {
-    let dir = published.join("shop").join("manifests");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
+/// Every manifest under `shop/manifests`, checked with the test's own reading: the checksum
+/// line, and every named object present with its size and xxh3-128. Returns the generations.
+fn check_published(os: &dyn ObjectStore) -> Vec<u64> {
+    use futures::TryStreamExt;
+    use recostore::replica::object_store::ObjectStoreExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let get = |at: &str| -> Option<Vec<u8>> {
+        rt.block_on(async { os.get(&ObjPath::from(at)).await?.bytes().await })
+            .ok()
+            .map(|b| b.to_vec())
     };
+    let listed = rt
+        .block_on(
+            os.list(Some(&ObjPath::from("shop/manifests")))
+                .try_collect::<Vec<_>>(),
+        )
+        .expect("list manifests");
     let mut gens = Vec::new();
-    for entry in entries {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .to_string();
+    for meta in listed {
+        let name = meta.location.to_string();
         if !name.ends_with(".json") {
-            // object_store's staging files for a put in flight are not manifests.
+            // A directory's staging files for a put in flight are not manifests.
             continue;
         }
-        let text = std::fs::read_to_string(&path).expect("manifest text");
+        let text = String::from_utf8(get(&name).expect("manifest")).expect("utf-8");
         let (body, sum) = text
             .trim_end_matches('\n')
             .split_once('\n')
@@ -96,12 +133,9 @@ fn check_published(published: &Path) -> Vec<u64> {
         );
         let m: serde_json::Value = serde_json::from_str(body).expect("manifest json");
         for f in m["files"].as_array().expect("files") {
-            let object = published
-                .join("shop")
-                .join(f["object"].as_str().expect("object"));
-            let bytes = std::fs::read(&object).unwrap_or_else(|e| {
-                panic!("{name} names {} which is missing: {e}", object.display())
-            });
+            let object = format!("shop/{}", f["object"].as_str().expect("object"));
+            let bytes =
+                get(&object).unwrap_or_else(|| panic!("{name} names {object}, which is missing"));
             assert_eq!(
                 bytes.len() as u64,
                 f["size"].as_u64().expect("size"),
@@ -131,7 +165,7 @@ fn child_publisher() {
         return;
     };
     let store = Store::open(&src).expect("child opens the leader");
-    let os = local(Path::new(&out));
+    let os = target(&out);
     for round in 0usize.. {
         let report = store
             .publish(&*os, &ObjPath::from("shop"))
@@ -146,10 +180,20 @@ fn child_publisher() {
 
 #[test]
 fn a_leader_killed_mid_publish_never_commits_a_partial_generation() {
+    killed_publishers("dir");
+}
+
+#[test]
+fn a_leader_killed_mid_publish_to_s3_never_commits_a_partial_generation() {
+    killed_publishers("s3");
+}
+
+fn killed_publishers(kind: &str) {
     let tmp = tempfile::tempdir().expect("tmp");
     let src = tmp.path().join("leader");
     build_leader(&src);
-    let published = tmp.path().join("published");
+    let (published, _server) = fresh(kind, tmp.path());
+    let os = target(&published);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut round = 0;
@@ -157,11 +201,11 @@ fn a_leader_killed_mid_publish_never_commits_a_partial_generation() {
     while Instant::now() < deadline || round < 4 {
         let envs = [
             ("RECOSTORE_PUB_SRC", src.display().to_string()),
-            ("RECOSTORE_PUB_OUT", published.display().to_string()),
+            ("RECOSTORE_PUB_OUT", published.clone()),
         ];
         let wait = Duration::from_millis(rng.gen_range(30..1_200));
         let acked = common::run_child_and_kill("child_publisher", &envs, wait);
-        let gens = check_published(&published);
+        let gens = check_published(&*os);
         for g in &acked {
             assert!(
                 gens.contains(g),
@@ -173,12 +217,11 @@ fn a_leader_killed_mid_publish_never_commits_a_partial_generation() {
     }
     // The next publish completes, and a replica opens on the newest generation.
     let store = Store::open(&src).expect("leader reopens");
-    let os = local(&published);
     let last = store
         .publish(&*os, &ObjPath::from("shop"))
         .expect("publish after the kills");
     assert!(last.generation > acked_max);
-    let gens = check_published(&published);
+    let gens = check_published(&*os);
     assert_eq!(gens.last(), Some(&last.generation));
     // The killed publishes' staging copies are gone: only the store and what the test made.
     let mut beside: Vec<String> = std::fs::read_dir(tmp.path())
@@ -186,22 +229,10 @@ fn a_leader_killed_mid_publish_never_commits_a_partial_generation() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     beside.sort();
-    assert_eq!(
-        beside,
-        ["leader", "published"],
-        "leftovers beside the store"
-    );
+    beside.retain(|n| n != "published");
+    assert_eq!(beside, ["leader"], "leftovers beside the store");
     let want = store.similar_items("item-5", 10).expect("leader answers");
-    let replica = Store::open_replica(
-        tmp.path().join("replica"),
-        ReplicaSource {
-            store: os,
-            prefix: ObjPath::from("shop"),
-            poll_every: None,
-            config: recostore::Config::default(),
-        },
-    )
-    .expect("replica");
+    let replica = Store::open_replica(tmp.path().join("replica"), follow(os)).expect("replica");
     assert_eq!(replica.status().generation, last.generation);
     assert_eq!(
         replica
@@ -211,7 +242,7 @@ fn a_leader_killed_mid_publish_never_commits_a_partial_generation() {
         want
     );
     eprintln!(
-        "{round} publishers killed; {} generations committed",
+        "{kind}: {round} publishers killed; {} generations committed",
         gens.len()
     );
 }
@@ -226,27 +257,35 @@ fn child_follower() {
     ) else {
         return;
     };
-    let replica = Store::open_replica(
-        &dir,
-        ReplicaSource {
-            store: local(Path::new(&published)),
-            prefix: ObjPath::from("shop"),
-            poll_every: None,
-            config: recostore::Config::default(),
+    // Downloads slowed to about 40 ms an object, so that most kills land mid-download.
+    let slow = recostore::replica::object_store::throttle::ThrottledStore::new(
+        target(&published),
+        recostore::replica::object_store::throttle::ThrottleConfig {
+            wait_get_per_call: Duration::from_millis(40),
+            ..Default::default()
         },
-    )
-    .expect("child replica");
+    );
+    let replica = Store::open_replica(&dir, follow(Arc::new(slow))).expect("child replica");
     println!("ack {}", replica.status().generation);
     std::thread::sleep(Duration::from_secs(60));
 }
 
 #[test]
 fn a_replica_killed_mid_download_resumes_and_serves_only_whole_generations() {
+    killed_replicas("dir");
+}
+
+#[test]
+fn a_replica_killed_mid_download_from_s3_resumes_and_serves_only_whole_generations() {
+    killed_replicas("s3");
+}
+
+fn killed_replicas(kind: &str) {
     let tmp = tempfile::tempdir().expect("tmp");
     let src = tmp.path().join("leader");
     build_leader(&src);
-    let published = tmp.path().join("published");
-    let os = local(&published);
+    let (published, _server) = fresh(kind, tmp.path());
+    let os = target(&published);
     let store = Store::open(&src).expect("leader");
     // What each generation answers, from the leader as it published it.
     let mut answers = std::collections::HashMap::new();
@@ -269,24 +308,16 @@ fn a_replica_killed_mid_download_resumes_and_serves_only_whole_generations() {
         // Two rounds in a row share a replica directory: the second resumes the first's.
         let dir: PathBuf = tmp.path().join(format!("replica-{}", round / 2));
         let envs = [
-            ("RECOSTORE_REP_PUB", published.display().to_string()),
+            ("RECOSTORE_REP_PUB", published.clone()),
             ("RECOSTORE_REP_DIR", dir.display().to_string()),
         ];
-        let wait = Duration::from_millis(rng.gen_range(20..400));
+        let wait = Duration::from_millis(rng.gen_range(20..900));
         let acked = common::run_child_and_kill("child_follower", &envs, wait);
         if acked.is_empty() {
             resumed += 1;
         }
-        let replica = Store::open_replica(
-            &dir,
-            ReplicaSource {
-                store: os.clone(),
-                prefix: ObjPath::from("shop"),
-                poll_every: None,
-                config: recostore::Config::default(),
-            },
-        )
-        .expect("a killed replica's directory opens");
+        let replica = Store::open_replica(&dir, follow(os.clone()))
+            .expect("a killed replica's directory opens");
         let g = replica.status().generation;
         assert_eq!(
             replica
@@ -299,5 +330,7 @@ fn a_replica_killed_mid_download_resumes_and_serves_only_whole_generations() {
         whole += 1;
         round += 1;
     }
-    eprintln!("{round} replicas killed ({resumed} before they had opened); {whole} reopened whole");
+    eprintln!(
+        "{kind}: {round} replicas killed ({resumed} before they had opened); {whole} reopened whole"
+    );
 }

@@ -84,12 +84,9 @@ fn local(dir: &Path) -> Arc<dyn ObjectStore> {
 }
 
 fn source(store: Arc<dyn ObjectStore>) -> ReplicaSource {
-    ReplicaSource {
-        store,
-        prefix: ObjPath::from("shop"),
-        poll_every: None,
-        config: recostore::Config::default(),
-    }
+    let mut source = ReplicaSource::new(store, ObjPath::from("shop"));
+    source.poll_every = None;
+    source
 }
 
 /// Every object file under the published directory.

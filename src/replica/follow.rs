@@ -37,8 +37,10 @@ use crate::view::View;
 /// The file an assembled generation keeps its manifest in, beside the store's own files.
 const MANIFEST_FILE: &str = "REPLICA-MANIFEST.json";
 
-/// Where a replica follows from, and how.
+/// Where a replica follows from, and how. Make one with [`ReplicaSource::new`] or
+/// [`ReplicaSource::from_url`], then set the fields that differ from the defaults.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ReplicaSource {
     /// The object store the leader publishes to.
     pub store: Arc<dyn ObjectStore>,
@@ -49,6 +51,10 @@ pub struct ReplicaSource {
     pub poll_every: Option<Duration>,
     /// The configuration each generation's store is opened with.
     pub config: Config,
+    /// How long a poll waits for the manifests before it counts as failed (the replica is
+    /// then stale until one succeeds). Downloads are not bounded by it: a large generation
+    /// takes as long as it takes, and a failed one resumes at the next poll.
+    pub poll_timeout: Duration,
 }
 
 impl std::fmt::Debug for ReplicaSource {
@@ -66,12 +72,20 @@ impl ReplicaSource {
     /// this build reaches one; see [`super::object_store_from_url`]), polled every second.
     pub fn from_url(address: &str) -> Result<ReplicaSource> {
         let (store, prefix) = super::object_store_from_url(address)?;
-        Ok(ReplicaSource {
+        Ok(ReplicaSource::new(store, prefix))
+    }
+
+    /// A source under `prefix` of `store` (one the app built: credentials, endpoint, retry
+    /// settings), with the defaults: a poll every second, 30 s for a poll to answer, the
+    /// default [`Config`].
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: ObjPath) -> ReplicaSource {
+        ReplicaSource {
             store,
             prefix,
             poll_every: Some(Duration::from_secs(1)),
             config: Config::default(),
-        })
+            poll_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -200,7 +214,7 @@ impl Replica {
             last_error: None,
             retired: Vec::new(),
         };
-        let fetched = block_on(newest(&*source.store, &source.prefix))?;
+        let fetched = newest_within(&source);
         let current = match fetched {
             Ok(Some(m)) => {
                 poll.newest_seen = m.generation;
@@ -319,7 +333,7 @@ impl Replica {
 
     fn poll_locked(&self, poll: &mut Poll) -> Result<Option<u64>> {
         let source = &self.inner.source;
-        let Some(m) = block_on(newest(&*source.store, &source.prefix))?? else {
+        let Some(m) = newest_within(source)? else {
             // The prefix held the generation served, and holds none now: wiped, or the wrong
             // place. Not a state to call healthy.
             return Err(Error::NothingPublished {
@@ -385,6 +399,21 @@ impl Replica {
         }
         Ok(())
     }
+}
+
+/// The newest manifest under the source, or a failure once `poll_timeout` has passed.
+fn newest_within(source: &ReplicaSource) -> Result<Option<Manifest>> {
+    let limit = source.poll_timeout;
+    block_on(async {
+        match tokio::time::timeout(limit, newest(&*source.store, &source.prefix)).await {
+            Ok(found) => found,
+            Err(_) => Err(Error::ObjectStore {
+                action: "polling",
+                location: source.prefix.to_string(),
+                source: format!("no answer within {} s", limit.as_secs_f64()).into(),
+            }),
+        }
+    })?
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {

@@ -53,7 +53,7 @@ where
     std::thread::scope(|s| {
         let handle = s.spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
+                .enable_all()
                 .build()
                 .map_err(|e| Error::io("starting the object-store runtime", "", e))?;
             Ok(rt.block_on(work))
@@ -68,9 +68,11 @@ where
     })
 }
 
-/// An object store and a prefix from an address: `file:///abs/dir`, `memory:///`, or (when
-/// the store is built with the object store's cloud features) `s3://bucket/prefix` and the
-/// like. A plain path (`/srv/published`, `./pub`) is a local directory, created if missing.
+/// An object store and a prefix from an address: `s3://bucket/prefix` (S3 or an
+/// S3-compatible server, configured by the `AWS_*` environment variables that
+/// `object_store`'s `AmazonS3Builder` knows, `AWS_ENDPOINT` and `AWS_ALLOW_HTTP` among them),
+/// `file:///abs/dir`, or `memory:///`. A plain path (`/srv/published`, `./pub`) is a local
+/// directory, created if missing.
 pub fn object_store_from_url(
     address: &str,
 ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
@@ -100,9 +102,13 @@ pub fn object_store_from_url(
                 .map_err(|e| Error::io("creating the publish directory", &path, e))?;
         }
     }
-    let (store, prefix) = object_store::parse_url(&url).map_err(|e| {
+    // Cloud stores take their settings from the environment, as their own tools do:
+    // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT (an S3-compatible
+    // server), AWS_ALLOW_HTTP and the rest of `object_store`'s `AmazonS3ConfigKey`s.
+    let settings = std::env::vars().filter(|(k, _)| k.starts_with("AWS_"));
+    let (store, prefix) = object_store::parse_url_opts(&url, settings).map_err(|e| {
         refused(format!(
-            "not an object store this build can reach ({e}); use file:///dir, a path, or memory:///"
+            "not an object store this build can reach ({e}); use s3://bucket/prefix (settings from the AWS_* environment), file:///dir, a path, or memory:///"
         ))
     })?;
     Ok((Arc::from(store), prefix))
