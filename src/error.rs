@@ -233,7 +233,7 @@ pub enum Error {
     },
 
     /// The prefix's newest generation was published by another store.
-    #[error("publish to `{prefix}` refused: its newest generation ({generation}) was published by store {leader}, and this is store {ours}. Replicas following that prefix would switch between two stores. Publish to another prefix, or remove the other store's manifests first if it is gone for good")]
+    #[error("publish to `{prefix}` refused: its newest generation ({generation}) was published by store {leader}, and this is store {ours}. Replicas following that prefix would switch between two stores. Publish to another prefix, or, if that store is gone for good, take over from it (PublishOptions::take_over, `recostore publish --take-over`)")]
     ForeignLeader {
         /// The prefix published to.
         prefix: String,

@@ -103,6 +103,17 @@ fn upper(b: usize) -> f64 {
 }
 
 impl Histogram {
+    /// Add every count of `earlier` to this one: a replica's next generation carries on the
+    /// figures of the one it replaces, so its counters never restart at a switch.
+    #[cfg(feature = "replication")]
+    pub(crate) fn absorb(&self, earlier: &Histogram) {
+        for (mine, theirs) in self.buckets.iter().zip(earlier.buckets.iter()) {
+            mine.fetch_add(theirs.load(Relaxed), Relaxed);
+        }
+        self.max_ns.fetch_max(earlier.max_ns.load(Relaxed), Relaxed);
+        self.sum_ns.fetch_add(earlier.sum_ns.load(Relaxed), Relaxed);
+    }
+
     /// Count one answer that took `d`.
     pub(crate) fn record(&self, d: Duration) {
         let ns = crate::narrow::u64_from(d.as_nanos());

@@ -151,7 +151,14 @@ fn a_replica_answers_as_its_leader_and_follows_the_next_generation() {
     let want_2 = answers(&store);
     assert_ne!(want_1, want_2, "the writes must change an answer");
 
+    let served = replica.store().latency_stats().count;
+    assert!(served > 0);
     assert_eq!(replica.poll().expect("poll"), Some(2));
+    assert_eq!(
+        replica.store().latency_stats().count,
+        served,
+        "the query figures carry on across a switch"
+    );
     assert_eq!(answers(&replica.store()), want_2);
     let st = replica.status();
     assert_eq!((st.generation, st.behind, st.stale), (2, 0, false));

@@ -131,6 +131,17 @@ fn a_replica_served_over_the_socket_follows_its_leader() {
         admin(&leader_sock, &["stats"])["result"]["replica"],
         serde_json::Value::Null
     );
+    let text = admin(&replica_sock, &["stats", "format=prometheus"]);
+    let text = text["result"]["text"].as_str().expect("metrics text");
+    for metric in [
+        "recostore_replica_generation ",
+        "recostore_replica_behind ",
+        "recostore_replica_last_poll_ok_seconds ",
+        "recostore_replica_stale 0",
+        "recostore_queries_total{scenario=\"trending\"}",
+    ] {
+        assert!(text.contains(metric), "{metric} missing:\n{text}");
+    }
 
     // A write on the replica is refused by code; the same write on the leader reaches the
     // replica with a later generation.
@@ -158,4 +169,89 @@ fn a_replica_served_over_the_socket_follows_its_leader() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop((replica_srv, leader_srv));
+}
+
+#[test]
+fn an_offline_build_is_followed_and_the_next_build_replaces_it() {
+    let builds_before = build_dirs();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let published = tmp.path().join("published");
+    let url = format!("file://{}", published.display());
+    let build = |items: &Path| {
+        let out = recostore()
+            .args(["build", "--json", "--out", &url, "--items"])
+            .arg(items)
+            .arg("--users")
+            .arg(data.join("shop-users.jsonl"))
+            .arg("--events")
+            .arg(data.join("shop-events.jsonl"))
+            .output()
+            .expect("build");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The import summary, then the publish report: two JSON objects one after the other.
+        serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter::<serde_json::Value>()
+            .map(|v| v.expect("json"))
+            .last()
+            .expect("a report")
+    };
+    let items = data.join("shop-items.jsonl");
+    let lines = std::fs::read_to_string(&items)
+        .expect("items")
+        .lines()
+        .count();
+    assert_eq!(build(&items)["generation"], 1);
+
+    let mut source = recostore::ReplicaSource::from_url(&url).expect("source");
+    source.poll_every = None;
+    let replica =
+        recostore::Store::open_replica(tmp.path().join("replica"), source).expect("replica");
+    assert_eq!(replica.store().stats().items, lines);
+
+    // Tomorrow's build: one more item. A fresh store takes the prefix over.
+    let more = tmp.path().join("items-2.jsonl");
+    let mut text = std::fs::read_to_string(&items).expect("items");
+    text.push_str("{\"id\": \"new-lamp\", \"tags\": {\"kind:lamp\": 1.0}}\n");
+    std::fs::write(&more, text).expect("write");
+    assert_eq!(build(&more)["generation"], 2);
+    assert_eq!(replica.poll().expect("poll"), Some(2));
+    assert_eq!(replica.store().stats().items, lines + 1);
+    assert!(replica.store().get_item("new-lamp").is_some());
+
+    // A live store publishing there without --take-over is refused, and says what to do.
+    let live = tmp.path().join("live");
+    let demo = recostore()
+        .args(["demo", "--items", "50", "--users", "5", "--dir"])
+        .arg(&live)
+        .output()
+        .expect("demo");
+    assert!(demo.status.success());
+    let out = recostore()
+        .args(["publish", "--dir"])
+        .arg(&live)
+        .arg(&url)
+        .output()
+        .expect("publish");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--take-over"), "{err}");
+    // No temporary build directories are left behind.
+    assert_eq!(build_dirs(), builds_before);
+}
+
+/// The build directories under the system's temporary directory.
+fn build_dirs() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("recostore-build-"))
+        .collect();
+    v.sort();
+    v
 }

@@ -73,6 +73,15 @@ impl Ctx {
         }
         self.store.clone()
     }
+
+    /// The metrics text: the replica's when serving one.
+    pub(crate) fn metrics_text(&self) -> String {
+        #[cfg(feature = "replication")]
+        if let Some(r) = &self.replica {
+            return super::prometheus::replica_text(r);
+        }
+        super::prometheus::text(&self.store)
+    }
 }
 
 /// A handler's failure: the code and message of the error response.
@@ -378,7 +387,7 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             match format.as_deref() {
                 None | Some("json") => stats(ctx),
                 Some("prometheus") => Ok(
-                    json!({"format": "prometheus", "text": super::prometheus::text(&ctx.store())}),
+                    json!({"format": "prometheus", "text": ctx.metrics_text()}),
                 ),
                 Some(other) => Err((
                     Code::BadArgs,

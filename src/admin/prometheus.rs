@@ -66,6 +66,53 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 /// The store's figures, now, as OpenMetrics text (ends with `# EOF`).
 pub fn text(store: &Store) -> String {
     let mut r = Registry::with_prefix("recostore");
+    store_figures(&mut r, store);
+    encode(&r)
+}
+
+/// A replica's figures: those of the generation it serves (whose query counters carry on
+/// across switches), plus its generation, lag and last successful poll.
+#[cfg(feature = "replication")]
+pub fn replica_text(replica: &crate::Replica) -> String {
+    let mut r = Registry::with_prefix("recostore");
+    store_figures(&mut r, &replica.store());
+    let st = replica.status();
+    r.register(
+        "replica_generation",
+        "Published generation this replica serves",
+        gauge(st.generation),
+    );
+    r.register(
+        "replica_behind",
+        "Generations between the newest the last successful poll saw and the one served",
+        gauge(st.behind),
+    );
+    r.register(
+        "replica_published_at_seconds",
+        "When the leader published the generation served (Unix time, the leader's clock)",
+        gauge(st.published_at_ms / 1000),
+    );
+    r.register(
+        "replica_last_poll_ok_seconds",
+        "When a poll last read the object store's manifests (Unix time; 0: never since open)",
+        gauge(st.last_poll_ok_ms.map_or(0, |ms| ms / 1000)),
+    );
+    r.register(
+        "replica_stale",
+        "1 while the last poll failed: the generation served may be older than the newest",
+        gauge(u64::from(st.stale)),
+    );
+    encode(&r)
+}
+
+fn encode(r: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, r);
+    out
+}
+
+fn store_figures(r: &mut Registry, store: &Store) {
     let s = store.stats();
     let shared = store.shared();
 
@@ -183,11 +230,6 @@ pub fn text(store: &Store) -> String {
         "A/B answers that fell back to the built-in ranker, by slot and variant",
         fallbacks,
     );
-
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
-    out
 }
 
 #[cfg(test)]

@@ -347,6 +347,7 @@ impl Replica {
         }
         let have = assemble(&self.inner.dir, source, &m)?;
         let store = open_generation(&have, &source.config)?;
+        store.absorb_figures(&cur.store);
         let generation = m.generation;
         let old = self
             .inner

@@ -37,7 +37,7 @@ pub use manifest::{Manifest, ManifestFile};
 /// (credentials, endpoints, retries) with the same types.
 pub use object_store;
 pub(crate) use publish::publish;
-pub use publish::PublishReport;
+pub use publish::{PublishOptions, PublishReport};
 
 use crate::error::{Error, Result};
 

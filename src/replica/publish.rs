@@ -137,11 +137,23 @@ fn files_under(root: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// How a publish treats its prefix.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PublishOptions {
+    /// Publish even if the prefix's newest generation came from another store, as its
+    /// successor: a store rebuilt offline (`recostore build`) replacing the last build, or a
+    /// new leader replacing one that is gone. Replicas switch to it like to any generation.
+    /// Two leaders must still never publish to one prefix at once.
+    pub take_over: bool,
+}
+
 /// See [`Store::publish`].
 pub(crate) fn publish(
     store: &Store,
     to: &dyn ObjectStore,
     prefix: &ObjPath,
+    opts: &PublishOptions,
 ) -> Result<PublishReport> {
     let started = Instant::now();
     let ours = format!("{:08x}", store.store_tag());
@@ -152,7 +164,7 @@ pub(crate) fn publish(
     // Who holds the prefix, before any copying: a refusal should cost nothing.
     let before = block_on(newest(to, prefix))??;
     let generation = match &before {
-        Some(m) if m.leader != ours => {
+        Some(m) if m.leader != ours && !opts.take_over => {
             return Err(Error::ForeignLeader {
                 prefix: prefix.to_string(),
                 generation: m.generation,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::replica::{self, PublishReport, Replica, ReplicaSource};
+use crate::replica::{self, PublishOptions, PublishReport, Replica, ReplicaSource};
 
 use super::{lock, Store};
 
@@ -30,8 +30,19 @@ impl Store {
         to: &dyn replica::object_store::ObjectStore,
         prefix: &replica::object_store::path::Path,
     ) -> Result<PublishReport> {
+        self.publish_with(to, prefix, &PublishOptions::default())
+    }
+
+    /// [`Store::publish`] with options: [`PublishOptions::take_over`] publishes as the
+    /// successor of another store's generations.
+    pub fn publish_with(
+        &self,
+        to: &dyn replica::object_store::ObjectStore,
+        prefix: &replica::object_store::path::Path,
+        opts: &PublishOptions,
+    ) -> Result<PublishReport> {
         let _one = lock(&self.inner.publishing);
-        replica::publish(self, to, prefix)
+        replica::publish(self, to, prefix, opts)
     }
 
     /// Open a replica in `dir` (created if missing; it holds a cache of downloaded objects and
@@ -43,6 +54,20 @@ impl Store {
     /// ([`Replica::status`]) until a poll succeeds. See [`Replica`].
     pub fn open_replica(dir: impl AsRef<Path>, source: ReplicaSource) -> Result<Replica> {
         Replica::open(dir.as_ref(), source)
+    }
+
+    /// Carry on `earlier`'s query figures (latency histograms, write count) in this store's,
+    /// so a replica's counters do not restart when it switches generation.
+    pub(crate) fn absorb_figures(&self, earlier: &Store) {
+        let (mine, theirs) = (&self.inner.shared, &earlier.inner.shared);
+        mine.latency.absorb(&theirs.latency);
+        for (m, t) in mine.by_scenario.iter().zip(theirs.by_scenario.iter()) {
+            m.absorb(t);
+        }
+        mine.writes.fetch_add(
+            theirs.writes.load(std::sync::atomic::Ordering::Relaxed),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Refuse every write from now on, naming `dir` in the refusal; nothing is saved on close.

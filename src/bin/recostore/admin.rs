@@ -155,7 +155,7 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         None => None,
     };
     let metrics = match &a.metrics {
-        Some(addr) => Some(serve_metrics(&store, addr)?),
+        Some(addr) => Some(serve_metrics(&store, replica.clone(), addr)?),
         None => None,
     };
     eprintln!(
@@ -240,10 +240,11 @@ const STRING_FIELDS: [&str; 9] = [
 /// Fields that hold lists of ids: numbers in a JSON array become strings.
 const ID_LIST_FIELDS: [&str; 3] = ["items", "keywords", "exclude_items"];
 
-/// `GET /metrics` on `addr`, answered from `store` on a thread of its own; anything else is a
-/// 404. The caller stops it with `unblock` and joins the thread.
+/// `GET /metrics` on `addr`, answered from `store` (or, following, from the replica's current
+/// generation) on a thread of its own; anything else is a 404. The caller stops it with `unblock` and joins the thread.
 fn serve_metrics(
     store: &Store,
+    replica: Option<recostore::Replica>,
     addr: &str,
 ) -> Result<(Arc<tiny_http::Server>, std::thread::JoinHandle<()>), Box<dyn std::error::Error>> {
     let http = Arc::new(
@@ -263,7 +264,11 @@ fn serve_metrics(
             for request in server.incoming_requests() {
                 let url = request.url().split('?').next().unwrap_or("");
                 let response = if *request.method() == tiny_http::Method::Get && url == "/metrics" {
-                    tiny_http::Response::from_string(recostore::admin::prometheus::text(&store))
+                    let text = match &replica {
+                        Some(r) => recostore::admin::prometheus::replica_text(r),
+                        None => recostore::admin::prometheus::text(&store),
+                    };
+                    tiny_http::Response::from_string(text)
                         .with_header(content_type.clone())
                         .boxed()
                 } else {

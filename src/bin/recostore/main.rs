@@ -114,6 +114,12 @@ enum Command {
     /// reaches. Only files not already there are uploaded; the manifest is committed last,
     /// with a conditional put. `recostore serve --publish URL` does this every few seconds.
     Publish(PublishArgs),
+    /// Build a complete generation offline, from JSON lines (the formats of `import jsonl`,
+    /// written by Spark, polars or any other tool), with no live store, and publish it to
+    /// --out: replicas following that address switch to it. A build takes over the prefix
+    /// from whatever published there before (the previous build), so run one build per
+    /// prefix at a time.
+    Build(BuildArgs),
 }
 
 #[derive(Args)]
@@ -122,6 +128,36 @@ struct PublishArgs {
     store: StoreArg,
     /// Where to publish.
     url: String,
+    /// Publish even if another store published the prefix's newest generation, as its
+    /// successor (that leader must be gone: two leaders on one prefix at once are refused).
+    #[arg(long)]
+    take_over: bool,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Item lines (FORMAT.md; `.gz` is decompressed).
+    #[arg(long, value_name = "FILE")]
+    items: PathBuf,
+    /// User lines.
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// Event lines.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Where to publish the generation (`s3://bucket/prefix`, `file:///dir`, a path).
+    #[arg(long, value_name = "URL")]
+    out: String,
+    /// Build in this directory and keep it (default: a fresh directory under the system's
+    /// temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
+    /// Stop at the first bad line, before anything is stored (default: skip and count).
+    #[arg(long)]
+    strict: bool,
+    /// Print the import summary and the publish report as JSON, one object after the other.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -304,6 +340,65 @@ enum GetCmd {
 
 /// Import one of the public data sets.
 /// `config` with progress bars for its long rebuild work when `on`.
+/// `recostore build`: import the files into a fresh store, publish it, remove it.
+fn build(b: BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let (to, prefix) = recostore::replica::object_store_from_url(&b.out)?;
+    let (work, temporary) = match &b.work {
+        Some(dir) => (dir.clone(), false),
+        None => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir = std::env::temp_dir()
+                .join(format!("recostore-build-{}-{nanos}", std::process::id()));
+            (dir, true)
+        }
+    };
+    if work.exists() && std::fs::read_dir(&work)?.next().is_some() {
+        return Err(format!(
+            "--work {}: not empty; a build starts from an empty store (give a new directory)",
+            work.display()
+        )
+        .into());
+    }
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        let store = Store::open_with(&work, with_bars(Config::default(), !b.json))?;
+        let opts = ImportOptions {
+            strict: b.strict,
+            progress: progress::bars(!b.json),
+        };
+        let files = import::jsonl::JsonlFiles {
+            items: Some(b.items.clone()),
+            users: b.users.clone(),
+            events: b.events.clone(),
+        };
+        let summary = import::jsonl::import(&store, &files, &opts)?;
+        output::import_summary(&summary, b.json)?;
+        let mut publish = recostore::PublishOptions::default();
+        publish.take_over = true;
+        let r = store.publish_with(&*to, &prefix, &publish)?;
+        if b.json {
+            output::json(&r)?;
+        } else {
+            println!(
+                "built and published generation {} to {}: {} files, {} bytes; uploaded {} objects, {} bytes",
+                r.generation, b.out, r.files, r.bytes_total, r.objects_uploaded, r.bytes_uploaded
+            );
+        }
+        store.close()?;
+        Ok(())
+    })();
+    if temporary {
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            eprintln!(
+                "could not remove the build directory {}: {e}",
+                work.display()
+            );
+        }
+    }
+    result
+}
+
 pub(crate) fn with_bars(config: Config, on: bool) -> Config {
     match progress::bars(on) {
         Some(p) => config.progress(p),
@@ -560,7 +655,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let s = &p.store;
             let (to, prefix) = recostore::replica::object_store_from_url(&p.url)?;
             let store = Store::open_existing(&s.dir)?;
-            let r = store.publish(&*to, &prefix)?;
+            let mut opts = recostore::PublishOptions::default();
+            opts.take_over = p.take_over;
+            let r = store.publish_with(&*to, &prefix, &opts)?;
             if s.json {
                 output::json(&r)?;
             } else {
@@ -577,6 +674,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 );
             }
         }
+        Command::Build(b) => build(b)?,
         Command::Compact(s) => {
             let r = Store::compact(&s.dir, Config::default())?;
             if s.json {
