@@ -245,14 +245,16 @@ pub enum Error {
         ours: String,
     },
 
-    /// A manifest or a downloaded object failed its checks (size, checksum, format). The
-    /// replica keeps serving the generation it last verified.
-    #[error("{location} failed verification: {reason}. The replica keeps serving its last verified generation; the leader's next publish, or a re-upload of that object, repairs it")]
+    /// A manifest or a downloaded object failed its checks (size, checksum, format). Nothing
+    /// that failed is used: a replica keeps serving the generation it last verified.
+    #[error("{location} failed verification: {reason}. {remedy}")]
     BadObject {
         /// The object.
         location: String,
         /// What was wrong.
         reason: String,
+        /// What happens now, and what repairs it.
+        remedy: &'static str,
     },
 
     /// An object store address could not be used.

@@ -181,3 +181,27 @@ impl EchoPlugin {
         }
     }
 }
+
+/// Decode `bytes` as a published manifest (input from an object store, so from the network):
+/// it must be refused or accepted without a panic, and an accepted one must name only paths
+/// inside a directory and re-encode to a manifest that decodes to itself.
+pub fn manifest(bytes: &[u8]) {
+    for generation in [0, 1, 7, u64::MAX] {
+        if let Ok(m) = crate::manifest::Manifest::decode("fuzz", bytes, generation) {
+            for f in &m.files {
+                let p = std::path::Path::new(&f.path);
+                assert!(p.is_relative(), "{}", f.path);
+                assert!(
+                    p.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_))),
+                    "{}",
+                    f.path
+                );
+            }
+            let again = m.encode().expect("an accepted manifest encodes");
+            let back = crate::manifest::Manifest::decode("fuzz", &again, generation)
+                .expect("a re-encoded manifest decodes");
+            assert_eq!(back, m);
+        }
+    }
+}

@@ -58,6 +58,8 @@ mod fields;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod import;
+#[cfg_attr(not(feature = "replication"), allow(dead_code))]
+mod manifest;
 mod metrics;
 mod model;
 mod name_table;

@@ -384,3 +384,99 @@ fn one_directory_serves_one_replica() {
     let err = Store::open_replica(tmp.path().join("replica"), source(os)).expect_err("second");
     assert!(matches!(err, Error::Locked { .. }), "{err}");
 }
+
+/// Write `body` as manifest `generation` under `published/shop`, with a correct checksum line:
+/// what a hostile or broken publisher could put there.
+fn plant_manifest(published: &Path, generation: u64, body: &str) {
+    let dir = published.join("shop").join("manifests");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let sum = xxhash_rust::xxh3::xxh3_128(body.as_bytes());
+    std::fs::write(
+        dir.join(format!("{generation:020}.json")),
+        format!("{body}\nxxh3-128 {sum:032x}\n"),
+    )
+    .expect("plant");
+}
+
+#[test]
+fn a_hostile_manifest_writes_nothing_outside_the_replica_and_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = leader(&tmp.path().join("leader"));
+    let published = tmp.path().join("published");
+    let os = local(&published);
+    store
+        .publish(&*os, &ObjPath::from("shop"))
+        .expect("publish");
+    let replica =
+        Store::open_replica(tmp.path().join("replica"), source(os.clone())).expect("replica");
+    let want = answers(&replica.store());
+    let victim = tmp.path().join("victim");
+
+    // An object whose checksum and size are right, so only the path is wrong.
+    let payload = b"overwritten";
+    let sum = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(payload));
+    let object = format!("objects/{sum}-{}", payload.len());
+    std::fs::write(published.join("shop").join(&object), payload).expect("object");
+    let hostile = |path: &str| {
+        serde_json::json!({
+            "format": "recostore-manifest/1", "generation": 2, "leader": "00000000",
+            "published_at_ms": 1, "segment_generation": 1,
+            "files": [{"path": path, "object": object, "size": payload.len(), "xxh3_128": sum}]
+        })
+        .to_string()
+    };
+    // From `replica/gens/2.partial/`, three levels up is the test directory.
+    let escape = "../../../victim".to_string();
+    for path in [
+        escape.as_str(),
+        victim.to_str().expect("utf-8"),
+        "a/../../x",
+    ] {
+        plant_manifest(&published, 2, &hostile(path));
+        let err = replica.poll().expect_err("a hostile manifest is refused");
+        assert!(matches!(err, Error::BadObject { .. }), "{path}: {err}");
+        assert!(
+            !victim.exists(),
+            "{path}: a file was written outside the replica"
+        );
+        assert_eq!(replica.status().generation, 1);
+        assert_eq!(answers(&replica.store()), want);
+    }
+    // A manifest that says it is another generation than its name, or one of a newer format.
+    plant_manifest(
+        &published,
+        2,
+        &hostile("db").replace("\"generation\":2", "\"generation\":9"),
+    );
+    assert!(matches!(replica.poll(), Err(Error::BadObject { .. })));
+    plant_manifest(
+        &published,
+        2,
+        &hostile("db").replace("recostore-manifest/1", "recostore-manifest/2"),
+    );
+    let err = replica.poll().expect_err("newer format");
+    assert!(err.to_string().contains("Upgrade recostore"), "{err}");
+    assert_eq!(answers(&replica.store()), want);
+
+    // The leader cannot publish past a manifest it cannot read, and says how to go on.
+    let err = store
+        .publish(&*os, &ObjPath::from("shop"))
+        .expect_err("a damaged newest manifest");
+    assert!(err.to_string().contains("delete that manifest"), "{err}");
+    std::fs::remove_file(
+        published
+            .join("shop")
+            .join("manifests")
+            .join(format!("{:020}.json", 2)),
+    )
+    .expect("the operator deletes it");
+    assert_eq!(
+        store
+            .publish(&*os, &ObjPath::from("shop"))
+            .expect("publish")
+            .generation,
+        2
+    );
+    assert_eq!(replica.poll().expect("poll"), Some(2));
+    assert_eq!(answers(&replica.store()), answers(&store));
+}

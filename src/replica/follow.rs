@@ -27,10 +27,10 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
-use super::manifest::Manifest;
 use super::{block_on, file_checksum, newest, os_error, under};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::manifest::Manifest;
 use crate::store::Store;
 use crate::view::View;
 
@@ -517,7 +517,8 @@ fn assemble(dir: &Path, source: &ReplicaSource, m: &Manifest) -> Result<Local> {
                 let _ = std::fs::remove_dir_all(&partial);
                 return Err(Error::BadObject {
                     location: from.display().to_string(),
-                    reason: "the cached copy differs from the manifest; it is removed and will be fetched again".into(),
+                    reason: "the cached copy differs from the manifest (damaged on this disk since it was verified)".into(),
+                    remedy: "It is removed; the next poll fetches it again, and the replica serves its last verified generation meanwhile",
                 });
             }
             std::fs::File::open(&to)
@@ -587,6 +588,7 @@ async fn download(
         return Err(Error::BadObject {
             location: at.to_string(),
             reason,
+            remedy: "The replica keeps serving its last verified generation. Delete that object from the object store: the leader's next publish uploads it again",
         });
     }
     out.sync_all().map_err(|e| Error::io("syncing", &part, e))?;

@@ -5,7 +5,7 @@
 //! [`crate::Store::backup`] makes: records, behaviour state, plugins, slots and the segment, as
 //! of one instant), uploads each file under a name made of its checksum and size, skipping
 //! those already there, and then commits a manifest naming every file with a conditional put
-//! (see [`manifest`]). A replica ([`crate::Store::open_replica`]) polls the manifests,
+//! ([`Manifest`], FORMAT.md "Published generations"). A replica ([`crate::Store::open_replica`]) polls the manifests,
 //! downloads the objects it lacks into a cache, verifies each one's size and checksum,
 //! assembles the generation in a directory of its own, opens it read-only, and switches to it
 //! with one atomic swap: queries in flight finish on the old generation, new ones run on the
@@ -23,7 +23,6 @@
 //! manifests") what would make a generation cost its change.
 
 mod follow;
-pub mod manifest;
 mod publish;
 
 use std::future::Future;
@@ -31,8 +30,8 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use crate::manifest::{Manifest, ManifestFile, MANIFEST_FORMAT};
 pub use follow::{Replica, ReplicaSource, ReplicaStatus};
-pub use manifest::{Manifest, ManifestFile};
 /// The object-store crate this version is built against, so an app builds its `ObjectStore`
 /// (credentials, endpoints, retries) with the same types.
 pub use object_store;
@@ -40,6 +39,7 @@ pub(crate) use publish::publish;
 pub use publish::{PublishOptions, PublishReport};
 
 use crate::error::{Error, Result};
+use crate::manifest;
 
 /// Run `work` to completion on a private current-thread tokio runtime on a thread of its own.
 /// A runtime cannot be started inside another one's worker, and an app that embeds the store

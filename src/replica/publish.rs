@@ -7,9 +7,9 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Serialize;
 
-use super::manifest::{self, Manifest, ManifestFile, MANIFEST_FORMAT};
 use super::{block_on, file_checksum, newest, os_error, under};
 use crate::error::{Error, Result};
+use crate::manifest::{self, Manifest, ManifestFile, MANIFEST_FORMAT};
 use crate::store::Store;
 
 /// Files above this are uploaded in parts of this size (S3 takes one put up to 5 GB, but a

@@ -1,5 +1,6 @@
-//! The manifest: what one published generation is made of, and the names things have under a
-//! prefix.
+//! The manifest of a published generation (`crate::replica`): what it is made of, and the
+//! names things have under a prefix. Apart from the replica module, which needs the object
+//! store crate, so the fuzz target decodes manifests without it.
 //!
 //! Under a prefix `P` of an object store (FORMAT.md, "Published generations"):
 //!
@@ -15,6 +16,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// What a manifest that fails its checks means, for whoever reads it.
+pub(crate) const BAD_MANIFEST: &str = "A replica keeps serving its last verified generation \
+     until a newer manifest is whole; a leader cannot tell who published it and refuses to \
+     publish past it: delete that manifest (no replica can have used it) and publish again";
 
 /// The `format` every manifest this version writes carries, and the only one it reads.
 pub const MANIFEST_FORMAT: &str = "recostore-manifest/1";
@@ -76,6 +82,7 @@ impl Manifest {
         let body = serde_json::to_string(self).map_err(|e| Error::BadObject {
             location: manifest_name(self.generation),
             reason: format!("could not be encoded: {e}"),
+            remedy: "Nothing was published; report this as a bug",
         })?;
         let sum = xxhash_rust::xxh3::xxh3_128(body.as_bytes());
         Ok(format!("{body}\nxxh3-128 {sum:032x}\n").into_bytes())
@@ -89,6 +96,7 @@ impl Manifest {
         let bad = |reason: String| Error::BadObject {
             location: location.to_string(),
             reason,
+            remedy: BAD_MANIFEST,
         };
         let text = std::str::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
         let mut lines = text.strip_suffix('\n').unwrap_or(text).split('\n');
