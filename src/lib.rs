@@ -101,7 +101,10 @@ pub use progress::{Progress, ProgressUpdate};
 pub use reclaim::ReclaimReport;
 pub use recommendation::LIFT_MIN_SUPPORT;
 #[cfg(feature = "replication")]
-pub use replica::{PublishOptions, PublishReport, Replica, ReplicaSource, ReplicaStatus};
+pub use replica::{
+    PublishOptions, PublishReport, Publisher, PublisherStatus, Replica, ReplicaSource,
+    ReplicaStatus,
+};
 pub use retention::PruneReport;
 pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;
 pub use scenario::relations::VIEWED_NEWEST as SUBSTITUTE_SESSIONS;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 mod common;
 #[path = "common/moto.rs"]
 mod moto;
+#[path = "common/slow.rs"]
+mod slow;
 
 use rand::{Rng, SeedableRng};
 use recostore::replica::object_store::local::LocalFileSystem;
@@ -258,13 +260,10 @@ fn child_follower() {
         return;
     };
     // Downloads slowed to about 40 ms an object, so that most kills land mid-download.
-    let slow = recostore::replica::object_store::throttle::ThrottledStore::new(
-        target(&published),
-        recostore::replica::object_store::throttle::ThrottleConfig {
-            wait_get_per_call: Duration::from_millis(40),
-            ..Default::default()
-        },
-    );
+    let slow = slow::Slow {
+        inner: target(&published),
+        delay: Duration::from_millis(40),
+    };
     let replica = Store::open_replica(&dir, follow(Arc::new(slow))).expect("child replica");
     println!("ack {}", replica.status().generation);
     std::thread::sleep(Duration::from_secs(60));

@@ -8,6 +8,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+#[path = "common/slow.rs"]
+mod slow;
+
 use recostore::replica::object_store::local::LocalFileSystem;
 use recostore::replica::object_store::path::Path as ObjPath;
 use recostore::replica::object_store::ObjectStore;
@@ -479,4 +482,87 @@ fn a_hostile_manifest_writes_nothing_outside_the_replica_and_changes_nothing() {
     );
     assert_eq!(replica.poll().expect("poll"), Some(2));
     assert_eq!(answers(&replica.store()), answers(&store));
+}
+
+#[test]
+fn status_answers_while_a_slow_download_runs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = leader(&tmp.path().join("leader"));
+    let os = local(&tmp.path().join("published"));
+    store
+        .publish(&*os, &ObjPath::from("shop"))
+        .expect("publish");
+    // Every download takes 200 ms: the next generation's several new objects take a second or
+    // more to fetch.
+    let slow: Arc<dyn ObjectStore> = Arc::new(slow::Slow {
+        inner: os.clone(),
+        delay: std::time::Duration::from_millis(200),
+    });
+    let replica = Store::open_replica(tmp.path().join("replica"), source(slow)).expect("replica");
+    store.upsert_items(&items(30, 4)).expect("write");
+    store.rebuild().expect("fold: a new segment to fetch");
+    store
+        .publish(&*os, &ObjPath::from("shop"))
+        .expect("publish");
+    std::thread::scope(|s| {
+        let polling = s.spawn(|| replica.poll());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Were `status` to wait for the poll, only the first call would return before the
+        // poll ends; answered at once, it returns many times while the download runs.
+        let mut during = 0;
+        while !polling.is_finished() {
+            let st = replica.status();
+            if polling.is_finished() {
+                break;
+            }
+            // The old generation until the swap near the poll's end, then the new one.
+            assert!(matches!(st.generation, 1 | 2), "{st:?}");
+            answers(&replica.store());
+            during += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            during >= 5,
+            "status answered {during} times during the poll"
+        );
+        assert_eq!(polling.join().expect("poll thread").expect("poll"), Some(2));
+    });
+    assert_eq!(answers(&replica.store()), answers(&store));
+}
+
+#[test]
+fn the_background_publisher_publishes_changes_and_skips_quiet_rounds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = leader(&tmp.path().join("leader"));
+    let os = local(&tmp.path().join("published"));
+    let publisher = store
+        .start_publisher(
+            os.clone(),
+            ObjPath::from("shop"),
+            std::time::Duration::from_millis(30),
+            recostore::PublishOptions::default(),
+        )
+        .expect("start");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for("a first generation", &|| publisher.status().published >= 1);
+    wait_for("quiet rounds skipped", &|| publisher.status().skipped >= 3);
+    assert_eq!(
+        publisher.status().published,
+        1,
+        "nothing changed: nothing published"
+    );
+    let replica = Store::open_replica(tmp.path().join("replica"), source(os)).expect("replica");
+    store.upsert_items(&items(10, 6)).expect("write");
+    wait_for("the write published", &|| publisher.status().published >= 2);
+    assert_eq!(replica.poll().expect("poll"), Some(2));
+    assert_eq!(answers(&replica.store()), answers(&store));
+    let st = publisher.stop();
+    assert_eq!((st.published, st.failed), (2, 0), "{st:?}");
+    assert_eq!(st.last.expect("a report").generation, 2);
 }

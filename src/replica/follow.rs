@@ -127,7 +127,10 @@ struct Inner {
     dir: PathBuf,
     source: ReplicaSource,
     current: ArcSwap<Current>,
-    /// Held by a poll from its listing to its swap: one poll at a time.
+    /// Held by a poll from its listing to its clean-up: one poll at a time.
+    polling: Mutex<()>,
+    /// What `status` reports; held only for a moment, so `status` (the admin socket's
+    /// `stats`) answers while a long download runs.
     poll: Mutex<Poll>,
     /// Set, and notified, when the last handle goes: the background poll ends.
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -254,6 +257,7 @@ impl Replica {
                 manifest: current.manifest,
                 store,
             }),
+            polling: Mutex::new(()),
             poll: Mutex::new(poll),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             source,
@@ -313,8 +317,9 @@ impl Replica {
     /// open. Returns the generation switched to (`None`: nothing newer). On `Err` the replica
     /// keeps serving what it served, and [`Replica::status`] reports the failure.
     pub fn poll(&self) -> Result<Option<u64>> {
+        let _one = lock(&self.inner.polling);
+        let result = self.poll_locked();
         let mut poll = lock(&self.inner.poll);
-        let result = self.poll_locked(&mut poll);
         match &result {
             Ok(_) => {
                 poll.last_ok_ms = Some(now_ms());
@@ -324,6 +329,7 @@ impl Replica {
         }
         drop(poll);
         if matches!(result, Ok(Some(_))) {
+            // Still under `polling`: no other poll is assembling into `gens/` meanwhile.
             if let Err(e) = self.remove_unused() {
                 tracing::warn!(error = %e, "could not remove a replica's unused files; they are retried at the next switch");
             }
@@ -331,7 +337,8 @@ impl Replica {
         result
     }
 
-    fn poll_locked(&self, poll: &mut Poll) -> Result<Option<u64>> {
+    /// One poll; the caller holds `polling`.
+    fn poll_locked(&self) -> Result<Option<u64>> {
         let source = &self.inner.source;
         let Some(m) = newest_within(source)? else {
             // The prefix held the generation served, and holds none now: wiped, or the wrong
@@ -340,7 +347,10 @@ impl Replica {
                 prefix: source.prefix.to_string(),
             });
         };
-        poll.newest_seen = poll.newest_seen.max(m.generation);
+        {
+            let mut poll = lock(&self.inner.poll);
+            poll.newest_seen = poll.newest_seen.max(m.generation);
+        }
         let cur = self.inner.current.load_full();
         if m.generation <= cur.manifest.generation {
             return Ok(None);
@@ -353,7 +363,7 @@ impl Replica {
             .inner
             .current
             .swap(Arc::new(Current { manifest: m, store }));
-        poll.retired.push((
+        lock(&self.inner.poll).retired.push((
             Arc::downgrade(&old),
             gen_dir(&self.inner.dir, old.manifest.generation),
         ));
@@ -363,7 +373,7 @@ impl Replica {
     }
 
     /// Remove retired generations nothing holds any more, and cached objects the current
-    /// generation does not name.
+    /// generation does not name. Called with `polling` held (or before any poll can run).
     fn remove_unused(&self) -> Result<()> {
         let dir = &self.inner.dir;
         let cur = self.inner.current.load_full();

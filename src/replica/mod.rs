@@ -24,6 +24,7 @@
 
 mod follow;
 mod publish;
+mod publisher;
 
 use std::future::Future;
 use std::io::Read;
@@ -37,6 +38,7 @@ pub use follow::{Replica, ReplicaSource, ReplicaStatus};
 pub use object_store;
 pub(crate) use publish::publish;
 pub use publish::{PublishOptions, PublishReport};
+pub use publisher::{Publisher, PublisherStatus};
 
 use crate::error::{Error, Result};
 use crate::manifest;

@@ -45,6 +45,22 @@ impl Store {
         replica::publish(self, to, prefix, opts)
     }
 
+    /// Publish this store every `every` on a thread of its own, until the returned
+    /// [`replica::Publisher`] is stopped or dropped. The first round publishes at once; a round with
+    /// no write, fold or plugin change since the last publish is skipped, and a failed one
+    /// is logged and retried at the next. Each publish holds writes for its consistent copy
+    /// (see [`Store::publish`]), so `every` should be well above what one takes
+    /// (bench/RESULTS.md, "Replicas").
+    pub fn start_publisher(
+        &self,
+        to: std::sync::Arc<dyn replica::object_store::ObjectStore>,
+        prefix: replica::object_store::path::Path,
+        every: std::time::Duration,
+        opts: PublishOptions,
+    ) -> Result<replica::Publisher> {
+        replica::Publisher::start(self.clone(), to, prefix, every, opts)
+    }
+
     /// Open a replica in `dir` (created if missing; it holds a cache of downloaded objects and
     /// the generations assembled from them) following `source`, and start polling it.
     ///

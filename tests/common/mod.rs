@@ -36,6 +36,14 @@ fn said(line: &str) -> &str {
 }
 
 fn kill(mut child: Child) {
+    // A child that already failed by itself (a panic) was never killed mid-work: a crash test
+    // whose child fails early tests nothing, so it fails too.
+    if let Ok(Some(status)) = child.try_wait() {
+        assert!(
+            status.success(),
+            "the child process failed by itself ({status}) before it was killed; run its ignored test by hand with the same environment to see why"
+        );
+    }
     child.kill().expect("SIGKILL the child"); // Child::kill sends SIGKILL on Unix.
     child.wait().expect("reap child");
 }

@@ -146,12 +146,12 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         None => recostore::admin::AdminServer::start_with(&store, &socket, opts)?,
     };
     let publisher = match &a.publish {
-        Some(url) => Some(publish_every(
-            &store,
-            url,
-            seconds("--publish-every", a.publish_every)?,
-            stop.clone(),
-        )?),
+        Some(url) => {
+            let (to, prefix) = recostore::replica::object_store_from_url(url)?;
+            let every = seconds("--publish-every", a.publish_every)?;
+            eprintln!("publishing to {url} every {} s", every.as_secs_f64());
+            Some(store.start_publisher(to, prefix, every, recostore::PublishOptions::default())?)
+        }
         None => None,
     };
     let metrics = match &a.metrics {
@@ -170,58 +170,18 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         http.unblock();
         let _ = thread.join();
     }
-    if let Some(thread) = publisher {
-        let _ = thread.join();
+    if let Some(p) = publisher {
+        let st = p.stop();
+        eprintln!(
+            "publisher stopped: {} generations published, {} rounds skipped (nothing new), {} failed",
+            st.published, st.skipped, st.failed
+        );
     }
     eprintln!("stopping: finishing requests in flight, flushing, removing the socket");
     server.shutdown()?;
     drop(server);
     drop(store);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Publish `store` to `url` every `every` until `stop`, skipping rounds with nothing new.
-/// A failed publish is logged and retried at the next round; the store goes on serving.
-fn publish_every(
-    store: &Store,
-    url: &str,
-    every: Duration,
-    stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, Box<dyn std::error::Error>> {
-    let (to, prefix) = recostore::replica::object_store_from_url(url)?;
-    let store = store.clone();
-    eprintln!("publishing to {url} every {} s", every.as_secs_f64());
-    let thread = std::thread::Builder::new()
-        .name("recostore-publish".into())
-        .spawn(move || {
-            let mut last: Option<recostore::replica::StoreVersion> = None;
-            let mut next = std::time::Instant::now();
-            while !stop.load(Ordering::SeqCst) {
-                if std::time::Instant::now() < next {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                next = std::time::Instant::now() + every;
-                let version = recostore::replica::StoreVersion::of(&store);
-                if last.as_ref() == Some(&version) {
-                    continue;
-                }
-                match store.publish(&*to, &prefix) {
-                    Ok(r) => {
-                        tracing::info!(
-                            generation = r.generation,
-                            bytes_uploaded = r.bytes_uploaded,
-                            "published"
-                        );
-                        last = Some(version);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "publish failed; retrying at the next round")
-                    }
-                }
-            }
-        })?;
-    Ok(thread)
 }
 
 /// Fields that hold ids or names in every command: their VALUE is a string whatever it looks
