@@ -183,9 +183,6 @@ pub(crate) fn copy(
     seg_to: &Path,
     pack: Option<&Pack>,
 ) -> Result<BackupReport> {
-    let modules_to = work.join(crate::plugin::MODULES_DIR);
-    std::fs::create_dir_all(&modules_to)
-        .map_err(|e| Error::io("creating backup directory", &modules_to, e))?;
     {
         let copy = crate::durable::open_sled(work, &crate::config::Config::default())?;
         let mut keys = 0u64;
@@ -238,39 +235,8 @@ pub(crate) fn copy(
         copy.apply_batch(batch)?;
         copy.flush()?;
         drop(copy);
-        let generation = snap.segment.generation();
-        let mut segment_bytes = 0;
-        if generation > 0 {
-            for name in [
-                segment::file::file_name(generation),
-                segment::neighbours::file_name(generation),
-            ] {
-                let from = seg_dir.join(&name);
-                if name.ends_with(".nbr") && !from.exists() {
-                    continue;
-                }
-                let dest = seg_to.join(&name);
-                segment_bytes += std::fs::copy(&from, &dest)
-                    .map_err(|e| Error::io("copying segment file", &from, e))?;
-                sync(&dest)?;
-            }
-        }
-        sync(seg_to)?;
-        // Every module file: the records just copied name exactly these (the registry
-        // deletes the ones no record names, and its writes are held).
-        if let Ok(entries) = std::fs::read_dir(modules_from) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                if name.to_string_lossy().ends_with(".wasm") {
-                    let from = entry.path();
-                    let dest = modules_to.join(&name);
-                    std::fs::copy(&from, &dest)
-                        .map_err(|e| Error::io("copying plugin module", &from, e))?;
-                    sync(&dest)?;
-                }
-            }
-        }
-        sync(&modules_to)?;
+        let (generation, segment_bytes) =
+            copy_files(snap, seg_dir, modules_from, work, seg_to, false)?;
         tracing::info!(to = %work.display(), keys, generation, packed_records, "backup written");
         Ok(BackupReport {
             path: work.to_path_buf(),
@@ -280,4 +246,64 @@ pub(crate) fn copy(
             packed_records,
         })
     }
+}
+
+/// Copy `snap`'s segment (and neighbour) files from `seg_dir` into `seg_to`, and every plugin
+/// module from `modules_from` into `work`'s modules directory, syncing each; with writes and
+/// plugin changes held off by the caller. Returns the segment generation and its bytes.
+///
+/// With `link`, segment files are hard-linked where the file system allows (they are never
+/// written once made): for a copy that lives only until it is uploaded, not for a backup,
+/// which must not share a damaged disk block with the store.
+pub(crate) fn copy_files(
+    snap: &crate::snapshot::Snapshot,
+    seg_dir: &Path,
+    modules_from: &Path,
+    work: &Path,
+    seg_to: &Path,
+    link: bool,
+) -> Result<(u64, u64)> {
+    let modules_to = work.join(crate::plugin::MODULES_DIR);
+    std::fs::create_dir_all(&modules_to)
+        .map_err(|e| Error::io("creating backup directory", &modules_to, e))?;
+    let generation = snap.segment.generation();
+    let mut segment_bytes = 0;
+    if generation > 0 {
+        for name in [
+            segment::file::file_name(generation),
+            segment::neighbours::file_name(generation),
+        ] {
+            let from = seg_dir.join(&name);
+            if name.ends_with(".nbr") && !from.exists() {
+                continue;
+            }
+            let dest = seg_to.join(&name);
+            if link && std::fs::hard_link(&from, &dest).is_ok() {
+                segment_bytes += std::fs::metadata(&dest)
+                    .map_err(|e| Error::io("linking segment file", &dest, e))?
+                    .len();
+                continue;
+            }
+            segment_bytes += std::fs::copy(&from, &dest)
+                .map_err(|e| Error::io("copying segment file", &from, e))?;
+            sync(&dest)?;
+        }
+    }
+    sync(seg_to)?;
+    // Every module file: the records just copied name exactly these (the registry
+    // deletes the ones no record names, and its writes are held).
+    if let Ok(entries) = std::fs::read_dir(modules_from) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".wasm") {
+                let from = entry.path();
+                let dest = modules_to.join(&name);
+                std::fs::copy(&from, &dest)
+                    .map_err(|e| Error::io("copying plugin module", &from, e))?;
+                sync(&dest)?;
+            }
+        }
+    }
+    sync(&modules_to)?;
+    Ok((generation, segment_bytes))
 }

@@ -205,3 +205,20 @@ pub fn manifest(bytes: &[u8]) {
         }
     }
 }
+
+/// Read `bytes` as a published pair file, as a replica does before it serves one: refused or
+/// accepted without a panic; what is accepted holds keys in strictly ascending order and
+/// encodes back to exactly `bytes` (the format has no slack).
+pub fn pairs(bytes: &[u8]) {
+    let mut again = crate::pairs::MAGIC.to_vec();
+    let mut keys: Vec<&[u8]> = Vec::new();
+    let parsed = crate::pairs::parse("fuzz", bytes, None, |k, v| {
+        crate::pairs::encode_pair(&mut again, &bytes[k.clone()], &bytes[v])?;
+        keys.push(&bytes[k]);
+        Ok(())
+    });
+    if parsed.is_ok() {
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys out of order");
+        assert_eq!(again, bytes, "an accepted pair file encodes back to itself");
+    }
+}

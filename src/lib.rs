@@ -64,6 +64,8 @@ mod metrics;
 mod model;
 mod name_table;
 mod narrow;
+#[cfg_attr(not(feature = "replication"), allow(dead_code))]
+mod pairs;
 pub mod plugin;
 mod progress;
 mod rebuild;

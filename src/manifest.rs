@@ -22,8 +22,14 @@ pub(crate) const BAD_MANIFEST: &str = "A replica keeps serving its last verified
      until a newer manifest is whole; a leader cannot tell who published it and refuses to \
      publish past it: delete that manifest (no replica can have used it) and publish again";
 
-/// The `format` every manifest this version writes carries, and the only one it reads.
-pub const MANIFEST_FORMAT: &str = "recostore-manifest/1";
+/// The `format` every manifest this version writes carries. In it, the files under `pairs/`
+/// are pair files (FORMAT.md, "Pair files"): the store's durable pairs in key order, which a
+/// replica serves its records from, not placed as files.
+pub const MANIFEST_FORMAT: &str = "recostore-manifest/2";
+
+/// The first format: every file, sled's included, is placed as it is. Still read, so a
+/// replica upgraded before its leader goes on following it.
+pub const MANIFEST_FORMAT_V1: &str = "recostore-manifest/1";
 
 /// One published generation of a store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,9 +123,9 @@ impl Manifest {
         }
         let m: Manifest =
             serde_json::from_str(body).map_err(|e| bad(format!("its JSON is invalid: {e}")))?;
-        if m.format != MANIFEST_FORMAT {
+        if m.format != MANIFEST_FORMAT && m.format != MANIFEST_FORMAT_V1 {
             return Err(bad(format!(
-                "its format is `{}`; this version reads `{MANIFEST_FORMAT}`. Upgrade recostore on this replica",
+                "its format is `{}`; this version reads `{MANIFEST_FORMAT}` and `{MANIFEST_FORMAT_V1}`. Upgrade recostore on this replica",
                 crate::error::display_id(&m.format)
             )));
         }
@@ -159,6 +165,15 @@ impl Manifest {
             }
         }
         Ok(m)
+    }
+
+    /// Whether `file` is a pair file, to be imported rather than placed.
+    pub fn is_pairs(&self, file: &ManifestFile) -> bool {
+        self.format == MANIFEST_FORMAT
+            && file
+                .path
+                .strip_prefix(crate::pairs::DIR)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 
     /// Bytes of every file it names.
@@ -250,7 +265,7 @@ mod tests {
         m.files.swap(0, 1);
         assert!(Manifest::decode("m", &m.encode().unwrap(), 7).is_err());
         let mut m = sample();
-        m.format = "recostore-manifest/2".into();
+        m.format = "recostore-manifest/3".into();
         let err = Manifest::decode("m", &m.encode().unwrap(), 7).unwrap_err();
         assert!(err.to_string().contains("Upgrade"), "{err}");
     }

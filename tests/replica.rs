@@ -8,13 +8,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
+#[path = "common/published.rs"]
+mod published;
 #[path = "common/slow.rs"]
 mod slow;
 
-use recostore::replica::object_store::local::LocalFileSystem;
+use published::{local, plant_manifest, source};
 use recostore::replica::object_store::path::Path as ObjPath;
 use recostore::replica::object_store::ObjectStore;
-use recostore::{Ask, Error, Event, Item, Replica, ReplicaSource, Scenario, Store};
+use recostore::{Ask, Error, Event, Item, Replica, Scenario, Store};
 
 fn items(n: usize, salt: usize) -> Vec<Item> {
     (0..n)
@@ -79,17 +81,6 @@ fn answers(store: &Store) -> Vec<String> {
                 .join(",")
         })
         .collect()
-}
-
-fn local(dir: &Path) -> Arc<dyn ObjectStore> {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    Arc::new(LocalFileSystem::new_with_prefix(dir).expect("local object store"))
-}
-
-fn source(store: Arc<dyn ObjectStore>) -> ReplicaSource {
-    let mut source = ReplicaSource::new(store, ObjPath::from("shop"));
-    source.poll_every = None;
-    source
 }
 
 /// Every object file under the published directory.
@@ -388,19 +379,6 @@ fn one_directory_serves_one_replica() {
     assert!(matches!(err, Error::Locked { .. }), "{err}");
 }
 
-/// Write `body` as manifest `generation` under `published/shop`, with a correct checksum line:
-/// what a hostile or broken publisher could put there.
-fn plant_manifest(published: &Path, generation: u64, body: &str) {
-    let dir = published.join("shop").join("manifests");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let sum = xxhash_rust::xxh3::xxh3_128(body.as_bytes());
-    std::fs::write(
-        dir.join(format!("{generation:020}.json")),
-        format!("{body}\nxxh3-128 {sum:032x}\n"),
-    )
-    .expect("plant");
-}
-
 #[test]
 fn a_hostile_manifest_writes_nothing_outside_the_replica_and_changes_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -455,7 +433,7 @@ fn a_hostile_manifest_writes_nothing_outside_the_replica_and_changes_nothing() {
     plant_manifest(
         &published,
         2,
-        &hostile("db").replace("recostore-manifest/1", "recostore-manifest/2"),
+        &hostile("db").replace("recostore-manifest/1", "recostore-manifest/3"),
     );
     let err = replica.poll().expect_err("newer format");
     assert!(err.to_string().contains("Upgrade recostore"), "{err}");

@@ -37,6 +37,8 @@
 //! `writes_during_reclaims_are_not_lost`). A store writes from more than one thread (the
 //! writer, the background checkpoint, plugin records), so the copy runs alone.
 
+#[cfg(feature = "replication")]
+pub(crate) mod memory;
 mod sled_backend;
 
 #[cfg(test)]
@@ -60,14 +62,36 @@ pub(crate) struct Value(Repr);
 #[derive(Clone)]
 enum Repr {
     Sled(sled::IVec),
-    #[cfg(test)]
+    #[cfg(any(test, feature = "replication"))]
     Shared(Arc<[u8]>),
+    /// Bytes `start..end` of a mapped, immutable file (a replica's pair files, see
+    /// [`memory`]).
+    #[cfg(feature = "replication")]
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        start: usize,
+        end: usize,
+    },
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "replication"))]
 impl Value {
     pub(crate) fn shared(bytes: Arc<[u8]>) -> Value {
         Value(Repr::Shared(bytes))
+    }
+}
+
+#[cfg(feature = "replication")]
+impl Value {
+    /// Bytes `range` of `map`; `None` when the range is not inside it.
+    pub(crate) fn mapped(map: &Arc<memmap2::Mmap>, range: std::ops::Range<usize>) -> Option<Value> {
+        (range.start <= range.end && range.end <= map.len()).then(|| {
+            Value(Repr::Mapped {
+                map: map.clone(),
+                start: range.start,
+                end: range.end,
+            })
+        })
     }
 }
 
@@ -76,9 +100,32 @@ impl Deref for Value {
     fn deref(&self) -> &[u8] {
         match &self.0 {
             Repr::Sled(v) => v,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "replication"))]
             Repr::Shared(v) => v,
+            #[cfg(feature = "replication")]
+            Repr::Mapped { map, start, end } => &map[*start..*end],
         }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Value {
+    fn borrow(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Value) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By bytes, as keys sort in every backend (and as `Borrow<[u8]>` requires).
+impl Ord for Value {
+    fn cmp(&self, other: &Value) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
     }
 }
 

@@ -13,10 +13,10 @@
 //! and the manifest give, synced and renamed: so `objects/` holds only verified bytes, and a
 //! download killed part-way resumes at the next poll by fetching that object again (objects
 //! already verified are kept). A generation is assembled in `.partial` (segment files linked
-//! from the cache, being immutable; sled's files copied, since opening a store writes to
-//! them), synced, and renamed: a directory under `gens/` without the suffix is whole. Then it
-//! is opened read-only and swapped in. Any failure on the way leaves the current generation
-//! serving.
+//! from the cache, being immutable; the pair files imported into new records of its own,
+//! checked again against the manifest as they are read), synced, and renamed: a directory
+//! under `gens/` without the suffix is whole. Then it is opened read-only and swapped in. Any
+//! failure on the way leaves the current generation serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -27,6 +27,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
+use super::pair_set::PairSet;
 use super::{block_on, file_checksum, newest, os_error, under};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -113,6 +114,8 @@ pub struct ReplicaStatus {
 struct Current {
     manifest: Manifest,
     store: Store,
+    /// Its records, when it has pair files: the next generation starts from them.
+    pairs: Option<PairSet>,
 }
 
 struct Poll {
@@ -223,7 +226,7 @@ impl Replica {
                 poll.newest_seen = m.generation;
                 poll.last_ok_ms = Some(now_ms());
                 match local_generation(dir, m.generation) {
-                    Some(have) if have.manifest == m => have,
+                    Some(have) if have.manifest == m && cached(dir, &m) => have,
                     _ => assemble(dir, &source, &m)?,
                 }
             }
@@ -250,12 +253,22 @@ impl Replica {
                 have
             }
         };
-        let store = open_generation(&current, &source.config)?;
+        let (store, pairs) = match open_generation(dir, &current, &source.config, None) {
+            // A cached object damaged on this disk since it was verified (it is removed):
+            // fetch what is missing again, if the object store is there.
+            Err(Error::BadObject { .. }) if poll.last_ok_ms.is_some() => {
+                let m = current.manifest.clone();
+                let again = assemble(dir, &source, &m)?;
+                open_generation(dir, &again, &source.config, None)?
+            }
+            opened => opened?,
+        };
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             current: ArcSwap::from_pointee(Current {
                 manifest: current.manifest,
                 store,
+                pairs,
             }),
             polling: Mutex::new(()),
             poll: Mutex::new(poll),
@@ -356,13 +369,15 @@ impl Replica {
             return Ok(None);
         }
         let have = assemble(&self.inner.dir, source, &m)?;
-        let store = open_generation(&have, &source.config)?;
+        let (store, pairs) =
+            open_generation(&self.inner.dir, &have, &source.config, cur.pairs.as_ref())?;
         store.absorb_figures(&cur.store);
         let generation = m.generation;
-        let old = self
-            .inner
-            .current
-            .swap(Arc::new(Current { manifest: m, store }));
+        let old = self.inner.current.swap(Arc::new(Current {
+            manifest: m,
+            store,
+            pairs,
+        }));
         lock(&self.inner.poll).retired.push((
             Arc::downgrade(&old),
             gen_dir(&self.inner.dir, old.manifest.generation),
@@ -467,6 +482,15 @@ fn local_generation(dir: &Path, generation: u64) -> Option<Local> {
     Some(Local { manifest, dir: at })
 }
 
+/// Whether the cache holds every object `m` names (pair files are read from there on open).
+fn cached(dir: &Path, m: &Manifest) -> bool {
+    m.files.iter().all(|f| {
+        dir.join("objects")
+            .join(f.object.trim_start_matches("objects/"))
+            .exists()
+    })
+}
+
 /// The newest whole generation this directory holds.
 fn newest_local(dir: &Path) -> Option<Local> {
     let mut gens: Vec<u64> = read_dir(&dir.join("gens"))
@@ -503,7 +527,10 @@ fn assemble(dir: &Path, source: &ReplicaSource, m: &Manifest) -> Result<Local> {
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(|e| Error::io("removing", &partial, e))?;
     }
-    for f in &m.files {
+    std::fs::create_dir_all(&partial).map_err(|e| Error::io("creating", &partial, e))?;
+    // Pair files stay in the cache: the generation's records are read from there when it is
+    // opened (`PairSet`).
+    for f in m.files.iter().filter(|f| !m.is_pairs(f)) {
         let from = objects.join(f.object.trim_start_matches("objects/"));
         let to = partial.join(&f.path);
         if let Some(parent) = to.parent() {
@@ -608,12 +635,26 @@ async fn download(
 }
 
 /// Open an assembled generation read-only. Its files were checked as it was assembled; a
-/// generation opened before has since been written by its own store (sled's files), as any
-/// store directory is, and the store's own open checks it.
-fn open_generation(have: &Local, config: &Config) -> Result<Store> {
+/// generation of the first format opened before has since been written by its own store
+/// (sled's files), as any store directory is, and the store's own open checks it. A
+/// generation with pair files is opened on its [`PairSet`], built from `earlier`'s where it
+/// can be.
+fn open_generation(
+    dir: &Path,
+    have: &Local,
+    config: &Config,
+    earlier: Option<&PairSet>,
+) -> Result<(Store, Option<PairSet>)> {
+    if have.manifest.format == crate::manifest::MANIFEST_FORMAT {
+        let set = PairSet::build(&dir.join("objects"), &have.manifest, earlier)?;
+        let db = crate::durable::memory::db(set.pairs.clone());
+        let store = Store::open_on(have.dir.clone(), config.clone(), db)?;
+        store.set_read_only(&have.dir);
+        return Ok((store, Some(set)));
+    }
     let store = Store::open_existing_with(&have.dir, config.clone())?;
     store.set_read_only(&have.dir);
-    Ok(store)
+    Ok((store, None))
 }
 
 fn spawn_poller(inner: Weak<Inner>, stop: Arc<(Mutex<bool>, Condvar)>, every: Duration) {

@@ -1,28 +1,29 @@
 //! Past one machine: a leader publishes generations of its store to object storage, and app
 //! replicas follow them.
 //!
-//! The leader ([`crate::Store::publish`]) takes a consistent copy of its store (the same copy
-//! [`crate::Store::backup`] makes: records, behaviour state, plugins, slots and the segment, as
-//! of one instant), uploads each file under a name made of its checksum and size, skipping
-//! those already there, and then commits a manifest naming every file with a conditional put
-//! ([`Manifest`], FORMAT.md "Published generations"). A replica ([`crate::Store::open_replica`]) polls the manifests,
-//! downloads the objects it lacks into a cache, verifies each one's size and checksum,
-//! assembles the generation in a directory of its own, opens it read-only, and switches to it
-//! with one atomic swap: queries in flight finish on the old generation, new ones run on the
-//! new.
+//! The leader ([`crate::Store::publish`]) writes its state as of one instant, with writes
+//! held (records, behaviour state, plugins, slots as pair files, FORMAT.md "Pair files"; the
+//! segment files; the plugin modules), uploads each file under a name made of its checksum
+//! and size, skipping those already there, and then commits a manifest naming every file with
+//! a conditional put ([`Manifest`], FORMAT.md "Published generations"). A replica
+//! ([`crate::Store::open_replica`]) polls the manifests, downloads the objects it lacks into a
+//! cache, verifies each one's size and checksum, assembles the generation in a directory of
+//! its own, opens it read-only on its pair files (mapped from the cache into a map shared with
+//! the generation before, `pair_set`), and switches to it with one atomic swap: queries in
+//! flight finish on the old generation, new ones run on the new.
 //!
 //! All object-store traffic goes through the `object_store` crate (S3, GCS, Azure, a local
 //! directory, memory), whose futures run here on a private current-thread runtime on a thread
 //! of their own (`block_on`), so the calls are plain blocking functions whether or not the
 //! app runs a tokio runtime itself.
 //!
-//! What a generation costs: the whole store directory is hashed, and every file whose content
-//! changed is uploaded. Segment files are shared between generations until the next fold; the
-//! durable records (sled's files) change with every write and are uploaded whole each time.
-//! bench/RESULTS.md ("Replicas") has the figures; ARCHITECTURE.md ("Replicas follow
-//! manifests") what would make a generation cost its change.
+//! What a generation costs: the pairs are walked whole (writes held meanwhile), but only pair
+//! files whose bytes changed are uploaded, and a replica reads only those. Segment files are
+//! shared between generations until the next fold, which ships them whole. bench/RESULTS.md
+//! ("Replicas") has the figures.
 
 mod follow;
+mod pair_set;
 mod publish;
 mod publisher;
 

@@ -16,6 +16,10 @@ use crate::store::Store;
 /// part at a time keeps memory flat and lets a slow link make progress).
 const PART_BYTES: usize = 16 << 20;
 
+/// Uploads in flight at once: enough to hide an object store's per-request latency (tens of
+/// milliseconds on S3) behind the others, few enough to leave the link to the app.
+const UPLOADS_AT_ONCE: usize = 8;
+
 /// What a publish did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PublishReport {
@@ -178,8 +182,10 @@ pub(crate) fn publish(
 
     clear_stale_staging(store.dir());
     let staging = Staging(staging_dir(store.dir()));
-    let copied = store.backup(&staging.0)?;
-    let copy_seconds = started.elapsed().as_secs_f64();
+    std::fs::create_dir(&staging.0).map_err(|e| Error::io("creating", &staging.0, e))?;
+    let copied = Instant::now();
+    let segment_generation = store.export_for_publish(&staging.0)?;
+    let copy_seconds = copied.elapsed().as_secs_f64();
 
     let mut files = Vec::new();
     for rel in files_under(&staging.0)? {
@@ -197,26 +203,37 @@ pub(crate) fn publish(
         generation,
         leader: ours,
         published_at_ms,
-        segment_generation: copied.generation,
+        segment_generation,
         files,
     };
     let body = m.encode()?;
 
     let (uploaded, bytes_uploaded) = block_on(async {
-        let mut uploaded = (0usize, 0u64);
+        use futures::StreamExt;
+        // One listing instead of a HEAD per file. Content-addressed: an object of the right
+        // size under its name holds these bytes (a replica checks the checksum anyway).
+        let there = present(to, prefix).await?;
+        let mut missing: Vec<&ManifestFile> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for f in &m.files {
             let at = under(prefix, &f.object);
-            match to.head(&at).await {
-                // Content-addressed: an object of the right size under this name holds these
-                // bytes (a replica checks the checksum anyway).
-                Ok(meta) if meta.size == f.size => continue,
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(os_error("looking up", &at, e)),
+            if there.get(at.as_ref()) != Some(&f.size) && seen.insert(&f.object) {
+                missing.push(f);
             }
-            upload(to, &at, &staging.0.join(&f.path)).await?;
-            uploaded.0 += 1;
-            uploaded.1 += f.size;
         }
+        let uploaded = (missing.len(), missing.iter().map(|f| f.size).sum::<u64>());
+        type Sending<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
+        let mut jobs: Vec<Sending<'_>> = Vec::with_capacity(missing.len());
+        for f in missing {
+            let (at, path) = (under(prefix, &f.object), staging.0.join(&f.path));
+            jobs.push(Box::pin(async move { upload(to, &at, &path).await }));
+        }
+        let mut sends = futures::stream::iter(jobs).buffer_unordered(UPLOADS_AT_ONCE);
+        while let Some(sent) = sends.next().await {
+            sent?;
+        }
+        drop(sends);
         // Last, and only if no one committed this generation meanwhile.
         let at = under(prefix, &manifest::manifest_name(generation));
         let opts = PutOptions {
@@ -253,6 +270,27 @@ pub(crate) fn publish(
         "published a generation"
     );
     Ok(report)
+}
+
+/// The objects under `prefix/objects/` and their sizes, by location.
+async fn present(
+    to: &dyn ObjectStore,
+    prefix: &ObjPath,
+) -> Result<std::collections::HashMap<String, u64>> {
+    use futures::StreamExt;
+    let dir = under(prefix, "objects");
+    let mut there = std::collections::HashMap::new();
+    let mut listing = to.list(Some(&dir));
+    while let Some(meta) = listing.next().await {
+        match meta {
+            Ok(meta) => {
+                there.insert(meta.location.to_string(), meta.size);
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(os_error("listing", &dir, e)),
+        }
+    }
+    Ok(there)
 }
 
 /// Upload the file at `path` to `at`: one put when small, parts otherwise. An upload that

@@ -72,6 +72,36 @@ impl Store {
         Replica::open(dir.as_ref(), source)
     }
 
+    /// Write what a publish uploads into the empty directory `work` (FORMAT.md, "Published
+    /// generations"): every durable pair as pair files ([`crate::pairs`]), the segment files
+    /// (hard-linked where possible) and the plugin modules. Writes and plugin changes wait
+    /// for it, as for a backup; queries do not. Returns the segment generation.
+    pub(crate) fn export_for_publish(&self, work: &Path) -> Result<u64> {
+        let modules_from = self.dir().join(crate::plugin::MODULES_DIR);
+        let seg_to = work.join("segments");
+        std::fs::create_dir_all(&seg_to).map_err(|e| crate::Error::io("creating", &seg_to, e))?;
+        self.plugins().hold_writes(|| {
+            self.paused(|tree, snap, seg_dir| {
+                let mut pairs = crate::pairs::Writer::new(work)?;
+                for kv in tree.iter() {
+                    let (k, v) = kv?;
+                    pairs.push(&k, &v)?;
+                }
+                let (files, count, bytes) = pairs.finish()?;
+                let (generation, _) =
+                    crate::backup::copy_files(snap, seg_dir, &modules_from, work, &seg_to, true)?;
+                tracing::debug!(
+                    files,
+                    pairs = count,
+                    bytes,
+                    generation,
+                    "exported for a publish"
+                );
+                Ok(generation)
+            })
+        })
+    }
+
     /// Carry on `earlier`'s query figures (latency histograms, write count) in this store's,
     /// so a replica's counters do not restart when it switches generation.
     pub(crate) fn absorb_figures(&self, earlier: &Store) {
