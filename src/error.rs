@@ -266,6 +266,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A directory a replica assembled a generation in was opened as a store. Its records
+    /// are not in it (a replica serves them from its cache of pair files).
+    #[error("{dir} is a generation a replica assembled, not a store: its records are in the replica's cache. To make a store of a published generation (a new leader, at a failover), run `recostore restore URL --dir NEW_DIR` (Store::restore_published)")]
+    ReplicaGeneration {
+        /// The directory.
+        dir: PathBuf,
+    },
+
     /// A replica was opened on a prefix that holds no generation yet.
     #[error("nothing is published under `{prefix}` yet: publish from the leader first (Store::publish, `recostore publish --dir D URL`), then open the replica")]
     NothingPublished {

@@ -105,7 +105,7 @@ pub use recommendation::LIFT_MIN_SUPPORT;
 #[cfg(feature = "replication")]
 pub use replica::{
     PublishOptions, PublishReport, Publisher, PublisherStatus, Replica, ReplicaSource,
-    ReplicaStatus,
+    ReplicaStatus, RestoreReport,
 };
 pub use retention::PruneReport;
 pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;

@@ -27,6 +27,9 @@ pub const MAGIC: &[u8; 8] = b"RSPAIRS1";
 /// The mean size of a pair file, in bytes of pairs.
 pub const TARGET_BYTES: u64 = 1 << 20;
 
+/// Pair files one generation may have: their 8-digit names sort in key order up to here.
+const MAX_FILES: usize = 100_000_000;
+
 /// The directory of pair files inside a published generation, and the prefix of their paths.
 pub const DIR: &str = "pairs";
 
@@ -83,6 +86,15 @@ impl Writer {
     /// Append one pair; keys must come in ascending order (the caller scans in key order).
     pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         if self.out.is_none() {
+            if self.files >= MAX_FILES {
+                // Names have 8 digits so that they sort in key order; past them (100 TiB of
+                // pairs) they would not.
+                return Err(Error::io(
+                    "writing pairs to",
+                    &self.dir,
+                    std::io::Error::other("more than 100,000,000 pair files"),
+                ));
+            }
             let path = self.dir.join(format!("{:08}", self.files));
             let file = std::fs::File::create(&path).map_err(|e| Error::io("writing", &path, e))?;
             let mut out = BufWriter::with_capacity(1 << 20, file);

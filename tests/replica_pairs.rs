@@ -247,6 +247,12 @@ fn pair_files_that_pass_their_checksum_but_lie_are_refused() {
             "only magic",
             vec![plant_object(&published, "pairs/00000000", b"RSPAIRS1")],
         ),
+        // Whole and in order, but no store's records: it would open as a new, empty store.
+        (
+            "records of no store",
+            vec![plant_object(&published, "pairs/00000000", &ascending)],
+        ),
+        ("no pair file at all", vec![]),
     ];
     for (why, files) in cases {
         let body = serde_json::json!({
@@ -256,10 +262,24 @@ fn pair_files_that_pass_their_checksum_but_lie_are_refused() {
         });
         plant_manifest(&published, 2, &body.to_string());
         let err = replica.poll().expect_err(why);
-        assert!(matches!(err, Error::BadObject { .. }), "{why}: {err}");
+        // Refused as a bad object, or (records no store of this version wrote) unreadable.
+        assert!(
+            matches!(err, Error::BadObject { .. } | Error::CorruptRecord { .. }),
+            "{why}: {err:?}"
+        );
         assert_eq!(replica.status().generation, 1, "{why}");
         assert_eq!(answers(&replica.store()), want, "{why}");
     }
+
+    // A generation that failed to open is not left for a restart to take as whole: reopened
+    // with the object store gone, the replica serves the last good generation, stale.
+    drop(replica);
+    std::fs::rename(&published, tmp.path().join("gone")).expect("take the store away");
+    let replica = Store::open_replica(tmp.path().join("replica"), source(os))
+        .expect("reopens on its last good generation");
+    assert_eq!(replica.status().generation, 1);
+    assert!(replica.status().stale);
+    assert_eq!(answers(&replica.store()), want);
 }
 
 #[test]

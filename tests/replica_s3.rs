@@ -6,9 +6,12 @@
 
 #[path = "common/moto.rs"]
 mod moto;
+#[path = "common/published.rs"]
+mod published;
 
 use std::sync::Arc;
 
+use published::{block, list};
 use recostore::replica::object_store::path::Path as ObjPath;
 use recostore::replica::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use recostore::{Ask, Error, Event, Item, ReplicaSource, Scenario, Store};
@@ -152,7 +155,7 @@ fn two_leaders_racing_on_s3_never_both_win() {
         }
     }
     // Exactly one store's generations are under the prefix, numbered without gaps.
-    let mut names: Vec<String> = futures_list(&*s3, "live/manifests");
+    let mut names: Vec<String> = list(&*s3, "live/manifests");
     names.sort();
     let leaders: std::collections::HashSet<String> = names
         .iter()
@@ -181,7 +184,7 @@ fn objects_damaged_in_the_bucket_are_refused() {
     let prefix = ObjPath::from("live");
     store.publish(&*s3, &prefix).expect("publish");
     let before: std::collections::HashSet<String> =
-        futures_list(&*s3, "live/objects").into_iter().collect();
+        list(&*s3, "live/objects").into_iter().collect();
     let replica =
         Store::open_replica(tmp.path().join("replica"), follow(s3.clone())).expect("replica");
     let want_1 = answers(&replica.store());
@@ -189,7 +192,7 @@ fn objects_damaged_in_the_bucket_are_refused() {
     store.upsert_items(&items(30, 7)).expect("write");
     store.rebuild().expect("fold");
     store.publish(&*s3, &prefix).expect("publish 2");
-    let new: Vec<String> = futures_list(&*s3, "live/objects")
+    let new: Vec<String> = list(&*s3, "live/objects")
         .into_iter()
         .filter(|n| !before.contains(n))
         .collect();
@@ -264,26 +267,4 @@ fn an_s3_outage_leaves_the_replica_serving_stale_until_it_catches_up() {
     let st = replica.status();
     assert!(!st.stale && st.behind == 0, "{st:?}");
     assert_eq!(answers(&replica.store()), answers(&store));
-}
-
-/// Names of the objects under `prefix`.
-fn futures_list(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
-    let p = ObjPath::from(prefix);
-    block(async {
-        use futures::TryStreamExt;
-        store.list(Some(&p)).try_collect::<Vec<_>>().await
-    })
-    .expect("list")
-    .into_iter()
-    .map(|m| m.location.to_string())
-    .collect()
-}
-
-/// Run a future on a runtime of the test's own.
-fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }

@@ -4,8 +4,9 @@
 //! it serves comes whole from the leader's pair files. So its generations need no sled: the
 //! pairs sit in a persistent ordered map whose values point into the mapped pair files of the
 //! replica's cache (zero-copy), and the next generation is this one's map with the pairs of
-//! departed files taken out and those of arrived files put in, sharing everything else. A
-//! switch costs what changed, not the store.
+//! departed files taken out and those of arrived files put in, sharing everything else: the
+//! records of a switch cost what changed, not the store (the store's own open work, its
+//! activity state and dirty log, comes on top, as on a leader).
 //!
 //! The few writes a store makes while it opens (derived keys it repairs) land in the map only:
 //! they are derived again at every open, and nothing here is ever made durable.
@@ -72,7 +73,11 @@ impl Backend for Memory {
     }
 
     fn apply(&self, batch: Batch) -> Result<()> {
-        let mut next = self.read();
+        // The write guard is held from the copy to the assignment: `Db` lets writers run side
+        // by side (its lock is shared for writes), and two batches each applied to a copy of
+        // the same map would lose one of them. Readers keep the map they cloned meanwhile.
+        let mut pairs = self.write();
+        let mut next = pairs.clone();
         for (k, v) in batch.ops {
             match v {
                 Some(v) => {
@@ -83,7 +88,7 @@ impl Backend for Memory {
                 }
             }
         }
-        *self.write() = next;
+        *pairs = next;
         Ok(())
     }
 

@@ -13,10 +13,11 @@
 //! and the manifest give, synced and renamed: so `objects/` holds only verified bytes, and a
 //! download killed part-way resumes at the next poll by fetching that object again (objects
 //! already verified are kept). A generation is assembled in `.partial` (segment files linked
-//! from the cache, being immutable; the pair files imported into new records of its own,
-//! checked again against the manifest as they are read), synced, and renamed: a directory
-//! under `gens/` without the suffix is whole. Then it is opened read-only and swapped in. Any
-//! failure on the way leaves the current generation serving.
+//! from the cache, being immutable; plugin modules copied), synced, and renamed: a directory
+//! under `gens/` without the suffix is whole. Then it is opened read-only on its records, the
+//! pair files mapped from the cache and checked against the manifest again (`PairSet`), and
+//! swapped in. Any failure on the way leaves the current generation serving, and a generation
+//! that fails to open is removed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -36,7 +37,7 @@ use crate::store::Store;
 use crate::view::View;
 
 /// The file an assembled generation keeps its manifest in, beside the store's own files.
-const MANIFEST_FILE: &str = "REPLICA-MANIFEST.json";
+const MANIFEST_FILE: &str = crate::store::open::REPLICA_MANIFEST;
 
 /// Where a replica follows from, and how. Make one with [`ReplicaSource::new`] or
 /// [`ReplicaSource::from_url`], then set the fields that differ from the defaults.
@@ -201,7 +202,7 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io("syncing", dir, e))
@@ -220,48 +221,47 @@ impl Replica {
             last_error: None,
             retired: Vec::new(),
         };
-        let fetched = newest_within(&source);
-        let current = match fetched {
+        let config = source.config.clone();
+        let (current, store, pairs) = match newest_within(&source) {
             Ok(Some(m)) => {
                 poll.newest_seen = m.generation;
                 poll.last_ok_ms = Some(now_ms());
-                match local_generation(dir, m.generation) {
-                    Some(have) if have.manifest == m && cached(dir, &m) => have,
-                    _ => assemble(dir, &source, &m)?,
+                match open_newest(dir, &source, &m) {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        // The newest generation cannot be served: serve what was verified
+                        // before, if anything, stale.
+                        let Ok(Some(opened)) = open_local(dir, &config) else {
+                            return Err(e);
+                        };
+                        tracing::warn!(error = %e, generation = opened.0.manifest.generation, "the newest generation could not be opened; serving the one verified before, stale until a poll succeeds");
+                        poll.last_error = Some(e.to_string());
+                        opened
+                    }
                 }
             }
-            Ok(None) => {
-                let e = Error::NothingPublished {
-                    prefix: source.prefix.to_string(),
+            fetched => {
+                // Unreachable or damaged, or a prefix emptied under a replica that verified a
+                // generation before: serve what was verified before, if anything, stale.
+                let e = match fetched {
+                    Err(e) => e,
+                    Ok(_) => Error::NothingPublished {
+                        prefix: source.prefix.to_string(),
+                    },
                 };
-                // A prefix emptied under a replica that verified a generation before: keep
-                // serving that, stale, as when the store cannot be reached.
-                let Some(have) = newest_local(dir) else {
-                    return Err(e);
+                let opened = match open_local(dir, &config) {
+                    Ok(Some(opened)) => opened,
+                    Ok(None) => return Err(e),
+                    // What is here is damaged: that, not the object store, is what to fix.
+                    Err(local) => {
+                        tracing::warn!(error = %e, "the object store could not be read either");
+                        return Err(local);
+                    }
                 };
-                tracing::warn!(error = %e, generation = have.manifest.generation, "serving the generation verified before, stale until a poll succeeds");
+                tracing::warn!(error = %e, generation = opened.0.manifest.generation, "the object store could not be read; serving the generation verified before, stale until a poll succeeds");
                 poll.last_error = Some(e.to_string());
-                have
+                opened
             }
-            Err(e) => {
-                // Unreachable or damaged: serve what was verified before, if anything.
-                let Some(have) = newest_local(dir) else {
-                    return Err(e);
-                };
-                tracing::warn!(error = %e, generation = have.manifest.generation, "the object store could not be read; serving the generation verified before, stale until a poll succeeds");
-                poll.last_error = Some(e.to_string());
-                have
-            }
-        };
-        let (store, pairs) = match open_generation(dir, &current, &source.config, None) {
-            // A cached object damaged on this disk since it was verified (it is removed):
-            // fetch what is missing again, if the object store is there.
-            Err(Error::BadObject { .. }) if poll.last_ok_ms.is_some() => {
-                let m = current.manifest.clone();
-                let again = assemble(dir, &source, &m)?;
-                open_generation(dir, &again, &source.config, None)?
-            }
-            opened => opened?,
         };
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
@@ -369,8 +369,22 @@ impl Replica {
             return Ok(None);
         }
         let have = assemble(&self.inner.dir, source, &m)?;
-        let (store, pairs) =
-            open_generation(&self.inner.dir, &have, &source.config, cur.pairs.as_ref())?;
+        let (store, pairs) = match open_generation(
+            &self.inner.dir,
+            &have,
+            &source.config,
+            cur.pairs.as_ref(),
+        ) {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Assembled but not servable (its pair files lie, or the cache was
+                // damaged): not left where a restart would take it for whole.
+                if let Err(err) = std::fs::remove_dir_all(&have.dir) {
+                    tracing::warn!(path = %have.dir.display(), error = %err, "could not remove a generation that failed to open");
+                }
+                return Err(e);
+            }
+        };
         store.absorb_figures(&cur.store);
         let generation = m.generation;
         let old = self.inner.current.swap(Arc::new(Current {
@@ -428,7 +442,7 @@ impl Replica {
 }
 
 /// The newest manifest under the source, or a failure once `poll_timeout` has passed.
-fn newest_within(source: &ReplicaSource) -> Result<Option<Manifest>> {
+pub(super) fn newest_within(source: &ReplicaSource) -> Result<Option<Manifest>> {
     let limit = source.poll_timeout;
     block_on(async {
         match tokio::time::timeout(limit, newest(&*source.store, &source.prefix)).await {
@@ -482,6 +496,65 @@ fn local_generation(dir: &Path, generation: u64) -> Option<Local> {
     Some(Local { manifest, dir: at })
 }
 
+/// Open the newest generation `m`: from this directory when it is there whole, assembled
+/// otherwise; a cached object found damaged on the way (and removed) is fetched again once.
+/// A generation that still fails is removed, so a restart does not take it for whole.
+fn open_newest(
+    dir: &Path,
+    source: &ReplicaSource,
+    m: &Manifest,
+) -> Result<(Local, Store, Option<PairSet>)> {
+    let attempt = || -> Result<(Local, Store, Option<PairSet>)> {
+        let have = match local_generation(dir, m.generation) {
+            Some(have) if have.manifest == *m && cached(dir, m) => have,
+            _ => assemble(dir, source, m)?,
+        };
+        match open_generation(dir, &have, &source.config, None) {
+            Ok((store, pairs)) => Ok((have, store, pairs)),
+            Err(Error::BadObject { .. }) => {
+                let again = assemble(dir, source, m)?;
+                let (store, pairs) = open_generation(dir, &again, &source.config, None)?;
+                Ok((again, store, pairs))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let opened = attempt();
+    if opened.is_err() {
+        let _ = std::fs::remove_dir_all(gen_dir(dir, m.generation));
+    }
+    opened
+}
+
+/// The newest generation this directory holds that opens (a newer one that does not is
+/// passed over, and kept for a look). `Err`: there were generations and none opened (the
+/// newest one's failure); `Ok(None)`: there were none.
+#[allow(clippy::type_complexity)]
+fn open_local(dir: &Path, config: &Config) -> Result<Option<(Local, Store, Option<PairSet>)>> {
+    let mut gens: Vec<u64> = read_dir(&dir.join("gens"))?
+        .iter()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    gens.sort_unstable();
+    let mut failed = None;
+    for g in gens.into_iter().rev() {
+        let Some(have) = local_generation(dir, g) else {
+            continue;
+        };
+        match open_generation(dir, &have, config, None) {
+            Ok((store, pairs)) => return Ok(Some((have, store, pairs))),
+            Err(e) => {
+                tracing::warn!(generation = g, error = %e, "a generation verified before does not open");
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
 /// Whether the cache holds every object `m` names (pair files are read from there on open).
 fn cached(dir: &Path, m: &Manifest) -> bool {
     m.files.iter().all(|f| {
@@ -491,23 +564,11 @@ fn cached(dir: &Path, m: &Manifest) -> bool {
     })
 }
 
-/// The newest whole generation this directory holds.
-fn newest_local(dir: &Path) -> Option<Local> {
-    let mut gens: Vec<u64> = read_dir(&dir.join("gens"))
-        .ok()?
-        .iter()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    gens.sort_unstable();
-    gens.into_iter()
-        .rev()
-        .find_map(|g| local_generation(dir, g))
-}
-
-/// Download what `m` names and the cache lacks, verify it, and assemble the generation.
-fn assemble(dir: &Path, source: &ReplicaSource, m: &Manifest) -> Result<Local> {
-    let objects = dir.join("objects");
+/// Download into the cache `objects` every object `m` names that it lacks, each verified
+/// against the manifest; returns the bytes downloaded.
+pub(super) fn fetch_missing(objects: &Path, source: &ReplicaSource, m: &Manifest) -> Result<u64> {
     block_on(async {
+        let mut fetched = 0u64;
         for f in &m.files {
             let cached = objects.join(f.object.trim_start_matches("objects/"));
             if cached.exists() {
@@ -520,9 +581,18 @@ fn assemble(dir: &Path, source: &ReplicaSource, m: &Manifest) -> Result<Local> {
                 f,
             )
             .await?;
+            fetched += f.size;
         }
-        Ok::<(), Error>(())
-    })??;
+        Ok::<u64, Error>(fetched)
+    })?
+}
+
+/// Download what `m` names and the cache lacks, verify it, and assemble the generation.
+fn assemble(dir: &Path, source: &ReplicaSource, m: &Manifest) -> Result<Local> {
+    let objects = dir.join("objects");
+    fetch_missing(&objects, source, m)?;
+    // The renames into the cache made durable: a format-2 generation's records live there.
+    sync_dir(&objects)?;
     let partial = dir.join("gens").join(format!("{}.partial", m.generation));
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(|e| Error::io("removing", &partial, e))?;
@@ -537,7 +607,8 @@ fn assemble(dir: &Path, source: &ReplicaSource, m: &Manifest) -> Result<Local> {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
         }
         // Segment and neighbour files are never written once made, so the cache's copy can be
-        // shared; everything else (sled's files) is written by the store that opens it.
+        // shared; everything else (plugin modules; sled's files in the first format) is
+        // written by the store that opens it.
         let shared = f.path.starts_with("segments/");
         let made = if shared {
             std::fs::hard_link(&from, &to).or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
@@ -650,9 +721,27 @@ fn open_generation(
         let db = crate::durable::memory::db(set.pairs.clone());
         let store = Store::open_on(have.dir.clone(), config.clone(), db)?;
         store.set_read_only(&have.dir);
+        // The records name the store they came from; a manifest that names another (or
+        // records without one, which open as a new, empty store) is not this leader's state.
+        let tag = format!("{:08x}", store.store_tag());
+        if tag != have.manifest.leader {
+            return Err(Error::BadObject {
+                location: crate::manifest::manifest_name(have.manifest.generation),
+                reason: format!(
+                    "its records are store {tag}'s, and it says it was published by {}",
+                    crate::error::display_id(&have.manifest.leader)
+                ),
+                remedy: crate::manifest::BAD_MANIFEST,
+            });
+        }
         return Ok((store, Some(set)));
     }
-    let store = Store::open_existing_with(&have.dir, config.clone())?;
+    if !crate::durable::sled_exists(&have.dir) {
+        return Err(Error::NoStore {
+            dir: have.dir.clone(),
+        });
+    }
+    let store = Store::open_replica_generation(&have.dir, config.clone())?;
     store.set_read_only(&have.dir);
     Ok((store, None))
 }

@@ -26,6 +26,7 @@ mod follow;
 mod pair_set;
 mod publish;
 mod publisher;
+mod restore;
 
 use std::future::Future;
 use std::io::Read;
@@ -40,6 +41,8 @@ pub use object_store;
 pub(crate) use publish::publish;
 pub use publish::{PublishOptions, PublishReport};
 pub use publisher::{Publisher, PublisherStatus};
+pub(crate) use restore::restore;
+pub use restore::RestoreReport;
 
 use crate::error::{Error, Result};
 use crate::manifest;
@@ -74,6 +77,8 @@ where
 /// An object store and a prefix from an address: `s3://bucket/prefix` (S3 or an
 /// S3-compatible server, configured by the `AWS_*` environment variables that
 /// `object_store`'s `AmazonS3Builder` knows, `AWS_ENDPOINT` and `AWS_ALLOW_HTTP` among them),
+/// `gs://bucket/prefix` (GCS, `GOOGLE_*`), `az://container/prefix` or
+/// `abfs://container@account.dfs.core.windows.net/prefix` (Azure Blob Storage, `AZURE_*`),
 /// `file:///abs/dir`, or `memory:///`. A plain path (`/srv/published`, `./pub`) is a local
 /// directory, created if missing.
 pub fn object_store_from_url(
@@ -105,13 +110,17 @@ pub fn object_store_from_url(
                 .map_err(|e| Error::io("creating the publish directory", &path, e))?;
         }
     }
-    // Cloud stores take their settings from the environment, as their own tools do:
+    // Cloud stores take their settings from the environment, as their own tools do, each
+    // builder reading the names it knows (`object_store`'s config keys, case aside):
     // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT (an S3-compatible
-    // server), AWS_ALLOW_HTTP and the rest of `object_store`'s `AmazonS3ConfigKey`s.
-    let settings = std::env::vars().filter(|(k, _)| k.starts_with("AWS_"));
+    // server), AWS_ALLOW_HTTP; GOOGLE_SERVICE_ACCOUNT (a key file), GOOGLE_BUCKET;
+    // AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_USE_EMULATOR, …
+    let settings = std::env::vars().filter(|(k, _)| {
+        k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
+    });
     let (store, prefix) = object_store::parse_url_opts(&url, settings).map_err(|e| {
         refused(format!(
-            "not an object store this build can reach ({e}); use s3://bucket/prefix (settings from the AWS_* environment), file:///dir, a path, or memory:///"
+            "not an object store this build can reach ({e}); use s3://bucket/prefix (settings from the AWS_* environment), gs://bucket/prefix (GOOGLE_*), az://container/prefix (AZURE_*), file:///dir, a path, or memory:///"
         ))
     })?;
     Ok((Arc::from(store), prefix))

@@ -4,7 +4,8 @@
 //! Built from the generation before where there is one: the pairs of files that generation
 //! named and this one does not are taken out, those of files new to this one are put in, and
 //! the rest is shared. So a switch reads and maps only the files that changed, however large
-//! the store. A first open, or a restart, reads them all (a pass over mapped files, no copy).
+//! the store (the store's own open work comes on top). A first open, or a restart, reads
+//! them all (a pass over mapped files, no copy).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -46,6 +47,15 @@ impl PairSet {
         earlier: Option<&PairSet>,
     ) -> Result<PairSet> {
         let wanted: Vec<&ManifestFile> = m.files.iter().filter(|f| m.is_pairs(f)).collect();
+        if wanted.is_empty() {
+            // Every store has pairs (its id, its counters): none would open as a new, empty
+            // store and serve nothing.
+            return Err(Error::BadObject {
+                location: crate::manifest::manifest_name(m.generation),
+                reason: "it names no pair file, so it holds no records".into(),
+                remedy: crate::manifest::BAD_MANIFEST,
+            });
+        }
         let names: HashSet<&str> = wanted.iter().map(|f| f.object.as_str()).collect();
         let mut set = PairSet {
             pairs: earlier.map(|e| e.pairs.clone()).unwrap_or_default(),
@@ -113,9 +123,12 @@ impl PairSet {
         let path = objects.join(f.object.trim_start_matches("objects/"));
         let file = std::fs::File::open(&path).map_err(|e| Error::io("reading", &path, e))?;
         // SAFETY: a cached object is written under `.part`, verified and renamed, and never
-        // opened for writing again; it is removed (unlinked) once no generation names it,
-        // which leaves this mapping intact. Only another process writing into the replica's
-        // locked directory could change the bytes, which is outside the contract (FORMAT.md).
+        // opened for writing again (a download of the same name goes to a new `.part` file,
+        // a new inode). It is unlinked once the current generation no longer names it, even
+        // while a retired generation still maps it; on Unix an unlinked file's mapping stays
+        // whole. Only another process writing into the replica's locked directory could
+        // change the bytes under the mapping (or a failing disk, which faults the read with
+        // SIGBUS as for segment files), which is outside the contract (FORMAT.md).
         let map =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mapping", &path, e))?;
         let map = Arc::new(map);

@@ -16,9 +16,13 @@ use crate::store::Store;
 /// part at a time keeps memory flat and lets a slow link make progress).
 const PART_BYTES: usize = 16 << 20;
 
-/// Uploads in flight at once: enough to hide an object store's per-request latency (tens of
-/// milliseconds on S3) behind the others, few enough to leave the link to the app.
-const UPLOADS_AT_ONCE: usize = 8;
+/// Requests (HEADs, uploads) in flight at once: enough to hide an object store's per-request
+/// latency (tens of milliseconds on S3) behind the others, few enough to leave the link to
+/// the app.
+const REQUESTS_AT_ONCE: usize = 8;
+
+/// A request of a publish, boxed so that requests of one kind can run side by side.
+type Pending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
 
 /// What a publish did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,8 +56,9 @@ impl Drop for Staging {
     }
 }
 
-/// Where the staging copy of a publish goes: a hidden directory beside the store (a backup may
-/// not land inside the store it copies), unique to this process and moment.
+/// Where the staging copy of a publish goes: a hidden directory beside the store (on its file
+/// system, so segment files can be hard-linked, and outside it, so nothing in the store
+/// directory is mistaken for the store's), unique to this process and moment.
 fn staging_dir(dir: &Path) -> PathBuf {
     let name = dir
         .file_name()
@@ -70,8 +75,9 @@ fn staging_dir(dir: &Path) -> PathBuf {
 }
 
 /// Remove what publishes killed part-way left beside the store: their staging copies, and
-/// the backups' own unfinished directories inside them. Any such directory is a leftover: the
-/// store is open in this process only (its lock), and its publishes run one at a time.
+/// the unfinished backup directories the first format's publishes made (`..<name>.publish-`).
+/// Any such directory is a leftover: the store is open in this process only (its lock), and
+/// its publishes run one at a time.
 fn clear_stale_staging(dir: &Path) {
     let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
@@ -190,7 +196,11 @@ pub(crate) fn publish(
     let mut files = Vec::new();
     for rel in files_under(&staging.0)? {
         let path = staging.0.join(&rel);
-        let (sum, size) = file_checksum(&path)?;
+        let (sum, size) = if rel.starts_with("segments/") {
+            segment_checksum(&path)?
+        } else {
+            file_checksum(&path)?
+        };
         files.push(ManifestFile {
             path: rel,
             object: manifest::object_name(sum, size),
@@ -210,30 +220,51 @@ pub(crate) fn publish(
 
     let (uploaded, bytes_uploaded) = block_on(async {
         use futures::StreamExt;
-        // One listing instead of a HEAD per file. Content-addressed: an object of the right
-        // size under its name holds these bytes (a replica checks the checksum anyway).
-        let there = present(to, prefix).await?;
-        let mut missing: Vec<&ManifestFile> = Vec::new();
+        // Which objects are missing: a HEAD per distinct object, several at once, so the
+        // cost follows the generation's size, not the prefix's history. Content-addressed:
+        // an object of the right size under its name holds these bytes (a replica checks
+        // the checksum anyway). An object deleted from the store is uploaded again here.
         let mut seen = std::collections::HashSet::new();
-        for f in &m.files {
+        let distinct: Vec<&ManifestFile> =
+            m.files.iter().filter(|f| seen.insert(&f.object)).collect();
+        let mut heads: Vec<Pending<'_, Option<&ManifestFile>>> = Vec::new();
+        for f in distinct {
             let at = under(prefix, &f.object);
-            if there.get(at.as_ref()) != Some(&f.size) && seen.insert(&f.object) {
+            heads.push(Box::pin(async move {
+                match to.head(&at).await {
+                    Ok(meta) if meta.size == f.size => Ok(None),
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(Some(f)),
+                    Err(e) => Err(os_error("looking up", &at, e)),
+                }
+            }));
+        }
+        let mut missing = Vec::new();
+        let mut looked = futures::stream::iter(heads).buffer_unordered(REQUESTS_AT_ONCE);
+        while let Some(found) = looked.next().await {
+            if let Some(f) = found? {
                 missing.push(f);
             }
         }
+        drop(looked);
         let uploaded = (missing.len(), missing.iter().map(|f| f.size).sum::<u64>());
-        type Sending<'a> =
-            std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
-        let mut jobs: Vec<Sending<'_>> = Vec::with_capacity(missing.len());
+        let mut sends: Vec<Pending<'_, ()>> = Vec::with_capacity(missing.len());
         for f in missing {
             let (at, path) = (under(prefix, &f.object), staging.0.join(&f.path));
-            jobs.push(Box::pin(async move { upload(to, &at, &path).await }));
+            sends.push(Box::pin(async move { upload(to, &at, &path).await }));
         }
-        let mut sends = futures::stream::iter(jobs).buffer_unordered(UPLOADS_AT_ONCE);
-        while let Some(sent) = sends.next().await {
-            sent?;
+        // Every upload runs to its end, failed or not, before the first failure is returned:
+        // one dropped half-way would leave a multipart upload neither completed nor aborted.
+        let mut first_error = None;
+        let mut sent = futures::stream::iter(sends).buffer_unordered(REQUESTS_AT_ONCE);
+        while let Some(result) = sent.next().await {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
         }
-        drop(sends);
+        drop(sent);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         // Last, and only if no one committed this generation meanwhile.
         let at = under(prefix, &manifest::manifest_name(generation));
         let opts = PutOptions {
@@ -272,25 +303,34 @@ pub(crate) fn publish(
     Ok(report)
 }
 
-/// The objects under `prefix/objects/` and their sizes, by location.
-async fn present(
-    to: &dyn ObjectStore,
-    prefix: &ObjPath,
-) -> Result<std::collections::HashMap<String, u64>> {
-    use futures::StreamExt;
-    let dir = under(prefix, "objects");
-    let mut there = std::collections::HashMap::new();
-    let mut listing = to.list(Some(&dir));
-    while let Some(meta) = listing.next().await {
-        match meta {
-            Ok(meta) => {
-                there.insert(meta.location.to_string(), meta.size);
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(os_error("listing", &dir, e)),
-        }
+/// The checksum and size of a segment file linked into the staging directory, remembered by
+/// its inode: a segment file is never written once made (a new one is a new file), so its
+/// bytes are read once per process, not at every publish (840 MB at 1M items).
+fn segment_checksum(path: &Path) -> Result<(u128, u64)> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    type Known = HashMap<(u64, u64, u64, i64, i64), u128>;
+    static KNOWN: std::sync::Mutex<Option<Known>> = std::sync::Mutex::new(None);
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
+    let key = (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    );
+    let lock = || KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(sum) = lock().as_ref().and_then(|k| k.get(&key)) {
+        return Ok((*sum, meta.size()));
     }
-    Ok(there)
+    let (sum, size) = file_checksum(path)?;
+    let mut known = lock();
+    let known = known.get_or_insert_with(HashMap::new);
+    if known.len() >= 1024 {
+        known.clear();
+    }
+    known.insert(key, sum);
+    Ok((sum, size))
 }
 
 /// Upload the file at `path` to `at`: one put when small, parts otherwise. An upload that

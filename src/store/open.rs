@@ -20,6 +20,10 @@ use crate::snapshot::Snapshot;
 use crate::write::{Carried, Counters};
 
 /// An id counter: a value past the u32 id space is damage, not a number to wrap.
+/// The file a replica writes into each generation it assembles (the manifest it was assembled
+/// from): a directory holding it is not a store of its own.
+pub(crate) const REPLICA_MANIFEST: &str = "REPLICA-MANIFEST.json";
+
 pub(super) fn meta_u32(tree: &crate::durable::Db, key: &[u8]) -> Result<u32> {
     u32::try_from(meta_u64(tree, key)?)
         .map_err(|_| codec::corrupt(key, "an id counter past the u32 id space"))
@@ -120,9 +124,21 @@ impl Store {
         if dir.join(crate::backup::INCOMPLETE_MARKER).exists() {
             return Err(Error::IncompleteBackup { dir });
         }
+        if dir.join(REPLICA_MANIFEST).exists() {
+            return Err(Error::ReplicaGeneration { dir });
+        }
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)
             .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
+        let db = crate::durable::open_sled(&dir, &config)?;
+        Store::open_on(dir, config, db)
+    }
+
+    /// [`Store::open_with`] without the check that `dir` is not a replica's generation: how
+    /// a replica opens a generation of the first format, whose sled files it holds.
+    #[cfg(feature = "replication")]
+    pub(crate) fn open_replica_generation(dir: &Path, config: Config) -> Result<Store> {
+        let dir = dir.to_path_buf();
         let db = crate::durable::open_sled(&dir, &config)?;
         Store::open_on(dir, config, db)
     }

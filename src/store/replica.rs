@@ -12,10 +12,12 @@ impl Store {
     /// Publish this store as the next generation under `prefix` of `to` (S3, GCS, Azure, a
     /// local directory: anything `object_store` reaches), for replicas to follow.
     ///
-    /// A consistent copy is taken first, exactly as [`Store::backup`] takes it (writes wait for
-    /// the copy, queries do not), in a hidden directory beside the store; it needs free space
-    /// for one copy of the store. Each file is uploaded under its checksum unless already
-    /// there, then the manifest is committed with a conditional put. So:
+    /// The store is written as of one instant (writes wait for it, queries do not) into a
+    /// hidden directory beside the store: its durable pairs as pair files (FORMAT.md, "Pair
+    /// files", cut where the keys say, so unchanged records make unchanged files), its segment
+    /// files hard-linked, its plugin modules; it needs free space for the pairs. Each file is
+    /// uploaded under its checksum unless already there, then the manifest is committed with
+    /// a conditional put. So:
     ///
     /// * a publish killed at any point leaves no manifest naming a missing or partial object,
     ///   and the next publish completes (objects already uploaded are not sent again);
@@ -100,6 +102,22 @@ impl Store {
                 Ok(generation)
             })
         })
+    }
+
+    /// Make a store in `to` (a new or empty directory) of the newest generation published
+    /// under `source`: downloaded and checked as a replica checks it, its pair files written
+    /// into records of its own, opened once and checked to be the store the manifest names,
+    /// then renamed into place (until then `to` does not exist).
+    ///
+    /// The failover path: a new leader restored from what the old one last published (writes
+    /// after that publish are not in it; the shop's queue replays them), then
+    /// [`Store::publish`] to the same prefix. The restored store has the old leader's id, so it
+    /// publishes there without a take-over; make sure the old leader is stopped first.
+    pub fn restore_published(
+        source: &ReplicaSource,
+        to: impl AsRef<Path>,
+    ) -> Result<replica::RestoreReport> {
+        replica::restore(source, to.as_ref())
     }
 
     /// Carry on `earlier`'s query figures (latency histograms, write count) in this store's,

@@ -2,6 +2,9 @@
 //! that polls only when asked, and a planted manifest (the format written out here, not with
 //! the crate's encoder, so the tests check the crate against their own reading of FORMAT.md).
 
+// Each test binary that includes this uses a part of it.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,4 +36,26 @@ pub fn plant_manifest(published: &Path, generation: u64, body: &str) {
         format!("{body}\nxxh3-128 {sum:032x}\n"),
     )
     .expect("plant");
+}
+
+/// Run a future on a runtime of the test's own.
+pub fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// The locations of every object under `prefix`.
+pub fn list(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    let p = ObjPath::from(prefix);
+    block(async {
+        use futures::TryStreamExt;
+        store.list(Some(&p)).try_collect::<Vec<_>>().await
+    })
+    .expect("list")
+    .into_iter()
+    .map(|m| m.location.to_string())
+    .collect()
 }

@@ -114,6 +114,12 @@ enum Command {
     /// reaches. Only files not already there are uploaded; the manifest is committed last,
     /// with a conditional put. `recostore serve --publish URL` does this every few seconds.
     Publish(PublishArgs),
+    /// Make a store in a new directory of the newest generation published at URL: the
+    /// failover path (start the new leader from what the old one last published, then `serve
+    /// --publish URL`; stop the old leader first) or a copy of production to look at. Every
+    /// file is checked against the manifest, and the directory appears only once the store in
+    /// it has opened.
+    Restore(RestoreArgs),
     /// Build a complete generation offline, from JSON lines (the formats of `import jsonl`,
     /// written by Spark, polars or any other tool), with no live store, and publish it to
     /// --out: replicas following that address switch to it. A build takes over the prefix
@@ -132,6 +138,19 @@ struct PublishArgs {
     /// successor (that leader must be gone: two leaders on one prefix at once are refused).
     #[arg(long)]
     take_over: bool,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// Where the generation is published (`s3://bucket/prefix`, `az://container/prefix`,
+    /// `gs://bucket/prefix`, `file:///dir`, a path).
+    url: String,
+    /// The new store's directory (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -671,6 +690,24 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     r.bytes_uploaded,
                     r.seconds,
                     r.copy_seconds
+                );
+            }
+        }
+        Command::Restore(r) => {
+            let source = recostore::ReplicaSource::from_url(&r.url)?;
+            let report = Store::restore_published(&source, &r.dir)?;
+            if r.json {
+                output::json(&report)?;
+            } else {
+                println!(
+                    "restored generation {} of store {} from {} into {}: {} key-value pairs, {} bytes downloaded, in {:.2} s",
+                    report.generation,
+                    report.store,
+                    r.url,
+                    report.path.display(),
+                    report.pairs,
+                    report.bytes_downloaded,
+                    report.seconds
                 );
             }
         }
