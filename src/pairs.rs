@@ -12,7 +12,7 @@
 //! A file is [`MAGIC`], then each pair as `key length (u32 LE) · key · value length (u32 LE) ·
 //! value`, keys strictly ascending, and nothing after the last pair. Files are named
 //! `pairs/<8 digits>` from 0, so their names sort in key order too. Integrity is the
-//! manifest's checksum of the whole file; [`read`] checks the structure, which is input from
+//! manifest's checksum of the whole file; [`parse`] checks the structure, which is input from
 //! the network.
 
 use std::io::{BufWriter, Write};

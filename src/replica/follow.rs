@@ -5,7 +5,8 @@
 //! ```text
 //! REPLICA.lock                 held while a replica has the directory open
 //! objects/<hash>-<size>        verified objects; `.part` while downloading
-//! gens/<generation>/           an assembled, verified generation (a store directory)
+//! gens/<generation>/           an assembled, verified generation (segments, plugins; not a
+//!                              store: its records are the pair files in `objects/`)
 //! gens/<generation>.partial/   one being assembled; removed on open
 //! ```
 //!
@@ -98,12 +99,14 @@ pub struct ReplicaStatus {
     pub generation: u64,
     /// When the leader published it (ms since the Unix epoch, the leader's clock).
     pub published_at_ms: u64,
-    /// The newest generation the last successful poll saw.
+    /// The highest generation any poll has listed (also one whose download or open then
+    /// failed).
     pub newest_seen: u64,
     /// Generations it is behind that: 0 once the newest is served.
     pub behind: u64,
-    /// When a poll last reached the object store and read its manifests (ms since the Unix
-    /// epoch; `None`: never, it opened from what it had verified before).
+    /// When a poll last succeeded: listed the manifests and, if there was a newer one,
+    /// downloaded, opened and switched to it (ms since the Unix epoch; `None`: never, it
+    /// opened from what it had verified before).
     pub last_poll_ok_ms: Option<u64>,
     /// The last poll's failure, if it failed; cleared by a successful poll.
     pub last_error: Option<String>,

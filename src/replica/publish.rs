@@ -37,7 +37,7 @@ pub struct PublishReport {
     pub objects_uploaded: usize,
     /// Their bytes: what this publish sent.
     pub bytes_uploaded: u64,
-    /// Seconds the consistent copy took (writes waited that long).
+    /// Seconds the walk took (pairs written, segment files linked): writes waited that long.
     pub copy_seconds: f64,
     /// Seconds the whole publish took.
     pub seconds: f64,

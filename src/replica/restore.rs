@@ -5,7 +5,7 @@
 //! its pair files are written into new sled files in key order, its segment files and plugin
 //! modules are placed beside them, and the result is opened once as a store (and checked to
 //! be the store the manifest names) before it is renamed into place. Until that rename the
-//! target does not exist, so an interrupted restore leaves nothing that could pass for a store.
+//! target holds nothing, so an interrupted restore leaves nothing that could pass for a store.
 
 use std::path::{Path, PathBuf};
 

@@ -19,11 +19,11 @@ use crate::segment::{self, Segment};
 use crate::snapshot::Snapshot;
 use crate::write::{Carried, Counters};
 
-/// An id counter: a value past the u32 id space is damage, not a number to wrap.
 /// The file a replica writes into each generation it assembles (the manifest it was assembled
 /// from): a directory holding it is not a store of its own.
 pub(crate) const REPLICA_MANIFEST: &str = "REPLICA-MANIFEST.json";
 
+/// An id counter: a value past the u32 id space is damage, not a number to wrap.
 pub(super) fn meta_u32(tree: &crate::durable::Db, key: &[u8]) -> Result<u32> {
     u32::try_from(meta_u64(tree, key)?)
         .map_err(|_| codec::corrupt(key, "an id counter past the u32 id space"))

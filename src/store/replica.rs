@@ -50,7 +50,7 @@ impl Store {
     /// Publish this store every `every` on a thread of its own, until the returned
     /// [`replica::Publisher`] is stopped or dropped. The first round publishes at once; a round with
     /// no write, fold or plugin change since the last publish is skipped, and a failed one
-    /// is logged and retried at the next. Each publish holds writes for its consistent copy
+    /// is logged and retried at the next. Each publish holds writes while it writes the pairs
     /// (see [`Store::publish`]), so `every` should be well above what one takes
     /// (bench/RESULTS.md, "Replicas").
     pub fn start_publisher(
@@ -64,7 +64,8 @@ impl Store {
     }
 
     /// Open a replica in `dir` (created if missing; it holds a cache of downloaded objects and
-    /// the generations assembled from them) following `source`, and start polling it.
+    /// the generations assembled from them) following `source`, polling it every
+    /// `source.poll_every` when that is set.
     ///
     /// The newest generation published under the source's prefix is downloaded, verified and
     /// opened. When the object store cannot be reached, the newest generation this directory
@@ -107,7 +108,7 @@ impl Store {
     /// Make a store in `to` (a new or empty directory) of the newest generation published
     /// under `source`: downloaded and checked as a replica checks it, its pair files written
     /// into records of its own, opened once and checked to be the store the manifest names,
-    /// then renamed into place (until then `to` does not exist).
+    /// then renamed into place (until then `to` holds nothing).
     ///
     /// The failover path: a new leader restored from what the old one last published (writes
     /// after that publish are not in it; the shop's queue replays them), then

@@ -36,8 +36,8 @@ pub struct ServeArgs {
     config: Option<PathBuf>,
     /// Publish the store to this object store address every --publish-every seconds, for
     /// replicas to follow (`file:///dir`, a path, or a cloud URL this build reaches). Each
-    /// publish takes a consistent copy first: writes wait for it, queries do not. A round
-    /// with no write since the last is skipped.
+    /// publish writes the store as of one instant first: writes wait for it, queries do
+    /// not. A round with no write, fold or plugin change since the last is skipped.
     #[arg(long, value_name = "URL", conflicts_with = "follow")]
     publish: Option<String>,
     /// Seconds between publishes.

@@ -117,8 +117,8 @@ enum Command {
     /// Make a store in a new directory of the newest generation published at URL: the
     /// failover path (start the new leader from what the old one last published, then `serve
     /// --publish URL`; stop the old leader first) or a copy of production to look at. Every
-    /// file is checked against the manifest, and the directory appears only once the store in
-    /// it has opened.
+    /// file is checked against the manifest, and the directory is filled only once the store
+    /// in it has opened.
     Restore(RestoreArgs),
     /// Build a complete generation offline, from JSON lines (the formats of `import jsonl`,
     /// written by Spark, polars or any other tool), with no live store, and publish it to
@@ -135,7 +135,9 @@ struct PublishArgs {
     /// Where to publish.
     url: String,
     /// Publish even if another store published the prefix's newest generation, as its
-    /// successor (that leader must be gone: two leaders on one prefix at once are refused).
+    /// successor. Stop that leader first: from then on its publishes are refused with
+    /// `ForeignLeader` (a store restored from its generations shares its id and needs no
+    /// take-over).
     #[arg(long)]
     take_over: bool,
 }
@@ -357,8 +359,6 @@ enum GetCmd {
     },
 }
 
-/// Import one of the public data sets.
-/// `config` with progress bars for its long rebuild work when `on`.
 /// `recostore build`: import the files into a fresh store, publish it, remove it.
 fn build(b: BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (to, prefix) = recostore::replica::object_store_from_url(&b.out)?;
@@ -418,6 +418,7 @@ fn build(b: BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
+/// `config` with progress bars for its long rebuild work when `on`.
 pub(crate) fn with_bars(config: Config, on: bool) -> Config {
     match progress::bars(on) {
         Some(p) => config.progress(p),
