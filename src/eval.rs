@@ -17,6 +17,10 @@
 //! catalogue; novelty = mean −log2((n_i+1)/(U+1)) over recommendations, `n_i` the training
 //! users of item i and `U` all training users. `bench/peers/implicit_peer.py` computes the same
 //! on the same split (`--write-split`).
+//!
+//! [`replay`] compares two strategies on one cut in time of the same history.
+
+pub mod replay;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -152,30 +156,10 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
         )));
     }
     let base = store.snapshot();
-    // The log is keyed by user first: one pass yields each user's history, sorted on flush.
-    let mut splits: Vec<(u32, UserSplit)> = Vec::new();
-    let mut current: Option<(u32, Vec<Logged>)> = None;
-    let flush = |cur: Option<(u32, Vec<Logged>)>, out: &mut Vec<(u32, UserSplit)>| {
-        if let Some((u, mut evs)) = cur {
-            if let Some(name) = base.user_name(u) {
-                log::sort_history(&mut evs);
-                let evs = evs.into_iter().map(|l| (l.ts, l.event)).collect();
-                out.push((u, split_user(name, evs, opts.holdout)));
-            }
-        }
-    };
-    for kv in store.tree().scan_prefix(log::LOG_PREFIX) {
-        let (k, v) = kv?;
-        let (user, chunk) = log::decode_entry(&k, &v)?;
-        if current.as_ref().is_some_and(|(u, _)| *u != user) {
-            flush(current.take(), &mut splits);
-        }
-        current
-            .get_or_insert_with(|| (user, Vec::new()))
-            .1
-            .extend(chunk);
-    }
-    flush(current.take(), &mut splits);
+    let splits: Vec<(u32, UserSplit)> = histories(store, &base)?
+        .into_iter()
+        .map(|(u, name, evs)| (u, split_user(name, evs, opts.holdout)))
+        .collect();
     if splits.is_empty() {
         return Err(bad(
             "the store has no events to evaluate on; record or import some first".into(),
@@ -184,50 +168,16 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
 
     // Replay every user's training events in global time order.
     let started = std::time::Instant::now();
-    // (ts, user, split index, event index): sorting by the tuple keeps each user's own order.
-    let mut order: Vec<(u64, u32, usize, usize)> = splits
+    let training: Vec<Training<'_>> = splits
         .iter()
-        .enumerate()
-        .flat_map(|(s, (u, sp))| {
-            sp.train
-                .iter()
-                .enumerate()
-                .map(move |(i, (t, _))| (*t, *u, s, i))
+        .map(|(u, sp)| Training {
+            user: *u,
+            name: &sp.name,
+            events: &sp.train,
+            hide_tags: !sp.test.is_empty(),
         })
         .collect();
-    order.sort_unstable();
-    let cfg = store.config();
-    let mut ingest = Ingest::new(&Default::default(), cfg);
-    let mut tag_cache: HashMap<u32, Arc<Vec<(u32, f32)>>> = HashMap::new();
-    for &(ts, user, s, i) in &order {
-        let e = &splits[s].1.train[i].1;
-        let tags = match e.item.filter(|_| e.kind.is_interest()) {
-            Some(item) => tag_cache
-                .entry(item)
-                .or_insert_with(|| Arc::new(passed_tags(&base, item)))
-                .clone(),
-            None => Arc::default(),
-        };
-        ingest.apply(user, ts, e, &tags);
-    }
-    let mut delta = base.delta.clone();
-    for (u, sp) in &splits {
-        // Hide explicit tags of evaluated users (see the module docs).
-        if !sp.test.is_empty() {
-            let row = StoredUser {
-                name: sp.name.clone(),
-                tags: Vec::new(),
-                recent: Vec::new(),
-            };
-            delta.put_user(*u, base.seq, Some(Arc::new(row)));
-        }
-    }
-    let snap = Arc::new(Snapshot {
-        segment: base.segment.clone(),
-        delta,
-        seq: base.seq,
-        activity: ingest.act,
-    });
+    let snap = training_snapshot(store, &base, &training);
     // The training state, asked through the store's configuration, plugins and kept relations.
     let view = store.view_of(snap.clone());
     let seconds_replay = started.elapsed().as_secs_f64();
@@ -251,18 +201,9 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
             continue;
         }
         let scenario = if opts.scenario == "cart" {
-            let state = snap.activity.user(*u);
-            let items = state
-                .map(|s| {
-                    s.recent
-                        .iter()
-                        .rev()
-                        .take(CART_ITEMS)
-                        .filter_map(|&(i, _)| snap.item_name(i))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Scenario::Cart { items }
+            Scenario::Cart {
+                items: cart_of(&snap, *u),
+            }
         } else {
             Scenario::ForUser
         };
@@ -270,25 +211,18 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
         let recs = view.recommend(&ask)?;
         let test: HashSet<u32> = sp.test.iter().copied().collect();
         let ids: Vec<u32> = recs.iter().filter_map(|x| snap.item_id(&x.id)).collect();
-        let (mut hits, mut dcg, mut ap) = (0usize, 0.0f64, 0.0f64);
-        for (pos, id) in ids.iter().enumerate() {
-            if test.contains(id) {
-                hits += 1;
-                dcg += 1.0 / ((pos + 2) as f64).log2();
-                ap += hits as f64 / (pos + 1) as f64;
-            }
+        let scored = score_list(&ids, &test, k);
+        for id in &ids {
             let n_i = f64::from(item_users.get(id).copied().unwrap_or(0));
             nov += -((n_i + 1.0) / (train_users + 1.0)).log2();
             recs_total += 1;
         }
-        let ideal: f64 = (0..k.min(test.len()))
-            .map(|i| 1.0 / ((i + 2) as f64).log2())
-            .sum();
+        let hits = scored.hits;
         users += 1;
         p += hits as f64 / k as f64;
-        r += hits as f64 / test.len() as f64;
-        n += dcg / ideal;
-        m += ap / k.min(test.len()) as f64;
+        r += scored.recall;
+        n += scored.ndcg;
+        m += scored.map;
         covered.extend(recs.into_iter().map(|x| x.id));
     }
     if let Some(dir) = &opts.write_split {
@@ -312,6 +246,146 @@ pub fn evaluate(store: &Store, opts: &EvalOptions) -> Result<EvalReport> {
         seconds_replay,
         seconds_recommend: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A user's id, name and logged events (time, event) in the user's own order.
+pub(crate) type History = (u32, String, Vec<(u64, StoredEvent)>);
+
+/// Every user's logged events in the user's own time order, with the user's name, read from
+/// the log while the store serves (a scan: writes go on). Users `base` does not know (written
+/// after it was taken) are left out.
+pub(crate) fn histories(store: &Store, base: &Snapshot) -> Result<Vec<History>> {
+    // The log is keyed by user first: one pass yields each user's history, sorted on flush.
+    let mut out = Vec::new();
+    let mut current: Option<(u32, Vec<Logged>)> = None;
+    let flush = |cur: Option<(u32, Vec<Logged>)>, out: &mut Vec<_>| {
+        if let Some((u, mut evs)) = cur {
+            if let Some(name) = base.user_name(u) {
+                log::sort_history(&mut evs);
+                let evs = evs.into_iter().map(|l| (l.ts, l.event)).collect();
+                out.push((u, name, evs));
+            }
+        }
+    };
+    for kv in store.tree().scan_prefix(log::LOG_PREFIX) {
+        let (k, v) = kv?;
+        let (user, chunk) = log::decode_entry(&k, &v)?;
+        if current.as_ref().is_some_and(|(u, _)| *u != user) {
+            flush(current.take(), &mut out);
+        }
+        current
+            .get_or_insert_with(|| (user, Vec::new()))
+            .1
+            .extend(chunk);
+    }
+    flush(current.take(), &mut out);
+    Ok(out)
+}
+
+/// One user's share of a training state.
+pub(crate) struct Training<'a> {
+    pub user: u32,
+    pub name: &'a str,
+    /// The events replayed, in the user's time order.
+    pub events: &'a [(u64, StoredEvent)],
+    /// Show the user without explicit tags (an evaluated user; see the module docs).
+    pub hide_tags: bool,
+}
+
+/// `base`'s catalogue with a behaviour state made only of `users`' training events, replayed
+/// in global time order the way the write path applies them.
+pub(crate) fn training_snapshot(
+    store: &Store,
+    base: &Arc<Snapshot>,
+    users: &[Training<'_>],
+) -> Arc<Snapshot> {
+    // (ts, user, index in `users`, event index): sorting by the tuple keeps each user's order.
+    let mut order: Vec<(u64, u32, usize, usize)> = users
+        .iter()
+        .enumerate()
+        .flat_map(|(s, t)| {
+            t.events
+                .iter()
+                .enumerate()
+                .map(move |(i, (ts, _))| (*ts, t.user, s, i))
+        })
+        .collect();
+    order.sort_unstable();
+    let mut ingest = Ingest::new(&Default::default(), store.config());
+    let mut tag_cache: HashMap<u32, Arc<Vec<(u32, f32)>>> = HashMap::new();
+    for &(ts, user, s, i) in &order {
+        let e = &users[s].events[i].1;
+        let tags = match e.item.filter(|_| e.kind.is_interest()) {
+            Some(item) => tag_cache
+                .entry(item)
+                .or_insert_with(|| Arc::new(passed_tags(base, item)))
+                .clone(),
+            None => Arc::default(),
+        };
+        ingest.apply(user, ts, e, &tags);
+    }
+    let mut delta = base.delta.clone();
+    for t in users.iter().filter(|t| t.hide_tags) {
+        let row = StoredUser {
+            name: t.name.to_string(),
+            tags: Vec::new(),
+            recent: Vec::new(),
+        };
+        delta.put_user(t.user, base.seq, Some(Arc::new(row)));
+    }
+    Arc::new(Snapshot {
+        segment: base.segment.clone(),
+        delta,
+        seq: base.seq,
+        activity: ingest.act,
+    })
+}
+
+/// The basket the `cart` evaluation asks with: the user's latest training items.
+pub(crate) fn cart_of(snap: &Snapshot, user: u32) -> Vec<String> {
+    snap.activity
+        .user(user)
+        .map(|s| {
+            s.recent
+                .iter()
+                .rev()
+                .take(CART_ITEMS)
+                .filter_map(|&(i, _)| snap.item_name(i))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How one answer did against what the user did next.
+pub(crate) struct ListScore {
+    /// Recommended items in the test set.
+    pub hits: usize,
+    /// hits / |test|.
+    pub recall: f64,
+    /// DCG with binary gains over the ideal DCG of min(k, |test|) hits.
+    pub ndcg: f64,
+    /// Σ precision at each hit / min(k, |test|).
+    pub map: f64,
+}
+
+/// Score the answer `ids` (best first) against the non-empty `test` set, at `k`.
+pub(crate) fn score_list(ids: &[u32], test: &HashSet<u32>, k: usize) -> ListScore {
+    let (mut hits, mut dcg, mut ap) = (0usize, 0.0f64, 0.0f64);
+    for (pos, id) in ids.iter().take(k).enumerate() {
+        if test.contains(id) {
+            hits += 1;
+            dcg += 1.0 / ((pos + 2) as f64).log2();
+            ap += hits as f64 / (pos + 1) as f64;
+        }
+    }
+    let ideal_hits = k.min(test.len()).max(1);
+    let ideal: f64 = (0..ideal_hits).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
+    ListScore {
+        hits,
+        recall: hits as f64 / test.len().max(1) as f64,
+        ndcg: dcg / ideal,
+        map: ap / ideal_hits as f64,
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {

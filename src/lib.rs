@@ -49,7 +49,6 @@ mod delta;
 pub mod demo;
 mod durable;
 mod error;
-#[cfg(feature = "cli")]
 pub mod eval;
 mod event;
 mod export;
@@ -82,6 +81,7 @@ mod single_flight;
 pub mod sizing;
 mod snapshot;
 mod sparse;
+mod splitmix;
 mod store;
 mod verify;
 mod view;

@@ -294,7 +294,6 @@ impl Store {
 
     /// A view of `snap` (an older or a derived snapshot of this store) with this store's
     /// configuration, plugins and kept relations.
-    #[cfg(feature = "cli")]
     pub(crate) fn view_of(&self, snap: Arc<Snapshot>) -> View {
         View::new(snap, self.inner.shared.clone())
     }

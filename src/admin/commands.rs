@@ -30,6 +30,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("plugin.rollback", "serve the previous version: {\"name\"}"),
     ("plugin.unload", "remove a plugin: {\"name\"}"),
     ("plugin.enable", "serve a disabled plugin again: {\"name\"}"),
+    ("plugin.replay", "would a module have done better on this store's history? {\"path\", \"config\"?, \"scenario\"?, \"k\"?, \"since\"? | \"last_secs\"?, \"against\"?, \"resamples\"?}"),
     ("slot.route", "route a slot by weight: {\"slot\", \"variants\": [{\"strategy\", \"weight\"}]}"),
     ("slot.remove", "stop routing a slot: {\"slot\"}"),
     ("slot.stats", "A/B figures per variant: {\"slot\"?}"),
@@ -140,6 +141,26 @@ struct Load {
     path: PathBuf,
     #[serde(default)]
     config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Replay {
+    path: PathBuf,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    scenario: Option<String>,
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    last_secs: Option<u64>,
+    #[serde(default)]
+    against: Option<String>,
+    #[serde(default)]
+    resamples: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -317,11 +338,7 @@ fn read_module_arg(path: &std::path::Path, max: usize) -> Result<Vec<u8>, Failur
 fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
     let max = ctx.store().plugins().limits().max_module_bytes;
     let wasm = read_module_arg(&a.path, max)?;
-    let config = match &a.config {
-        None => Vec::new(),
-        Some(Value::String(s)) => s.clone().into_bytes(),
-        Some(v) => v.to_string().into_bytes(),
-    };
+    let config = config_bytes(a.config.as_ref());
     let store = ctx.store();
     let plugins = store.plugins();
     if swap && plugins.info(&a.name).is_err() {
@@ -337,6 +354,48 @@ fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
         .load_with_config(&a.name, &wasm, &config)
         .map_err(failed)?;
     to_value(&info)
+}
+
+/// Replay a module against the serving store's history. It reads a snapshot and a log scan,
+/// so writes and queries go on; the connection waits for the answer (seconds on a large log).
+fn replay(ctx: &Ctx, a: Replay) -> Result<Value, Failure> {
+    use crate::eval::replay::{ReplayOptions, Split};
+    let max = ctx.store().plugins().limits().max_module_bytes;
+    let wasm = read_module_arg(&a.path, max)?;
+    let config = config_bytes(a.config.as_ref());
+    let defaults = ReplayOptions::default();
+    let split = match (a.since, a.last_secs) {
+        (Some(_), Some(_)) => {
+            return Err((
+                Code::BadArgs,
+                "give `since` or `last_secs`, not both".to_string(),
+            ))
+        }
+        (Some(t), None) => Split::At(t),
+        (None, Some(s)) => Split::Last(s),
+        (None, None) => Split::default(),
+    };
+    let opts = ReplayOptions {
+        scenario: a.scenario.unwrap_or(defaults.scenario),
+        k: a.k.unwrap_or(defaults.k),
+        split,
+        against: a.against.unwrap_or(defaults.against),
+        resamples: a.resamples.unwrap_or(defaults.resamples),
+        progress: None,
+    };
+    let report =
+        crate::eval::replay::replay(&ctx.store(), &wasm, &config, &opts).map_err(failed)?;
+    to_value(&report)
+}
+
+/// A plugin config as the module's init reads it: a JSON string as its text, anything else
+/// as JSON.
+fn config_bytes(config: Option<&Value>) -> Vec<u8> {
+    match config {
+        None => Vec::new(),
+        Some(Value::String(s)) => s.clone().into_bytes(),
+        Some(v) => v.to_string().into_bytes(),
+    }
 }
 
 fn stats(ctx: &Ctx) -> Result<Value, Failure> {
@@ -435,6 +494,7 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         "plugin.list" => to_value(&store.plugins().list()),
         "plugin.load" => load_plugin(ctx, args(a)?, false),
         "plugin.swap" => load_plugin(ctx, args(a)?, true),
+        "plugin.replay" => replay(ctx, args(a)?),
         "plugin.rollback" => {
             let Name { name } = args(a)?;
             to_value(&store.plugins().rollback(&name).map_err(failed)?)

@@ -529,6 +529,15 @@ impl Plugins {
         Ok(choice)
     }
 
+    /// The module bytes and config of `name`'s serving version, for a private copy (a replay
+    /// ranks with one so that its calls and faults never touch the serving version's figures).
+    pub(crate) fn source_of(&self, name: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        let t = self.shared.table.load();
+        let e = t.plugins.get(name).ok_or_else(|| not_found(name))?;
+        let (wasm, config) = e.current.source();
+        Ok((wasm.to_vec(), config.to_vec()))
+    }
+
     /// After a fault of `v`: disable its plugin if the streak reached the limit and `v` is
     /// still the version serving.
     pub(crate) fn after_fault(&self, v: &Arc<PluginVersion>) {

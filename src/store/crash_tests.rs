@@ -63,16 +63,11 @@ enum Call {
     Prune(u64),
 }
 
-struct Rng(u64);
+struct Rng(crate::splitmix::SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
@@ -407,7 +402,7 @@ struct Seen {
 
 /// One round: `lives` power losses, `calls` calls each.
 fn round(dir: &Path, seed: u64, lives: usize, calls: usize, seen: &mut Seen) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(crate::splitmix::SplitMix64(seed));
     let durability = if seed.is_multiple_of(2) {
         Durability::Immediate
     } else {

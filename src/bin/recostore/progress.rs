@@ -38,6 +38,9 @@ fn bar_for(u: &ProgressUpdate<'_>) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(u.total), ProgressDrawTarget::stderr());
     let template = if u.stage == recostore::NEIGHBOUR_STAGE {
         "neighbour lists {bar:40} {pos}/{len} items, {per_sec}, eta {eta}"
+    } else if u.stage == "asks" || u.stage == "replay" {
+        // A replay's stages count events and users, not bytes.
+        "{msg:>20} [{bar:40}] {pos}/{len} ({eta})"
     } else {
         "{msg:>20} [{bar:40}] {bytes}/{total_bytes} ({eta})"
     };
