@@ -27,6 +27,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("plugin.list", "loaded plugins with versions, faults and slots"),
     ("plugin.load", "load or replace a plugin: {\"name\", \"path\", \"config\"?}"),
     ("plugin.swap", "replace a loaded plugin: {\"name\", \"path\", \"config\"?}"),
+    ("plugin.promote", "swap in a new version under guardrails that roll it back on their own: {\"name\", \"path\", \"config\"?, \"guardrails\"?: {\"window_secs\", \"min_calls\", \"max_fault_rate_increase\", \"max_p99_ratio\", \"min_impressions\", \"alpha\"}}"),
     ("plugin.rollback", "serve the previous version: {\"name\"}"),
     ("plugin.unload", "remove a plugin: {\"name\"}"),
     ("plugin.enable", "serve a disabled plugin again: {\"name\"}"),
@@ -141,6 +142,17 @@ struct Load {
     path: PathBuf,
     #[serde(default)]
     config: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Promote {
+    name: String,
+    path: PathBuf,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    guardrails: crate::plugin::Guardrails,
 }
 
 #[derive(Deserialize)]
@@ -495,6 +507,20 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         "plugin.load" => load_plugin(ctx, args(a)?, false),
         "plugin.swap" => load_plugin(ctx, args(a)?, true),
         "plugin.replay" => replay(ctx, args(a)?),
+        "plugin.promote" => {
+            let p: Promote = args(a)?;
+            p.guardrails
+                .check()
+                .map_err(|reason| (Code::BadArgs, format!("guardrails: {reason}")))?;
+            let max = store.plugins().limits().max_module_bytes;
+            let wasm = read_module_arg(&p.path, max)?;
+            let config = config_bytes(p.config.as_ref());
+            let info = store
+                .plugins()
+                .promote(&p.name, &wasm, &config, p.guardrails)
+                .map_err(failed)?;
+            to_value(&info)
+        }
         "plugin.rollback" => {
             let Name { name } = args(a)?;
             to_value(&store.plugins().rollback(&name).map_err(failed)?)

@@ -100,6 +100,8 @@ pub(crate) struct Counters {
     pub non_finite: AtomicU64,
     pub logs_dropped: AtomicU64,
     pub in_a_row: AtomicU64,
+    /// Call latency, for the guardrails' p99 (see `guard`).
+    pub latency: crate::metrics::Histogram,
     faults: [AtomicU64; 7],
 }
 

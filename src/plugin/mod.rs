@@ -12,6 +12,7 @@
 //! - [`version`]: one loaded version of a plugin, its warm instance pool and the call path.
 //! - `fault`: what can go wrong in a call, classified from wasmtime's errors, and counted.
 //! - [`registry`]: plugins by name with hot swap, rollback, unload and auto-disable.
+//! - [`guard`]: guardrails that roll a promoted version back on their own.
 //! - `persist`: plugins and slots written to the store's sled tree, loaded back on open.
 //! - [`slots`]: A/B routing of users to strategies and attribution of what they did.
 //! - [`runner`]: run a plugin once on a JSON input, for strategy authors.
@@ -19,6 +20,7 @@
 pub mod abi;
 mod fault;
 mod file;
+pub mod guard;
 pub mod host;
 mod persist;
 pub mod registry;
@@ -28,6 +30,7 @@ pub mod version;
 
 pub use abi::{Context, Feature, FeatureSet};
 pub use file::{read_file, read_module};
+pub use guard::{Guardrails, Rollback, Watch};
 pub use persist::MODULES_DIR;
 pub use registry::{PluginInfo, Plugins};
 pub use slots::{Strategy, Variant, VariantStats};

@@ -28,6 +28,9 @@ const PLUGIN: &[u8] = b"Pv";
 const SLOT: &[u8] = b"Ps";
 /// Key of the A/B figures (every variant's counters): `P` `a`.
 const FIGURES: &[u8] = b"Pa";
+/// Key prefix of a plugin's guardrails (the watch of a promotion, and its rollbacks):
+/// `P` `g` + name.
+const GUARD: &[u8] = b"Pg";
 /// The directory of module files, inside the store directory.
 pub const MODULES_DIR: &str = "plugins";
 
@@ -227,6 +230,36 @@ impl Backing {
             Some(v) => codec::decode(FIGURES, &v),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Whether the store refuses writes (a replica: its plugins change only with the
+    /// leader's generations, so its guardrails judge nothing).
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.tree.is_read_only()
+    }
+
+    /// Write (or, with `None`, remove) the guardrails' state of plugin `name`, durably.
+    pub(crate) fn save_guard(&self, name: &str, g: Option<&super::guard::Stored>) -> Result<()> {
+        match g {
+            Some(g) => {
+                let k = key(GUARD, name);
+                self.tree.insert(&k[..], codec::encode(&k, g)?)?
+            }
+            None => self.tree.remove(key(GUARD, name))?,
+        };
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Every plugin's stored guardrails' state, by name.
+    pub(crate) fn load_guards(&self) -> Result<Vec<(String, super::guard::Stored)>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(GUARD) {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k[GUARD.len()..]).into_owned();
+            out.push((name, codec::decode(&k, &v)?));
+        }
+        Ok(out)
     }
 
     /// Write (or remove) slot `name`, durably.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use super::guard::{self, Guardrails};
 use super::host::Host;
 use super::persist::{self, StoredPlugin, StoredVersion};
 use super::slots::{Attribution, Slot, Strategy, Variant, VariantStats, BUILTIN};
@@ -33,6 +34,8 @@ struct Entry {
     /// Loaded with [`Plugins::load_transient`]: never written to the store, whatever later
     /// happens to it (a fault that disables it, a rollback).
     transient: bool,
+    /// The watch of a promotion and the rollbacks the guardrails made (`guard`).
+    guard: Arc<guard::Stored>,
 }
 
 #[derive(Clone, Default)]
@@ -68,6 +71,11 @@ pub struct PluginInfo {
     pub mean_call_us: f64,
     /// Slots that route to it.
     pub slots: Vec<String>,
+    /// The promotion under watch, if the serving version was promoted with guardrails
+    /// ([`Plugins::promote`]) and its window has not ended.
+    pub watch: Option<guard::Watch>,
+    /// The rollbacks the guardrails made, oldest first (the last 100).
+    pub rollbacks: Vec<guard::Rollback>,
 }
 
 /// Who ranks one query, chosen from the table at query time.
@@ -182,6 +190,22 @@ impl Plugins {
         tree.save_plugin(name, stored.as_ref())
     }
 
+    /// Persist the guardrails' state of plugin `name` (nothing for a transient plugin or a
+    /// standalone registry; an empty state removes the key).
+    fn save_guard(&self, name: &str, entry: &Entry) -> Result<()> {
+        let Some(tree) = self.shared.tree.get() else {
+            return Ok(());
+        };
+        if entry.transient {
+            return Ok(());
+        }
+        let g = &*entry.guard;
+        tree.save_guard(
+            name,
+            (g.watch.is_some() || !g.rollbacks.is_empty()).then_some(g),
+        )
+    }
+
     /// Run `f` while no plugin or slot change can be written (a backup copies the records
     /// and the module files they name as one state).
     pub(crate) fn hold_writes<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -196,6 +220,7 @@ impl Plugins {
         let tree = persist::Backing::new(tree, dir)?;
         let persist::Stored { plugins, slots } = tree.load()?;
         self.shared.attribution.restore(tree.load_figures()?);
+        let mut guards: BTreeMap<String, guard::Stored> = tree.load_guards()?.into_iter().collect();
         if !plugins.is_empty() || !slots.is_empty() {
             let _w = self.writer();
             let mut table = Table::default();
@@ -216,12 +241,21 @@ impl Plugins {
                     };
                     match (load(&p.current), p.previous.as_ref().map(load).transpose()) {
                         (Ok(current), Ok(previous)) => {
+                            let mut g = guards.remove(&name).unwrap_or_default();
+                            // A watch is for the version serving; any other is stale.
+                            if g.watch
+                                .as_ref()
+                                .is_some_and(|w| w.version != current.number())
+                            {
+                                g.watch = None;
+                            }
                             let entry = Entry {
                                 current,
                                 previous,
                                 disabled: p.disabled,
                                 last_number: p.last_number,
                                 transient: false,
+                                guard: Arc::new(g),
                             };
                             table.plugins.insert(name, entry);
                         }
@@ -307,8 +341,19 @@ impl Plugins {
             disabled: None,
             last_number: number,
             transient: !persist,
+            // A load or swap ends any watch (the version it watched no longer serves); the
+            // rollbacks stay on record.
+            guard: Arc::new(guard::Stored {
+                watch: None,
+                rollbacks: table
+                    .plugins
+                    .get(name)
+                    .map(|e| e.guard.rollbacks.clone())
+                    .unwrap_or_default(),
+            }),
         };
         self.save(name, Some(&entry))?;
+        self.save_guard(name, &entry)?;
         self.publish(|t| {
             t.plugins.insert(name.to_string(), entry);
         });
@@ -344,8 +389,13 @@ impl Plugins {
             disabled: None,
             last_number: e.last_number,
             transient: e.transient,
+            guard: Arc::new(guard::Stored {
+                watch: None,
+                rollbacks: e.guard.rollbacks.clone(),
+            }),
         };
         self.save(name, Some(&entry))?;
+        self.save_guard(name, &entry)?;
         self.publish(|t| {
             t.plugins.insert(name.to_string(), entry);
         });
@@ -382,6 +432,9 @@ impl Plugins {
             });
         }
         self.save(name, None)?;
+        if let Some(tree) = self.shared.tree.get() {
+            tree.save_guard(name, None)?;
+        }
         self.publish(|t| {
             t.plugins.remove(name);
         });
@@ -538,11 +591,224 @@ impl Plugins {
         Ok((wasm.to_vec(), config.to_vec()))
     }
 
+    /// Swap in `wasm` (with `config`) as the next version of the loaded plugin `name`, and
+    /// watch it against the version it replaces for `guardrails.window_secs`: if it does worse
+    /// beyond the bounds ([`guard`]), it is rolled back on its own, with an error-level log and
+    /// a record in [`PluginInfo::rollbacks`]. The previous version's calls, faults and p99 up
+    /// to now are its baseline.
+    pub fn promote(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        config: &[u8],
+        guardrails: Guardrails,
+    ) -> Result<PluginInfo> {
+        guardrails.check().map_err(|reason| Error::PluginRefused {
+            reason: format!("guardrails for `{name}`: {reason}"),
+        })?;
+        let Some(before) = self.shared.table.load().plugins.get(name).cloned() else {
+            return Err(Error::PluginNotFound {
+                what: "plugin",
+                name: name.to_string(),
+                hint: "promote replaces a loaded plugin, which becomes the version rolled back \
+                       to; load the first version with Plugins::load (`plugin.load`)",
+            });
+        };
+        let old = &before.current;
+        let baseline = guard::Baseline {
+            calls: old.calls(),
+            faults: old.faults().total(),
+            p99_us: old.counters.latency.latency().p99_us,
+        };
+        let info = self.load_with_config(name, wasm, config)?;
+        let _w = self.writer();
+        let table = self.shared.table.load_full();
+        let Some(e) = table.plugins.get(name) else {
+            return Err(not_found(name));
+        };
+        if e.current.number() != info.version {
+            // Another change landed in between; it is what serves, unwatched.
+            return self.info(name);
+        }
+        let mut e = e.clone();
+        e.guard = Arc::new(guard::Stored {
+            watch: Some(guard::Watch {
+                version: info.version,
+                previous: old.number(),
+                promoted_at: guard::now_secs(),
+                guardrails,
+                baseline,
+            }),
+            rollbacks: e.guard.rollbacks.clone(),
+        });
+        self.save_guard(name, &e)?;
+        self.publish(|t| {
+            t.plugins.insert(name.to_string(), e);
+        });
+        tracing::info!(target: "recostore::plugin", plugin = name, version = info.version,
+            "promoted under guardrails");
+        self.info(name)
+    }
+
+    /// After a call of `v` (on the query path): every 32nd call of a watched version, judge
+    /// it against its guardrails, and roll it back if it crossed one.
+    pub(crate) fn after_call(&self, v: &Arc<PluginVersion>) {
+        if !v.calls().is_multiple_of(32) {
+            return;
+        }
+        let table = self.shared.table.load();
+        let Some(e) = table.plugins.get(v.name()) else {
+            return;
+        };
+        let Some(w) = e.guard.watch.as_ref().filter(|w| w.version == v.number()) else {
+            return;
+        };
+        if self.shared.tree.get().is_some_and(|t| t.is_read_only()) {
+            // A replica serves the leader's plugins; the leader's guardrails decide.
+            return;
+        }
+        if guard::now_secs() >= w.until() {
+            self.end_watch(v, "the window ended; the promotion stands");
+            return;
+        }
+        let (ctr, conversion) = self
+            .shared
+            .attribution
+            .rates(v.name(), w.previous, w.version);
+        let now = guard::Now {
+            calls: v.calls(),
+            faults: v.faults().total(),
+            p99_us: v.counters.latency.latency().p99_us,
+        };
+        if let Some(reason) = guard::verdict(&w.guardrails, &w.baseline, &now, &ctr, &conversion) {
+            self.roll_back_watched(v, reason);
+        }
+    }
+
+    /// End the watch of `v` (still serving) without a rollback.
+    fn end_watch(&self, v: &Arc<PluginVersion>, why: &str) {
+        let Some(_w) = self.try_writer() else {
+            return;
+        };
+        let table = self.shared.table.load_full();
+        let Some(e) = table.plugins.get(v.name()) else {
+            return;
+        };
+        if !Arc::ptr_eq(&e.current, v) || e.guard.watch.is_none() {
+            return;
+        }
+        let mut e = e.clone();
+        e.guard = Arc::new(guard::Stored {
+            watch: None,
+            rollbacks: e.guard.rollbacks.clone(),
+        });
+        if let Err(err) = self.save_guard(v.name(), &e) {
+            tracing::error!(plugin = v.name(), error = %err, "could not persist the end of a watch");
+        }
+        self.publish(|t| {
+            t.plugins.insert(v.name().to_string(), e);
+        });
+        tracing::info!(target: "recostore::plugin", plugin = v.name(), version = v.number(), "{why}");
+    }
+
+    /// Roll the watched version `v` back to the one it replaced, for `reason`.
+    fn roll_back_watched(&self, v: &Arc<PluginVersion>, reason: String) {
+        // On a query thread: never wait behind a load that is compiling; the next check
+        // (the figures only get worse) rolls back instead.
+        let Some(_w) = self.try_writer() else {
+            return;
+        };
+        let table = self.shared.table.load_full();
+        let Some(e) = table.plugins.get(v.name()) else {
+            return;
+        };
+        let Some(prev) = e.previous.clone() else {
+            return;
+        };
+        if !Arc::ptr_eq(&e.current, v)
+            || e.guard
+                .watch
+                .as_ref()
+                .is_none_or(|w| w.version != v.number())
+        {
+            return;
+        }
+        let mut rollbacks = e.guard.rollbacks.clone();
+        rollbacks.push(guard::Rollback {
+            from_version: v.number(),
+            to_version: prev.number(),
+            reason: reason.clone(),
+            at: guard::now_secs(),
+        });
+        if rollbacks.len() > guard::MAX_ROLLBACKS {
+            rollbacks.drain(..rollbacks.len() - guard::MAX_ROLLBACKS);
+        }
+        let entry = Entry {
+            current: prev.clone(),
+            previous: Some(v.clone()),
+            disabled: None,
+            last_number: e.last_number,
+            transient: e.transient,
+            guard: Arc::new(guard::Stored {
+                watch: None,
+                rollbacks,
+            }),
+        };
+        tracing::error!(
+            target: "recostore::plugin",
+            plugin = v.name(),
+            version = v.number(),
+            restored = prev.number(),
+            "plugin rolled back by its guardrails: {reason}"
+        );
+        if let Err(err) = self
+            .save(v.name(), Some(&entry))
+            .and_then(|()| self.save_guard(v.name(), &entry))
+        {
+            tracing::error!(plugin = v.name(), error = %err, "could not persist a guardrail rollback");
+        }
+        self.publish(|t| {
+            t.plugins.insert(v.name().to_string(), entry);
+        });
+    }
+
+    /// The writer's lock if free now (query threads never wait for it).
+    fn try_writer(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.shared.write.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// After a fault of `v`: disable its plugin if the streak reached the limit and `v` is
     /// still the version serving.
     pub(crate) fn after_fault(&self, v: &Arc<PluginVersion>) {
         let streak = v.faults_in_a_row();
         if streak < u64::from(self.shared.limits.faults_in_a_row) {
+            self.after_call(v);
+            return;
+        }
+        let watched = self
+            .shared
+            .table
+            .load()
+            .plugins
+            .get(v.name())
+            .is_some_and(|e| {
+                e.guard
+                    .watch
+                    .as_ref()
+                    .is_some_and(|w| w.version == v.number())
+            });
+        let replica = self.shared.tree.get().is_some_and(|t| t.is_read_only());
+        if watched && !replica {
+            // A promoted version under watch goes back to the one before it, which served
+            // well, instead of leaving the built-in ranker to serve.
+            self.roll_back_watched(
+                v,
+                format!("{streak} faults in a row (counts: {:?})", v.faults()),
+            );
             return;
         }
         // This runs on a query thread: never wait behind a load that is compiling. If a
@@ -642,5 +908,7 @@ fn info(t: &Table, name: &str, e: &Entry) -> PluginInfo {
             .filter(|(_, s)| s.variants.iter().any(|v| v.strategy.name() == name))
             .map(|(n, _)| n.clone())
             .collect(),
+        watch: e.guard.watch.clone(),
+        rollbacks: e.guard.rollbacks.clone(),
     }
 }

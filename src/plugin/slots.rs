@@ -287,6 +287,44 @@ impl Attribution {
         }
     }
 
+    /// CTR and conversion counts of `strategy`'s versions `old` and `new`, summed over the
+    /// slots (for the guardrails).
+    pub(crate) fn rates(
+        &self,
+        strategy: &str,
+        old: u32,
+        new: u32,
+    ) -> (crate::plugin::guard::Rates, crate::plugin::guard::Rates) {
+        let (mut ctr, mut conversion) = (
+            crate::plugin::guard::Rates::default(),
+            crate::plugin::guard::Rates::default(),
+        );
+        for e in self.variants.iter() {
+            let (_, s, v) = e.key();
+            if s != strategy {
+                continue;
+            }
+            let c = e.value();
+            let (imp, clicks, buys) = (
+                c.impressions.load(Relaxed),
+                c.clicks.load(Relaxed),
+                c.purchases.load(Relaxed),
+            );
+            if *v == old {
+                ctr.old_impressions += imp;
+                ctr.old += clicks;
+                conversion.old_impressions += imp;
+                conversion.old += buys;
+            } else if *v == new {
+                ctr.new_impressions += imp;
+                ctr.new += clicks;
+                conversion.new_impressions += imp;
+                conversion.new += buys;
+            }
+        }
+        (ctr, conversion)
+    }
+
     /// Figures per variant of `slot` (every slot when `None`), in key order.
     pub(crate) fn stats(&self, slot: Option<&str>) -> Vec<VariantStats> {
         self.variants

@@ -419,6 +419,7 @@ impl PluginVersion {
         self.counters
             .nanos
             .fetch_add(crate::narrow::u64_from(elapsed.as_nanos()), Relaxed);
+        self.counters.latency.record(elapsed);
         match result {
             Ok(mut o) => {
                 self.counters.in_a_row.store(0, Relaxed);

@@ -451,11 +451,6 @@ pub(crate) fn run(env: &Env<'_>, snap: &Snapshot, ask: &Ask) -> Result<Served> {
         })
     };
     let (items, fault) = candidates_and_rank(env, snap, ask, user, plug())?;
-    if fault.is_some() {
-        if let Some(v) = &choice.version {
-            plugins.after_fault(v);
-        }
-    }
     let ranked_by = RankedBy {
         strategy: choice.strategy.clone(),
         version: match fault {
@@ -475,6 +470,13 @@ pub(crate) fn run(env: &Env<'_>, snap: &Snapshot, ask: &Ask) -> Result<Served> {
         items.iter().map(|r| r.id.clone()).collect(),
         fault.is_some(),
     );
+    // After the answer is counted, so that a guardrail judging CTR sees its impressions.
+    if let Some(v) = &choice.version {
+        match fault {
+            Some(_) => plugins.after_fault(v),
+            None => plugins.after_call(v),
+        }
+    }
     Ok(Served { items, ranked_by })
 }
 

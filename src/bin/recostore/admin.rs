@@ -84,7 +84,7 @@ pub struct AdminArgs {
     file: Option<PathBuf>,
     /// The command: ping, help, stats, item.get, user.get, query, users.like, segment.users,
     /// events.record, item.upsert|delete, user.upsert|delete,
-    /// plugin.list|load|swap|rollback|unload|enable, slot.route|remove|stats, segment.rebuild,
+    /// plugin.list|load|swap|promote|replay|rollback|unload|enable, slot.route|remove|stats, segment.rebuild,
     /// segment.save_delta, flush, checkpoint, reclaim, backup, export, log.level (PROTOCOL.md
     /// has an example of each).
     cmd: String,

@@ -1,0 +1,264 @@
+//! Guardrails, driven through the admin socket as an operator would: a strategy the replay
+//! finds worse is promoted anyway, and its guardrails roll it back on their own when its CTR
+//! falls, or when it faults; the rollback is logged in `plugin.list` and survives a restart.
+//!
+//! The clicks come from a model written here, independent of both strategies: a shopper
+//! clicks the first item of their own colour when it is in the top three.
+// Drives the admin socket, plugins included: needs the `admin` and `plugins` features.
+#![cfg(all(feature = "admin", feature = "plugins"))]
+
+mod plugin_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use plugin_support::{relaxed, Wat};
+use recostore::admin::protocol::Code;
+use recostore::admin::{AdminClient, AdminServer};
+use recostore::{Config, Item, Store, User};
+use serde_json::{json, Value};
+
+const USERS: usize = 300;
+
+fn open(dir: &Path) -> Store {
+    Store::open_with(dir, Config::default().plugins(relaxed())).expect("open")
+}
+
+fn shop(dir: &Path) -> Store {
+    let store = open(dir);
+    let items: Vec<Item> = (0..60)
+        .map(|i| {
+            Item::new(format!("i{i:02}"), [(format!("colour:c{}", i % 3), 1.0)])
+                .category("mugs")
+                .price(10.0 + i as f32)
+                .stock(50)
+        })
+        .collect();
+    store.upsert_items(&items).expect("items");
+    let users: Vec<User> = (0..USERS)
+        .map(|u| User::new(format!("u{u}"), [(format!("colour:c{}", u % 3), 1.0)]))
+        .collect();
+    store.upsert_users(&users).expect("users");
+    store
+}
+
+fn call(c: &mut AdminClient, cmd: &str, args: Value) -> Value {
+    let r = c.call(cmd, args.clone()).expect("response");
+    assert!(r.ok, "{cmd} {args}: {:?}", r.error);
+    r.result.expect("result")
+}
+
+/// Serve `rounds` page views on slot `home` (`scenario`), and send back the clicks the model
+/// makes. Returns the versions that ranked the answers, in order.
+fn traffic(c: &mut AdminClient, scenario: &str, rounds: usize, ts: &mut u64) -> Vec<Option<u64>> {
+    let mut versions = Vec::new();
+    for n in 0..rounds {
+        let u = n % USERS;
+        let a = call(
+            c,
+            "query",
+            json!({"scenario": scenario, "user": format!("u{u}"), "slot": "home", "k": 6,
+                "exclude_seen": true}),
+        );
+        versions.push(a["ranked_by"]["version"].as_u64());
+        let mine = format!("c{}", u % 3);
+        let items: Vec<&str> = a["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        // Item `iNN` has colour c(NN % 3).
+        let clicked = items.iter().take(3).find(|id| {
+            id[1..]
+                .parse::<usize>()
+                .is_ok_and(|i| format!("c{}", i % 3) == mine)
+        });
+        if let Some(item) = clicked {
+            *ts += 1;
+            call(
+                c,
+                "events.record",
+                json!({"events": [{"user": format!("u{u}"), "item": item, "kind": "click", "ts": *ts}]}),
+            );
+        }
+    }
+    versions
+}
+
+/// Load `module` as plugin `strat`, version 1, and route all of slot `home` to it.
+fn serve_from(c: &mut AdminClient, module: &str) {
+    call(c, "plugin.load", json!({"name": "strat", "path": module}));
+    call(
+        c,
+        "slot.route",
+        json!({"slot": "home", "variants": [{"strategy": "strat", "weight": 1}]}),
+    );
+}
+
+fn wat(dir: &Path, name: &str, w: Wat<'_>) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, w.text()).expect("write module");
+    path.to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn a_worse_strategy_promoted_anyway_is_rolled_back_by_its_ctr_and_the_record_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let modules = tempfile::tempdir().expect("tempdir");
+    let good = wat(modules.path(), "good.wat", Wat::default());
+    let worse = wat(
+        modules.path(),
+        "worse.wat",
+        Wat {
+            sign: -1.0,
+            ..Wat::default()
+        },
+    );
+    let sock = dir.path().join("admin.sock");
+    let mut ts = 1_000u64;
+    {
+        let store = shop(dir.path());
+        let _server = AdminServer::start(&store, &sock).expect("serve");
+        let mut c = AdminClient::connect(&sock, Duration::from_secs(60)).expect("connect");
+        serve_from(&mut c, &good);
+        // Version 1 serves, and shoppers click.
+        assert!(traffic(&mut c, "for-user", 400, &mut ts)
+            .iter()
+            .all(|v| *v == Some(1)));
+
+        // 1. Replay: the worse module on the history so far, against the serving strategy.
+        let r = call(
+            &mut c,
+            "plugin.replay",
+            json!({"path": worse, "against": "strat", "since": 1_200}),
+        );
+        assert!(
+            r["difference"]["ndcg"]["high"].as_f64().expect("high") < 0.0,
+            "the replay finds it worse: {r}"
+        );
+
+        // 2. Bad guardrails are refused before anything changes.
+        let e = c
+            .call(
+                "plugin.promote",
+                json!({"name": "strat", "path": worse, "guardrails": {"alpha": 2.0}}),
+            )
+            .expect("response");
+        assert_eq!(e.error.expect("error").code, Code::BadArgs);
+        assert_eq!(
+            call(&mut c, "plugin.list", Value::Null)[0]["version"],
+            json!(1)
+        );
+
+        // 3. Promoted anyway, under guardrails.
+        let p = call(
+            &mut c,
+            "plugin.promote",
+            json!({"name": "strat", "path": worse, "guardrails": {
+                "min_impressions": 600, "min_calls": 50, "alpha": 0.001, "window_secs": 3600}}),
+        );
+        assert_eq!(p["version"], json!(2));
+        assert_eq!(p["watch"]["previous"], json!(1));
+        // 400 answers and the smoke run at load.
+        assert_eq!(p["watch"]["baseline"]["calls"], json!(401));
+
+        // 4. It serves until its CTR is judged, then version 1 serves again on its own.
+        let served = traffic(&mut c, "for-user", 300, &mut ts);
+        let first_back = served
+            .iter()
+            .position(|v| *v == Some(1))
+            .expect("rolled back");
+        assert!(
+            first_back >= 100,
+            "judged only after 600 impressions: {first_back}"
+        );
+        assert!(served[first_back..].iter().all(|v| *v == Some(1)));
+        let info = call(&mut c, "plugin.list", Value::Null)[0].clone();
+        assert_eq!(info["version"], json!(1));
+        assert_eq!(info["watch"], Value::Null);
+        let rb = &info["rollbacks"][0];
+        assert_eq!(
+            (rb["from_version"].clone(), rb["to_version"].clone()),
+            (json!(2), json!(1))
+        );
+        assert!(
+            rb["reason"]
+                .as_str()
+                .expect("reason")
+                .starts_with("CTR 0.0000"),
+            "{rb}"
+        );
+        call(&mut c, "checkpoint", Value::Null);
+    }
+    // 5. The record and the restored version survive a restart.
+    let store = open(dir.path());
+    let info = store.plugins().info("strat").expect("info");
+    assert_eq!(info.version, 1);
+    assert_eq!(info.rollbacks.len(), 1);
+    assert!(info.watch.is_none());
+}
+
+#[test]
+fn a_promoted_version_that_faults_goes_back_to_the_one_before_not_to_the_builtin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = wat(dir.path(), "good.wat", Wat::default());
+    // Traps on every scenario but the smoke run's (trending is asked below).
+    let trap = wat(
+        dir.path(),
+        "trap.wat",
+        Wat {
+            hostile: "(unreachable)",
+            ..Wat::default()
+        },
+    );
+    let store = shop(dir.path());
+    let sock = dir.path().join("admin.sock");
+    let _server = AdminServer::start(&store, &sock).expect("serve");
+    let mut c = AdminClient::connect(&sock, Duration::from_secs(60)).expect("connect");
+    serve_from(&mut c, &good);
+    call(
+        &mut c,
+        "plugin.promote",
+        json!({"name": "strat", "path": trap, "guardrails": {"min_calls": 1000}}),
+    );
+    // Something to trend, so that trending has candidates for the plugin to rank.
+    let sales: Vec<Value> = (0..30)
+        .map(|i| json!({"user": "collector", "item": format!("i{i:02}"), "kind": "purchase", "qty": 1, "price": 5.0, "ts": 100 + i}))
+        .collect();
+    call(&mut c, "events.record", json!({ "events": sales }));
+    let mut ts = 1_000;
+    let served = traffic(&mut c, "trending", 20, &mut ts);
+    // Five faults in a row (the default limit) fell back, then version 1 serves.
+    assert_eq!(served[..5], [None, None, None, None, None]);
+    assert!(served[5..].iter().all(|v| *v == Some(1)), "{served:?}");
+    let info = store.plugins().info("strat").expect("info");
+    assert_eq!(info.disabled, None, "rolled back, not disabled");
+    assert!(
+        info.rollbacks[0].reason.starts_with("5 faults in a row"),
+        "{:?}",
+        info.rollbacks
+    );
+}
+
+#[test]
+fn promote_needs_a_loaded_plugin_and_a_manual_swap_ends_the_watch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = shop(dir.path());
+    let good = Wat::default().text().into_bytes();
+    let g = recostore::plugin::Guardrails::default();
+    match store.plugins().promote("strat", &good, b"", g.clone()) {
+        Err(recostore::Error::PluginNotFound { hint, .. }) => {
+            assert!(hint.contains("load"), "{hint}")
+        }
+        other => panic!("{other:?}"),
+    }
+    store.plugins().load("strat", &good).expect("load");
+    let info = store
+        .plugins()
+        .promote("strat", &good, b"", g)
+        .expect("promote");
+    assert_eq!(info.watch.as_ref().map(|w| w.version), Some(2));
+    let info = store.plugins().swap("strat", &good).expect("swap");
+    assert_eq!((info.version, info.watch), (3, None));
+}
