@@ -15,6 +15,7 @@ use std::time::Duration;
 use plugin_support::{relaxed, Wat};
 use recostore::admin::protocol::Code;
 use recostore::admin::{AdminClient, AdminServer};
+use recostore::plugin::{Guardrails, Variant};
 use recostore::{Config, Item, Store, User};
 use serde_json::{json, Value};
 
@@ -196,7 +197,130 @@ fn a_worse_strategy_promoted_anyway_is_rolled_back_by_its_ctr_and_the_record_sur
     let info = store.plugins().info("strat").expect("info");
     assert_eq!(info.version, 1);
     assert_eq!(info.rollbacks.len(), 1);
-    assert!(info.watch.is_none());
+    assert_eq!(info.rollbacks[0].from_version, 2);
+}
+
+/// The library's side of the traffic: `rounds` answers on slot `home` with the click model,
+/// returning the versions that ranked them.
+fn lib_traffic(store: &Store, rounds: usize, ts: &mut u64) -> Vec<Option<u32>> {
+    (0..rounds)
+        .map(|n| {
+            let u = n % USERS;
+            let ask = recostore::Ask::new(recostore::Scenario::ForUser)
+                .user(format!("u{u}"))
+                .slot("home")
+                .k(6)
+                .exclude_seen();
+            let served = store.serve(&ask).expect("serve");
+            let mine = u % 3;
+            let clicked = served
+                .items
+                .iter()
+                .take(3)
+                .find(|r| r.id[1..].parse::<usize>().is_ok_and(|i| i % 3 == mine));
+            if let Some(r) = clicked {
+                *ts += 1;
+                store
+                    .record_events(&[recostore::Event::click(format!("u{u}"), r.id.clone(), *ts)])
+                    .expect("click");
+            }
+            served.ranked_by.version
+        })
+        .collect()
+}
+
+fn guardrails(window_secs: u64) -> Guardrails {
+    Guardrails {
+        min_impressions: 600,
+        min_calls: 50,
+        alpha: 0.001,
+        window_secs,
+        ..Guardrails::default()
+    }
+}
+
+/// A watch is stored: promoted, closed, reopened, and the reopened store still judges the
+/// promotion and rolls it back.
+#[test]
+fn a_watch_survives_a_restart_and_still_rolls_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let worse = Wat {
+        sign: -1.0,
+        ..Wat::default()
+    }
+    .text();
+    let mut ts = 1_000;
+    {
+        let store = shop(dir.path());
+        store
+            .plugins()
+            .load("strat", Wat::default().text().as_bytes())
+            .expect("load");
+        store
+            .plugins()
+            .set_slot("home", vec![Variant::new("strat", 1)])
+            .expect("route");
+        lib_traffic(&store, 400, &mut ts);
+        store
+            .plugins()
+            .promote("strat", worse.as_bytes(), b"", guardrails(3600))
+            .expect("promote");
+        // A few answers, too few to judge, then close.
+        assert!(lib_traffic(&store, 20, &mut ts)
+            .iter()
+            .all(|v| *v == Some(2)));
+    }
+    let store = open(dir.path());
+    let info = store.plugins().info("strat").expect("info");
+    assert_eq!(
+        info.watch.as_ref().map(|w| (w.version, w.previous)),
+        Some((2, 1))
+    );
+    let served = lib_traffic(&store, 300, &mut ts);
+    assert_eq!(
+        served.last(),
+        Some(&Some(1)),
+        "rolled back after the restart"
+    );
+    let info = store.plugins().info("strat").expect("info");
+    assert_eq!((info.version, info.rollbacks.len()), (1, 1));
+}
+
+/// When the window ends with nothing crossed, the promotion stands: a later check ends the
+/// watch, and a worse version is no longer rolled back.
+#[test]
+fn after_its_window_a_promotion_stands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = shop(dir.path());
+    store
+        .plugins()
+        .load("strat", Wat::default().text().as_bytes())
+        .expect("load");
+    store
+        .plugins()
+        .set_slot("home", vec![Variant::new("strat", 1)])
+        .expect("route");
+    let mut ts = 1_000;
+    lib_traffic(&store, 400, &mut ts);
+    let worse = Wat {
+        sign: -1.0,
+        ..Wat::default()
+    }
+    .text();
+    store
+        .plugins()
+        .promote("strat", worse.as_bytes(), b"", guardrails(1))
+        .expect("promote");
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert!(
+        store.plugins().info("strat").expect("info").watch.is_none(),
+        "shown as ended"
+    );
+    assert!(lib_traffic(&store, 300, &mut ts)
+        .iter()
+        .all(|v| *v == Some(2)));
+    let info = store.plugins().info("strat").expect("info");
+    assert!(info.rollbacks.is_empty());
 }
 
 #[test]

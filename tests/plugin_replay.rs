@@ -508,6 +508,24 @@ fn the_cli_prints_the_report() {
     assert!(v["difference"]["recall"]["low"].is_number(), "{v}");
     assert!(v["difference"]["changed"].is_number(), "{v}");
 
+    // The table: each figure once, with the interval's verdict.
+    let out = run(&["--since", &CUT.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "difference recall",
+        "difference ndcg",
+        "difference coverage",
+        "changes",
+    ] {
+        assert_eq!(text.matches(line).count(), 1, "{line} once in\n{text}");
+    }
+    assert!(text.contains(": candidate worse"), "{text}");
+
     let out = run(&["--last", "3 weeks"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -372,6 +372,21 @@ fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
 /// so writes and queries go on; the connection waits for the answer (seconds on a large log).
 fn replay(ctx: &Ctx, a: Replay) -> Result<Value, Failure> {
     use crate::eval::replay::{ReplayOptions, Split};
+    // One replay at a time per process: each holds the whole event log and a wasm engine.
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            RUNNING.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+    if RUNNING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return Err((
+            Code::Failed,
+            "a replay is already running on this server; try again when it answers".to_string(),
+        ));
+    }
+    let _running = Running;
     let max = ctx.store().plugins().limits().max_module_bytes;
     let wasm = read_module_arg(&a.path, max)?;
     let config = config_bytes(a.config.as_ref());

@@ -5,7 +5,11 @@
 //! `T` is what the answers are scored against. By default `T` is the time before which 80% of
 //! the logged interest events fall; [`Split::At`] and [`Split::Last`] set it. A user is asked
 //! for when they have a training item and at least one *new* item after `T` (one they had not
-//! touched before it). The catalogue is the store's as it is now, for both sides alike.
+//! touched before it: views, clicks and purchases count, impressions do not). The catalogue
+//! is the store's as it is now, for both sides alike. As in [`super::evaluate`], the asked
+//! users are shown without their explicit tags, which an importer may have summarised from
+//! the whole history, the part after the cut included: only the replayed events speak for
+//! them.
 //!
 //! **Asks.** The candidate and the current strategy (the built-in ranker or a loaded plugin)
 //! rank the same ask for every user: the scenario, `k`, the user, `exclude_seen`. Both run in
@@ -43,6 +47,10 @@ const DEFAULT_TEST_SHARE: f64 = 0.2;
 /// Most bootstrap resamples (each costs a pass over the evaluated users).
 pub const MAX_RESAMPLES: usize = 100_000;
 
+/// Most users × resamples: a bound on what one replay can make the serving process do
+/// (about 5 s of bootstrap on one core).
+pub const MAX_BOOTSTRAP_DRAWS: usize = 500_000_000;
+
 /// The name the candidate has in the replay's private registry.
 const CANDIDATE: &str = "candidate";
 /// The name the current plugin's copy has there.
@@ -55,7 +63,7 @@ pub enum Split {
     Share(f64),
     /// At this event time (seconds, as events carry them).
     At(u64),
-    /// This many seconds before the newest logged event.
+    /// This many seconds before the newest logged view, click or purchase.
     Last(u64),
 }
 
@@ -212,6 +220,13 @@ pub fn replay(
     let current = if opts.against == crate::plugin::slots::BUILTIN {
         None
     } else {
+        if let Some(why) = store.plugins().info(&opts.against)?.disabled {
+            return Err(bad(format!(
+                "`{}` is disabled ({why}), so the built-in ranker serves its queries: compare \
+                 with `builtin`, or enable it first",
+                opts.against
+            )));
+        }
         let (w, c) = store.plugins().source_of(&opts.against)?;
         plugins.load_transient(CURRENT, &w, &c)?;
         Some(CURRENT)
@@ -231,8 +246,11 @@ pub fn replay(
     let (mut train_events, mut test_items) = (0u64, 0u64);
     for (_, _, evs) in &users {
         let train_len = evs.partition_point(|(ts, _)| *ts < cut);
+        // Interest (views, clicks, purchases) only: an item merely shown before the cut was
+        // not touched, and stays new after it.
         let before: HashSet<u32> = evs[..train_len]
             .iter()
+            .filter(|(_, e)| e.kind.is_interest())
             .filter_map(|(_, e)| e.item)
             .collect();
         let test: HashSet<u32> = evs[train_len..]
@@ -274,6 +292,15 @@ pub fn replay(
         )));
     }
 
+    if asked.len().saturating_mul(opts.resamples) > MAX_BOOTSTRAP_DRAWS {
+        return Err(bad(format!(
+            "{} users × {} resamples is more than {MAX_BOOTSTRAP_DRAWS} bootstrap draws; ask for \
+             at most {} resamples",
+            asked.len(),
+            opts.resamples,
+            (MAX_BOOTSTRAP_DRAWS / asked.len()).max(1)
+        )));
+    }
     let replay_meter = Meter::new(opts.progress.as_ref(), "replay", train_events);
     let training: Vec<Training<'_>> = users
         .iter()
@@ -299,6 +326,7 @@ pub fn replay(
     // Per asked user: (recall, ndcg) of each side, the changed share, and each side's answer.
     let mut rows: Vec<Row> = Vec::with_capacity(asked.len());
     let mut fallbacks = [0u64; 2];
+    let mut covered: [HashSet<u32>; 2] = Default::default();
     for &i in &asked {
         let (u, name, _) = &users[i];
         let scenario = match scenario {
@@ -339,12 +367,13 @@ pub fn replay(
         } else {
             cand.iter().filter(|i| !held.contains(i)).count() as f64 / cand.len() as f64
         };
-        let [cand, cur] = lists;
+        for (seen, list) in covered.iter_mut().zip(&lists) {
+            seen.extend(list.iter().copied());
+        }
         rows.push(Row {
             recall: [a.recall, b.recall],
             ndcg: [a.ndcg, b.ndcg],
             changed,
-            lists: [cand, cur],
         });
         asks_meter.add(1);
     }
@@ -352,7 +381,8 @@ pub fn replay(
 
     let live = base.live_items().max(1) as f64;
     let all: Vec<usize> = (0..rows.len()).collect();
-    let point = figures(&rows, &all, Some(live));
+    let point = figures(&rows, &all);
+    let coverage = covered.map(|c| c.len() as f64 / live);
     let boot = bootstrap(&rows, opts.resamples);
     let interval = |f: fn(&Figures) -> f64| {
         let mut d: Vec<f64> = boot.iter().map(f).collect();
@@ -367,7 +397,7 @@ pub fn replay(
         strategy: strategy.to_string(),
         recall: point.recall[s],
         ndcg: point.ndcg[s],
-        coverage: point.coverage[s],
+        coverage: coverage[s],
         fallbacks: fallbacks[s],
     };
     Ok(ReplayReport {
@@ -376,7 +406,7 @@ pub fn replay(
         difference: ReplayDifference {
             recall: interval(|f| f.recall[0] - f.recall[1]),
             ndcg: interval(|f| f.ndcg[0] - f.ndcg[1]),
-            coverage: point.coverage[0] - point.coverage[1],
+            coverage: coverage[0] - coverage[1],
             changed: rows.iter().map(|r| r.changed).sum::<f64>() / rows.len() as f64,
             confidence: 0.95,
             resamples: opts.resamples,
@@ -427,40 +457,32 @@ struct Row {
     recall: [f64; 2],
     ndcg: [f64; 2],
     changed: f64,
-    lists: [Vec<u32>; 2],
 }
 
-/// Means over a sample of rows, candidate first (coverage only for the whole sample).
+/// Means over a sample of rows, candidate first.
 struct Figures {
     recall: [f64; 2],
     ndcg: [f64; 2],
-    coverage: [f64; 2],
 }
 
-/// The figures of the rows at `sample` (indices, repeats allowed); coverage when `live` is
-/// given.
-fn figures(rows: &[Row], sample: &[usize], live: Option<f64>) -> Figures {
+/// The figures of the rows at `sample` (indices, repeats allowed).
+fn figures(rows: &[Row], sample: &[usize]) -> Figures {
     let n = sample.len().max(1) as f64;
     let mut f = Figures {
         recall: [0.0; 2],
         ndcg: [0.0; 2],
-        coverage: [0.0; 2],
     };
-    let mut seen: [HashSet<u32>; 2] = Default::default();
     for &i in sample {
         let r = &rows[i];
-        for (s, seen) in seen.iter_mut().enumerate() {
-            f.recall[s] += r.recall[s];
-            f.ndcg[s] += r.ndcg[s];
-            if live.is_some() {
-                seen.extend(r.lists[s].iter().copied());
-            }
+        for (sum, x) in f.recall.iter_mut().zip(r.recall) {
+            *sum += x;
+        }
+        for (sum, x) in f.ndcg.iter_mut().zip(r.ndcg) {
+            *sum += x;
         }
     }
-    for (s, seen) in seen.iter().enumerate() {
-        f.recall[s] /= n;
-        f.ndcg[s] /= n;
-        f.coverage[s] = live.map_or(0.0, |live| seen.len() as f64 / live);
+    for x in f.recall.iter_mut().chain(f.ndcg.iter_mut()) {
+        *x /= n;
     }
     f
 }
@@ -476,7 +498,7 @@ fn bootstrap(rows: &[Row], resamples: usize) -> Vec<Figures> {
             for s in &mut sample {
                 *s = rng.below(n);
             }
-            figures(rows, &sample, None)
+            figures(rows, &sample)
         })
         .collect()
 }

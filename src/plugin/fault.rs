@@ -100,8 +100,13 @@ pub(crate) struct Counters {
     pub non_finite: AtomicU64,
     pub logs_dropped: AtomicU64,
     pub in_a_row: AtomicU64,
-    /// Call latency, for the guardrails' p99 (see `guard`).
+    /// Latency of calls on a warm instance, for the guardrails' p99 (see `guard`). Calls
+    /// that had to instantiate are left out: a version just loaded makes one per concurrent
+    /// query, which would set its p99 against an old version whose cold starts are long
+    /// diluted.
     pub latency: crate::metrics::Histogram,
+    /// The call count at the guardrails' last judgement (see `Plugins::after_call`).
+    pub judged: AtomicU64,
     faults: [AtomicU64; 7],
 }
 

@@ -10,11 +10,29 @@
 //!   than `max_p99_ratio` times the previous one;
 //! - **CTR and conversion** in the A/B slots that route to the plugin, from `min_impressions`
 //!   impressions of each version: rolled back when a one-sided two-proportion z-test says the
-//!   new rate is lower with p below `alpha`.
+//!   new rate is lower.
+//!
+//! **How often the rate tests look, and at what level.** They are judged once per band of the
+//! new version's impressions: the first check with at least `min_impressions`, then once each
+//! time the count doubles (band `j` covers `min_impressions · 2^j` up to twice that). Band `j`
+//! tests each of the two metrics at `alpha / 2^(j+2)`, so over every band and both metrics
+//! the chance of rolling back a version no worse than the old one stays below `alpha` (a
+//! union bound: Σ 2 · alpha / 2^(j+2) = alpha), whatever the traffic. The bands looked at are
+//! kept in memory: after a restart a band may be looked at once more.
+//!
+//! **What the rate tests assume.** Impressions are the trials, as the A/B figures count them,
+//! so the k items of one answer count as k trials. The old version's rates are over its whole
+//! life, the new one's over the watch: a before-and-after comparison, open to changes in the
+//! traffic between the two. Clicks arrive after the answer they follow, so a new version's
+//! latest impressions have had less time to be clicked; set `min_impressions` well above the
+//! traffic of the time a click takes to arrive. The p in a rollback's reason is the nominal
+//! p of that one look.
 //!
 //! A watched version that faults `faults_in_a_row` times running is rolled back too, where an
-//! unwatched one would be disabled. The watch, its baseline and every rollback are stored, so
-//! a restart carries them on.
+//! unwatched one would be disabled. The watch, its baseline and every rollback are stored with
+//! the plugin's record, in one batch, so a restart carries them on.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +116,8 @@ pub struct Watch {
     pub version: u32,
     /// The version it replaced, which a rollback restores.
     pub previous: u32,
+    /// Why the replaced version was disabled, if it was: a rollback restores that too.
+    pub previous_disabled: Option<String>,
     /// When it was promoted (Unix seconds).
     pub promoted_at: u64,
     /// The bounds.
@@ -153,13 +173,30 @@ pub(crate) struct Rates {
     pub new: u64,
 }
 
-/// Which bound the new version crossed, if any, as the reason a rollback records.
+/// The level for the rate tests if this check opens a band of impressions not looked at yet
+/// (see the module docs), marking it in `looks`; `None`: no rate test now.
+pub(crate) fn look(g: &Guardrails, r: &Rates, looks: &AtomicU64) -> Option<f64> {
+    if r.old_impressions < g.min_impressions || r.new_impressions < g.min_impressions {
+        return None;
+    }
+    let band = (r.new_impressions / g.min_impressions).ilog2().min(62);
+    let bit = 1u64 << band;
+    if looks.fetch_or(bit, Relaxed) & bit != 0 {
+        return None;
+    }
+    // band ≤ 62, so the power of two is exact.
+    Some(g.alpha / 2f64.powi(band as i32 + 2))
+}
+
+/// Which bound the new version crossed, if any, as the reason a rollback records. The rate
+/// tests run only with a level (`rate_alpha`, from [`look`]).
 pub(crate) fn verdict(
     g: &Guardrails,
     base: &Baseline,
     now: &Now,
     ctr: &Rates,
     conversion: &Rates,
+    rate_alpha: Option<f64>,
 ) -> Option<String> {
     let rate = |f: u64, c: u64| if c == 0 { 0.0 } else { f as f64 / c as f64 };
     if now.calls >= g.min_calls {
@@ -180,19 +217,19 @@ pub(crate) fn verdict(
             ));
         }
     }
+    let alpha = rate_alpha?;
     for (what, r) in [("CTR", ctr), ("conversion", conversion)] {
         if r.old_impressions < g.min_impressions || r.new_impressions < g.min_impressions {
             continue;
         }
         let p = lower_p_value(r);
-        if p < g.alpha {
+        if p < alpha {
             return Some(format!(
-                "{what} {:.4} over {} impressions against {:.4} over {} before (one-sided p = {p:.2e}, bound: {})",
+                "{what} {:.4} over {} impressions against {:.4} over {} before (one-sided p = {p:.2e} at this look, bound: {alpha:.2e})",
                 rate(r.new, r.new_impressions),
                 r.new_impressions,
                 rate(r.old, r.old_impressions),
                 r.old_impressions,
-                g.alpha
             ));
         }
     }
@@ -202,9 +239,15 @@ pub(crate) fn verdict(
 /// One-sided p-value that the new rate is this much lower (or more) when both are equal: the
 /// pooled two-proportion z-test.
 pub(crate) fn lower_p_value(r: &Rates) -> f64 {
+    // A click counts in every slot that showed the item, and a shopper may click twice: a
+    // rate is capped at 1, so the variance below stays a variance.
+    let (new, old) = (r.new.min(r.new_impressions), r.old.min(r.old_impressions));
     let (n1, n0) = (r.new_impressions as f64, r.old_impressions as f64);
-    let (p1, p0) = (r.new as f64 / n1, r.old as f64 / n0);
-    let pooled = (r.new + r.old) as f64 / (n1 + n0);
+    if n1 == 0.0 || n0 == 0.0 {
+        return 1.0;
+    }
+    let (p1, p0) = (new as f64 / n1, old as f64 / n0);
+    let pooled = (new + old) as f64 / (n1 + n0);
     let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n0)).sqrt();
     if se == 0.0 {
         // Both rates 0 or both 1: no evidence either way.
@@ -290,38 +333,75 @@ mod tests {
             p99_us: 140.0,
         };
         let none = Rates::default();
-        assert_eq!(verdict(&g, &base, &fine, &none, &none), None);
-        let why = verdict(&g, &base, &fine, &worse, &none).expect("CTR");
+        assert_eq!(verdict(&g, &base, &fine, &none, &none, Some(g.alpha)), None);
+        let why = verdict(&g, &base, &fine, &worse, &none, Some(g.alpha)).expect("CTR");
         assert!(why.starts_with("CTR 0.0800 over 5000"), "{why}");
+        // No level, no rate test.
+        assert_eq!(verdict(&g, &base, &fine, &worse, &none, None), None);
+        // More clicks than impressions (a click counted in two slots) is capped, not NaN.
+        let over = Rates {
+            old: 9_000,
+            ..worse
+        };
+        assert!(lower_p_value(&over).is_finite());
         // Better is never a reason.
         let better = Rates { new: 600, ..worse };
-        assert_eq!(verdict(&g, &base, &fine, &better, &none), None);
+        assert_eq!(
+            verdict(&g, &base, &fine, &better, &none, Some(g.alpha)),
+            None
+        );
         // Too few impressions: not judged yet.
         let few = Rates {
             old_impressions: 999,
             ..worse
         };
-        assert_eq!(verdict(&g, &base, &fine, &few, &none), None);
+        assert_eq!(verdict(&g, &base, &fine, &few, &none, Some(g.alpha)), None);
         let faulty = Now { faults: 20, ..fine };
-        assert!(verdict(&g, &base, &faulty, &none, &none)
+        assert!(verdict(&g, &base, &faulty, &none, &none, None)
             .expect("faults")
             .starts_with("fault rate 0.0200"));
         let slow = Now {
             p99_us: 151.0,
             ..fine
         };
-        assert!(verdict(&g, &base, &slow, &none, &none)
+        assert!(verdict(&g, &base, &slow, &none, &none, None)
             .expect("latency")
             .starts_with("p99"));
         // Latency needs a baseline of min_calls calls.
         let thin = Baseline { calls: 99, ..base };
-        assert_eq!(verdict(&g, &thin, &slow, &none, &none), None);
+        assert_eq!(verdict(&g, &thin, &slow, &none, &none, None), None);
         // And fault rate needs min_calls calls of the new version.
         let early = Now {
             calls: 99,
             ..faulty
         };
-        assert_eq!(verdict(&g, &base, &early, &none, &none), None);
+        assert_eq!(verdict(&g, &base, &early, &none, &none, None), None);
+    }
+
+    /// Bands: one look at 1,000 impressions, none again until 2,000, then one; levels halve,
+    /// and all of them together stay within alpha.
+    #[test]
+    fn the_rate_tests_look_once_per_doubling_within_alpha_in_all() {
+        let g = Guardrails {
+            min_impressions: 1_000,
+            alpha: 0.01,
+            ..Guardrails::default()
+        };
+        let looks = AtomicU64::new(0);
+        let at = |n: u64| Rates {
+            old_impressions: 5_000,
+            old: 500,
+            new_impressions: n,
+            new: 0,
+        };
+        assert_eq!(look(&g, &at(999), &looks), None);
+        assert_eq!(look(&g, &at(1_000), &looks), Some(0.0025));
+        assert_eq!(look(&g, &at(1_999), &looks), None);
+        assert_eq!(look(&g, &at(2_000), &looks), Some(0.00125));
+        assert_eq!(look(&g, &at(3_000), &looks), None);
+        let total: f64 = (0..63).map(|b| 2.0 * g.alpha / 2f64.powi(b + 2)).sum();
+        assert!(total <= g.alpha, "{total}");
+        assert_eq!(look(&g, &at(u64::MAX), &looks).map(|a| a > 0.0), Some(true));
     }
 
     #[test]

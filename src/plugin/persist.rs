@@ -160,6 +160,13 @@ impl Backing {
     }
 
     fn write(&self, name: &str, p: &StoredPlugin) -> Result<()> {
+        let b = self.record(name, p)?;
+        self.tree.apply_batch(b)
+    }
+
+    /// The module files of `p`, written; and a batch with its record (replacing one in the
+    /// old layout).
+    fn record(&self, name: &str, p: &StoredPlugin) -> Result<crate::durable::Batch> {
         let stored = PluginRef {
             current: self.put(&p.current)?,
             previous: p.previous.as_ref().map(|v| self.put(v)).transpose()?,
@@ -167,9 +174,10 @@ impl Backing {
             disabled: p.disabled.clone(),
         };
         let k = key(PLUGIN, name);
-        self.tree.insert(&k[..], codec::encode(&k, &stored)?)?;
-        self.tree.remove(key(PLUGIN_INLINE, name))?;
-        Ok(())
+        let mut b = crate::durable::Batch::default();
+        b.insert(&k, codec::encode(&k, &stored)?);
+        b.remove(key(PLUGIN_INLINE, name));
+        Ok(b)
     }
 
     /// Delete module files no record names (and temporary files a crash left). Runs after
@@ -203,16 +211,30 @@ impl Backing {
             || self.tree.contains_key(key(PLUGIN_INLINE, name))?)
     }
 
-    /// Write (or, with `None`, remove) plugin `name`, durably, then delete modules no longer
-    /// named.
-    pub(crate) fn save_plugin(&self, name: &str, p: Option<&StoredPlugin>) -> Result<()> {
-        match p {
-            Some(p) => self.write(name, p)?,
+    /// Write (or, with `None`, remove) plugin `name` and its guardrails' state (`None`: none)
+    /// in one atomic batch, durably, then delete modules no longer named. One batch, so a
+    /// crash never leaves a rollback's restored version without its record.
+    pub(crate) fn save_plugin(
+        &self,
+        name: &str,
+        p: Option<&StoredPlugin>,
+        guard: Option<&super::guard::Stored>,
+    ) -> Result<()> {
+        let mut b = match p {
+            Some(p) => self.record(name, p)?,
             None => {
-                self.tree.remove(key(PLUGIN, name))?;
-                self.tree.remove(key(PLUGIN_INLINE, name))?;
+                let mut b = crate::durable::Batch::default();
+                b.remove(key(PLUGIN, name));
+                b.remove(key(PLUGIN_INLINE, name));
+                b
             }
+        };
+        let g = key(GUARD, name);
+        match guard.filter(|_| p.is_some()) {
+            Some(guard) => b.insert(&g, codec::encode(&g, guard)?),
+            None => b.remove(g),
         }
+        self.tree.apply_batch(b)?;
         self.tree.flush()?;
         self.collect()
     }
@@ -238,26 +260,24 @@ impl Backing {
         self.tree.is_read_only()
     }
 
-    /// Write (or, with `None`, remove) the guardrails' state of plugin `name`, durably.
-    pub(crate) fn save_guard(&self, name: &str, g: Option<&super::guard::Stored>) -> Result<()> {
-        match g {
-            Some(g) => {
-                let k = key(GUARD, name);
-                self.tree.insert(&k[..], codec::encode(&k, g)?)?
-            }
-            None => self.tree.remove(key(GUARD, name))?,
-        };
-        self.tree.flush()?;
-        Ok(())
-    }
-
     /// Every plugin's stored guardrails' state, by name.
     pub(crate) fn load_guards(&self) -> Result<Vec<(String, super::guard::Stored)>> {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(GUARD) {
             let (k, v) = kv?;
             let name = String::from_utf8_lossy(&k[GUARD.len()..]).into_owned();
-            out.push((name, codec::decode(&k, &v)?));
+            // Guardrails are advice about a version, not the version: a record that does not
+            // decode is reported and left out, and the store still opens.
+            match codec::decode(&k, &v) {
+                Ok(g) => out.push((name, g)),
+                Err(e) => tracing::error!(
+                    target: "recostore::plugin",
+                    plugin = %name,
+                    error = %e,
+                    "the stored guardrails of a plugin do not decode; its watch and rollback \
+                     records are dropped"
+                ),
+            }
         }
         Ok(out)
     }
@@ -377,10 +397,10 @@ mod tests {
             last_number: 3,
             disabled: None,
         };
-        b.save_plugin("p", Some(&next)).expect("save");
+        b.save_plugin("p", Some(&next), None).expect("save");
         assert_eq!(files(dir.path()), 2);
         assert_eq!(b.load().expect("load").plugins[0].1, next);
-        b.save_plugin("p", None).expect("remove");
+        b.save_plugin("p", None, None).expect("remove");
         assert_eq!(files(dir.path()), 0);
     }
 
@@ -394,13 +414,14 @@ mod tests {
             last_number: 1,
             disabled: None,
         };
-        b.save_plugin("bad", Some(&p)).expect("save");
+        b.save_plugin("bad", Some(&p), None).expect("save");
         b.save_plugin(
             "good",
             Some(&StoredPlugin {
                 current: version(1, 4),
                 ..p.clone()
             }),
+            None,
         )
         .expect("save");
         let file = dir

@@ -36,6 +36,9 @@ struct Entry {
     transient: bool,
     /// The watch of a promotion and the rollbacks the guardrails made (`guard`).
     guard: Arc<guard::Stored>,
+    /// Which bands of impressions the CTR and conversion tests have looked at, for this
+    /// watch (memory only: see `guard::look`).
+    looks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone, Default)]
@@ -187,23 +190,10 @@ impl Plugins {
             last_number: e.last_number,
             disabled: e.disabled.clone(),
         });
-        tree.save_plugin(name, stored.as_ref())
-    }
-
-    /// Persist the guardrails' state of plugin `name` (nothing for a transient plugin or a
-    /// standalone registry; an empty state removes the key).
-    fn save_guard(&self, name: &str, entry: &Entry) -> Result<()> {
-        let Some(tree) = self.shared.tree.get() else {
-            return Ok(());
-        };
-        if entry.transient {
-            return Ok(());
-        }
-        let g = &*entry.guard;
-        tree.save_guard(
-            name,
-            (g.watch.is_some() || !g.rollbacks.is_empty()).then_some(g),
-        )
+        let guard = entry
+            .map(|e| &*e.guard)
+            .filter(|g| g.watch.is_some() || !g.rollbacks.is_empty());
+        tree.save_plugin(name, stored.as_ref(), guard)
     }
 
     /// Run `f` while no plugin or slot change can be written (a backup copies the records
@@ -256,6 +246,7 @@ impl Plugins {
                                 last_number: p.last_number,
                                 transient: false,
                                 guard: Arc::new(g),
+                                looks: Arc::default(),
                             };
                             table.plugins.insert(name, entry);
                         }
@@ -301,22 +292,26 @@ impl Plugins {
     /// [`Plugins::load`] with a config the plugin reads in `recostore_init` (for the SDK
     /// strategies, a JSON object).
     pub fn load_with_config(&self, name: &str, wasm: &[u8], config: &[u8]) -> Result<PluginInfo> {
-        self.load_inner(name, wasm, config, true)
+        self.load_inner(name, wasm, config, true, None)
     }
 
     /// [`Plugins::load_with_config`] for this handle's life only: the version serves like any
     /// other but is never written to the store, so it is gone when the store closes and a
     /// later open neither compiles nor lists it. For one-off queries (`query --plugin`).
     pub fn load_transient(&self, name: &str, wasm: &[u8], config: &[u8]) -> Result<PluginInfo> {
-        self.load_inner(name, wasm, config, false)
+        self.load_inner(name, wasm, config, false, None)
     }
 
+    /// Load and publish the next version of `name`; with `guardrails`, watched against the
+    /// version it replaces (which must exist), all under one hold of the writer's lock and
+    /// stored in one batch, so the version, its watch and its baseline never disagree.
     fn load_inner(
         &self,
         name: &str,
         wasm: &[u8],
         config: &[u8],
         persist: bool,
+        guardrails: Option<Guardrails>,
     ) -> Result<PluginInfo> {
         check_name(name).map_err(|reason| Error::PluginRejected {
             name: name.to_string(),
@@ -325,7 +320,16 @@ impl Plugins {
         let host = self.host()?;
         let _w = self.writer();
         let table = self.shared.table.load_full();
-        let number = table.plugins.get(name).map_or(0, |e| e.last_number) + 1;
+        let old = table.plugins.get(name);
+        if guardrails.is_some() && old.is_none() {
+            return Err(Error::PluginNotFound {
+                what: "plugin",
+                name: name.to_string(),
+                hint: "promote replaces a loaded plugin, which becomes the version rolled back \
+                       to; load the first version with Plugins::load (`plugin.load`)",
+            });
+        }
+        let number = old.map_or(0, |e| e.last_number) + 1;
         let v = PluginVersion::load(
             &host,
             name,
@@ -342,18 +346,26 @@ impl Plugins {
             last_number: number,
             transient: !persist,
             // A load or swap ends any watch (the version it watched no longer serves); the
-            // rollbacks stay on record.
+            // rollbacks stay on record. A promotion starts one, from the old version's
+            // figures now.
             guard: Arc::new(guard::Stored {
-                watch: None,
-                rollbacks: table
-                    .plugins
-                    .get(name)
-                    .map(|e| e.guard.rollbacks.clone())
-                    .unwrap_or_default(),
+                watch: guardrails.zip(old).map(|(guardrails, e)| guard::Watch {
+                    version: number,
+                    previous: e.current.number(),
+                    previous_disabled: e.disabled.clone(),
+                    promoted_at: guard::now_secs(),
+                    guardrails,
+                    baseline: guard::Baseline {
+                        calls: e.current.calls(),
+                        faults: e.current.faults().total(),
+                        p99_us: e.current.counters.latency.latency().p99_us,
+                    },
+                }),
+                rollbacks: old.map(|e| e.guard.rollbacks.clone()).unwrap_or_default(),
             }),
+            looks: Arc::default(),
         };
         self.save(name, Some(&entry))?;
-        self.save_guard(name, &entry)?;
         self.publish(|t| {
             t.plugins.insert(name.to_string(), entry);
         });
@@ -393,9 +405,9 @@ impl Plugins {
                 watch: None,
                 rollbacks: e.guard.rollbacks.clone(),
             }),
+            looks: Arc::default(),
         };
         self.save(name, Some(&entry))?;
-        self.save_guard(name, &entry)?;
         self.publish(|t| {
             t.plugins.insert(name.to_string(), entry);
         });
@@ -432,9 +444,6 @@ impl Plugins {
             });
         }
         self.save(name, None)?;
-        if let Some(tree) = self.shared.tree.get() {
-            tree.save_guard(name, None)?;
-        }
         self.publish(|t| {
             t.plugins.remove(name);
         });
@@ -606,54 +615,19 @@ impl Plugins {
         guardrails.check().map_err(|reason| Error::PluginRefused {
             reason: format!("guardrails for `{name}`: {reason}"),
         })?;
-        let Some(before) = self.shared.table.load().plugins.get(name).cloned() else {
-            return Err(Error::PluginNotFound {
-                what: "plugin",
-                name: name.to_string(),
-                hint: "promote replaces a loaded plugin, which becomes the version rolled back \
-                       to; load the first version with Plugins::load (`plugin.load`)",
-            });
-        };
-        let old = &before.current;
-        let baseline = guard::Baseline {
-            calls: old.calls(),
-            faults: old.faults().total(),
-            p99_us: old.counters.latency.latency().p99_us,
-        };
-        let info = self.load_with_config(name, wasm, config)?;
-        let _w = self.writer();
-        let table = self.shared.table.load_full();
-        let Some(e) = table.plugins.get(name) else {
-            return Err(not_found(name));
-        };
-        if e.current.number() != info.version {
-            // Another change landed in between; it is what serves, unwatched.
-            return self.info(name);
-        }
-        let mut e = e.clone();
-        e.guard = Arc::new(guard::Stored {
-            watch: Some(guard::Watch {
-                version: info.version,
-                previous: old.number(),
-                promoted_at: guard::now_secs(),
-                guardrails,
-                baseline,
-            }),
-            rollbacks: e.guard.rollbacks.clone(),
-        });
-        self.save_guard(name, &e)?;
-        self.publish(|t| {
-            t.plugins.insert(name.to_string(), e);
-        });
+        let info = self.load_inner(name, wasm, config, true, Some(guardrails))?;
         tracing::info!(target: "recostore::plugin", plugin = name, version = info.version,
             "promoted under guardrails");
-        self.info(name)
+        Ok(info)
     }
 
     /// After a call of `v` (on the query path): every 32nd call of a watched version, judge
-    /// it against its guardrails, and roll it back if it crossed one.
+    /// it against its guardrails, and roll it back if it crossed one. The other calls cost an
+    /// atomic load and a modulo; a query whose plugin was not called (no candidates) does not
+    /// judge again at the same count.
     pub(crate) fn after_call(&self, v: &Arc<PluginVersion>) {
-        if !v.calls().is_multiple_of(32) {
+        let calls = v.calls();
+        if !calls.is_multiple_of(32) || v.counters.judged.swap(calls, Relaxed) == calls {
             return;
         }
         let table = self.shared.table.load();
@@ -676,11 +650,19 @@ impl Plugins {
             .attribution
             .rates(v.name(), w.previous, w.version);
         let now = guard::Now {
-            calls: v.calls(),
+            calls,
             faults: v.faults().total(),
             p99_us: v.counters.latency.latency().p99_us,
         };
-        if let Some(reason) = guard::verdict(&w.guardrails, &w.baseline, &now, &ctr, &conversion) {
+        let rate_alpha = guard::look(&w.guardrails, &ctr, &e.looks);
+        if let Some(reason) = guard::verdict(
+            &w.guardrails,
+            &w.baseline,
+            &now,
+            &ctr,
+            &conversion,
+            rate_alpha,
+        ) {
             self.roll_back_watched(v, reason);
         }
     }
@@ -702,7 +684,7 @@ impl Plugins {
             watch: None,
             rollbacks: e.guard.rollbacks.clone(),
         });
-        if let Err(err) = self.save_guard(v.name(), &e) {
+        if let Err(err) = self.save(v.name(), Some(&e)) {
             tracing::error!(plugin = v.name(), error = %err, "could not persist the end of a watch");
         }
         self.publish(|t| {
@@ -711,27 +693,27 @@ impl Plugins {
         tracing::info!(target: "recostore::plugin", plugin = v.name(), version = v.number(), "{why}");
     }
 
-    /// Roll the watched version `v` back to the one it replaced, for `reason`.
-    fn roll_back_watched(&self, v: &Arc<PluginVersion>, reason: String) {
+    /// Roll the watched version `v` back to the one it replaced, for `reason`. `false` when
+    /// it did not: the writer is busy (the next check acts), or `v` is no longer the watched
+    /// version serving.
+    fn roll_back_watched(&self, v: &Arc<PluginVersion>, reason: String) -> bool {
         // On a query thread: never wait behind a load that is compiling; the next check
         // (the figures only get worse) rolls back instead.
         let Some(_w) = self.try_writer() else {
-            return;
+            return false;
         };
         let table = self.shared.table.load_full();
         let Some(e) = table.plugins.get(v.name()) else {
-            return;
+            return false;
         };
         let Some(prev) = e.previous.clone() else {
-            return;
+            return false;
         };
-        if !Arc::ptr_eq(&e.current, v)
-            || e.guard
-                .watch
-                .as_ref()
-                .is_none_or(|w| w.version != v.number())
-        {
-            return;
+        let Some(w) = e.guard.watch.as_ref().filter(|w| w.version == v.number()) else {
+            return false;
+        };
+        if !Arc::ptr_eq(&e.current, v) || prev.number() != w.previous {
+            return false;
         }
         let mut rollbacks = e.guard.rollbacks.clone();
         rollbacks.push(guard::Rollback {
@@ -746,13 +728,16 @@ impl Plugins {
         let entry = Entry {
             current: prev.clone(),
             previous: Some(v.clone()),
-            disabled: None,
+            // The version restored comes back as it was: disabled, if it was when promoted
+            // over.
+            disabled: w.previous_disabled.clone(),
             last_number: e.last_number,
             transient: e.transient,
             guard: Arc::new(guard::Stored {
                 watch: None,
                 rollbacks,
             }),
+            looks: Arc::default(),
         };
         tracing::error!(
             target: "recostore::plugin",
@@ -761,15 +746,14 @@ impl Plugins {
             restored = prev.number(),
             "plugin rolled back by its guardrails: {reason}"
         );
-        if let Err(err) = self
-            .save(v.name(), Some(&entry))
-            .and_then(|()| self.save_guard(v.name(), &entry))
-        {
-            tracing::error!(plugin = v.name(), error = %err, "could not persist a guardrail rollback");
+        if let Err(err) = self.save(v.name(), Some(&entry)) {
+            tracing::error!(plugin = v.name(), error = %err,
+                "could not persist a guardrail rollback; it holds until the store closes");
         }
         self.publish(|t| {
             t.plugins.insert(v.name().to_string(), entry);
         });
+        true
     }
 
     /// The writer's lock if free now (query threads never wait for it).
@@ -782,7 +766,7 @@ impl Plugins {
     }
 
     /// After a fault of `v`: disable its plugin if the streak reached the limit and `v` is
-    /// still the version serving.
+    /// still the version serving; a version under watch is rolled back instead.
     pub(crate) fn after_fault(&self, v: &Arc<PluginVersion>) {
         let streak = v.faults_in_a_row();
         if streak < u64::from(self.shared.limits.faults_in_a_row) {
@@ -802,13 +786,16 @@ impl Plugins {
                     .is_some_and(|w| w.version == v.number())
             });
         let replica = self.shared.tree.get().is_some_and(|t| t.is_read_only());
-        if watched && !replica {
-            // A promoted version under watch goes back to the one before it, which served
-            // well, instead of leaving the built-in ranker to serve.
-            self.roll_back_watched(
+        // A promoted version under watch goes back to the one before it, which served well,
+        // instead of leaving the built-in ranker to serve. If that cannot happen now, it is
+        // disabled as any other.
+        if watched
+            && !replica
+            && self.roll_back_watched(
                 v,
                 format!("{streak} faults in a row (counts: {:?})", v.faults()),
-            );
+            )
+        {
             return;
         }
         // This runs on a query thread: never wait behind a load that is compiling. If a
@@ -908,7 +895,11 @@ fn info(t: &Table, name: &str, e: &Entry) -> PluginInfo {
             .filter(|(_, s)| s.variants.iter().any(|v| v.strategy.name() == name))
             .map(|(n, _)| n.clone())
             .collect(),
-        watch: e.guard.watch.clone(),
+        watch: e
+            .guard
+            .watch
+            .clone()
+            .filter(|w| guard::now_secs() < w.until()),
         rollbacks: e.guard.rollbacks.clone(),
     }
 }

@@ -395,9 +395,9 @@ impl PluginVersion {
     fn run_within(&self, input: &Input, ticks: u64) -> Result<Output, Fault> {
         let started = Instant::now();
         self.counters.calls.fetch_add(1, Relaxed);
-        let result = self
-            .pool
-            .pop()
+        let warm_start = self.pool.pop();
+        let cold = warm_start.is_none();
+        let result = warm_start
             .map_or_else(|| self.instantiate(ticks), Ok)
             .and_then(|mut warm| {
                 let out = self.call(&mut warm, input, ticks);
@@ -419,7 +419,9 @@ impl PluginVersion {
         self.counters
             .nanos
             .fetch_add(crate::narrow::u64_from(elapsed.as_nanos()), Relaxed);
-        self.counters.latency.record(elapsed);
+        if !cold {
+            self.counters.latency.record(elapsed);
+        }
         match result {
             Ok(mut o) => {
                 self.counters.in_a_row.store(0, Relaxed);

@@ -34,7 +34,8 @@ pub enum PluginCmd {
     /// events at one time T, replays those before it, and has the candidate and the current
     /// strategy answer the same ask for every user; prints recall@k, NDCG@k and coverage of
     /// both, the share of items the candidate changes, and the difference with a 95%
-    /// bootstrap interval. The store is read, never written.
+    /// bootstrap interval. Nothing the store serves changes (closing it writes a checkpoint,
+    /// as every open does); it ranks with the store's default configuration.
     ///
     /// T is, by default, the time before which 80% of the logged views, clicks and purchases
     /// fall. On a store an admin socket serves, use the socket's `plugin.replay` instead.
@@ -316,10 +317,6 @@ fn replay(a: ReplayArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         );
     }
-    println!(
-        "difference coverage  {:+.4}  (no interval: resampled users repeat, which shrinks coverage)",
-        d.coverage
-    );
     println!(
         "difference coverage  {:+.4}  (no interval: resampled users repeat, which shrinks coverage)",
         d.coverage
