@@ -229,6 +229,22 @@ fn lib_traffic(store: &Store, rounds: usize, ts: &mut u64) -> Vec<Option<u32>> {
         .collect()
 }
 
+/// The shop with plugin `strat` version 1 serving all of slot `home`, after 400 answers and
+/// their clicks.
+fn served_by_version_1(dir: &Path, ts: &mut u64) -> Store {
+    let store = shop(dir);
+    store
+        .plugins()
+        .load("strat", Wat::default().text().as_bytes())
+        .expect("load");
+    store
+        .plugins()
+        .set_slot("home", vec![Variant::new("strat", 1)])
+        .expect("route");
+    lib_traffic(&store, 400, ts);
+    store
+}
+
 fn guardrails(window_secs: u64) -> Guardrails {
     Guardrails {
         min_impressions: 600,
@@ -251,16 +267,7 @@ fn a_watch_survives_a_restart_and_still_rolls_back() {
     .text();
     let mut ts = 1_000;
     {
-        let store = shop(dir.path());
-        store
-            .plugins()
-            .load("strat", Wat::default().text().as_bytes())
-            .expect("load");
-        store
-            .plugins()
-            .set_slot("home", vec![Variant::new("strat", 1)])
-            .expect("route");
-        lib_traffic(&store, 400, &mut ts);
+        let store = served_by_version_1(dir.path(), &mut ts);
         store
             .plugins()
             .promote("strat", worse.as_bytes(), b"", guardrails(3600))
@@ -291,17 +298,8 @@ fn a_watch_survives_a_restart_and_still_rolls_back() {
 #[test]
 fn after_its_window_a_promotion_stands() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = shop(dir.path());
-    store
-        .plugins()
-        .load("strat", Wat::default().text().as_bytes())
-        .expect("load");
-    store
-        .plugins()
-        .set_slot("home", vec![Variant::new("strat", 1)])
-        .expect("route");
     let mut ts = 1_000;
-    lib_traffic(&store, 400, &mut ts);
+    let store = served_by_version_1(dir.path(), &mut ts);
     let worse = Wat {
         sign: -1.0,
         ..Wat::default()
