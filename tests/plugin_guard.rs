@@ -368,7 +368,7 @@ fn promote_needs_a_loaded_plugin_and_a_manual_swap_ends_the_watch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = shop(dir.path());
     let good = Wat::default().text().into_bytes();
-    let g = recostore::plugin::Guardrails::default();
+    let g = Guardrails::default();
     match store.plugins().promote("strat", &good, b"", g.clone()) {
         Err(recostore::Error::PluginNotFound { hint, .. }) => {
             assert!(hint.contains("load"), "{hint}")
@@ -383,4 +383,37 @@ fn promote_needs_a_loaded_plugin_and_a_manual_swap_ends_the_watch() {
     assert_eq!(info.watch.as_ref().map(|w| w.version), Some(2));
     let info = store.plugins().swap("strat", &good).expect("swap");
     assert_eq!((info.version, info.watch), (3, None));
+
+    // Over a disabled plugin a promotion is refused: its baseline would be the faults that
+    // disabled it, and a rollback would restore a disabled version.
+    let trap = Wat {
+        hostile: "(unreachable)",
+        ..Wat::default()
+    }
+    .text()
+    .into_bytes();
+    store.plugins().load("trap", &trap).expect("load");
+    store
+        .record_events(&[recostore::Event::purchase("collector", "i01", 1, 5.0, 10)])
+        .expect("sale");
+    for _ in 0..5 {
+        store
+            .recommend(&recostore::Ask::new(recostore::Scenario::Trending).strategy("trap"))
+            .expect("falls back");
+    }
+    assert!(store
+        .plugins()
+        .info("trap")
+        .expect("info")
+        .disabled
+        .is_some());
+    match store
+        .plugins()
+        .promote("trap", &good, b"", Guardrails::default())
+    {
+        Err(recostore::Error::PluginRefused { reason }) => {
+            assert!(reason.contains("enable it or roll it back"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

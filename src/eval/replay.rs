@@ -5,7 +5,7 @@
 //! `T` is what the answers are scored against. By default `T` is the time before which 80% of
 //! the logged interest events fall; [`Split::At`] and [`Split::Last`] set it. A user is asked
 //! for when they have a training item and at least one *new* item after `T` (one they had not
-//! touched before it: views, clicks and purchases count, impressions do not). The catalogue
+//! touched before it: interest events count, searches and impressions do not). The catalogue
 //! is the store's as it is now, for both sides alike. As in [`super::evaluate`], the asked
 //! users are shown without their explicit tags, which an importer may have summarised from
 //! the whole history, the part after the cut included: only the replayed events speak for
@@ -41,7 +41,8 @@ use crate::scenario::{Ask, Derivations, Env, Scenario};
 use crate::splitmix::SplitMix64;
 use crate::store::Store;
 
-/// The share of the log's interest events that falls after the default cut.
+/// The share of the log's interest events (anything but searches and impressions) that falls
+/// after the default cut.
 const DEFAULT_TEST_SHARE: f64 = 0.2;
 
 /// Most bootstrap resamples (each costs a pass over the evaluated users).
@@ -63,7 +64,8 @@ pub enum Split {
     Share(f64),
     /// At this event time (seconds, as events carry them).
     At(u64),
-    /// This many seconds before the newest logged view, click or purchase.
+    /// This many seconds before the newest logged interest event (anything but a search or
+    /// an impression: views, clicks, favourites, carts, purchases, ratings, reviews).
     Last(u64),
 }
 
@@ -293,13 +295,22 @@ pub fn replay(
     }
 
     if asked.len().saturating_mul(opts.resamples) > MAX_BOOTSTRAP_DRAWS {
-        return Err(bad(format!(
-            "{} users × {} resamples is more than {MAX_BOOTSTRAP_DRAWS} bootstrap draws; ask for \
-             at most {} resamples",
-            asked.len(),
-            opts.resamples,
-            (MAX_BOOTSTRAP_DRAWS / asked.len()).max(1)
-        )));
+        let most = MAX_BOOTSTRAP_DRAWS / asked.len();
+        return Err(bad(if most >= 100 {
+            format!(
+                "{} users × {} resamples is more than {MAX_BOOTSTRAP_DRAWS} bootstrap draws; ask \
+                 for at most {most} resamples",
+                asked.len(),
+                opts.resamples
+            )
+        } else {
+            format!(
+                "{} users are more than a replay resamples ({} at 100 resamples); cut later \
+                 (a later cut asks fewer users)",
+                asked.len(),
+                MAX_BOOTSTRAP_DRAWS / 100
+            )
+        }));
     }
     let replay_meter = Meter::new(opts.progress.as_ref(), "replay", train_events);
     let training: Vec<Training<'_>> = users

@@ -18,7 +18,8 @@
 //! tests each of the two metrics at `alpha / 2^(j+2)`, so over every band and both metrics
 //! the chance of rolling back a version no worse than the old one stays below `alpha` (a
 //! union bound: Σ 2 · alpha / 2^(j+2) = alpha), whatever the traffic. The bands looked at are
-//! kept in memory: after a restart a band may be looked at once more.
+//! kept in memory: after a restart a band may be looked at once more, so across restarts the
+//! bound is alpha per process life, not alpha in all.
 //!
 //! **What the rate tests assume.** Impressions are the trials, as the A/B figures count them,
 //! so the k items of one answer count as k trials. The old version's rates are over its whole
@@ -173,9 +174,10 @@ pub(crate) struct Rates {
     pub new: u64,
 }
 
-/// The level for the rate tests if this check opens a band of impressions not looked at yet
-/// (see the module docs), marking it in `looks`; `None`: no rate test now.
-pub(crate) fn look(g: &Guardrails, r: &Rates, looks: &AtomicU64) -> Option<f64> {
+/// The level for the rate tests, and the band's bit, if this check opens a band of
+/// impressions not looked at yet (see the module docs), marking it in `looks`; `None`: no rate
+/// test now.
+pub(crate) fn look(g: &Guardrails, r: &Rates, looks: &AtomicU64) -> Option<(f64, u64)> {
     if r.old_impressions < g.min_impressions || r.new_impressions < g.min_impressions {
         return None;
     }
@@ -185,7 +187,7 @@ pub(crate) fn look(g: &Guardrails, r: &Rates, looks: &AtomicU64) -> Option<f64> 
         return None;
     }
     // band ≤ 62, so the power of two is exact.
-    Some(g.alpha / 2f64.powi(band as i32 + 2))
+    Some((g.alpha / 2f64.powi(band as i32 + 2), bit))
 }
 
 /// Which bound the new version crossed, if any, as the reason a rollback records. The rate
@@ -395,13 +397,16 @@ mod tests {
             new: 0,
         };
         assert_eq!(look(&g, &at(999), &looks), None);
-        assert_eq!(look(&g, &at(1_000), &looks), Some(0.0025));
+        assert_eq!(look(&g, &at(1_000), &looks), Some((0.0025, 1)));
         assert_eq!(look(&g, &at(1_999), &looks), None);
-        assert_eq!(look(&g, &at(2_000), &looks), Some(0.00125));
+        assert_eq!(look(&g, &at(2_000), &looks), Some((0.00125, 2)));
         assert_eq!(look(&g, &at(3_000), &looks), None);
         let total: f64 = (0..63).map(|b| 2.0 * g.alpha / 2f64.powi(b + 2)).sum();
         assert!(total <= g.alpha, "{total}");
-        assert_eq!(look(&g, &at(u64::MAX), &looks).map(|a| a > 0.0), Some(true));
+        assert_eq!(
+            look(&g, &at(u64::MAX), &looks).map(|(a, _)| a > 0.0),
+            Some(true)
+        );
     }
 
     #[test]

@@ -268,8 +268,17 @@ impl Backing {
             let name = String::from_utf8_lossy(&k[GUARD.len()..]).into_owned();
             // Guardrails are advice about a version, not the version: a record that does not
             // decode is reported and left out, and the store still opens.
-            match codec::decode(&k, &v) {
-                Ok(g) => out.push((name, g)),
+            match codec::decode::<super::guard::Stored>(&k, &v) {
+                Ok(mut g) => {
+                    // Bounds that mean nothing (a damaged or hand-written record) would
+                    // judge nothing right: the watch is dropped, the rollbacks kept.
+                    if let Some(Err(why)) = g.watch.as_ref().map(|w| w.guardrails.check()) {
+                        tracing::error!(target: "recostore::plugin", plugin = %name,
+                            "a stored watch has guardrails that mean nothing ({why}); it is dropped");
+                        g.watch = None;
+                    }
+                    out.push((name, g));
+                }
                 Err(e) => tracing::error!(
                     target: "recostore::plugin",
                     plugin = %name,

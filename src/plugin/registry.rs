@@ -329,6 +329,18 @@ impl Plugins {
                        to; load the first version with Plugins::load (`plugin.load`)",
             });
         }
+        if let Some(why) = old
+            .filter(|_| guardrails.is_some())
+            .and_then(|e| e.disabled.as_ref())
+        {
+            return Err(Error::PluginRefused {
+                reason: format!(
+                    "`{name}` is disabled ({why}); a promotion is judged against the version it \
+                     replaces, and a rollback would restore that one: enable it or roll it back \
+                     first, or swap without guardrails"
+                ),
+            });
+        }
         let number = old.map_or(0, |e| e.last_number) + 1;
         let v = PluginVersion::load(
             &host,
@@ -654,16 +666,22 @@ impl Plugins {
             faults: v.faults().total(),
             p99_us: v.counters.latency.latency().p99_us,
         };
-        let rate_alpha = guard::look(&w.guardrails, &ctr, &e.looks);
+        let look = guard::look(&w.guardrails, &ctr, &e.looks);
         if let Some(reason) = guard::verdict(
             &w.guardrails,
             &w.baseline,
             &now,
             &ctr,
             &conversion,
-            rate_alpha,
+            look.map(|(alpha, _)| alpha),
         ) {
-            self.roll_back_watched(v, reason);
+            if self.roll_back_watched(v, reason) == Outcome::Busy {
+                // The band that found it worse is looked at again by the next check, which
+                // acts then: it already rejected once, so this spends no more alpha.
+                if let Some((_, bit)) = look {
+                    e.looks.fetch_and(!bit, Relaxed);
+                }
+            }
         }
     }
 
@@ -693,27 +711,25 @@ impl Plugins {
         tracing::info!(target: "recostore::plugin", plugin = v.name(), version = v.number(), "{why}");
     }
 
-    /// Roll the watched version `v` back to the one it replaced, for `reason`. `false` when
-    /// it did not: the writer is busy (the next check acts), or `v` is no longer the watched
-    /// version serving.
-    fn roll_back_watched(&self, v: &Arc<PluginVersion>, reason: String) -> bool {
+    /// Roll the watched version `v` back to the one it replaced, for `reason`.
+    fn roll_back_watched(&self, v: &Arc<PluginVersion>, reason: String) -> Outcome {
         // On a query thread: never wait behind a load that is compiling; the next check
-        // (the figures only get worse) rolls back instead.
+        // rolls back instead.
         let Some(_w) = self.try_writer() else {
-            return false;
+            return Outcome::Busy;
         };
         let table = self.shared.table.load_full();
         let Some(e) = table.plugins.get(v.name()) else {
-            return false;
+            return Outcome::Impossible;
         };
         let Some(prev) = e.previous.clone() else {
-            return false;
+            return Outcome::Impossible;
         };
-        let Some(w) = e.guard.watch.as_ref().filter(|w| w.version == v.number()) else {
-            return false;
+        let Some(w) = e.guard.watch.as_ref().filter(|w| watching(w, v)) else {
+            return Outcome::Impossible;
         };
         if !Arc::ptr_eq(&e.current, v) || prev.number() != w.previous {
-            return false;
+            return Outcome::Impossible;
         }
         let mut rollbacks = e.guard.rollbacks.clone();
         rollbacks.push(guard::Rollback {
@@ -753,7 +769,7 @@ impl Plugins {
         self.publish(|t| {
             t.plugins.insert(v.name().to_string(), entry);
         });
-        true
+        Outcome::Done
     }
 
     /// The writer's lock if free now (query threads never wait for it).
@@ -779,24 +795,18 @@ impl Plugins {
             .load()
             .plugins
             .get(v.name())
-            .is_some_and(|e| {
-                e.guard
-                    .watch
-                    .as_ref()
-                    .is_some_and(|w| w.version == v.number())
-            });
+            .is_some_and(|e| e.guard.watch.as_ref().is_some_and(|w| watching(w, v)));
         let replica = self.shared.tree.get().is_some_and(|t| t.is_read_only());
         // A promoted version under watch goes back to the one before it, which served well,
         // instead of leaving the built-in ranker to serve. If that cannot happen now, it is
         // disabled as any other.
-        if watched
-            && !replica
-            && self.roll_back_watched(
-                v,
-                format!("{streak} faults in a row (counts: {:?})", v.faults()),
-            )
-        {
-            return;
+        if watched && !replica {
+            let why = format!("{streak} faults in a row (counts: {:?})", v.faults());
+            match self.roll_back_watched(v, why) {
+                // Busy: the next fault (the streak only grows) rolls back instead.
+                Outcome::Done | Outcome::Busy => return,
+                Outcome::Impossible => {}
+            }
         }
         // This runs on a query thread: never wait behind a load that is compiling. If a
         // writer is busy, the next fault (the streak only grows) disables the plugin instead.
@@ -867,6 +877,22 @@ impl Plugins {
     pub(crate) fn attribute(&self, events: &[Event]) {
         self.shared.attribution.record(events);
     }
+}
+
+/// What an attempt at a guardrail rollback came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Rolled back.
+    Done,
+    /// The writer's lock was taken; a later check tries again.
+    Busy,
+    /// Nothing to roll back to, or `v` is no longer the watched version serving.
+    Impossible,
+}
+
+/// Whether `w` is a live watch of `v`: its version, within its window.
+fn watching(w: &guard::Watch, v: &PluginVersion) -> bool {
+    w.version == v.number() && guard::now_secs() < w.until()
 }
 
 fn info(t: &Table, name: &str, e: &Entry) -> PluginInfo {

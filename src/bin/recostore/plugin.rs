@@ -37,8 +37,9 @@ pub enum PluginCmd {
     /// bootstrap interval. Nothing the store serves changes (closing it writes a checkpoint,
     /// as every open does); it ranks with the store's default configuration.
     ///
-    /// T is, by default, the time before which 80% of the logged views, clicks and purchases
-    /// fall. On a store an admin socket serves, use the socket's `plugin.replay` instead.
+    /// T is, by default, the time before which 80% of the logged interest events (anything
+    /// but searches and impressions) fall. On a store an admin socket serves, use the
+    /// socket's `plugin.replay` instead.
     Replay(ReplayArgs),
 }
 
@@ -58,7 +59,7 @@ pub struct ReplayArgs {
     /// Cut at this event time (seconds, as the events carry them).
     #[arg(long, value_name = "T", conflicts_with = "last")]
     since: Option<u64>,
-    /// Cut this long before the newest logged event: 90d, 12h, 30m or seconds.
+    /// Cut this long before the newest logged interest event: 90d, 12h, 30m or seconds.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     last: Option<u64>,
     /// Compare with this loaded plugin instead of the built-in ranker.
