@@ -14,6 +14,10 @@
 //! * **Epoch and fuel**: the a9 module called directly through wasmtime at 10,000 candidates
 //!   on four engines: no interruption, epoch, fuel, epoch + fuel; ratios against the first.
 //!
+//! * **Shadow**: the served p50 and p99 of a slot with no shadow variant and with one, in
+//!   alternating rounds of one run while a writer records events; the target is that a
+//!   shadow moves the served p99 by at most 5%.
+//!
 //! Figures go to `bench/RESULTS.md` by hand.
 
 use std::time::{Duration, Instant};
@@ -124,22 +128,7 @@ fn scenario_query(dir: &std::path::Path, depth: usize) {
     let limits = PluginLimits::default().rerank_depth(depth);
     let store =
         Store::open_with(store_dir.path(), Config::default().plugins(limits)).expect("open");
-    let items: Vec<Item> = (0..10_000)
-        .map(|i| Item::new(format!("i{i}"), [(format!("t{}", i % 50), 1.0)]).price(10.0))
-        .collect();
-    store.upsert_items(&items).expect("items");
-    let events: Vec<Event> = (0..20_000u64)
-        .map(|e| {
-            let item = format!("i{}", (e * 7919) % 1_000);
-            if e % 5 == 0 {
-                Event::purchase(format!("u{}", e % 500), item, 1, 10.0, 1_000 + e)
-            } else {
-                Event::view(format!("u{}", e % 500), item, 1_000 + e)
-            }
-        })
-        .collect();
-    store.record_events(&events).expect("events");
-    store.rebuild().expect("rebuild");
+    fill(&store);
     store.plugins().load("a9", &wasm).expect("load");
     let builtin = Ask::new(Scenario::Trending).k(10).user("u1");
     let plugin = builtin.clone().strategy("a9");
@@ -261,7 +250,7 @@ fn epoch_and_fuel(dir: &std::path::Path) {
 
 fn main() {
     let dir = plugin_support::examples();
-    // RECOSTORE_BENCH_ONLY=ranking|scenario|swap|fuel runs one part (for profiling).
+    // RECOSTORE_BENCH_ONLY=ranking|scenario|swap|fuel|shadow runs one part (for profiling).
     let only = std::env::var("RECOSTORE_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
     if run("ranking") {
@@ -275,6 +264,198 @@ fn main() {
     }
     if run("fuel") {
         epoch_and_fuel(&dir);
+    }
+    if run("shadow") {
+        shadow_cost(&dir);
+    }
+}
+
+/// 10,000 items in 50 tags, 20,000 views and purchases by 500 users, folded into a segment:
+/// the store the scenario and shadow parts query.
+fn fill(store: &Store) {
+    let items: Vec<Item> = (0..10_000)
+        .map(|i| Item::new(format!("i{i}"), [(format!("t{}", i % 50), 1.0)]).price(10.0))
+        .collect();
+    store.upsert_items(&items).expect("items");
+    let events: Vec<Event> = (0..20_000u64)
+        .map(|e| {
+            let item = format!("i{}", (e * 7919) % 1_000);
+            if e % 5 == 0 {
+                Event::purchase(format!("u{}", e % 500), item, 1, 10.0, 1_000 + e)
+            } else {
+                Event::view(format!("u{}", e % 500), item, 1_000 + e)
+            }
+        })
+        .collect();
+    store.record_events(&events).expect("events");
+    store.rebuild().expect("rebuild");
+}
+
+/// Every shadow's (sampled, ranked or dropped, ranked) so far.
+fn shadow_totals(store: &Store) -> (u64, u64, u64) {
+    store
+        .plugins()
+        .variant_stats(None)
+        .into_iter()
+        .filter_map(|r| r.shadow)
+        .fold((0, 0, 0), |t, s| {
+            (t.0 + s.sampled, t.1 + s.calls + s.dropped, t.2 + s.calls)
+        })
+}
+
+/// Percentile `p` of `v` (sorted in place), in µs.
+fn percentile(v: &mut [Duration], p: f64) -> f64 {
+    v.sort_unstable();
+    let at = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[at].as_secs_f64() * 1e6
+}
+
+/// The served p50 and p99 of slot `home` with no shadow, with a shadow sampling every answer
+/// and with one sampling a tenth, in alternating rounds of the same run on one store, with
+/// a writer recording events throughout (the state a shop is in).
+fn shadow_cost(dir: &std::path::Path) {
+    use recostore::plugin::Variant;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a9 = std::fs::read(dir.join("a9_match.wasm")).expect("a9_match.wasm");
+    let spend = std::fs::read(dir.join("spend_match.wasm")).expect("spend_match.wasm");
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(store_dir.path()).expect("open");
+    fill(&store);
+    store.plugins().load("a9", &a9).expect("load");
+    store.plugins().load("spend", &spend).expect("load");
+    // RECOSTORE_BENCH_THREADS query threads (default: one per core, a saturated machine);
+    // RECOSTORE_BENCH_ROUNDS rounds of each phase (default 5).
+    let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<usize>().ok());
+    let threads = env("RECOSTORE_BENCH_THREADS")
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let rounds = env("RECOSTORE_BENCH_ROUNDS").unwrap_or(5).max(1);
+    let secs: f64 = std::env::var("RECOSTORE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    let phases: [(&str, Vec<Variant>); 4] = [
+        ("no shadow", vec![Variant::new("a9", 1)]),
+        (
+            "shadow, every answer",
+            vec![Variant::new("a9", 1), Variant::shadow("spend", 1.0)],
+        ),
+        (
+            "shadow, a tenth",
+            vec![Variant::new("a9", 1), Variant::shadow("spend", 0.1)],
+        ),
+        // The first phase again: how far two rounds of the same thing differ here.
+        ("no shadow again (control)", vec![Variant::new("a9", 1)]),
+    ];
+    let stop_writer = AtomicBool::new(false);
+    let mut per_phase: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); 4];
+    // Per phase: shadow answers sampled, and ranked while the phase ran.
+    let mut ranked = [(0u64, 0u64); 4];
+    std::thread::scope(|s| {
+        // About 1,000 events a second while the queries run.
+        s.spawn(|| {
+            let mut ts = 100_000u64;
+            while !stop_writer.load(Ordering::Relaxed) {
+                let batch: Vec<Event> = (0..10)
+                    .map(|_| {
+                        ts += 1;
+                        Event::view(format!("u{}", ts % 500), format!("i{}", ts % 2_000), ts)
+                    })
+                    .collect();
+                store.record_events(&batch).expect("events");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        for _round in 0..rounds {
+            for (i, (_, variants)) in phases.iter().enumerate() {
+                // Let the worker finish what an earlier phase queued (it has the cores to
+                // itself between phases), so that no phase pays for another's shadows.
+                let settle = Instant::now() + Duration::from_secs(5);
+                while shadow_totals(&store).0 != shadow_totals(&store).1 && Instant::now() < settle
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let before = shadow_totals(&store);
+                store
+                    .plugins()
+                    .set_slot("home", variants.clone())
+                    .expect("route");
+                let until = Instant::now() + Duration::from_secs_f64(secs);
+                let lat: Vec<Vec<Duration>> = std::thread::scope(|q| {
+                    let hs: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let store = &store;
+                            q.spawn(move || {
+                                let mut out = Vec::new();
+                                let mut n = t;
+                                while Instant::now() < until {
+                                    let ask = Ask::new(Scenario::ForUser)
+                                        .user(format!("u{}", n % 500))
+                                        .slot("home")
+                                        .k(10);
+                                    let started = Instant::now();
+                                    store.serve(&ask).expect("serve");
+                                    out.push(started.elapsed());
+                                    n += threads;
+                                }
+                                out
+                            })
+                        })
+                        .collect();
+                    hs.into_iter().map(|h| h.join().expect("thread")).collect()
+                });
+                let mut all: Vec<Duration> = lat.into_iter().flatten().collect();
+                let qps = all.len() as f64 / secs;
+                per_phase[i].0.push(percentile(&mut all, 0.5));
+                per_phase[i].1.push(percentile(&mut all, 0.99));
+                per_phase[i].2.push(qps);
+                // Sampled in this phase, and ranked by the time it ended.
+                let after = shadow_totals(&store);
+                ranked[i].0 += after.0 - before.0;
+                ranked[i].1 += after.2 - before.2;
+            }
+        }
+        stop_writer.store(true, Ordering::Relaxed);
+    });
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\n## served for-user on a slot ranked by a9 ({threads} query threads on {} cores, a writer, \
+         10,000 items), {rounds} alternating rounds of {secs} s; medians of the rounds",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| shadow | p50 | p99 | p99 against no shadow | answers/s | shadow rankings during the phase / answers sampled |\n|---|---|---|---|---|---|");
+    let base = med(&per_phase[0].1);
+    for (i, (name, _)) in phases.iter().enumerate() {
+        let (p50, p99, qps) = (
+            med(&per_phase[i].0),
+            med(&per_phase[i].1),
+            med(&per_phase[i].2),
+        );
+        println!(
+            "| {name} | {p50:.1} µs | {p99:.1} µs | {:+.1}% | {qps:.0} | {} / {} |",
+            (p99 / base - 1.0) * 100.0,
+            ranked[i].1,
+            ranked[i].0
+        );
+    }
+    for r in store.plugins().variant_stats(Some("home")) {
+        if let Some(s) = r.shadow {
+            println!(
+                "shadow spend@{}: {} sampled, {} ranked, {} dropped (no room on the worker); \
+                 ranking p50 <= {:.0} µs, p99 <= {:.0} µs; overlap@k {:.3}, rank correlation {:?}",
+                r.version,
+                s.sampled,
+                s.calls,
+                s.dropped,
+                s.p50_us,
+                s.p99_us,
+                s.overlap,
+                s.rank_correlation
+            );
+        }
     }
 }
 

@@ -433,6 +433,13 @@ pub struct PluginLimits {
     pub faults_in_a_row: u32,
     /// Warm instances kept per plugin version. Default: twice the CPU count, at least 4.
     pub pool_size: usize,
+    /// Shadow rankings that may wait for the shadow worker; a sampled answer that finds the
+    /// queue full is not shadowed and is counted in `dropped`. Default 256 (at least 1).
+    pub shadow_queue: usize,
+    /// CPU the shadow worker may use, as a share of one core: after a ranking that took `t`
+    /// it rests `t·(1−share)/share`, and answers sampled meanwhile queue or are dropped.
+    /// Default 0.1; clamped to [0.001, 1].
+    pub shadow_cpu: f64,
 }
 
 impl Default for PluginLimits {
@@ -454,6 +461,8 @@ impl Default for PluginLimits {
             logs_per_call: 8,
             faults_in_a_row: 5,
             pool_size: (2 * cpus).max(4),
+            shadow_queue: 256,
+            shadow_cpu: 0.1,
         }
     }
 }
@@ -477,6 +486,12 @@ impl PluginLimits {
     /// Set [`PluginLimits::faults_in_a_row`].
     pub fn faults_in_a_row(mut self, n: u32) -> Self {
         self.faults_in_a_row = n;
+        self
+    }
+    /// Set [`PluginLimits::shadow_queue`] and [`PluginLimits::shadow_cpu`].
+    pub fn shadow(mut self, queue: usize, cpu: f64) -> Self {
+        self.shadow_queue = queue;
+        self.shadow_cpu = cpu;
         self
     }
     /// Set [`PluginLimits::rerank_depth`].

@@ -111,8 +111,8 @@ pub use retention::PruneReport;
 pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;
 pub use scenario::relations::VIEWED_NEWEST as SUBSTITUTE_SESSIONS;
 pub use scenario::{
-    Answer, Ask, Boost, RankedBy, Reason, Scenario, Served, UserMatch, MAX_BOOST, MAX_BOOSTS,
-    MIN_BOOST,
+    Answer, Ask, Boost, Interleaved, RankedBy, Reason, Scenario, Served, UserMatch, MAX_BOOST,
+    MAX_BOOSTS, MIN_BOOST,
 };
 pub use search::{
     Filter, Method, Path as SearchPath, Query, QueryStats, Recommendation, Similarity, Target,

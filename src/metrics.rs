@@ -114,6 +114,25 @@ impl Histogram {
         self.sum_ns.fetch_add(earlier.sum_ns.load(Relaxed), Relaxed);
     }
 
+    /// The bucket counts, maximum and sum (ns), for saving.
+    pub(crate) fn raw(&self) -> (Vec<u64>, u64, u64) {
+        (
+            self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            self.max_ns.load(Relaxed),
+            self.sum_ns.load(Relaxed),
+        )
+    }
+
+    /// Add counts saved by [`Histogram::raw`]; buckets beyond this histogram's are ignored
+    /// (a saved record is never longer unless the layout changed).
+    pub(crate) fn absorb_raw(&self, raw: &(Vec<u64>, u64, u64)) {
+        for (mine, c) in self.buckets.iter().zip(&raw.0) {
+            mine.fetch_add(*c, Relaxed);
+        }
+        self.max_ns.fetch_max(raw.1, Relaxed);
+        self.sum_ns.fetch_add(raw.2, Relaxed);
+    }
+
     /// Count one answer that took `d`.
     pub(crate) fn record(&self, d: Duration) {
         let ns = crate::narrow::u64_from(d.as_nanos());

@@ -27,6 +27,11 @@ impl<T> Default for Derived<T> {
 }
 
 impl<T> Derived<T> {
+    /// The kept value, whatever it was built from; none before the first build.
+    pub(crate) fn peek(&self) -> Option<Arc<T>> {
+        self.kept.load_full()
+    }
+
     /// The kept value if `serves` accepts it; otherwise one new value from `build`, kept for
     /// later queries. Concurrent callers that find no serving value wait for a single build and
     /// share its result (as long as it serves them too: a caller holding a newer snapshot than

@@ -801,6 +801,12 @@ impl Inner {
                 let _ = h.join();
             }
         }
+        // A queued shadow ranking holds this store's snapshot and registry; none may
+        // outlive the last handle and keep its files open. While other handles serve, the
+        // shadows go on.
+        if self.handles.load(Ordering::Acquire) == 0 {
+            self.shared.plugins.close_shadows();
+        }
         if self.tree.is_read_only() {
             // A replica's state is the leader's; it has nothing of its own to save.
             return Ok(());

@@ -81,6 +81,7 @@ impl View {
             config: &self.shared.config,
             plugins: &self.shared.plugins,
             derived: &self.shared.derived,
+            shadow: false,
         }
     }
 
@@ -139,7 +140,11 @@ impl View {
     /// whether it fell back to the built-in ranker.
     pub fn serve(&self, ask: &Ask) -> Result<Served> {
         let started = std::time::Instant::now();
-        let out = scenario::run(&self.env(), &self.snap, ask);
+        let out = scenario::run_with_shadows(&self.env(), &self.snap, ask);
+        let out = out.map(|(served, shadows)| {
+            self.queue_shadows(ask, &served, shadows);
+            served
+        });
         let took = started.elapsed();
         self.shared.latency.record(took);
         let code = crate::scenario::strategy::scenario_code(&ask.scenario) as usize;
@@ -147,6 +152,48 @@ impl View {
             h.record(took);
         }
         out
+    }
+
+    /// Hand the shadows sampled for `ask` to the shadow worker, each with this view's
+    /// snapshot, the ask and the ids served. The query thread only clones and queues.
+    fn queue_shadows(
+        &self,
+        ask: &Ask,
+        served: &Served,
+        shadows: Vec<crate::plugin::registry::ShadowPick>,
+    ) {
+        let Some(slot) = ask.slot.as_deref() else {
+            return;
+        };
+        if shadows.is_empty() {
+            return;
+        }
+        // Built once, and only if some shadow's task is queued.
+        let mut shared_parts: Option<(Arc<Ask>, Arc<[String]>)> = None;
+        for pick in shadows {
+            let plugins = &self.shared.plugins;
+            let key = pick.clone();
+            plugins.shadow(slot, &key, || {
+                let (ask, ids) = shared_parts
+                    .get_or_insert_with(|| {
+                        (
+                            Arc::new(ask.clone()),
+                            served.items.iter().map(|r| r.id.clone()).collect(),
+                        )
+                    })
+                    .clone();
+                let (snap, shared) = (self.snap.clone(), self.shared.clone());
+                Box::new(move || {
+                    let env = Env {
+                        config: &shared.config,
+                        plugins: &shared.plugins,
+                        derived: &shared.derived,
+                        shadow: true,
+                    };
+                    scenario::shadow(&env, &snap, &ask, &pick, &ids)
+                })
+            });
+        }
     }
 
     /// The `k` users whose tag profiles (explicit plus derived) are most like `user`'s, best

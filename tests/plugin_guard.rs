@@ -12,11 +12,11 @@ mod plugin_support;
 use std::path::Path;
 use std::time::Duration;
 
-use plugin_support::{relaxed, Wat};
+use plugin_support::{call, colour_shop, relaxed, wat_file, Wat};
 use recostore::admin::protocol::Code;
 use recostore::admin::{AdminClient, AdminServer};
 use recostore::plugin::{Guardrails, Variant};
-use recostore::{Config, Item, Store, User};
+use recostore::{Config, Store};
 use serde_json::{json, Value};
 
 const USERS: usize = 300;
@@ -27,26 +27,8 @@ fn open(dir: &Path) -> Store {
 
 fn shop(dir: &Path) -> Store {
     let store = open(dir);
-    let items: Vec<Item> = (0..60)
-        .map(|i| {
-            Item::new(format!("i{i:02}"), [(format!("colour:c{}", i % 3), 1.0)])
-                .category("mugs")
-                .price(10.0 + i as f32)
-                .stock(50)
-        })
-        .collect();
-    store.upsert_items(&items).expect("items");
-    let users: Vec<User> = (0..USERS)
-        .map(|u| User::new(format!("u{u}"), [(format!("colour:c{}", u % 3), 1.0)]))
-        .collect();
-    store.upsert_users(&users).expect("users");
+    colour_shop(&store, USERS);
     store
-}
-
-fn call(c: &mut AdminClient, cmd: &str, args: Value) -> Value {
-    let r = c.call(cmd, args.clone()).expect("response");
-    assert!(r.ok, "{cmd} {args}: {:?}", r.error);
-    r.result.expect("result")
 }
 
 /// Serve `rounds` page views on slot `home` (`scenario`), and send back the clicks the model
@@ -97,18 +79,12 @@ fn serve_from(c: &mut AdminClient, module: &str) {
     );
 }
 
-fn wat(dir: &Path, name: &str, w: Wat<'_>) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, w.text()).expect("write module");
-    path.to_str().expect("utf-8").to_string()
-}
-
 #[test]
 fn a_worse_strategy_promoted_anyway_is_rolled_back_by_its_ctr_and_the_record_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let modules = tempfile::tempdir().expect("tempdir");
-    let good = wat(modules.path(), "good.wat", Wat::default());
-    let worse = wat(
+    let good = wat_file(modules.path(), "good.wat", Wat::default());
+    let worse = wat_file(
         modules.path(),
         "worse.wat",
         Wat {
@@ -324,9 +300,9 @@ fn after_its_window_a_promotion_stands() {
 #[test]
 fn a_promoted_version_that_faults_goes_back_to_the_one_before_not_to_the_builtin() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let good = wat(dir.path(), "good.wat", Wat::default());
+    let good = wat_file(dir.path(), "good.wat", Wat::default());
     // Traps on every scenario but the smoke run's (trending is asked below).
-    let trap = wat(
+    let trap = wat_file(
         dir.path(),
         "trap.wat",
         Wat {

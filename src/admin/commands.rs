@@ -32,9 +32,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("plugin.unload", "remove a plugin: {\"name\"}"),
     ("plugin.enable", "serve a disabled plugin again: {\"name\"}"),
     ("plugin.replay", "would a module have done better on this store's history? {\"path\", \"config\"?, \"scenario\"?, \"k\"?, \"since\"? | \"last_secs\"?, \"against\"?, \"resamples\"?}"),
-    ("slot.route", "route a slot by weight: {\"slot\", \"variants\": [{\"strategy\", \"weight\"}]}"),
+    ("slot.route", "route a slot: {\"slot\", \"variants\": [{\"strategy\", \"weight\", \"mode\"?: \"serve\" | \"shadow\" | \"interleave\", \"sample\"?}]}"),
     ("slot.remove", "stop routing a slot: {\"slot\"}"),
-    ("slot.stats", "A/B figures per variant: {\"slot\"?}"),
+    ("slot.stats", "A/B, interleaving and shadow figures per variant: {\"slot\"?}"),
     ("events.record", "record a batch of events, all or none: {\"events\": [event lines as in FORMAT.md]}"),
     ("item.upsert", "insert or replace items, all or none: {\"items\": [item lines as in FORMAT.md]}"),
     ("user.upsert", "insert or replace users, all or none: {\"users\": [user lines as in FORMAT.md]}"),
@@ -179,7 +179,22 @@ struct Replay {
 #[serde(deny_unknown_fields)]
 struct Route {
     slot: String,
-    variants: Vec<Variant>,
+    variants: Vec<RouteVariant>,
+}
+
+/// A variant as `slot.route` takes it: `weight` may be left out only where it has no meaning
+/// (a shadow or interleaved variant), so a serving variant that forgot it is an error, not a
+/// variant that serves no one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteVariant {
+    strategy: String,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    mode: crate::plugin::Mode,
+    #[serde(default)]
+    sample: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -551,9 +566,27 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         }
         "slot.route" => {
             let r: Route = args(a)?;
+            let mut variants = Vec::with_capacity(r.variants.len());
+            for v in r.variants {
+                if v.mode == crate::plugin::Mode::Serve && v.weight.is_none() {
+                    return Err((
+                        Code::BadArgs,
+                        format!(
+                            "bad arguments: variant `{}` serves and needs a `weight` (its share \
+                             of users); a shadow or interleaved variant says so with `mode`",
+                            v.strategy
+                        ),
+                    ));
+                }
+                variants.push(Variant {
+                    mode: v.mode,
+                    sample: v.sample,
+                    ..Variant::new(v.strategy, v.weight.unwrap_or(0))
+                });
+            }
             store
                 .plugins()
-                .set_slot(&r.slot, r.variants)
+                .set_slot(&r.slot, variants)
                 .map_err(failed)?;
             Ok(
                 json!({"slot": r.slot, "variants": to_value(&store.plugins().slots().into_iter().find(|(s, _)| *s == r.slot).map(|(_, v)| v))?}),

@@ -332,6 +332,7 @@ pub fn replay(
         config: store.config(),
         plugins: &plugins,
         derived: &derived,
+        shadow: false,
     };
     let asks_meter = Meter::new(opts.progress.as_ref(), "asks", asked.len() as u64);
     // Per asked user: (recall, ndcg) of each side, the changed share, and each side's answer.

@@ -111,7 +111,6 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    #[cfg(feature = "plugins")]
     pub(crate) fn fault(&self, f: &Fault) -> u64 {
         let i = match f {
             Fault::Deadline => 0,
@@ -124,6 +123,13 @@ impl Counters {
         };
         self.faults[i].fetch_add(1, Relaxed);
         self.in_a_row.fetch_add(1, Relaxed) + 1
+    }
+
+    /// Add saved fault counts, in [`FaultCounts`]' order.
+    pub(crate) fn add_faults(&self, f: [u64; 7]) {
+        for (mine, n) in self.faults.iter().zip(f) {
+            mine.fetch_add(n, Relaxed);
+        }
     }
 
     pub(crate) fn faults(&self) -> FaultCounts {

@@ -15,6 +15,8 @@
 //! - [`guard`]: guardrails that roll a promoted version back on their own.
 //! - `persist`: plugins and slots written to the store's sled tree, loaded back on open.
 //! - [`slots`]: A/B routing of users to strategies and attribution of what they did.
+//! - [`shadow`]: shadow variants, ranked off the request path and compared with what served.
+//! - [`interleave`]: team-draft interleaving of two strategies in one list, and its test.
 //! - [`runner`]: run a plugin once on a JSON input, for strategy authors.
 
 pub mod abi;
@@ -22,9 +24,11 @@ mod fault;
 mod file;
 pub mod guard;
 pub mod host;
+pub mod interleave;
 mod persist;
 pub mod registry;
 pub mod runner;
+pub mod shadow;
 pub mod slots;
 pub mod version;
 
@@ -33,7 +37,8 @@ pub use file::{read_file, read_module};
 pub use guard::{Guardrails, Rollback, Watch};
 pub use persist::MODULES_DIR;
 pub use registry::{PluginInfo, Plugins};
-pub use slots::{Strategy, Variant, VariantStats};
+pub use shadow::ShadowStats;
+pub use slots::{InterleaveStats, Mode, Strategy, Variant, VariantStats};
 pub use version::{Fault, FaultCounts, PluginVersion};
 
 /// The wasmtime release line the host is built against (an LTS line: security fixes for two

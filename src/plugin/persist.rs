@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::slots::Variant;
+use super::slots::{Mode, Variant};
 use crate::codec;
 use crate::error::{Error, Result};
 
@@ -31,6 +31,35 @@ const FIGURES: &[u8] = b"Pa";
 /// Key prefix of a plugin's guardrails (the watch of a promotion, and its rollbacks):
 /// `P` `g` + name.
 const GUARD: &[u8] = b"Pg";
+/// Key of the interleaving and shadow figures (`P` `x`).
+const EXPERIMENTS: &[u8] = b"Px";
+/// Key prefix of a slot with shadow or interleaved variants: `P` `r` + name. Such a slot is
+/// kept out of `P` `s`, whose records older binaries read as serving variants only.
+const ROUTE: &[u8] = b"Pr";
+
+/// A serving variant as `P` `s` holds it (the layout of every release).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ServeRecord {
+    strategy: String,
+    weight: u32,
+}
+
+/// A variant of any mode as `P` `r` holds it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RouteRecord {
+    strategy: String,
+    weight: u32,
+    /// 0 serve, 1 shadow, 2 interleave.
+    mode: u8,
+    sample: Option<f64>,
+}
+
+/// The interleaving and shadow figures, saved with the A/B ones.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Experiments {
+    pub pairs: Vec<super::slots::SavedPair>,
+    pub shadows: Vec<super::shadow::SavedShadow>,
+}
 /// The directory of module files, inside the store directory.
 pub const MODULES_DIR: &str = "plugins";
 
@@ -240,18 +269,37 @@ impl Backing {
     }
 
     /// Write the A/B figures (in the tree's next flush: they go with a checkpoint).
-    pub(crate) fn save_figures(&self, figures: &[super::slots::SavedFigures]) -> Result<()> {
-        self.tree
-            .insert(FIGURES, codec::encode(FIGURES, &figures.to_vec())?)?;
+    pub(crate) fn save_figures(
+        &self,
+        figures: &[super::slots::SavedFigures],
+        experiments: &Experiments,
+    ) -> Result<()> {
+        let mut batch = crate::durable::Batch::default();
+        batch.insert(FIGURES, codec::encode(FIGURES, &figures.to_vec())?);
+        batch.insert(EXPERIMENTS, codec::encode(EXPERIMENTS, experiments)?);
+        self.tree.apply_batch(batch)?;
         Ok(())
     }
 
-    /// The A/B figures saved last, if any.
-    pub(crate) fn load_figures(&self) -> Result<Vec<super::slots::SavedFigures>> {
-        match self.tree.get(FIGURES)? {
-            Some(v) => codec::decode(FIGURES, &v),
-            None => Ok(Vec::new()),
-        }
+    /// The A/B, interleaving and shadow figures saved last, if any.
+    pub(crate) fn load_figures(&self) -> Result<(Vec<super::slots::SavedFigures>, Experiments)> {
+        let figures = match self.tree.get(FIGURES)? {
+            Some(v) => codec::decode(FIGURES, &v)?,
+            None => Vec::new(),
+        };
+        // Statistics: a record this release cannot read costs those figures, not the open.
+        let experiments = match self.tree.get(EXPERIMENTS)? {
+            Some(v) => codec::decode(EXPERIMENTS, &v).unwrap_or_else(|e| {
+                tracing::error!(
+                    target: "recostore::plugin",
+                    error = %e,
+                    "the saved interleaving and shadow figures do not decode; they start again from zero"
+                );
+                Experiments::default()
+            }),
+            None => Experiments::default(),
+        };
+        Ok((figures, experiments))
     }
 
     /// Whether the store refuses writes (a replica: its plugins change only with the
@@ -291,15 +339,46 @@ impl Backing {
         Ok(out)
     }
 
-    /// Write (or remove) slot `name`, durably.
+    /// Write (or remove) slot `name`, durably: a slot of serving variants only under `P` `s`
+    /// as every release wrote it, any other under `P` `r` (and never both).
     pub(crate) fn save_slot(&self, name: &str, v: Option<&Vec<Variant>>) -> Result<()> {
+        let (old, new) = (key(SLOT, name), key(ROUTE, name));
+        let mut b = crate::durable::Batch::default();
         match v {
-            Some(v) => {
-                let k = key(SLOT, name);
-                self.tree.insert(&k[..], codec::encode(&k, v)?)?
+            Some(v) if v.iter().all(|v| v.mode == Mode::Serve) => {
+                let stored: Vec<ServeRecord> = v
+                    .iter()
+                    .map(|v| ServeRecord {
+                        strategy: v.strategy.name().to_string(),
+                        weight: v.weight,
+                    })
+                    .collect();
+                b.insert(&old[..], codec::encode(&old, &stored)?);
+                b.remove(&new[..]);
             }
-            None => self.tree.remove(key(SLOT, name))?,
-        };
+            Some(v) => {
+                let stored: Vec<RouteRecord> = v
+                    .iter()
+                    .map(|v| RouteRecord {
+                        strategy: v.strategy.name().to_string(),
+                        weight: v.weight,
+                        mode: match v.mode {
+                            Mode::Serve => 0,
+                            Mode::Shadow => 1,
+                            Mode::Interleave => 2,
+                        },
+                        sample: v.sample,
+                    })
+                    .collect();
+                b.insert(&new[..], codec::encode(&new, &stored)?);
+                b.remove(&old[..]);
+            }
+            None => {
+                b.remove(&old[..]);
+                b.remove(&new[..]);
+            }
+        }
+        self.tree.apply_batch(b)?;
         self.tree.flush()?;
         Ok(())
     }
@@ -351,7 +430,47 @@ impl Backing {
         for kv in self.tree.scan_prefix(SLOT) {
             let (k, v) = kv?;
             let name = String::from_utf8_lossy(&k[SLOT.len()..]).into_owned();
-            slots.push((name, codec::decode(&k, &v)?));
+            let stored: Vec<ServeRecord> = codec::decode(&k, &v)?;
+            let variants = stored
+                .into_iter()
+                .map(|r| Variant::new(r.strategy, r.weight))
+                .collect();
+            slots.push((name, variants));
+        }
+        for kv in self.tree.scan_prefix(ROUTE) {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k[ROUTE.len()..]).into_owned();
+            // This release never leaves both keys of a slot; an older binary routing the slot
+            // again writes `P` `s` and cannot see `P` `r`, so `P` `s` is the newer routing.
+            if slots.iter().any(|(n, _)| *n == name) {
+                tracing::warn!(
+                    target: "recostore::plugin",
+                    slot = %name,
+                    "a slot has both an older binary's routing and a shadow or interleaved one; the older binary's, written later, serves"
+                );
+                continue;
+            }
+            let stored: Vec<RouteRecord> = codec::decode(&k, &v)?;
+            let mut variants = Vec::with_capacity(stored.len());
+            for r in stored {
+                let mode = match r.mode {
+                    0 => Mode::Serve,
+                    1 => Mode::Shadow,
+                    2 => Mode::Interleave,
+                    m => {
+                        return Err(codec::corrupt(
+                            &k,
+                            &format!("variant mode {m} is not one this release knows"),
+                        ))
+                    }
+                };
+                variants.push(Variant {
+                    mode,
+                    sample: r.sample,
+                    ..Variant::new(r.strategy, r.weight)
+                });
+            }
+            slots.push((name, variants));
         }
         Ok(Stored { plugins, slots })
     }

@@ -7,7 +7,7 @@
 //! and publish it in one store.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -16,8 +16,9 @@ use serde::Serialize;
 use super::guard::{self, Guardrails};
 use super::host::Host;
 use super::persist::{self, StoredPlugin, StoredVersion};
-use super::slots::{Attribution, Slot, Strategy, Variant, VariantStats, BUILTIN};
-use super::version::{FaultCounts, PluginVersion};
+use super::shadow::{Comparison, Shadows};
+use super::slots::{Attribution, Mode, Route, Slot, Strategy, Variant, VariantStats, BUILTIN};
+use super::version::{Fault, FaultCounts, PluginVersion};
 use super::{check_name, PluginLimits};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -89,6 +90,27 @@ pub(crate) struct Choice {
     pub slot: Option<String>,
     /// Set when the chosen plugin is disabled, so the built-in ranker serves.
     pub disabled: bool,
+    /// On an interleaved slot, the second team (this choice is the first).
+    pub partner: Option<Box<Choice>>,
+    /// The slot's shadows sampled for this answer.
+    pub shadows: Vec<ShadowPick>,
+    /// Draws for the interleaving's coin.
+    pub seed: u64,
+    /// Set for a shadow's ranking: its plugin calls bypass the version's counters.
+    pub shadow: bool,
+}
+
+/// A shadow sampled for one answer: who ranks for it.
+#[derive(Debug, Clone)]
+pub(crate) struct ShadowPick {
+    pub strategy: String,
+    pub version: Option<Arc<PluginVersion>>,
+}
+
+/// A uniform draw for sampling and coins: SplitMix64 over a process-wide sequence.
+fn draw() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0x5eed);
+    crate::splitmix::SplitMix64(SEQ.fetch_add(1, Relaxed)).next_u64()
 }
 
 /// The plugin registry of one store ([`crate::Store::plugins`]).
@@ -104,6 +126,8 @@ struct Shared {
     write: Mutex<()>,
     live: Arc<AtomicUsize>,
     attribution: Attribution,
+    /// The shadow worker and its figures.
+    shadows: Shadows,
     /// Where changes are persisted (the store's tree); unset for a standalone registry.
     tree: OnceLock<persist::Backing>,
 }
@@ -130,6 +154,7 @@ impl Plugins {
     pub fn new(limits: PluginLimits) -> Plugins {
         Plugins {
             shared: Arc::new(Shared {
+                shadows: Shadows::new(limits.shadow_queue, limits.shadow_cpu),
                 limits,
                 host: Mutex::new(None),
                 table: ArcSwap::from_pointee(Table::default()),
@@ -209,7 +234,9 @@ impl Plugins {
     pub(crate) fn attach(&self, tree: crate::durable::Db, dir: &std::path::Path) -> Result<()> {
         let tree = persist::Backing::new(tree, dir)?;
         let persist::Stored { plugins, slots } = tree.load()?;
-        self.shared.attribution.restore(tree.load_figures()?);
+        let (figures, experiments) = tree.load_figures()?;
+        self.shared.attribution.restore(figures, experiments.pairs);
+        self.shared.shadows.restore(experiments.shadows);
         let mut guards: BTreeMap<String, guard::Stored> = tree.load_guards()?.into_iter().collect();
         if !plugins.is_empty() || !slots.is_empty() {
             let _w = self.writer();
@@ -259,12 +286,26 @@ impl Plugins {
                     }
                 }
             }
-            for (name, variants) in slots {
-                let known = variants.iter().all(|v| match &v.strategy {
+            for (name, mut variants) in slots {
+                let loaded = |v: &Variant| match &v.strategy {
                     Strategy::Plugin(p) => table.plugins.contains_key(p),
                     Strategy::Builtin => true,
+                };
+                // A shadow that did not load serves no one: the slot goes on without it.
+                variants.retain(|v| {
+                    let keep = v.mode != Mode::Shadow || loaded(v);
+                    if !keep {
+                        tracing::warn!(
+                            target: "recostore::plugin",
+                            slot = %name,
+                            shadow = v.strategy.name(),
+                            "a stored slot's shadow did not load; the slot serves without it"
+                        );
+                    }
+                    keep
                 });
-                match Slot::new(&name, variants).filter(|_| known) {
+                let known = variants.iter().all(loaded);
+                match Slot::new(&name, variants).ok().filter(|_| known) {
                     Some(s) => {
                         table.slots.insert(name, Arc::new(s));
                     }
@@ -496,9 +537,7 @@ impl Plugins {
                 }
             }
         }
-        let s = Slot::new(slot, variants).ok_or_else(|| Error::PluginRefused {
-            reason: format!("slot `{slot}` needs at least one variant with a weight above 0"),
-        })?;
+        let s = Slot::new(slot, variants).map_err(|reason| Error::PluginRefused { reason })?;
         if let Some(tree) = self.shared.tree.get() {
             tree.save_slot(slot, Some(&s.variants))?;
         }
@@ -539,7 +578,48 @@ impl Plugins {
     /// Impressions, clicks, purchases, CTR and conversion per variant of `slot` (of every
     /// slot when `None`).
     pub fn variant_stats(&self, slot: Option<&str>) -> Vec<VariantStats> {
-        self.shared.attribution.stats(slot)
+        let mut out = self.shared.attribution.stats(slot);
+        let t = self.shared.table.load();
+        for key in self.shared.shadows.keys() {
+            if slot.is_some_and(|s| s != key.0) {
+                continue;
+            }
+            // The rate it is sampled at now; none if the slot no longer shadows it.
+            // The rate it is sampled at now: none if the slot no longer shadows it, or if
+            // this is the figures of a version that no longer serves.
+            let current = match key.1.as_str() {
+                BUILTIN => Some(0),
+                p => t
+                    .plugins
+                    .get(p)
+                    .filter(|e| e.disabled.is_none())
+                    .map(|e| e.current.number()),
+            };
+            let sample = t
+                .slots
+                .get(&key.0)
+                .and_then(|s| s.shadows().find(|v| v.strategy.name() == key.1))
+                .filter(|_| current == Some(key.2))
+                .map(Variant::sample_rate);
+            if let Some(stats) = self.shared.shadows.stats(&key, sample) {
+                out.push(VariantStats {
+                    slot: key.0,
+                    strategy: key.1,
+                    version: key.2,
+                    mode: Mode::Shadow,
+                    serves: 0,
+                    impressions: 0,
+                    clicks: 0,
+                    purchases: 0,
+                    fallbacks: 0,
+                    ctr: 0.0,
+                    conversion: 0.0,
+                    interleave: None,
+                    shadow: Some(stats),
+                });
+            }
+        }
+        out
     }
 
     /// Every loaded plugin.
@@ -578,29 +658,82 @@ impl Plugins {
         user: Option<&str>,
     ) -> Result<Choice> {
         let t = self.shared.table.load();
-        let name = match (strategy, slot.and_then(|s| t.slots.get(s))) {
-            (Some(s), _) => s.to_string(),
-            (None, Some(s)) => s.route(user).strategy.name().to_string(),
-            (None, None) => BUILTIN.to_string(),
+        let routed = slot.and_then(|s| t.slots.get(s));
+        let pick = |name: &str| -> Result<Choice> {
+            let mut choice = Choice {
+                version: None,
+                strategy: name.to_string(),
+                slot: slot.map(str::to_string),
+                disabled: false,
+                partner: None,
+                shadows: Vec::new(),
+                seed: 0,
+                shadow: false,
+            };
+            if name != BUILTIN {
+                let e = t.plugins.get(name).ok_or_else(|| not_found(name))?;
+                if e.disabled.is_some() {
+                    choice.disabled = true;
+                } else {
+                    choice.version = Some(e.current.clone());
+                }
+            }
+            Ok(choice)
         };
-        let mut choice = Choice {
-            version: None,
-            strategy: name,
-            slot: slot.map(str::to_string),
-            disabled: false,
+        let mut choice = match (strategy, routed) {
+            (Some(s), _) => return pick(s),
+            (None, None) => return pick(BUILTIN),
+            (None, Some(s)) => match s.route(user) {
+                Route::One(v) => pick(v.strategy.name())?,
+                Route::Interleave(a, b) => {
+                    let mut c = pick(a.strategy.name())?;
+                    c.partner = Some(Box::new(pick(b.strategy.name())?));
+                    c.seed = draw();
+                    c
+                }
+            },
         };
-        if choice.strategy != BUILTIN {
-            let e = t
-                .plugins
-                .get(&choice.strategy)
-                .ok_or_else(|| not_found(&choice.strategy))?;
-            if e.disabled.is_some() {
-                choice.disabled = true;
-            } else {
-                choice.version = Some(e.current.clone());
+        if let Some(s) = routed {
+            for v in s.shadows() {
+                // A draw in [0, 1) below the rate: 53 bits, as an f64 holds them exactly.
+                let u = (draw() >> 11) as f64 / (1u64 << 53) as f64;
+                if u >= v.sample_rate() {
+                    continue;
+                }
+                let version = match &v.strategy {
+                    Strategy::Builtin => None,
+                    Strategy::Plugin(p) => match t.plugins.get(p) {
+                        Some(e) if e.disabled.is_none() => Some(e.current.clone()),
+                        // Disabled or gone: nothing of it to compare.
+                        _ => continue,
+                    },
+                };
+                choice.shadows.push(ShadowPick {
+                    strategy: v.strategy.name().to_string(),
+                    version,
+                });
             }
         }
         Ok(choice)
+    }
+
+    /// Queue `run` on the shadow worker for `pick` on `slot` (or drop it, counted, when the
+    /// queue is full).
+    pub(crate) fn shadow(
+        &self,
+        slot: &str,
+        pick: &ShadowPick,
+        make: impl FnOnce() -> Box<dyn FnOnce() -> Result<Comparison, Fault> + Send>,
+    ) {
+        let version = pick.version.as_ref().map_or(0, |v| v.number());
+        self.shared
+            .shadows
+            .submit(slot, &pick.strategy, version, make);
+    }
+
+    /// Stop the shadow worker taking tasks and wait for the one it runs (on store close).
+    pub(crate) fn close_shadows(&self) {
+        self.shared.shadows.close();
     }
 
     /// The module bytes and config of `name`'s serving version, for a private copy (a replay
@@ -864,11 +997,42 @@ impl Plugins {
         }
     }
 
+    /// Count an interleaved answer: `teams` says which of `choice` (0) and its partner (1)
+    /// contributed each item, and `fell_back` which of them fell back to the built-in ranker.
+    pub(crate) fn served_interleaved(
+        &self,
+        choice: &Choice,
+        user: Option<&str>,
+        items: Vec<String>,
+        teams: Vec<super::interleave::Team>,
+        fell_back: [bool; 2],
+    ) {
+        let (Some(slot), Some(b)) = (&choice.slot, &choice.partner) else {
+            return;
+        };
+        let v = |c: &Choice| c.version.as_ref().map_or(0, |v| v.number());
+        self.shared.attribution.served_interleaved(
+            slot,
+            (&choice.strategy, v(choice)),
+            (&b.strategy, v(b)),
+            user,
+            items,
+            teams,
+            [fell_back[0] || choice.disabled, fell_back[1] || b.disabled],
+        );
+    }
+
     /// Save the A/B figures into the store's tree (the store's checkpoint and close call this,
     /// and flush after). Nothing for a standalone registry.
     pub(crate) fn save_figures(&self) -> Result<()> {
         match self.shared.tree.get() {
-            Some(tree) => tree.save_figures(&self.shared.attribution.figures()),
+            Some(tree) => tree.save_figures(
+                &self.shared.attribution.figures(),
+                &persist::Experiments {
+                    pairs: self.shared.attribution.pair_figures(),
+                    shadows: self.shared.shadows.figures(),
+                },
+            ),
             None => Ok(()),
         }
     }

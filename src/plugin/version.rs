@@ -146,6 +146,14 @@ impl PluginVersion {
         })
     }
 
+    /// Without the `plugins` feature no version is ever loaded, so no call is made.
+    #[cfg(not(feature = "plugins"))]
+    pub(crate) fn run_shadow(&self, _input: &Input) -> Result<Output, Fault> {
+        Err(Fault::Instantiate {
+            reason: NO_RUNTIME.into(),
+        })
+    }
+
     /// Compile, link, instantiate, check and smoke-test `wasm` as version `number` of plugin
     /// `name`. `capture` keeps log lines in each [`Output`] (the runner wants them).
     #[cfg(feature = "plugins")]
@@ -391,12 +399,28 @@ impl PluginVersion {
     }
 
     #[cfg(feature = "plugins")]
-    /// [`PluginVersion::run`] with a deadline of `ticks` epoch ticks.
-    fn run_within(&self, input: &Input, ticks: u64) -> Result<Output, Fault> {
+    /// Score `input` for a shadow: a call this version's counters never see, so that shadow
+    /// work can neither disable it nor move its guardrails' figures, with ten times the
+    /// deadline, because the shadow worker runs at idle priority and a call it starts may
+    /// wait for a core. The caller counts the outcome.
+    pub(crate) fn run_shadow(&self, input: &Input) -> Result<Output, Fault> {
+        let ticks = self.host.limits.deadline_ticks().saturating_mul(10);
         let started = Instant::now();
-        self.counters.calls.fetch_add(1, Relaxed);
+        let (result, _, _) = self.call_pooled(input, ticks);
+        result.map(|mut o| {
+            o.elapsed = started.elapsed();
+            o
+        })
+    }
+
+    #[cfg(feature = "plugins")]
+    /// One call on a warm instance from the pool (or a new one), which goes back to the pool
+    /// if the call succeeded. Also says whether the instance was new (a cold start), and how
+    /// many log lines the call dropped (a faulting call's too).
+    fn call_pooled(&self, input: &Input, ticks: u64) -> (Result<Output, Fault>, bool, u64) {
         let warm_start = self.pool.pop();
         let cold = warm_start.is_none();
+        let mut logs_dropped = 0;
         let result = warm_start
             .map_or_else(|| self.instantiate(ticks), Ok)
             .and_then(|mut warm| {
@@ -405,7 +429,7 @@ impl PluginVersion {
                 g.logs_this_call = 0;
                 g.last_error = None;
                 let dropped = std::mem::take(&mut g.logs_dropped);
-                self.counters.logs_dropped.fetch_add(dropped, Relaxed);
+                logs_dropped = dropped;
                 out.map(|mut o| {
                     o.logs_dropped = dropped;
                     if let Some(c) = &mut warm.store.data_mut().capture {
@@ -415,6 +439,16 @@ impl PluginVersion {
                     o
                 })
             });
+        (result, cold, logs_dropped)
+    }
+
+    #[cfg(feature = "plugins")]
+    /// [`PluginVersion::run`] with a deadline of `ticks` epoch ticks.
+    fn run_within(&self, input: &Input, ticks: u64) -> Result<Output, Fault> {
+        let started = Instant::now();
+        self.counters.calls.fetch_add(1, Relaxed);
+        let (result, cold, logs_dropped) = self.call_pooled(input, ticks);
+        self.counters.logs_dropped.fetch_add(logs_dropped, Relaxed);
         let elapsed = started.elapsed();
         self.counters
             .nanos

@@ -75,6 +75,7 @@ impl RankedBy {
             version: None,
             slot: None,
             fallback: None,
+            interleaved: None,
         }
     }
 }

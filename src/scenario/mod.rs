@@ -44,12 +44,14 @@ pub mod users_like;
 use serde::{Deserialize, Serialize};
 
 pub use answer::Answer;
-pub use strategy::{RankedBy, Served};
+pub use strategy::{Interleaved, RankedBy, Served};
 pub use users_like::UserMatch;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::display_id;
+use crate::plugin::registry::{Choice, ShadowPick};
+use crate::plugin::shadow::Comparison;
 use crate::plugin::Plugins;
 pub use crate::recommendation::Reason;
 use crate::search::{Filter, Recommendation, MAX_K};
@@ -65,6 +67,26 @@ pub(crate) struct Env<'a> {
     pub plugins: &'a Plugins,
     /// The kept derived relations.
     pub derived: &'a Derivations,
+    /// Set for a shadow's ranking: it reads the kept relations as they are and never builds
+    /// or replaces one, so that the shadow worker, which runs at idle priority on an older
+    /// snapshot, never holds the lock queries build under nor swaps in an older value.
+    pub shadow: bool,
+}
+
+impl Env<'_> {
+    /// The liked-by-the-same-people relation for `snap` (see [`Env::shadow`]).
+    fn history(&self, snap: &Snapshot) -> std::sync::Arc<history::History> {
+        if self.shadow {
+            // The relation kept now, however fresh; one built for this ranking alone if the
+            // store has none yet.
+            return self
+                .derived
+                .history
+                .peek()
+                .unwrap_or_else(|| std::sync::Arc::new(history::History::build(&snap.activity)));
+        }
+        self.derived.history(snap)
+    }
 }
 
 /// The relations derived from snapshots that scenarios keep between queries, each built by
@@ -428,6 +450,16 @@ pub(crate) fn item_id(snap: &Snapshot, name: &str) -> Result<u32> {
 
 /// Run `ask` against one snapshot, ranked by the strategy chosen for it.
 pub(crate) fn run(env: &Env<'_>, snap: &Snapshot, ask: &Ask) -> Result<Served> {
+    Ok(run_with_shadows(env, snap, ask)?.0)
+}
+
+/// [`run`], also returning the slot's shadows sampled for this answer: the caller queues
+/// their rankings ([`shadow`]) off the request path.
+pub(crate) fn run_with_shadows(
+    env: &Env<'_>,
+    snap: &Snapshot,
+    ask: &Ask,
+) -> Result<(Served, Vec<ShadowPick>)> {
     ask.validate()?;
     // Every shop has new visitors: an id the store has not seen yet is a user with no history
     // (cold start), not an error. Only the receipt page needs a known buyer.
@@ -437,39 +469,102 @@ pub(crate) fn run(env: &Env<'_>, snap: &Snapshot, ask: &Ask) -> Result<Served> {
         !matches!(ask.scenario, Scenario::AfterPurchase),
     )?;
     let plugins = env.plugins;
-    let choice = plugins.choose(
+    let mut choice = plugins.choose(
         ask.strategy.as_deref(),
         ask.slot.as_deref(),
         ask.user.as_deref(),
     )?;
+    let shadows = std::mem::take(&mut choice.shadows);
     let cfg = env.config;
-    let plug = || {
-        choice.version.is_some().then_some(rank::Plug {
+    fn plug<'a>(
+        cfg: &'a crate::config::Config,
+        user: Option<u32>,
+        c: &'a Choice,
+    ) -> Option<rank::Plug<'a>> {
+        c.version.is_some().then_some(rank::Plug {
             cfg,
             user,
-            choice: &choice,
+            choice: c,
         })
+    }
+    let fallback = |fault: &Option<crate::plugin::Fault>, c: &Choice| match (fault, c.disabled) {
+        (Some(f), _) => Some(f.to_string()),
+        (None, true) => Some("disabled".to_string()),
+        (None, false) => None,
     };
-    let (items, fault) = candidates_and_rank(env, snap, ask, user, plug())?;
-    let ranked_by = RankedBy {
+    let version = |fault: &Option<crate::plugin::Fault>, c: &Choice| match fault {
+        None => c.version.as_ref().map(|v| v.number()),
+        Some(_) => None,
+    };
+    let (items, fault) = candidates_and_rank(env, snap, ask, user, plug(cfg, user, &choice))?;
+    let mut ranked_by = RankedBy {
         strategy: choice.strategy.clone(),
-        version: match fault {
-            None => choice.version.as_ref().map(|v| v.number()),
-            Some(_) => None,
-        },
+        version: version(&fault, &choice),
         slot: choice.slot.clone(),
-        fallback: match (&fault, choice.disabled) {
-            (Some(f), _) => Some(f.to_string()),
-            (None, true) => Some("disabled".to_string()),
-            (None, false) => None,
-        },
+        fallback: fallback(&fault, &choice),
+        interleaved: None,
     };
-    plugins.served(
-        &choice,
-        ask.user.as_deref(),
-        items.iter().map(|r| r.id.clone()).collect(),
-        fault.is_some(),
-    );
+    let served = match choice.partner.as_deref() {
+        None => {
+            plugins.served(
+                &choice,
+                ask.user.as_deref(),
+                items.iter().map(|r| r.id.clone()).collect(),
+                fault.is_some(),
+            );
+            items
+        }
+        Some(b) => {
+            // Both teams rank the same candidates; the merge decides who shows what.
+            let (other, b_fault) = candidates_and_rank(env, snap, ask, user, plug(cfg, user, b))?;
+            let mut coins = crate::splitmix::SplitMix64(choice.seed);
+            let ids = |l: &[Recommendation]| l.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+            let merged =
+                crate::plugin::interleave::team_draft(&ids(&items), &ids(&other), ask.k, || {
+                    coins.next_u64() & 1 == 1
+                });
+            let mut lists = [items.into_iter(), other.into_iter()].map(|l| {
+                l.map(|r| (r.id.clone(), r))
+                    .collect::<std::collections::HashMap<_, _>>()
+            });
+            let (mut out, mut teams) = (Vec::with_capacity(merged.len()), Vec::new());
+            for (id, team) in merged {
+                if let Some(r) = lists[usize::from(team)].remove(&id) {
+                    out.push(r);
+                    teams.push(team);
+                }
+            }
+            ranked_by.interleaved = Some(strategy::Interleaved {
+                strategy: b.strategy.clone(),
+                version: version(&b_fault, b),
+                fallback: fallback(&b_fault, b),
+                teams: teams
+                    .iter()
+                    .map(|&t| {
+                        if t == 0 {
+                            choice.strategy.clone()
+                        } else {
+                            b.strategy.clone()
+                        }
+                    })
+                    .collect(),
+            });
+            plugins.served_interleaved(
+                &choice,
+                ask.user.as_deref(),
+                out.iter().map(|r| r.id.clone()).collect(),
+                teams,
+                [fault.is_some(), b_fault.is_some()],
+            );
+            if let Some(v) = &b.version {
+                match b_fault {
+                    Some(_) => plugins.after_fault(v),
+                    None => plugins.after_call(v),
+                }
+            }
+            out
+        }
+    };
     // After the answer is counted, so that a guardrail judging CTR sees its impressions.
     if let Some(v) = &choice.version {
         match fault {
@@ -477,7 +572,96 @@ pub(crate) fn run(env: &Env<'_>, snap: &Snapshot, ask: &Ask) -> Result<Served> {
             None => plugins.after_call(v),
         }
     }
-    Ok(Served { items, ranked_by })
+    Ok((
+        Served {
+            items: served,
+            ranked_by,
+        },
+        shadows,
+    ))
+}
+
+/// Rank `ask` for shadow `pick` on the same snapshot, and compare its list with `served`
+/// (the ids that were shown). Runs on the shadow worker, never on the request path.
+pub(crate) fn shadow(
+    env: &Env<'_>,
+    snap: &Snapshot,
+    ask: &Ask,
+    pick: &ShadowPick,
+    served: &[String],
+) -> std::result::Result<Comparison, crate::plugin::Fault> {
+    let user = ask.user_id(snap, false, true).map_err(|e| host_fault(&e))?;
+    let choice = Choice {
+        version: pick.version.clone(),
+        strategy: pick.strategy.clone(),
+        slot: ask.slot.clone(),
+        disabled: false,
+        partner: None,
+        shadows: Vec::new(),
+        seed: 0,
+        shadow: true,
+    };
+    let plug = choice.version.is_some().then_some(rank::Plug {
+        cfg: env.config,
+        user,
+        choice: &choice,
+    });
+    let (items, fault) =
+        candidates_and_rank(env, snap, ask, user, plug).map_err(|e| host_fault(&e))?;
+    if let Some(f) = fault {
+        return Err(f);
+    }
+    let dense = |names: &mut dyn Iterator<Item = &str>| -> Vec<u32> {
+        names.filter_map(|n| snap.item_id(n)).collect()
+    };
+    let mine = dense(&mut items.iter().map(|r| r.id.as_str()));
+    let theirs = dense(&mut served.iter().map(String::as_str));
+    let (overlap, tau) = crate::plugin::shadow::compare(&theirs, &mine);
+    // What neither list may show: checked here against the ask, not taken from the ranking
+    // tail that should have removed it.
+    let filter = crate::search::filter::Compiled::new(snap, &ask.filter, None);
+    let purchased: Vec<u32> = match user.and_then(|u| snap.activity.user(u)) {
+        Some(u) if ask.exclude_purchased || matches!(ask.scenario, Scenario::AfterPurchase) => {
+            u.purchased.to_vec()
+        }
+        _ => Vec::new(),
+    };
+    let bad = |ids: &[u32]| {
+        let mut b = crate::plugin::shadow::Bad::default();
+        for &id in ids {
+            let empty = ask.filter.in_stock && stock(snap, id) == Some(0);
+            b.out_of_stock += u64::from(empty);
+            b.filtered += u64::from(!empty && !filter.allows(snap, id));
+            b.purchased += u64::from(purchased.contains(&id));
+        }
+        b
+    };
+    Ok(Comparison {
+        overlap,
+        tau,
+        would_show: bad(&mine),
+        served_shows: bad(&theirs),
+    })
+}
+
+/// A store error met while ranking for a shadow, as the fault it is counted as.
+fn host_fault(e: &Error) -> crate::plugin::Fault {
+    crate::plugin::Fault::Trap {
+        reason: format!("the scenario failed for the shadow: {e}"),
+    }
+}
+
+/// The stock of live item `id`.
+fn stock(snap: &Snapshot, id: u32) -> Option<u32> {
+    match snap.item_row(id)? {
+        crate::snapshot::Row::Delta(r) => Some(r.stock),
+        crate::snapshot::Row::Segment(i) => snap
+            .seg()
+            .items
+            .stock
+            .get(i as usize)
+            .map(|s| s.to_native()),
+    }
 }
 
 /// Gather the scenario's candidates and run the ranking tail.
@@ -538,10 +722,10 @@ fn candidates_and_rank(
             excluded.sort_unstable();
             if ids.is_empty() && personal::no_history(snap, user) {
                 // An empty cart of a new visitor: what the home page shows them.
-                let history = || env.derived.history(snap);
+                let history = || env.history(snap);
                 personal::for_user(snap, cfg, ask, user, &excluded, history)?
             } else {
-                let history = env.derived.history(snap);
+                let history = env.history(snap);
                 personal::cart(snap, cfg, ask, &ids, user, &excluded, &history)
             }
         }
@@ -555,7 +739,7 @@ fn candidates_and_rank(
             cooccur::basket(snap, &basket)
         }
         Scenario::ForUser => {
-            let history = || env.derived.history(snap);
+            let history = || env.history(snap);
             personal::for_user(snap, cfg, ask, user, &excluded, history)?
         }
         Scenario::SearchRerank { items, keywords } => {

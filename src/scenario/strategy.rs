@@ -29,6 +29,23 @@ pub struct RankedBy {
     /// Why the built-in ranker served instead of the chosen plugin: a fault (the query
     /// fell back), or `disabled`.
     pub fallback: Option<String>,
+    /// On an interleaved slot: the second strategy, and which strategy contributed each
+    /// result. The fields above are then the first strategy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interleaved: Option<Interleaved>,
+}
+
+/// The second team of an interleaved answer ([`crate::plugin::interleave`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interleaved {
+    /// `builtin` or the plugin name of the second strategy.
+    pub strategy: String,
+    /// Its plugin version (`None` for the built-in ranker or after a fault).
+    pub version: Option<u32>,
+    /// Why the built-in ranker ranked its half, if it did.
+    pub fallback: Option<String>,
+    /// For each result, in order, the strategy that put it in the list.
+    pub teams: Vec<String>,
 }
 
 /// An answer with the strategy that ranked it. Its JSON form is [`Served::answer`]'s, the one
@@ -240,7 +257,12 @@ pub(crate) fn rerank(
             col.push(feature(snap, cfg, f, &facts, c, &profile, pnorm));
         }
     }
-    match v.run(&input) {
+    let ran = if choice.shadow {
+        v.run_shadow(&input)
+    } else {
+        v.run(&input)
+    };
+    match ran {
         Ok(out) => {
             for ((_, c, _), s) in list.iter_mut().zip(out.scores) {
                 c.score = rank_key(s);

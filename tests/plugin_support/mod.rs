@@ -47,6 +47,44 @@ pub fn shop(limits: PluginLimits) -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// 60 mugs in three colours (item `iNN` has colour `c(NN % 3)`, price 10 + NN, stock 50) and
+/// `users` shoppers (`uN` likes colour `c(N % 3)`): the shop of the guardrail and workflow
+/// tests, whose click model is "the first item of my colour in the top three".
+pub fn colour_shop(store: &Store, users: usize) {
+    let items: Vec<Item> = (0..60)
+        .map(|i| {
+            Item::new(format!("i{i:02}"), [(format!("colour:c{}", i % 3), 1.0)])
+                .category("mugs")
+                .price(10.0 + i as f32)
+                .stock(50)
+        })
+        .collect();
+    store.upsert_items(&items).expect("items");
+    let users: Vec<User> = (0..users)
+        .map(|u| User::new(format!("u{u}"), [(format!("colour:c{}", u % 3), 1.0)]))
+        .collect();
+    store.upsert_users(&users).expect("users");
+}
+
+/// Send `cmd` and return its result, failing the test on an error.
+#[cfg(feature = "admin")]
+pub fn call(
+    c: &mut recostore::admin::AdminClient,
+    cmd: &str,
+    args: serde_json::Value,
+) -> serde_json::Value {
+    let r = c.call(cmd, args.clone()).expect("response");
+    assert!(r.ok, "{cmd} {args}: {:?}", r.error);
+    r.result.expect("result")
+}
+
+/// Write `w` as `dir/name` and return the path, for `plugin.load`'s `path`.
+pub fn wat_file(dir: &std::path::Path, name: &str, w: Wat<'_>) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, w.text()).expect("write module");
+    path.to_str().expect("utf-8").to_string()
+}
+
 /// A module that passes the load checks and the smoke run (which uses 16 candidates and
 /// scenario code 5), scores `sign × similarity`, and does `hostile` in `recostore_score`
 /// whenever the scenario is not 5. `input` is the body of `recostore_input`; `extra` adds

@@ -504,21 +504,72 @@ fn print_table(cmd: &str, result: &Value) {
                 "slots",
             ],
         ),
-        "slot.stats" => rows(
-            result,
-            &[
-                "slot",
-                "strategy",
-                "version",
-                "serves",
-                "impressions",
-                "clicks",
-                "purchases",
-                "fallbacks",
-                "ctr",
-                "conversion",
-            ],
-        ),
+        // The rows above hold what every variant has; interleaved teams and shadows have
+        // more, one line each below the table.
+        "slot.stats" => {
+            rows(
+                result,
+                &[
+                    "slot",
+                    "strategy",
+                    "version",
+                    "mode",
+                    "serves",
+                    "impressions",
+                    "clicks",
+                    "purchases",
+                    "fallbacks",
+                    "ctr",
+                    "conversion",
+                ],
+            );
+            for r in result.as_array().into_iter().flatten() {
+                let who = format!(
+                    "{}@{} on {}",
+                    cell(&r["strategy"]),
+                    cell(&r["version"]),
+                    cell(&r["slot"])
+                );
+                let i = &r["interleave"];
+                if i.is_object() {
+                    println!(
+                        "{who} interleaved against {}: {} wins, {} losses, {} ties in {} answers; sign test p = {} (valid for one look)",
+                        cell(&i["against"]), cell(&i["wins"]), cell(&i["losses"]), cell(&i["ties"]),
+                        cell(&i["answers"]),
+                        match i["p_value"].as_f64() {
+                            Some(p) if p < 1e-3 => format!("{p:.2e}"),
+                            _ => cell(&i["p_value"]),
+                        }
+                    );
+                }
+                let h = &r["shadow"];
+                if h.is_object() {
+                    let f = &h["faults"];
+                    let faults: u64 = f
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(_, v)| v.as_u64())
+                        .sum();
+                    let bad = |b: &Value| {
+                        format!(
+                            "{} out of stock, {} filtered, {} bought",
+                            cell(&b["out_of_stock"]),
+                            cell(&b["filtered"]),
+                            cell(&b["purchased"])
+                        )
+                    };
+                    println!(
+                        "{who} shadow (sample {}): {} sampled, {} dropped, {} ranked, {faults} faults; p50 <= {} µs, p99 <= {} µs; \
+                         overlap@k {} and rank correlation {} over {} compared; would show {} (served: {})",
+                        cell(&h["sample"]), cell(&h["sampled"]), cell(&h["dropped"]), cell(&h["calls"]),
+                        cell(&h["p50_us"]), cell(&h["p99_us"]), cell(&h["overlap"]),
+                        cell(&h["rank_correlation"]), cell(&h["compared"]),
+                        bad(&h["would_show"]), bad(&h["served_shows"])
+                    );
+                }
+            }
+        }
         "query" => {
             println!("rank\tscore\tid\ttitle");
             for (i, r) in result["results"]
