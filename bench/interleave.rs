@@ -1,7 +1,7 @@
 //! How many shoppers team-draft interleaving needs to find the better of two strategies,
 //! against an A/B split of the same shoppers, in a simulation where the better one is known.
 //!
-//! Run: `cargo bench --bench interleave` (a few minutes on 2 cores).
+//! Run: `cargo bench --bench interleave` (about 15 minutes on 2 cores).
 //!
 //! The model, written here and shared with nothing it measures:
 //! - each shopper has 40 candidate items whose relevance to them is `u²`, `u` uniform in
@@ -12,9 +12,9 @@
 //!   errors;
 //! - the shopper sees 10 items and clicks the item at position `j` (from 0) with probability
 //!   `scale × activity × relevance / (j + 1)`, each independently (a position-based click
-//!   model). Two kinds of shop: shoppers alike (activity 1) with dense clicks (scale 1, about
-//!   two clicks a list), and shoppers unalike (activity exponential with mean 1: a few click a
-//!   lot, most hardly at all) with sparse clicks (scale 0.1, about one click in five lists).
+//!   model). Shoppers are alike (activity 1) or unalike (activity exponential with mean 1:
+//!   a few click a lot, most hardly at all); the rows' scales are 1 (about two clicks a
+//!   list), 0.5 (about one) and 0.1 (about one click in five lists).
 //!
 //! The A/B split sends half of `n` shoppers to each strategy and compares their mean clicks
 //! per shopper with a two-sided Welch z-test. Interleaving shows all `n` shoppers the
@@ -210,7 +210,7 @@ fn main() {
             0.20,
         ),
         (
-            "a re-ranker of the current ranking; shoppers unalike; dense clicks",
+            "a re-ranker of the current ranking; shoppers unalike; about one click a list",
             Model {
                 scale: 0.5,
                 alike: false,

@@ -319,7 +319,17 @@ fn shadow_cost(dir: &std::path::Path) {
     let a9 = std::fs::read(dir.join("a9_match.wasm")).expect("a9_match.wasm");
     let spend = std::fs::read(dir.join("spend_match.wasm")).expect("spend_match.wasm");
     let store_dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(store_dir.path()).expect("open");
+    // RECOSTORE_BENCH_SHADOW_CPU sets `PluginLimits::shadow_cpu` (default: the library's).
+    let mut limits = PluginLimits::default();
+    if let Some(cpu) = std::env::var("RECOSTORE_BENCH_SHADOW_CPU")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+    {
+        limits.shadow_cpu = cpu;
+    }
+    let share = limits.shadow_cpu;
+    let store =
+        Store::open_with(store_dir.path(), Config::default().plugins(limits)).expect("open");
     fill(&store);
     store.plugins().load("a9", &a9).expect("load");
     store.plugins().load("spend", &spend).expect("load");
@@ -423,7 +433,8 @@ fn shadow_cost(dir: &std::path::Path) {
     };
     println!(
         "\n## served for-user on a slot ranked by a9 ({threads} query threads on {} cores, a writer, \
-         10,000 items), {rounds} alternating rounds of {secs} s; medians of the rounds",
+         10,000 items, shadow_cpu {share}), {rounds} alternating rounds of {secs} s; medians of \
+         the rounds",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("| shadow | p50 | p99 | p99 against no shadow | answers/s | shadow rankings during the phase / answers sampled |\n|---|---|---|---|---|---|");

@@ -100,8 +100,8 @@ pub fn sign_test(wins: u64, losses: u64) -> f64 {
     let low = wins.min(losses);
     // P(X <= low) for X ~ Binomial(n, 1/2), summed in log space (2^-n underflows an f64 past
     // n = 1074) from i = low down: below the mean the terms C(n, i) 2^-n shrink by a factor
-    // i / (n - i + 1) each step, so the sum stops once they no longer move it, after a few
-    // thousand terms even at a billion answers.
+    // i / (n - i + 1) each step, so the sum stops once they no longer move it: about 10^5
+    // terms at a billion answers, a few at a thousand.
     let ln_choose = |i: u64| {
         ln_gamma(n as f64 + 1.0) - ln_gamma(i as f64 + 1.0) - ln_gamma((n - i) as f64 + 1.0)
     };
@@ -219,7 +219,7 @@ mod tests {
         let p = sign_test(3000, 1000);
         assert!((0.0..1e-100).contains(&p), "{p}");
         assert!((sign_test(5000, 5000) - 1.0).abs() < 1e-12);
-        // A billion answers take a few hundred thousand terms, not half a billion: 49.99%
+        // A billion answers take about 10^5 terms, not half a billion: 49.99%
         // against 50.01% is z = 6.3, p about 3e-10.
         let p = sign_test(499_900_000, 500_100_000);
         assert!(p > 1e-11 && p < 1e-9, "{p}");

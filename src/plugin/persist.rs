@@ -437,6 +437,7 @@ impl Backing {
                 .collect();
             slots.push((name, variants));
         }
+        let mut stale: Vec<Vec<u8>> = Vec::new();
         for kv in self.tree.scan_prefix(ROUTE) {
             let (k, v) = kv?;
             let name = String::from_utf8_lossy(&k[ROUTE.len()..]).into_owned();
@@ -446,8 +447,11 @@ impl Backing {
                 tracing::warn!(
                     target: "recostore::plugin",
                     slot = %name,
-                    "a slot has both an older binary's routing and a shadow or interleaved one; the older binary's, written later, serves"
+                    "a slot has both an older binary's routing and a shadow or interleaved one; the older binary's, written later, serves, and the other is removed"
                 );
+                // Removed, so that the older binary's later `slot.remove` of `P` `s` cannot
+                // bring it back. A replica's tree is the leader's and is left as it is.
+                stale.push(k.to_vec());
                 continue;
             }
             let stored: Vec<RouteRecord> = codec::decode(&k, &v)?;
@@ -471,6 +475,13 @@ impl Backing {
                 });
             }
             slots.push((name, variants));
+        }
+        if !stale.is_empty() && !self.tree.is_read_only() {
+            let mut b = crate::durable::Batch::default();
+            for k in &stale {
+                b.remove(k);
+            }
+            self.tree.apply_batch(b)?;
         }
         Ok(Stored { plugins, slots })
     }

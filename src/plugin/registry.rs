@@ -286,25 +286,25 @@ impl Plugins {
                     }
                 }
             }
-            for (name, mut variants) in slots {
+            for (name, variants) in slots {
                 let loaded = |v: &Variant| match &v.strategy {
                     Strategy::Plugin(p) => table.plugins.contains_key(p),
                     Strategy::Builtin => true,
                 };
-                // A shadow that did not load serves no one: the slot goes on without it.
-                variants.retain(|v| {
-                    let keep = v.mode != Mode::Shadow || loaded(v);
-                    if !keep {
-                        tracing::warn!(
-                            target: "recostore::plugin",
-                            slot = %name,
-                            shadow = v.strategy.name(),
-                            "a stored slot's shadow did not load; the slot serves without it"
-                        );
-                    }
-                    keep
-                });
-                let known = variants.iter().all(loaded);
+                // A shadow that did not load serves no one: the slot serves on, and the
+                // shadow resumes when its plugin is loaded again (`choose` skips it meanwhile).
+                for v in variants
+                    .iter()
+                    .filter(|v| v.mode == Mode::Shadow && !loaded(v))
+                {
+                    tracing::warn!(
+                        target: "recostore::plugin",
+                        slot = %name,
+                        shadow = v.strategy.name(),
+                        "a stored slot's shadow did not load; the slot serves without it until it is loaded"
+                    );
+                }
+                let known = variants.iter().all(|v| v.mode == Mode::Shadow || loaded(v));
                 match Slot::new(&name, variants).ok().filter(|_| known) {
                     Some(s) => {
                         table.slots.insert(name, Arc::new(s));

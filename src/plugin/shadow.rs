@@ -15,8 +15,9 @@
 //! which is what it would have served. The comparison reports overlap@k and Kendall's rank
 //! correlation with the served list, and counts the items either list would show that are
 //! out of stock, refused by the ask's filter, or already bought by a shopper whose ask
-//! excludes purchases, so a strategy that would have shown such an item is caught before it
-//! serves anyone. A shadow's plugin calls bypass its version's counters
+//! excludes purchases: a check, independent of the ranking tail, that the host keeps those
+//! out whatever the strategy does (a plugin orders the candidates it is given and cannot add
+//! one). A shadow's plugin calls bypass its version's counters
 //! (`PluginVersion::run_shadow`): its faults are counted here only, never disable it or roll
 //! anything back, and never move the guardrails' figures of a version that also serves.
 
@@ -122,16 +123,21 @@ fn inversions(v: &mut [usize]) -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowStats {
     /// Share of the slot's answers it is sampled at now; none when the slot no longer
-    /// shadows it (its figures stay).
+    /// shadows it, or when these are the figures of a plugin version that no longer serves
+    /// (the figures stay).
     pub sample: Option<f64>,
     /// Answers sampled for it.
     pub sampled: u64,
-    /// Sampled answers it never ranked: the queue was full (the worker was busy or resting
-    /// within its CPU share), or the store was closing.
+    /// Sampled answers it never ranked: the queue was full (the worker was busy, resting
+    /// within its CPU share, or waiting for idle CPU), the task waited more than 10 s, or the
+    /// store was closing.
     pub dropped: u64,
     /// Rankings it ran.
     pub calls: u64,
-    /// Rankings that faulted, by kind (the answer is then not compared).
+    /// Rankings that faulted, by kind (the answer is then not compared). At idle priority a
+    /// call may wait for a core, so a `deadline` fault (at ten times the serving deadline) can
+    /// be the machine's load rather than the strategy; an error of the store's own ranking
+    /// code is counted as a `trap`.
     pub faults: super::FaultCounts,
     /// Time to rank one answer on the shadow worker, candidates included: upper bounds of
     /// the log-scale buckets the median and 99th percentile fall in, in µs.
@@ -147,8 +153,10 @@ pub struct ShadowStats {
     pub rank_correlation: Option<f64>,
     /// Comparisons that shared at least two items.
     pub correlated: u64,
-    /// Items its lists would have shown that they should not: each is a bug in the strategy
-    /// or the host, summed over `compared`.
+    /// Items its lists would have shown that they should not, summed over `compared`,
+    /// checked against the ask on the worker. The host filters candidates before a plugin
+    /// ranks them, and a plugin only orders what it is given, so any count here is a bug in
+    /// the host, not in the strategy: a check that the ranking path keeps its promises.
     pub would_show: Bad,
     /// The same counts for the lists that were served, for reference.
     pub served_shows: Bad,
@@ -193,11 +201,13 @@ struct Task {
     counts: Arc<Counts>,
     run: Box<dyn FnOnce() -> Result<Comparison, Fault> + Send>,
     /// When it was queued: a task that waited longer than [`MAX_WAIT`] is dropped, so that
-    /// queued tasks never pin old snapshots for long on a machine with no idle CPU.
+    /// a ranking is never of a snapshot far older than the answer it is compared with.
     queued: Instant,
 }
 
-/// The longest a task may wait for the worker.
+/// The longest a task may wait for the worker: one that waited longer when the worker takes
+/// it is dropped. (On a machine with no idle CPU the worker may not take any for a while;
+/// until it does, or the store closes, the queued tasks keep their snapshots.)
 const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// The largest queue accepted (the whole queue is allocated up front).
@@ -434,13 +444,16 @@ impl Shadows {
             .iter()
             .map(|e| {
                 let c = e.value();
+                // In the order `stats` reads: calls, then dropped, then sampled.
+                let calls = c.calls.calls.load(SeqCst);
+                let dropped = c.dropped.load(SeqCst);
                 let f = c.calls.faults();
                 SavedShadow {
                     key: e.key().clone(),
                     counts: [
-                        c.sampled.load(Relaxed),
-                        c.dropped.load(Relaxed),
-                        c.calls.calls.load(Relaxed),
+                        c.sampled.load(SeqCst),
+                        dropped,
+                        calls,
                         f.deadline,
                         f.fuel,
                         f.memory,
@@ -465,6 +478,10 @@ impl Shadows {
         for s in saved {
             let c = self.counts(&s.key.0, &s.key.1, s.key.2);
             let [sampled, dropped, calls, faults @ ..] = s.counts;
+            // Tasks still queued or running when the figures were saved never finish in this
+            // process: they were dropped.
+            let dropped = dropped.max(sampled.saturating_sub(calls));
+            let sampled = sampled.max(calls.saturating_add(dropped));
             c.sampled.fetch_add(sampled, Relaxed);
             c.dropped.fetch_add(dropped, Relaxed);
             c.calls.calls.fetch_add(calls, Relaxed);

@@ -97,6 +97,10 @@ pub struct PluginVersion {
     host: Arc<Host>,
     #[cfg(feature = "plugins")]
     pool: ArrayQueue<Warm>,
+    /// The shadow worker's instances, apart from serving's: a shadow that faults throws its
+    /// instance away, and must not empty the pool the request path draws from.
+    #[cfg(feature = "plugins")]
+    shadow_pool: ArrayQueue<Warm>,
     pub(crate) counters: Counters,
     live: Option<Arc<AtomicUsize>>,
 }
@@ -196,6 +200,7 @@ impl PluginVersion {
             pre,
             host: host.clone(),
             pool: ArrayQueue::new(host.limits.pool_size.max(1)),
+            shadow_pool: ArrayQueue::new(1),
             counters: Counters::default(),
             live,
         };
@@ -406,7 +411,7 @@ impl PluginVersion {
     pub(crate) fn run_shadow(&self, input: &Input) -> Result<Output, Fault> {
         let ticks = self.host.limits.deadline_ticks().saturating_mul(10);
         let started = Instant::now();
-        let (result, _, _) = self.call_pooled(input, ticks);
+        let (result, _, _) = self.call_pooled(&self.shadow_pool, input, ticks);
         result.map(|mut o| {
             o.elapsed = started.elapsed();
             o
@@ -417,8 +422,13 @@ impl PluginVersion {
     /// One call on a warm instance from the pool (or a new one), which goes back to the pool
     /// if the call succeeded. Also says whether the instance was new (a cold start), and how
     /// many log lines the call dropped (a faulting call's too).
-    fn call_pooled(&self, input: &Input, ticks: u64) -> (Result<Output, Fault>, bool, u64) {
-        let warm_start = self.pool.pop();
+    fn call_pooled(
+        &self,
+        pool: &ArrayQueue<Warm>,
+        input: &Input,
+        ticks: u64,
+    ) -> (Result<Output, Fault>, bool, u64) {
+        let warm_start = pool.pop();
         let cold = warm_start.is_none();
         let mut logs_dropped = 0;
         let result = warm_start
@@ -435,7 +445,7 @@ impl PluginVersion {
                     if let Some(c) = &mut warm.store.data_mut().capture {
                         o.logs = std::mem::take(c);
                     }
-                    let _ = self.pool.push(warm);
+                    let _ = pool.push(warm);
                     o
                 })
             });
@@ -447,7 +457,7 @@ impl PluginVersion {
     fn run_within(&self, input: &Input, ticks: u64) -> Result<Output, Fault> {
         let started = Instant::now();
         self.counters.calls.fetch_add(1, Relaxed);
-        let (result, cold, logs_dropped) = self.call_pooled(input, ticks);
+        let (result, cold, logs_dropped) = self.call_pooled(&self.pool, input, ticks);
         self.counters.logs_dropped.fetch_add(logs_dropped, Relaxed);
         let elapsed = started.elapsed();
         self.counters
