@@ -128,12 +128,15 @@ fn a_worse_strategy_promoted_anyway_is_rolled_back_by_its_ctr_and_the_record_sur
             json!(1)
         );
 
-        // 3. Promoted anyway, under guardrails.
+        // 3. Promoted anyway, under guardrails. The p99 bound is set out of reach: this test's
+        // subject is CTR, and a loaded machine (CI runs this binary's tests side by side on
+        // two cores) can slow fifty calls of the new version enough to roll it back early.
         let p = call(
             &mut c,
             "plugin.promote",
             json!({"name": "strat", "path": worse, "guardrails": {
-                "min_impressions": 600, "min_calls": 50, "alpha": 0.001, "window_secs": 3600}}),
+                "min_impressions": 600, "min_calls": 50, "alpha": 0.001, "window_secs": 3600,
+                "max_p99_ratio": 1000.0}}),
         );
         assert_eq!(p["version"], json!(2));
         assert_eq!(p["watch"]["previous"], json!(1));
@@ -146,12 +149,13 @@ fn a_worse_strategy_promoted_anyway_is_rolled_back_by_its_ctr_and_the_record_sur
             .iter()
             .position(|v| *v == Some(1))
             .expect("rolled back");
+        let info = call(&mut c, "plugin.list", Value::Null)[0].clone();
         assert!(
             first_back >= 100,
-            "judged only after 600 impressions: {first_back}"
+            "judged only after 600 impressions: {first_back}; {}",
+            info["rollbacks"]
         );
         assert!(served[first_back..].iter().all(|v| *v == Some(1)));
-        let info = call(&mut c, "plugin.list", Value::Null)[0].clone();
         assert_eq!(info["version"], json!(1));
         assert_eq!(info["watch"], Value::Null);
         let rb = &info["rollbacks"][0];

@@ -334,7 +334,8 @@ fn a_worse_candidate_loses_every_step_and_is_rolled_back_when_promoted_anyway() 
             &mut c,
             "plugin.promote",
             json!({"name": "current", "path": worse, "guardrails": {
-                "min_impressions": 600, "min_calls": 50, "alpha": 0.001, "window_secs": 3600}}),
+                "min_impressions": 600, "min_calls": 50, "alpha": 0.001, "window_secs": 3600,
+                "max_p99_ratio": 1000.0}}),
         );
         assert_eq!(p["version"], json!(2));
         // 5. ...and rolled back on its own once its CTR is judged.
