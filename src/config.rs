@@ -225,6 +225,37 @@ pub struct Config {
     /// every event for good. `None` (the default) keeps every event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_log_retention_secs: Option<u64>,
+    /// Shows remembered per user for the exposure asks ([`crate::Ask::not_shown_within`],
+    /// [`crate::Ask::cap`], [`crate::Ask::demote_shown`]): each item of an impression is one
+    /// show; the oldest go first. A show costs 8 bytes in memory and in the user's `X`
+    /// record, so the default costs 1.6 kB per user shown anything. A cap counts only the
+    /// shows remembered. 0 turns the memory off (and asks that need it are refused).
+    /// Default: 200.
+    pub exposure_memory: usize,
+    /// Half-life of a show for [`crate::Ask::demote_shown`], in seconds: a show this long
+    /// ago demotes half as much as one now; 0: shows never decay. Default: 86,400 (a day).
+    pub exposure_half_life_secs: u64,
+    /// Record an impression for every answer whose ask names a user and a slot (the items
+    /// served, in order, at the ask's time; see [`crate::Ask::at`]), so the app need not send
+    /// them back. They are queued and written in batches off the request path
+    /// ([`crate::Store::flush_impressions`] waits for them). A recorded impression is an
+    /// event of the user like any other: it creates a user the store has not seen and counts
+    /// in their last-seen time and lifecycle stage. Turn it off when the app sends
+    /// its own impressions (only the rows the shopper actually scrolled to, say), or each
+    /// show is counted twice. Replicas never record. Default: `true`.
+    pub record_served_impressions: bool,
+    /// How deep a paged ask ([`crate::Ask::paged`]) is ranked, once: its pages are slices
+    /// of that list, so at most this many items can be paged through (more if the first
+    /// page's `k` is larger). Default: 100.
+    pub page_depth: usize,
+    /// Seconds a cursor and a page view last ([`crate::Ask::cursor`],
+    /// [`crate::Ask::page_view`]); an expired cursor is refused and the app starts again.
+    /// Default: 900 (15 minutes).
+    pub cursor_ttl_secs: u64,
+    /// Most cursors kept at once (the oldest go first; page views: four times as many; 0 is
+    /// taken as 1). A cursor holds its whole list in memory: up to [`Config::page_depth`]
+    /// results with their titles and explanations. Default: 1,024.
+    pub max_cursors: usize,
     /// Lifecycle stage boundaries. See [`LifecycleDays`].
     pub lifecycle: LifecycleDays,
     /// Limits every ranking plugin runs under. See [`PluginLimits`].
@@ -259,6 +290,12 @@ impl Default for Config {
             reclaim_growth: Some(4.0),
             reclaim_min_bytes: 64 << 20,
             event_log_retention_secs: None,
+            exposure_memory: 200,
+            exposure_half_life_secs: 86_400,
+            record_served_impressions: true,
+            page_depth: 100,
+            cursor_ttl_secs: 900,
+            max_cursors: 1_024,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
         }
@@ -294,6 +331,36 @@ impl Config {
     /// Set [`Config::event_log_retention_secs`].
     pub fn event_log_retention_secs(mut self, secs: Option<u64>) -> Self {
         self.event_log_retention_secs = secs;
+        self
+    }
+    /// Set [`Config::exposure_memory`].
+    pub fn exposure_memory(mut self, shows: usize) -> Self {
+        self.exposure_memory = shows;
+        self
+    }
+    /// Set [`Config::exposure_half_life_secs`].
+    pub fn exposure_half_life_secs(mut self, secs: u64) -> Self {
+        self.exposure_half_life_secs = secs;
+        self
+    }
+    /// Set [`Config::page_depth`].
+    pub fn page_depth(mut self, depth: usize) -> Self {
+        self.page_depth = depth;
+        self
+    }
+    /// Set [`Config::cursor_ttl_secs`].
+    pub fn cursor_ttl_secs(mut self, secs: u64) -> Self {
+        self.cursor_ttl_secs = secs;
+        self
+    }
+    /// Set [`Config::max_cursors`].
+    pub fn max_cursors(mut self, cursors: usize) -> Self {
+        self.max_cursors = cursors;
+        self
+    }
+    /// Set [`Config::record_served_impressions`].
+    pub fn record_served_impressions(mut self, on: bool) -> Self {
+        self.record_served_impressions = on;
         self
     }
     /// Set [`Config::checkpoint_events`].

@@ -57,12 +57,14 @@ mod fields;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod import;
+mod impressions;
 #[cfg_attr(not(feature = "replication"), allow(dead_code))]
 mod manifest;
 mod metrics;
 mod model;
 mod name_table;
 mod narrow;
+mod pages;
 #[cfg_attr(not(feature = "replication"), allow(dead_code))]
 mod pairs;
 pub mod plugin;
@@ -96,6 +98,7 @@ pub use config::{Config, Durability, EventWeights, LifecycleDays, SegmentVerify}
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, MAX_IMPRESSION_ITEMS, MAX_QUANTITY};
 pub use export::ExportSummary;
+pub use impressions::{ImpressionCounts, Recording, QUEUE_CAPACITY as IMPRESSION_QUEUE};
 pub use metrics::Latency;
 pub use model::{price_band, Item, Tag, User, MAX_ID_BYTES, MAX_TAG_BYTES, MAX_TEXT_BYTES};
 pub use plugin::{PluginLimits, Plugins};
@@ -111,8 +114,8 @@ pub use retention::PruneReport;
 pub use scenario::relations::BOUGHT_NEWEST as SUBSTITUTE_BASKETS;
 pub use scenario::relations::VIEWED_NEWEST as SUBSTITUTE_SESSIONS;
 pub use scenario::{
-    Answer, Ask, Boost, Interleaved, RankedBy, Reason, Scenario, Served, UserMatch, MAX_BOOST,
-    MAX_BOOSTS, MIN_BOOST,
+    Answer, Ask, Boost, Interleaved, RankedBy, Reason, Scenario, Served, ShowCap, UserMatch,
+    MAX_BOOST, MAX_BOOSTS, MIN_BOOST,
 };
 pub use search::{
     Filter, Method, Path as SearchPath, Query, QueryStats, Recommendation, Similarity, Target,
@@ -131,7 +134,9 @@ pub use view::View;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::activity::user::OpenSession;
-    pub use crate::activity::{Activity, Baskets, ItemStats, Pair, Relation, Totals, UserState};
+    pub use crate::activity::{
+        Activity, Baskets, Exposure, ItemStats, Pair, Relation, Totals, UserState,
+    };
     pub use crate::metrics::resident_bytes;
 
     /// The durable key layout and value encoding.

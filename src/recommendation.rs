@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One recommended item with the reason it was recommended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
     /// The item's id.
     pub id: String,
@@ -134,6 +134,17 @@ pub enum Reason {
     },
     /// A members-only item, shown first to a member.
     MembersOnly,
+    /// Demoted because the user was shown it before ([`crate::Ask::demote_shown`]): its
+    /// score was multiplied by `factor`, `1 / (1 + Σ 2^(−age / half-life))` over the shows
+    /// remembered.
+    ShownBefore {
+        /// Shows remembered (at most `Config::exposure_memory` shows of all items are).
+        times: u32,
+        /// Seconds from the newest show to the ask's time.
+        last_secs_ago: u64,
+        /// The multiplier applied, in (0, 1).
+        factor: f32,
+    },
 }
 
 impl Reason {
@@ -168,7 +179,19 @@ impl Reason {
             Reason::Keywords { matched } => matched.len() as f32,
             Reason::Boost { factor, .. } => *factor,
             Reason::MembersOnly => 1.0,
+            Reason::ShownBefore { factor, .. } => *factor,
         }
+    }
+}
+
+/// A span of seconds for a person, rounded down to its largest unit: `45 s`, `12 min`,
+/// `3 h`, `2 d`.
+fn ago(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3_599 => format!("{} min", secs / 60),
+        3_600..=86_399 => format!("{} h", secs / 3_600),
+        _ => format!("{} d", secs / 86_400),
     }
 }
 
@@ -313,6 +336,16 @@ impl std::fmt::Display for Reason {
             Reason::Keywords { matched } => write!(f, "keywords {}", matched.join(" ")),
             Reason::Boost { tag, factor } => write!(f, "boost {tag} ×{factor}"),
             Reason::MembersOnly => write!(f, "members only"),
+            Reason::ShownBefore {
+                times,
+                last_secs_ago,
+                factor,
+            } => write!(
+                f,
+                "shown {times} {} before, last {} ago (score ×{factor:.2})",
+                if *times == 1 { "time" } else { "times" },
+                ago(*last_secs_ago)
+            ),
         }
     }
 }

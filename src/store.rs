@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod crash_tests;
 mod events;
+mod impressions;
 mod maintenance;
 pub(crate) mod open;
 mod read;
@@ -102,6 +103,11 @@ pub(crate) struct Inner {
     /// What every view of this store shares: configuration, plugins, latency, the derived
     /// relations scenarios keep.
     shared: Arc<crate::view::Shared>,
+    /// The recorder of served impressions ([`crate::impressions`]), while it runs.
+    recorder_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Users deleted lately, with the write sequence of their deletion: impressions served
+    /// before it and still queued are not written (see `store/impressions.rs`).
+    deleted_users: Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
 }
 
 /// What the writer lock guards: the id and sequence counters, and what event batches have
@@ -236,6 +242,14 @@ pub struct Stats {
     /// Heap bytes of both indexes and of the dense basket counts beside them, estimated from
     /// their lengths.
     pub cooccurrence_bytes: u64,
+    /// Impressions of served answers queued, recorded, dropped and lost since the store
+    /// opened ([`Config::record_served_impressions`]).
+    pub served_impressions: crate::impressions::ImpressionCounts,
+    /// Cursors of paged asks held in memory ([`Config::max_cursors`] at most; expired ones
+    /// count until newer ones push them out).
+    pub cursors: usize,
+    /// Page views held in memory (four times [`Config::max_cursors`] at most).
+    pub page_views: usize,
 }
 
 /// The runs of `delta`'s index, by address: what tells a save that the index changed.
@@ -406,12 +420,16 @@ impl Store {
     /// batch, and their events are taken back out of the co-occurrence lists, so the user
     /// disappears at once from every read: user similarity, segments, "bought together". The copy inside the current segment file is erased by a rebuild,
     /// which this call starts in the background; call [`Store::rebuild`] to wait for erasure.
+    /// Impressions of served answers still queued are written first, and deleted with the
+    /// rest.
     pub fn delete_user(&self, id: &str) -> Result<bool> {
         Ok(self.delete_users(&[id])? == 1)
     }
 
     /// Delete many users in one batch. Returns how many existed. See [`Store::delete_user`].
     pub fn delete_users(&self, ids: &[&str]) -> Result<usize> {
+        // An impression still queued would bring a forgotten user back once written.
+        self.flush_impressions();
         let mut n = 0;
         let tree = &self.inner.tree;
         self.write(|p| {
@@ -426,6 +444,10 @@ impl Store {
             }
             Ok(())
         })?;
+        // Impressions served before this write and queued since the flush above, and the
+        // lists paged from their history, go with them.
+        self.note_deleted(ids, self.snapshot().seq);
+        self.inner.shared.pages.forget_users(ids);
         if n > 0 {
             // A deleted user must leave the segment files: a fold, not a save.
             self.inner.fold_wanted.store(true, Ordering::Release);
@@ -457,6 +479,7 @@ impl Store {
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
         self.inner.handles.fetch_sub(1, Ordering::AcqRel);
+        self.inner.stop_recorder();
         self.inner.close()
     }
 
@@ -614,6 +637,9 @@ impl Store {
             cooccurrence_bytes: s.activity.bought.approx_bytes()
                 + s.activity.viewed.approx_bytes()
                 + s.activity.held.approx_bytes() as u64,
+            served_impressions: self.impression_counts(),
+            cursors: self.inner.shared.pages.held().0,
+            page_views: self.inner.shared.pages.held().1,
         }
     }
 
@@ -1282,6 +1308,7 @@ impl Drop for Store {
         if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
+        self.inner.stop_recorder();
         if let Err(e) = self.inner.close() {
             tracing::error!(error = %e, "closing the store failed: the next open replays the journal, and writes since the last flush may be lost");
         }

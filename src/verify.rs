@@ -245,6 +245,13 @@ pub(crate) fn deep(store_tag: u32, tree: &Db, snap: &Snapshot) -> Result<VerifyR
                         }
                         Err(e) => r.problem(e.to_string()),
                     },
+                    // What a user was shown: it must decode (its contents are behaviour state,
+                    // which the journal may have moved past).
+                    Some(&p) if p == crate::activity::checkpoint::EXPOSURE_PREFIX => {
+                        if let Err(e) = codec::decode::<crate::activity::Exposure>(&k, &v) {
+                            r.problem(e.to_string());
+                        }
+                    }
                     Some(b'T') if std::str::from_utf8(&v).is_err() => {
                         r.problem(format!("tag name under {k:?} is not UTF-8"));
                     }

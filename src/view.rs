@@ -34,6 +34,11 @@ pub(crate) struct Shared {
     pub(crate) writes: std::sync::atomic::AtomicU64,
     /// Relations derived from snapshots, kept between queries.
     pub(crate) derived: Derivations,
+    /// Cursors of paged asks and the page views ([`crate::pages`]).
+    pub(crate) pages: crate::pages::Pages,
+    /// Impressions of served answers on their way to the recorder; `None` when the store
+    /// records none ([`Config::record_served_impressions`] off, or a replica).
+    pub(crate) impressions: Option<crate::impressions::Queue>,
 }
 
 /// The store at one instant, for reading: its snapshot, the relations derived from it, and the
@@ -82,6 +87,7 @@ impl View {
             plugins: &self.shared.plugins,
             derived: &self.shared.derived,
             shadow: false,
+            shown: None,
         }
     }
 
@@ -140,9 +146,8 @@ impl View {
     /// whether it fell back to the built-in ranker.
     pub fn serve(&self, ask: &Ask) -> Result<Served> {
         let started = std::time::Instant::now();
-        let out = scenario::run_with_shadows(&self.env(), &self.snap, ask);
-        let out = out.map(|(served, shadows)| {
-            self.queue_shadows(ask, &served, shadows);
+        let out = self.serve_page(ask).map(|mut served| {
+            served.impression = self.record_impression(ask, &served);
             served
         });
         let took = started.elapsed();
@@ -152,6 +157,97 @@ impl View {
             h.record(took);
         }
         out
+    }
+
+    /// The answer to `ask` as shown: a later page from its cursor, or the ranking (ranked
+    /// [`Config::page_depth`] deep and cut to its first page when paged), less what the other
+    /// modules of its page view showed. See [`crate::pages`].
+    fn serve_page(&self, ask: &Ask) -> Result<Served> {
+        let pages = &self.shared.pages;
+        // Before any table is touched: an invalid page view id must not take a place.
+        ask.validate()?;
+        ask.validate_with(&self.shared.config)?;
+        if let Some(cursor) = &ask.cursor {
+            let page = pages.next(ask, cursor)?;
+            return Ok(Served {
+                items: page.items,
+                ranked_by: page.ranked_by,
+                impression: None,
+                next_cursor: page.next_cursor,
+            });
+        }
+        // The view's record stays locked while this module is ranked, so that two modules
+        // asked at once cannot both take an item.
+        let record = ask.page_view.as_deref().map(|id| pages.view(id));
+        let mut shown_in_view = record.as_deref().map(crate::pages::hold);
+        let mut asked = std::borrow::Cow::Borrowed(ask);
+        if let Some(v) = &shown_in_view {
+            if !v.items.is_empty() {
+                let a = asked.to_mut();
+                a.filter.exclude_items.extend(v.items.iter().cloned());
+            }
+        }
+        let mut env = self.env();
+        if ask.paged {
+            let depth = self
+                .shared
+                .config
+                .page_depth
+                .max(ask.k)
+                .min(crate::search::MAX_K);
+            env.shown = Some(ask.k);
+            asked.to_mut().k = depth;
+        }
+        let (mut served, shadows) = scenario::run_with_shadows(&env, &self.snap, &asked)?;
+        if ask.paged {
+            let page = pages.start(ask, served.items, served.ranked_by);
+            served.items = page.items;
+            served.ranked_by = page.ranked_by;
+            served.next_cursor = page.next_cursor;
+        }
+        // The shadow ranks what this answer ranked from: the page view's exclusions in, the
+        // paging depth out.
+        if !shadows.is_empty() {
+            let mut shadow_ask = asked.into_owned();
+            shadow_ask.k = ask.k;
+            self.queue_shadows(&shadow_ask, &served, shadows);
+        }
+        if let Some(v) = shown_in_view.as_mut() {
+            v.items.extend(served.items.iter().map(|r| r.id.clone()));
+        }
+        Ok(served)
+    }
+
+    /// Queue the impression of `served` if the ask names a user and a slot and the store
+    /// records served impressions: the items in order (the first
+    /// [`crate::MAX_IMPRESSION_ITEMS`]), at the ask's time.
+    fn record_impression(
+        &self,
+        ask: &Ask,
+        served: &Served,
+    ) -> Option<crate::impressions::Recording> {
+        let (Some(user), Some(slot), Some(q)) = (&ask.user, &ask.slot, &self.shared.impressions)
+        else {
+            return None;
+        };
+        let items: Vec<String> = served
+            .items
+            .iter()
+            .take(crate::event::MAX_IMPRESSION_ITEMS)
+            .map(|r| r.id.clone())
+            .collect();
+        if items.is_empty() {
+            return None;
+        }
+        let ts = scenario::shown::ask_time(&self.snap, ask);
+        let event = crate::event::Event::impression(
+            user.clone(),
+            slot.clone(),
+            served.ranked_by.strategy.clone(),
+            items,
+            ts,
+        );
+        Some(q.push(event, self.snap.seq))
     }
 
     /// Hand the shadows sampled for `ask` to the shadow worker, each with this view's
@@ -189,6 +285,7 @@ impl View {
                         plugins: &shared.plugins,
                         derived: &shared.derived,
                         shadow: true,
+                        shown: None,
                     };
                     scenario::shadow(&env, &snap, &ask, &pick, &ids)
                 })
@@ -249,6 +346,8 @@ mod tests {
             by_scenario: Default::default(),
             writes: Default::default(),
             derived: Derivations::default(),
+            impressions: None,
+            pages: crate::pages::Pages::new(std::time::Duration::from_secs(900), 1024),
         });
         (dir, View::new(snap, shared))
     }

@@ -183,7 +183,7 @@ fn every_command_answers() {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["micros", "ranked_by", "results", "scenario"],
+            ["micros", "next_cursor", "ranked_by", "results", "scenario"],
             "{cmd} {args}: {a}"
         );
         let name = args["scenario"].as_str().unwrap_or("users-like");

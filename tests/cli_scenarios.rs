@@ -124,7 +124,14 @@ fn the_cli_and_the_socket_answer_in_one_shape() {
     let sim = json(&cli(tmp.path(), &["query", "similar", "tent", "--json"]));
     assert_eq!(
         keys(&sim),
-        ["micros", "ranked_by", "results", "scenario", "stats"]
+        [
+            "micros",
+            "next_cursor",
+            "ranked_by",
+            "results",
+            "scenario",
+            "stats"
+        ]
     );
     assert_eq!(sim["scenario"], "similar");
 
@@ -140,7 +147,7 @@ fn the_cli_and_the_socket_answer_in_one_shape() {
         let socket_answer = r.result.expect("result");
         assert_eq!(
             keys(&cli_answer),
-            ["micros", "ranked_by", "results", "scenario"],
+            ["micros", "next_cursor", "ranked_by", "results", "scenario"],
             "{args:?}"
         );
         assert_eq!(keys(&cli_answer), keys(&socket_answer), "{args:?}");

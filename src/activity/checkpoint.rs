@@ -7,6 +7,7 @@
 //! | `B` item (u32 BE)                           | `VERSION ++ bincode(ItemRecord)`   |
 //! | `K` relation (`b`/`v`) chunk number (u64 BE) | `VERSION ++ bincode(Chunk)`        |
 //! | `Mactivity`                                 | `VERSION ++ bincode(Totals)`       |
+//! | `X` user (u32 BE)                           | `VERSION ++ bincode(Exposure)`     |
 //!
 //! **Why checkpoints.** Writing every touched state value with every event batch cost about
 //! three sled keys per event, which bounded ingestion at about 40k events/s. Instead, an event
@@ -44,6 +45,8 @@ pub(crate) const META_ACTIVITY: &[u8] = b"Mactivity";
 pub(crate) const USER_PREFIX: u8 = b'A';
 /// Prefix of the item records.
 pub(crate) const ITEM_PREFIX: u8 = b'B';
+/// Prefix of the exposure memories (what each user was shown, [`super::exposure`]).
+pub(crate) const EXPOSURE_PREFIX: u8 = b'X';
 /// Prefix of the basket-index chunks.
 pub(crate) const CHUNK_PREFIX: u8 = b'K';
 
@@ -157,6 +160,12 @@ pub(crate) fn write(
         let k = id_key(USER_PREFIX, u);
         match act.users.get(&u) {
             Some(s) => batch.insert(k, codec::encode(&k, &**s)?),
+            None => batch.remove(k),
+        }
+        // A user's shows change only with their events, so they are written with the user.
+        let k = id_key(EXPOSURE_PREFIX, u);
+        match act.exposures.get(&u).filter(|e| !e.is_empty()) {
+            Some(e) => batch.insert(k, codec::encode(&k, &**e)?),
             None => batch.remove(k),
         }
     }

@@ -132,7 +132,14 @@ impl<'c> Ingest<'c> {
         let u = Arc::make_mut(self.act.users.entry(user).or_default());
         u.touch(interest, ts, cfg.max_recent_items, cfg.max_seen_items);
         let Some(item) = interest else {
-            if let StoredKind::Impression { .. } = &ev.kind {
+            if let StoredKind::Impression { items, .. } = &ev.kind {
+                if cfg.exposure_memory > 0 && !items.is_empty() {
+                    Arc::make_mut(self.act.exposures.entry(user).or_default()).record(
+                        items,
+                        ts,
+                        cfg.exposure_memory,
+                    );
+                }
                 steps.push(Step {
                     item: 0,
                     user,
@@ -210,6 +217,7 @@ impl<'c> Ingest<'c> {
         let t = &mut self.act.totals;
         t.events = t.events.saturating_sub(events as u64);
         self.act.users.remove(&user);
+        self.act.exposures.remove(&user);
         self.act.forgotten += 1;
         self.touched.users.insert(user);
     }

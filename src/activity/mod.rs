@@ -8,6 +8,7 @@
 //!   every item.
 //! * `holdings` — each item's basket and session counts in a dense copy-on-write array, for
 //!   the partner side of every pair measure.
+//! * [`exposure`] — what each user was shown and when (impressions), bounded and decayed.
 //! * [`cooccur`] — exact support, confidence and lift of a pair from those indexes, and the
 //!   association measure scenarios rank by.
 //! * `ingest` — applying a batch of events (or un-applying a deleted user's).
@@ -31,6 +32,7 @@ pub(crate) mod background;
 pub mod baskets;
 pub(crate) mod checkpoint;
 pub mod cooccur;
+pub mod exposure;
 pub(crate) mod holdings;
 pub(crate) mod ingest;
 pub(crate) mod ingest_items;
@@ -46,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 pub use baskets::Baskets;
 pub use cooccur::Pair;
+pub use exposure::Exposure;
 pub use item::ItemStats;
 pub use segments::{Lifecycle, Rfm};
 pub use user::UserState;
@@ -86,6 +89,8 @@ pub enum Relation {
 #[derive(Debug, Clone, Default)]
 pub struct Activity {
     pub(crate) users: imbl::HashMap<u32, Arc<UserState>>,
+    /// What each user was shown (see [`exposure`]); users never shown anything are absent.
+    pub(crate) exposures: imbl::HashMap<u32, Arc<Exposure>>,
     pub(crate) items: imbl::HashMap<u32, Arc<ItemStats>>,
     pub(crate) bought: Baskets,
     pub(crate) viewed: Baskets,
@@ -111,6 +116,11 @@ impl Activity {
     /// The store's clock: the newest event time recorded (0 before any event).
     pub fn now(&self) -> u64 {
         self.totals.latest_ts
+    }
+
+    /// What user `id` (dense) was shown, if anything.
+    pub fn exposure(&self, id: u32) -> Option<&Exposure> {
+        self.exposures.get(&id).map(|a| &**a)
     }
 
     /// A user's behaviour state, by dense id.

@@ -14,7 +14,8 @@ use crate::durable::Value;
 
 use super::baskets::{Baskets, Chunk};
 use super::checkpoint::{
-    relation_byte, ItemRecord, CHUNK_PREFIX, ITEM_PREFIX, META_ACTIVITY, USER_PREFIX,
+    relation_byte, ItemRecord, CHUNK_PREFIX, EXPOSURE_PREFIX, ITEM_PREFIX, META_ACTIVITY,
+    USER_PREFIX,
 };
 use super::log::{self, Logged};
 use super::{Activity, Relation, UserState};
@@ -32,6 +33,12 @@ pub(crate) fn load(tree: &crate::durable::Db, cfg: &Config) -> Result<Activity> 
         let (k, v) = kv?;
         let state: UserState = codec::decode(&k, &v)?;
         act.users.insert(codec::record_key_id(&k)?, Arc::new(state));
+    }
+    for kv in tree.scan_prefix([EXPOSURE_PREFIX]) {
+        let (k, v) = kv?;
+        let shown: super::Exposure = codec::decode(&k, &v)?;
+        act.exposures
+            .insert(codec::record_key_id(&k)?, Arc::new(shown));
     }
     let half_life = cfg.popularity_half_life_secs();
     for kv in tree.scan_prefix([ITEM_PREFIX]) {
@@ -79,6 +86,7 @@ pub(crate) fn old_state_keys(tree: &crate::durable::Db) -> Result<Vec<Value>> {
     let mut keys = Vec::new();
     for prefix in [
         &[USER_PREFIX][..],
+        &[EXPOSURE_PREFIX],
         &[ITEM_PREFIX],
         b"S",
         b"C",

@@ -333,6 +333,7 @@ pub fn replay(
         plugins: &plugins,
         derived: &derived,
         shadow: false,
+        shown: None,
     };
     let asks_meter = Meter::new(opts.progress.as_ref(), "asks", asked.len() as u64);
     // Per asked user: (recall, ndcg) of each side, the changed share, and each side's answer.

@@ -32,6 +32,13 @@ pub struct Answer<'a, T> {
     /// [`crate::Store::query_with_stats`]; absent (not `null`) everywhere else.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<QueryStats>,
+    /// What became of the answer's impression (`"queued"`, or `{"dropped": {"reason": …}}`)
+    /// when the store records it; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impression: Option<crate::impressions::Recording>,
+    /// The cursor of the next page of a paged ask; `null` when there is none (the ask was not
+    /// paged, or this was the last page).
+    pub next_cursor: Option<String>,
 }
 
 impl<'a, T> Answer<'a, T> {
@@ -43,6 +50,8 @@ impl<'a, T> Answer<'a, T> {
             ranked_by: RankedBy::builtin(),
             micros: micros(took),
             stats: None,
+            impression: None,
+            next_cursor: None,
         }
     }
 
@@ -63,6 +72,8 @@ impl Served {
             ranked_by: self.ranked_by.clone(),
             micros: micros(took),
             stats: None,
+            impression: self.impression.clone(),
+            next_cursor: self.next_cursor.clone(),
         }
     }
 }
@@ -94,6 +105,8 @@ mod tests {
         let served = Served {
             items: Vec::new(),
             ranked_by: RankedBy::builtin(),
+            impression: None,
+            next_cursor: None,
         };
         let a = serde_json::to_value(served.answer("together", Duration::from_micros(84)))
             .expect("json");
@@ -108,7 +121,10 @@ mod tests {
             k.sort();
             k
         };
-        assert_eq!(keys(&a), ["micros", "ranked_by", "results", "scenario"]);
+        assert_eq!(
+            keys(&a),
+            ["micros", "next_cursor", "ranked_by", "results", "scenario"]
+        );
         assert_eq!(keys(&a), keys(&b));
         assert_eq!(a["micros"], 84);
         assert_eq!(a["ranked_by"]["strategy"], "builtin");

@@ -50,10 +50,12 @@ pub(crate) fn trending(
 }
 
 /// How many candidates a scenario gathers before the shared tail: exactly `k` when nothing
-/// re-orders them, more when boosts, members-first or diversity may promote lower ones, and
-/// `plugin_depth` when a ranking plugin will re-order them.
+/// re-orders them, more when boosts, members-first, a demotion of what was shown or
+/// diversity may promote lower ones, and `plugin_depth` when a ranking plugin will re-order
+/// them.
 pub(crate) fn pool(ask: &Ask, plugin_depth: Option<usize>) -> usize {
-    let reranked = ask.diversity.is_some() || !ask.boosts.is_empty() || ask.members_first;
+    let reranked =
+        ask.diversity.is_some() || !ask.boosts.is_empty() || ask.members_first || ask.demote_shown;
     if let Some(depth) = plugin_depth {
         depth.max(ask.k).min(MAX_K)
     } else if reranked {

@@ -37,6 +37,7 @@ pub(crate) mod history;
 pub mod personal;
 pub(crate) mod rank;
 pub mod relations;
+pub(crate) mod shown;
 pub mod strategy;
 pub(crate) mod user_matrix;
 pub mod users_like;
@@ -71,6 +72,9 @@ pub(crate) struct Env<'a> {
     /// or replaces one, so that the shadow worker, which runs at idle priority on an older
     /// snapshot, never holds the lock queries build under nor swaps in an older value.
     pub shadow: bool,
+    /// How many of the answer are shown now: the first page of a paged ask, ranked deeper
+    /// than it shows. A/B and interleaving figures count these only. `None`: all.
+    pub shown: Option<usize>,
 }
 
 impl Env<'_> {
@@ -263,6 +267,46 @@ pub struct Ask {
     /// Rank with this plugin (or `builtin`), whatever the slot's routing says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// Leave out items shown to [`Ask::user`] less than this many seconds before the ask's
+    /// time (see [`Ask::not_shown_within`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_shown_within_secs: Option<u64>,
+    /// Leave out items shown to [`Ask::user`] `times` times or more within the window (see
+    /// [`Ask::cap`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<ShowCap>,
+    /// Demote items [`Ask::user`] was shown before instead of leaving them out (see
+    /// [`Ask::demote_shown`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demote_shown: bool,
+    /// The ask's time in seconds since the epoch: what the exposure windows count back from,
+    /// and the time of the impression a served answer records. Default: the store's clock
+    /// (the newest event time), so a history replayed from 2011 stays in 2011. A shop whose
+    /// events are sparse should pass the wall clock. No later than the store accepts events
+    /// ([`crate::Config::future_tolerance_secs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// Page through the answer (see [`Ask::paged`]): the answer is the first `k` of a list
+    /// ranked [`crate::Config::page_depth`] deep, with a cursor to the next page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paged: bool,
+    /// The page a previous answer's `next_cursor` points at (see [`Ask::cursor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// The page view this ask is a module of (see [`Ask::page_view`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_view: Option<String>,
+}
+
+/// A frequency cap: an item shown `times` times or more within `within_secs` seconds is left
+/// out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowCap {
+    /// Shows allowed in the window, at least 1 and at most `Config::exposure_memory`.
+    pub times: u32,
+    /// The window in seconds, at least 1.
+    pub within_secs: u64,
 }
 
 fn default_k() -> usize {
@@ -271,7 +315,7 @@ fn default_k() -> usize {
 
 /// [`Ask`]'s own fields, beside `scenario` and the scenario's; `from_json` refuses any other
 /// (a test checks the list against what serde writes).
-const ASK_FIELDS: [&str; 10] = [
+const ASK_FIELDS: [&str; 17] = [
     "user",
     "k",
     "filter",
@@ -282,6 +326,13 @@ const ASK_FIELDS: [&str; 10] = [
     "members_first",
     "slot",
     "strategy",
+    "not_shown_within_secs",
+    "cap",
+    "demote_shown",
+    "at",
+    "paged",
+    "cursor",
+    "page_view",
 ];
 
 impl Ask {
@@ -299,7 +350,79 @@ impl Ask {
             members_first: false,
             slot: None,
             strategy: None,
+            not_shown_within_secs: None,
+            cap: None,
+            demote_shown: false,
+            at: None,
+            paged: false,
+            cursor: None,
+            page_view: None,
         }
+    }
+
+    /// Page through the answer: it is ranked once, [`crate::Config::page_depth`] deep, on
+    /// this instant of the store, and the answer is its first `k` with a
+    /// [`Served::next_cursor`]. Pages asked with that cursor ([`Ask::cursor`]) are the next
+    /// slices of the same list: laid end to end they are the one long answer, whatever was
+    /// written in between. A/B and interleaving figures count the first page's impressions.
+    pub fn paged(mut self) -> Self {
+        self.paged = true;
+        self
+    }
+
+    /// Ask for the page `cursor` (a previous answer's [`Served::next_cursor`]) points at.
+    /// The ask must be the first page's, but for `k`; a cursor lasts
+    /// [`crate::Config::cursor_ttl_secs`] and is known only to the process that gave it.
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// Make this ask a module of page view `id` (one home page with several rows, say): no
+    /// item is shown by two asks of the same view. Asks of one view run one at a time. A
+    /// view lasts [`crate::Config::cursor_ttl_secs`] after its first ask.
+    pub fn page_view(mut self, id: impl Into<String>) -> Self {
+        self.page_view = Some(id.into());
+        self
+    }
+
+    /// Leave out what [`Ask::user`] was shown less than `window` ago ("don't show me the same
+    /// items again"): a refresh or the next visit gets the next items instead. Counted from
+    /// [`Ask::at`], in whole seconds, over the shows the store remembers
+    /// ([`crate::Config::exposure_memory`]).
+    pub fn not_shown_within(mut self, window: std::time::Duration) -> Self {
+        self.not_shown_within_secs = Some(window.as_secs());
+        self
+    }
+
+    /// A frequency cap: leave out what [`Ask::user`] was shown `times` times or more within
+    /// `window`.
+    pub fn cap(mut self, times: u32, window: std::time::Duration) -> Self {
+        self.cap = Some(ShowCap {
+            times,
+            within_secs: window.as_secs(),
+        });
+        self
+    }
+
+    /// Demote what [`Ask::user`] was shown before instead of leaving it out: each item's
+    /// score is divided by `1 + Σ 2^(−age / half-life)` over its shows
+    /// ([`crate::Config::exposure_half_life_secs`]), and the result says so
+    /// ([`Reason::ShownBefore`]).
+    pub fn demote_shown(mut self) -> Self {
+        self.demote_shown = true;
+        self
+    }
+
+    /// Set the ask's time (see [`Ask::at`]).
+    pub fn at(mut self, ts: u64) -> Self {
+        self.at = Some(ts);
+        self
+    }
+
+    /// Whether the ask reads the exposure memory.
+    pub(crate) fn uses_exposure(&self) -> bool {
+        self.not_shown_within_secs.is_some() || self.cap.is_some() || self.demote_shown
     }
 
     /// Ask from page slot `slot` (see [`Ask::slot`]).
@@ -379,7 +502,7 @@ impl Ask {
             .map_err(|e| invalid(crate::fields::explain(&e.to_string())))
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let bad = |reason: String| Err(Error::InvalidQuery { reason });
         if self.k > MAX_K {
             return bad(format!("k = {} is above the limit of {MAX_K}", self.k));
@@ -406,6 +529,86 @@ impl Ask {
             ));
         }
         self.filter.validate()
+    }
+
+    /// The checks that need the store's configuration: the exposure options against the
+    /// memory, and the ask's time against the clock check events get.
+    pub(crate) fn validate_with(&self, cfg: &Config) -> Result<()> {
+        let bad = |reason: String| Err(Error::InvalidQuery { reason });
+        if self.cursor.is_some() && self.paged {
+            return bad(
+                "an ask has either a cursor (a later page) or paged (the first page), not both"
+                    .to_string(),
+            );
+        }
+        if self.paged && self.page_view.is_some() {
+            return bad(
+                "a paged ask cannot be a module of a page view: its later pages are slices of a \
+                 list ranked once, which the view's other modules cannot leave out of; page \
+                 the module without page_view"
+                    .to_string(),
+            );
+        }
+        if self.cursor.is_some() && self.page_view.is_some() {
+            return bad(
+                "a page view leaves out what its other modules showed, which would cut items \
+                 out of a cursor's pages; page a module without page_view"
+                    .to_string(),
+            );
+        }
+        if let Some(v) = &self.page_view {
+            if v.is_empty() || v.len() > crate::model::MAX_ID_BYTES {
+                return bad(format!(
+                    "page_view must be 1 to {} bytes",
+                    crate::model::MAX_ID_BYTES
+                ));
+            }
+        }
+        if let Some(at) = self.at {
+            let latest = crate::event::latest_event_time(cfg.future_tolerance_secs);
+            if at > latest {
+                return bad(format!(
+                    "at = {at} is later than this machine's clock allows ({latest}, \
+                     Config::future_tolerance_secs); give the time in seconds since the epoch"
+                ));
+            }
+        }
+        if !self.uses_exposure() {
+            return Ok(());
+        }
+        if self.user.is_none() {
+            return bad(
+                "not_shown_within, cap and demote_shown read what the user was shown; \
+                 set Ask::user"
+                    .to_string(),
+            );
+        }
+        if cfg.exposure_memory == 0 {
+            return bad(
+                "the store keeps no exposure memory (Config::exposure_memory = 0); \
+                 open it with a memory to use not_shown_within, cap or demote_shown"
+                    .to_string(),
+            );
+        }
+        if self.not_shown_within_secs == Some(0) {
+            return bad("not_shown_within must be at least one second".to_string());
+        }
+        if let Some(c) = self.cap {
+            if c.times == 0 || c.within_secs == 0 {
+                return bad(format!(
+                    "cap {}/{}s: allow at least one show in a window of at least one second",
+                    c.times, c.within_secs
+                ));
+            }
+            if c.times as usize > cfg.exposure_memory {
+                return bad(format!(
+                    "cap of {} shows can never be reached: the store remembers {} shows per \
+                     user (Config::exposure_memory); lower the cap or raise the memory",
+                    c.times, cfg.exposure_memory
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The asking user's dense id, or an error naming the scenario that needs one. A name the
@@ -461,6 +664,7 @@ pub(crate) fn run_with_shadows(
     ask: &Ask,
 ) -> Result<(Served, Vec<ShadowPick>)> {
     ask.validate()?;
+    ask.validate_with(env.config)?;
     // Every shop has new visitors: an id the store has not seen yet is a user with no history
     // (cold start), not an error. Only the receipt page needs a known buyer.
     let user = ask.user_id(
@@ -506,10 +710,11 @@ pub(crate) fn run_with_shadows(
     };
     let served = match choice.partner.as_deref() {
         None => {
+            let shown = env.shown.unwrap_or(items.len());
             plugins.served(
                 &choice,
                 ask.user.as_deref(),
-                items.iter().map(|r| r.id.clone()).collect(),
+                items.iter().take(shown).map(|r| r.id.clone()).collect(),
                 fault.is_some(),
             );
             items
@@ -549,10 +754,12 @@ pub(crate) fn run_with_shadows(
                     })
                     .collect(),
             });
+            let shown = env.shown.unwrap_or(out.len());
+            teams.truncate(shown);
             plugins.served_interleaved(
                 &choice,
                 ask.user.as_deref(),
-                out.iter().map(|r| r.id.clone()).collect(),
+                out.iter().take(shown).map(|r| r.id.clone()).collect(),
                 teams,
                 [fault.is_some(), b_fault.is_some()],
             );
@@ -576,6 +783,8 @@ pub(crate) fn run_with_shadows(
         Served {
             items: served,
             ranked_by,
+            impression: None,
+            next_cursor: None,
         },
         shadows,
     ))
@@ -682,14 +891,21 @@ fn candidates_and_rank(
             excluded.extend_from_slice(&u.purchased);
         }
     }
+    let shown = if ask.uses_exposure() {
+        shown::read(snap, ask, user, cfg.exposure_half_life_secs)
+    } else {
+        shown::Shown::default()
+    };
+    excluded.extend_from_slice(&shown.excluded);
     excluded.sort_unstable();
     excluded.dedup();
     if ask.k == 0 {
         return Ok((Vec::new(), None));
     }
+    let demoted = &shown.demoted;
     let cands = match &ask.scenario {
         Scenario::Similar { .. } | Scenario::Profile { .. } => {
-            return personal::similarity(snap, ask, &excluded, plug)
+            return personal::similarity(snap, ask, &excluded, demoted, plug)
         }
         Scenario::Substitutes { item } => {
             let id = item_id(snap, item)?;
@@ -751,7 +967,7 @@ fn candidates_and_rank(
         }
         Scenario::Gift { recipient } => catalogue::gift(snap, cfg, ask, recipient)?,
     };
-    Ok(rank::finish(snap, ask, cands, &excluded, plug))
+    Ok(rank::finish(snap, ask, cands, &excluded, demoted, plug))
 }
 
 #[cfg(test)]
@@ -767,6 +983,14 @@ mod tests {
         ask.strategy = Some("a9".into());
         ask.user = Some("u".into());
         ask.diversity = Some(0.5);
+        ask = ask
+            .not_shown_within(std::time::Duration::from_secs(60))
+            .cap(2, std::time::Duration::from_secs(60))
+            .demote_shown()
+            .at(5)
+            .paged()
+            .cursor("c")
+            .page_view("v");
         let v = serde_json::to_value(&ask).unwrap_or_default();
         let mut got: Vec<&str> = v
             .as_object()

@@ -69,6 +69,7 @@ pub(crate) fn similarity(
     snap: &Snapshot,
     ask: &Ask,
     excluded: &[u32],
+    demoted: &super::rank::Demoted,
     plug: Option<super::rank::Plug<'_>>,
 ) -> Result<(Vec<Recommendation>, Option<crate::plugin::Fault>)> {
     let target = match &ask.scenario {
@@ -76,7 +77,10 @@ pub(crate) fn similarity(
         Scenario::Profile { tags } => Target::Profile(tags.clone()),
         _ => return Ok((Vec::new(), None)),
     };
-    let reranked = ask.diversity.is_some() || !ask.boosts.is_empty() || ask.members_first;
+    let reranked = ask.diversity.is_some()
+        || !ask.boosts.is_empty()
+        || ask.members_first
+        || !demoted.is_empty();
     let k = if let Some(p) = &plug {
         p.cfg.plugins.rerank_depth.max(ask.k).min(MAX_K)
     } else if reranked {
@@ -107,7 +111,9 @@ pub(crate) fn similarity(
             );
         }
     }
-    Ok(super::rank::finish(snap, ask, cands, excluded, plug))
+    Ok(super::rank::finish(
+        snap, ask, cands, excluded, demoted, plug,
+    ))
 }
 
 /// The home page: co-occurrence with the user's recent items, their tag profile, and what is

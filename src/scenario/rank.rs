@@ -22,6 +22,9 @@ pub(crate) struct Cand {
 /// Candidates by dense item id, accumulated from several sources.
 pub(crate) type Cands = HashMap<u32, Cand>;
 
+/// Items [`Ask::demote_shown`] demotes: the factor, and the reason that says so.
+pub(crate) type Demoted = HashMap<u32, (f32, Reason)>;
+
 /// Add `score` to candidate `id`, keeping `reason` if it is the candidate's strongest so far
 /// of its kind (the explanation names the best source, not all of them).
 pub(crate) fn offer(c: &mut Cands, id: u32, score: f32, reason: Reason) {
@@ -87,7 +90,7 @@ pub(crate) struct Plug<'a> {
     pub choice: &'a Choice,
 }
 
-/// Filter, boost, re-rank with a plugin if one was chosen, order, diversify and cut `cands`
+/// Filter, boost, demote what was shown, re-rank with a plugin if one was chosen, order, diversify and cut `cands`
 /// to `ask.k` recommendations. `excluded` are dense ids never to return (the user's
 /// purchases, the basket, the query item). Returns the fault if the plugin failed (the
 /// built-in order then stands).
@@ -96,6 +99,7 @@ pub(crate) fn finish(
     ask: &Ask,
     cands: Cands,
     excluded: &[u32],
+    demoted: &Demoted,
     plug: Option<Plug<'_>>,
 ) -> (Vec<Recommendation>, Option<Fault>) {
     let mut filter = Compiled::new(snap, &ask.filter, None);
@@ -117,6 +121,11 @@ pub(crate) fn finish(
                         factor,
                     });
                 }
+            }
+            // Before the plugin, which sees the demoted score as the scenario's.
+            if let Some((factor, reason)) = demoted.get(&id) {
+                c.score *= factor;
+                c.reasons.push(reason.clone());
             }
             let member = ask.members_first && members_only(snap, id);
             if member {

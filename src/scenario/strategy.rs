@@ -56,6 +56,12 @@ pub struct Served {
     pub items: Vec<crate::search::Recommendation>,
     /// Who ranked them.
     pub ranked_by: RankedBy,
+    /// What became of the answer's impression, when the store records it (the ask names a
+    /// user and a slot, see [`crate::Config::record_served_impressions`]); `None` otherwise.
+    pub impression: Option<crate::impressions::Recording>,
+    /// The cursor of the next page, for a paged ask ([`crate::Ask::paged`],
+    /// [`crate::Ask::cursor`]) with more to show; `None` otherwise.
+    pub next_cursor: Option<String>,
 }
 
 /// The scenario's code in the context block (see [`Context::scenario`]).

@@ -233,7 +233,16 @@ impl Store {
         let plugins = crate::plugin::Plugins::new(config.plugins.clone());
         plugins.attach(tree.clone(), &dir)?;
         let durable_bytes = tree.file_bytes();
+        // A replica's state is the leader's: it records nothing of its own.
+        let impressions = (config.record_served_impressions && !tree.is_read_only())
+            .then(crate::impressions::Queue::default);
+        let pages = crate::pages::Pages::new(
+            std::time::Duration::from_secs(config.cursor_ttl_secs),
+            config.max_cursors,
+        );
         let shared = Arc::new(crate::view::Shared {
+            impressions,
+            pages,
             config,
             plugins,
             latency: crate::metrics::Histogram::default(),
@@ -274,6 +283,8 @@ impl Store {
                 #[cfg(feature = "replication")]
                 publishing: Mutex::new(()),
                 shared,
+                recorder_thread: Mutex::new(None),
+                deleted_users: Mutex::new(Default::default()),
             }),
         };
         match older {
@@ -286,6 +297,7 @@ impl Store {
         if rows > 0 && store.snapshot().delta.unindexed.len() >= rows {
             store.index_in_background();
         }
+        store.start_recorder();
         Ok(store)
     }
 

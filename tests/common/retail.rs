@@ -68,3 +68,21 @@ pub fn imported(dir: &Path, config: Config) -> Store {
     retail::import(&store, &retail_csv(), &ImportOptions::default()).unwrap();
     store
 }
+
+/// `n` customers spread over the data: every `step`-th user id the store handed out, by the
+/// name the data gives them.
+pub fn customers(store: &Store, step: usize, n: usize) -> Vec<String> {
+    let view = store.view();
+    let snap = view.snapshot();
+    let users: Vec<String> = (0..snap.user_id_bound())
+        .step_by(step)
+        .filter_map(|id| snap.user_name(id))
+        .take(n)
+        .collect();
+    assert_eq!(
+        users.len(),
+        n,
+        "the data has {n} customers {step} ids apart"
+    );
+    users
+}

@@ -64,3 +64,39 @@ pub fn parse_tag(s: &str) -> Result<(String, f32), String> {
     }
     Ok((name.to_string(), w))
 }
+
+/// Seconds in "90d", "12h", "30m", "45s" or "3600".
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90d, 12h, 30m or 3600"))?;
+    let unit = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`: use d, h, m or s"
+            ))
+        }
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("`{text}` is too long a time"))
+}
+
+/// A frequency cap `N/DURATION` ("3/1d": at most 3 shows a day).
+pub fn parse_cap(text: &str) -> Result<(u32, u64), String> {
+    let (n, window) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not a cap such as 3/1d (shows/window)"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` in `{text}` is not a number of shows"))?;
+    Ok((n, parse_duration(window.trim())?))
+}

@@ -60,7 +60,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "T", conflicts_with = "last")]
     since: Option<u64>,
     /// Cut this long before the newest logged interest event: 90d, 12h, 30m or seconds.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::parse_duration)]
     last: Option<u64>,
     /// Compare with this loaded plugin instead of the built-in ranker.
     #[arg(long, value_name = "PLUGIN", default_value = "builtin")]
@@ -74,30 +74,6 @@ pub struct ReplayArgs {
     /// Print one JSON object: {"candidate": {...}, "current": {...}, "difference": {...}, ...}.
     #[arg(long)]
     json: bool,
-}
-
-/// Seconds in "90d", "12h", "30m", "45s" or "3600".
-fn parse_duration(text: &str) -> Result<u64, String> {
-    let (digits, unit) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
-        _ => (text, 's'),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 90d, 12h, 30m or 3600"))?;
-    let unit = match unit {
-        'd' => 86_400,
-        'h' => 3_600,
-        'm' => 60,
-        's' => 1,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`: use d, h, m or s"
-            ))
-        }
-    };
-    n.checked_mul(unit)
-        .ok_or_else(|| format!("`{text}` is too long a time"))
 }
 
 #[derive(Args)]

@@ -28,7 +28,7 @@ pub enum QueryCmd {
         opts: QueryOpts,
     },
     #[command(flatten)]
-    Scenario(crate::scenario::ScenarioCmd),
+    Scenario(Box<crate::scenario::ScenarioCmd>),
 }
 
 /// Similarity on the command line.
@@ -110,7 +110,7 @@ impl QueryOpts {
 /// Run a query subcommand.
 pub fn run(cmd: QueryCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (scenario, heading, (q, dir, json)) = match cmd {
-        QueryCmd::Scenario(cmd) => return crate::scenario::run(cmd),
+        QueryCmd::Scenario(cmd) => return crate::scenario::run(*cmd),
         QueryCmd::Similar { item, opts } => (
             "similar",
             format!("similar to {item}"),

@@ -153,12 +153,47 @@ pub struct AskOpts {
     /// The user is a member: members-only items first.
     #[arg(long)]
     member: bool,
+    /// The page slot asking (home, cart, ...): a routed slot picks the plugin by A/B weight,
+    /// and with --user the answer is recorded as an impression (what the exposure options
+    /// below read next time).
+    #[arg(long)]
+    slot: Option<String>,
+    /// Leave out what the user was shown less than DURATION ago (90d, 12h, 30m, 45s).
+    #[arg(long, value_name = "DURATION", value_parser = crate::args::parse_duration)]
+    not_shown_within: Option<u64>,
+    /// Leave out what the user was shown N times or more within DURATION ("3/1d").
+    #[arg(long, value_name = "N/DURATION", value_parser = crate::args::parse_cap)]
+    cap: Option<(u32, u64)>,
+    /// Demote what the user was shown before (halving each show's weight every
+    /// Config::exposure_half_life_secs) instead of leaving it out.
+    #[arg(long)]
+    demote_shown: bool,
+    /// The ask's time, seconds since the epoch: what the windows count back from and the time
+    /// of the impression recorded. Default: the store's clock (its newest event).
+    #[arg(long, value_name = "TS")]
+    at: Option<u64>,
     /// Rank with this WebAssembly plugin (.wasm or .wat; see `recostore plugin`).
     #[arg(long, value_name = "WASM")]
     plugin: Option<PathBuf>,
     /// JSON config for --plugin.
     #[arg(long, value_name = "JSON", requires = "plugin")]
     plugin_config: Option<String>,
+    /// Rank a page at a time: the answer is the first page and a cursor to the next (a
+    /// cursor lives in the process that gave it, so this needs --socket).
+    #[arg(long, requires = "socket")]
+    paged: bool,
+    /// The next page of a paged ask: the cursor the previous page printed, with the same
+    /// options (only -k may change). Needs --socket.
+    #[arg(long, value_name = "C", requires = "socket", conflicts_with = "paged")]
+    cursor: Option<String>,
+    /// The page view this ask is a row of: no item is shown in two rows of one view. Needs
+    /// --socket.
+    #[arg(long, value_name = "ID", requires = "socket")]
+    page_view: Option<String>,
+    /// Ask the store a running `recostore serve` holds, over its admin socket, instead of
+    /// opening --dir (which the server has locked).
+    #[arg(long, value_name = "PATH", conflicts_with = "plugin")]
+    socket: Option<PathBuf>,
     /// Store directory.
     #[arg(long, default_value = crate::DEFAULT_DIR)]
     dir: PathBuf,
@@ -169,21 +204,82 @@ pub struct AskOpts {
 }
 
 impl AskOpts {
-    fn ask(self, scenario: Scenario, user: Option<String>) -> (Ask, PathBuf, bool, Plug) {
+    fn ask(self, scenario: Scenario, user: Option<String>) -> (Ask, Target, bool, Plug) {
         let mut ask = Ask::new(scenario).k(self.k).filter(self.filter.filter());
         ask.user = user.or(self.user);
         ask.exclude_purchased = self.exclude_purchased;
         ask.exclude_seen = self.exclude_seen;
         ask.diversity = self.diversity;
         ask.members_first = self.member;
+        ask.slot = self.slot;
+        ask.not_shown_within_secs = self.not_shown_within;
+        ask.cap = self
+            .cap
+            .map(|(times, within_secs)| recostore::ShowCap { times, within_secs });
+        ask.demote_shown = self.demote_shown;
+        ask.at = self.at;
+        ask.paged = self.paged;
+        ask.cursor = self.cursor;
+        ask.page_view = self.page_view;
         for (tag, factor) in self.boosts {
             ask = ask.boost(tag, factor);
         }
         let plug = self
             .plugin
             .map(|p| (p, self.plugin_config.unwrap_or_default()));
-        (ask, self.dir, self.json, plug)
+        let target = match self.socket {
+            Some(s) => Target::Socket(s),
+            None => Target::Dir(self.dir),
+        };
+        (ask, target, self.json, plug)
     }
+}
+
+/// Where an ask goes: a store opened here, or the one a server holds.
+enum Target {
+    Dir(PathBuf),
+    Socket(PathBuf),
+}
+
+/// Send `ask` to the server at `socket` and print its answer as [`output::scenario_result`]
+/// would, and the next page's cursor.
+fn over_socket(
+    ask: &Ask,
+    socket: &std::path::Path,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut client =
+        recostore::admin::AdminClient::connect(socket, std::time::Duration::from_secs(60))?;
+    let resp = client.call("query", serde_json::to_value(ask)?)?;
+    let Some(result) = resp.result.filter(|_| resp.ok) else {
+        let (not_found, message) = resp
+            .error
+            .map(|e| {
+                (
+                    e.code == recostore::admin::protocol::Code::NotFound,
+                    e.message,
+                )
+            })
+            .unwrap_or_default();
+        eprintln!("error: {message}");
+        return Ok(ExitCode::from(if not_found { 3 } else { 1 }));
+    };
+    if json {
+        output::json(&result)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let recs: Vec<recostore::Recommendation> =
+        serde_json::from_value(result.get("results").cloned().unwrap_or_default())?;
+    let micros = result.get("micros").and_then(|m| m.as_u64()).unwrap_or(0);
+    output::scenario_text(
+        ask.scenario.name(),
+        &recs,
+        std::time::Duration::from_micros(micros),
+    )?;
+    if let Some(c) = result.get("next_cursor").and_then(|c| c.as_str()) {
+        println!("next page: --cursor {c}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit code 3 for "no such record", like `get`.
@@ -252,6 +348,10 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         ScenarioCmd::Trending { opts } => opts.ask(Scenario::Trending, None),
         ScenarioCmd::Gift { recipient, opts } => opts.ask(Scenario::Gift { recipient }, None),
+    };
+    let dir = match dir {
+        Target::Socket(socket) => return over_socket(&ask, &socket, json),
+        Target::Dir(dir) => dir,
     };
     let store = Store::open_existing(&dir)?;
     if let Some((path, config)) = plug {

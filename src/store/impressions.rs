@@ -1,0 +1,112 @@
+//! The recorder of served impressions (see [`crate::impressions`]): the thread that writes
+//! what the query threads queued, and the flush that waits for it.
+
+use std::sync::Arc;
+
+use super::{lock, Inner, Store};
+use crate::impressions::ImpressionCounts;
+
+/// How long a deletion is remembered against impressions still queued from before it.
+const DELETED_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Store {
+    /// Write every impression of a served answer queued so far
+    /// ([`crate::Config::record_served_impressions`]), on this thread, and return once they
+    /// are recorded. The recorder does this by itself within milliseconds; call it when the
+    /// next ask must see the last answer's shows (a test, the end of an import).
+    pub fn flush_impressions(&self) {
+        if let Some(q) = &self.inner.shared.impressions {
+            q.drain(|events| self.record_served(events));
+        }
+    }
+
+    /// Start the recorder thread, if this store records served impressions.
+    pub(crate) fn start_recorder(&self) {
+        if self.inner.shared.impressions.is_none() {
+            return;
+        }
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("recostore-impressions".into())
+            .spawn(move || {
+                let Some(q) = &inner.shared.impressions else {
+                    return;
+                };
+                // A handle that does not count: the recorder must not keep the store open,
+                // and closing the store stops the recorder before its own last write.
+                let store = Store {
+                    inner: Arc::clone(&inner),
+                    closed: true,
+                };
+                while q.wait() {
+                    q.drain(|events| store.record_served(events));
+                }
+            });
+        match spawned {
+            Ok(h) => *lock(&self.inner.recorder_thread) = Some(h),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the impression recorder; served impressions are recorded by flush_impressions and at close only");
+            }
+        }
+    }
+
+    /// Record a batch of served impressions, less those of users deleted after the answer
+    /// was served (each carries the write sequence of its snapshot): written, they would
+    /// bring the user back.
+    fn record_served(&self, batch: &[(crate::event::Event, u64)]) -> crate::error::Result<usize> {
+        let deleted = lock(&self.inner.deleted_users);
+        let events: Vec<crate::event::Event> = batch
+            .iter()
+            .filter(|(e, seq)| deleted.get(&e.user).is_none_or(|d| d.0 <= *seq))
+            .map(|(e, _)| e.clone())
+            .collect();
+        drop(deleted);
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.record_events(&events)
+    }
+
+    /// Note that `users` were deleted as of write `seq`, for [`Store::record_served`]. Kept for
+    /// [`DELETED_KEPT`]: the recorder writes what was queued within milliseconds.
+    pub(crate) fn note_deleted(&self, users: &[&str], seq: u64) {
+        let mut d = lock(&self.inner.deleted_users);
+        let now = std::time::Instant::now();
+        d.retain(|_, (_, at)| now.duration_since(*at) < DELETED_KEPT);
+        for u in users {
+            d.insert((*u).to_string(), (seq, now));
+        }
+    }
+
+    /// Served impressions counted since the store opened.
+    pub(crate) fn impression_counts(&self) -> ImpressionCounts {
+        self.inner
+            .shared
+            .impressions
+            .as_ref()
+            .map(|q| q.counts())
+            .unwrap_or_default()
+    }
+}
+
+impl Inner {
+    /// Write what is still queued, before a close's checkpoint; the last handle's close
+    /// stops the recorder first.
+    pub(crate) fn stop_recorder(self: &Arc<Self>) {
+        let Some(q) = &self.shared.impressions else {
+            return;
+        };
+        if self.handles.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            q.close();
+            let running = lock(&self.recorder_thread).take();
+            if let Some(h) = running {
+                let _ = h.join();
+            }
+        }
+        let store = Store {
+            inner: Arc::clone(self),
+            closed: true,
+        };
+        q.drain(|events| store.record_served(events));
+    }
+}
