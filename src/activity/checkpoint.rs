@@ -45,6 +45,9 @@ pub(crate) const META_ACTIVITY: &[u8] = b"Mactivity";
 pub(crate) const USER_PREFIX: u8 = b'A';
 /// Prefix of the item records.
 pub(crate) const ITEM_PREFIX: u8 = b'B';
+/// Meta key present once the exposure memories (`X`) cover the whole event log: written at a
+/// store's creation, and by the open that derives them for a store written before them.
+pub(crate) const META_EXPOSURE: &[u8] = b"Mexposure";
 /// Prefix of the exposure memories (what each user was shown, [`super::exposure`]).
 pub(crate) const EXPOSURE_PREFIX: u8 = b'X';
 /// Prefix of the basket-index chunks.

@@ -14,8 +14,8 @@ use crate::durable::Value;
 
 use super::baskets::{Baskets, Chunk};
 use super::checkpoint::{
-    relation_byte, ItemRecord, CHUNK_PREFIX, EXPOSURE_PREFIX, ITEM_PREFIX, META_ACTIVITY,
-    USER_PREFIX,
+    id_key, relation_byte, ItemRecord, CHUNK_PREFIX, EXPOSURE_PREFIX, ITEM_PREFIX, META_ACTIVITY,
+    META_EXPOSURE, USER_PREFIX,
 };
 use super::log::{self, Logged};
 use super::{Activity, Relation, UserState};
@@ -50,10 +50,59 @@ pub(crate) fn load(tree: &crate::durable::Db, cfg: &Config) -> Result<Activity> 
         }
         act.items.insert(id, Arc::new(record.stats));
     }
+    if tree.get(META_EXPOSURE)?.is_none() {
+        derive_exposures(tree, cfg, &mut act)?;
+    }
     act.bought = load_baskets(tree, Relation::Bought)?;
     act.viewed = load_baskets(tree, Relation::Viewed)?;
     act.held = super::holdings::Holdings::from_items(&act.items);
     Ok(act)
+}
+
+/// Derive every user's exposure memory from the impressions in the event log, for a store
+/// written before the memory existed, and write it with the mark that it was done (one batch;
+/// a crash before it derives again at the next open). The journal's batches are left out:
+/// replaying them after this adds theirs. A replica's read-only state derives it in memory
+/// only. Events already pruned from the log ([`crate::retention`]) are not in it.
+fn derive_exposures(tree: &crate::durable::Db, cfg: &Config, act: &mut Activity) -> Result<()> {
+    let (journaled, _) = log::read_journal(tree)?;
+    let journaled: std::collections::HashSet<u64> = journaled.iter().map(|(_, e)| e.seq).collect();
+    let mut shown = 0u64;
+    if cfg.exposure_memory > 0 {
+        for (user, e) in whole_log(tree)? {
+            if journaled.contains(&e.seq) {
+                continue;
+            }
+            if let crate::event::StoredKind::Impression { items, .. } = &e.event.kind {
+                if !items.is_empty() {
+                    shown += 1;
+                    Arc::make_mut(act.exposures.entry(user).or_default()).record(
+                        items,
+                        e.ts,
+                        cfg.exposure_memory,
+                    );
+                }
+            }
+        }
+    }
+    if tree.is_read_only() {
+        return Ok(());
+    }
+    let mut batch = crate::durable::Batch::default();
+    for (&user, memory) in &act.exposures {
+        let k = id_key(EXPOSURE_PREFIX, user);
+        batch.insert(k, codec::encode(&k, &**memory)?);
+    }
+    batch.insert(META_EXPOSURE, [1u8]);
+    tree.apply_batch(batch)?;
+    if shown > 0 {
+        tracing::info!(
+            impressions = shown,
+            users = act.exposures.len(),
+            "exposure memory derived from the event log (a store written before it)"
+        );
+    }
+    Ok(())
 }
 
 /// The basket index of `rel`, from its chunks (in key order, which is chunk order).

@@ -110,3 +110,63 @@ impl Inner {
         q.drain(|events| store.record_served(events));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::activity::checkpoint::{EXPOSURE_PREFIX, META_EXPOSURE};
+    use crate::durable::Batch;
+    use crate::{Config, Event, Item, Store};
+
+    fn memory(store: &Store, user: &str) -> Vec<(u32, u64)> {
+        let snap = store.snapshot();
+        let id = snap.user_id(user).expect("user");
+        snap.activity
+            .exposure(id)
+            .map(|e| e.shows().collect())
+            .unwrap_or_default()
+    }
+
+    /// A store written before the memory existed has impressions in its log and no `X` keys:
+    /// its first open derives the memory from the log, writes it with the mark, and the next
+    /// open reads it back instead of deriving it again.
+    #[test]
+    fn a_store_written_before_the_memory_derives_it_from_its_log() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(tmp.path()).expect("open");
+        let items: Vec<Item> = (0..6)
+            .map(|i| Item::new(format!("i{i}"), [("t", 1.0)]))
+            .collect();
+        store.upsert_items(&items).expect("items");
+        for t in 0..5u64 {
+            let shown = vec![format!("i{t}"), format!("i{}", t + 1)];
+            store
+                .record_events(&[
+                    Event::impression("ann", "home", "builtin", shown, 100 + t),
+                    Event::view("ann", "i0", 100 + t),
+                ])
+                .expect("events");
+        }
+        let want = memory(&store, "ann");
+        assert_eq!(want.len(), 10);
+        store.close().expect("close");
+        // As an older binary left it: no memory, no mark.
+        let tree = crate::durable::open_sled(tmp.path(), &Config::default()).expect("sled");
+        let mut batch = Batch::default();
+        for kv in tree.scan_prefix([EXPOSURE_PREFIX]) {
+            batch.remove(kv.expect("key").0);
+        }
+        batch.remove(META_EXPOSURE);
+        tree.apply_batch(batch).expect("remove");
+        tree.flush().expect("flush");
+        drop(tree);
+        let store = Store::open(tmp.path()).expect("reopen");
+        assert_eq!(memory(&store, "ann"), want, "derived from the log");
+        store.close().expect("close");
+        let tree = crate::durable::open_sled(tmp.path(), &Config::default()).expect("sled");
+        assert!(tree.get(META_EXPOSURE).expect("get").is_some(), "marked");
+        assert_eq!(tree.scan_prefix([EXPOSURE_PREFIX]).count(), 1, "written");
+        drop(tree);
+        let store = Store::open(tmp.path()).expect("reopen");
+        assert_eq!(memory(&store, "ann"), want, "read back");
+    }
+}

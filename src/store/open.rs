@@ -64,6 +64,8 @@ fn store_id(tree: &crate::durable::Db) -> Result<u32> {
 fn check_format(tree: &crate::durable::Db, dir: &Path) -> Result<Option<u32>> {
     match tree.get(codec::META_FORMAT)? {
         None => {
+            // A new store: its exposure memory covers its (empty) log from the start.
+            tree.insert(crate::activity::checkpoint::META_EXPOSURE, [1u8])?;
             tree.insert(codec::META_FORMAT, codec::STORE_FORMAT.to_be_bytes())?;
             Ok(None)
         }
