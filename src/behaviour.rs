@@ -281,6 +281,11 @@ impl Pending<'_> {
             crate::codec::META_FORMAT,
             crate::codec::STORE_FORMAT.to_be_bytes(),
         );
+        // The replay derived the exposure memory from the whole log too.
+        if self.ingest.config().exposure_memory > 0 {
+            self.batch
+                .insert(crate::activity::checkpoint::META_EXPOSURE, [1u8]);
+        }
         Ok(())
     }
 

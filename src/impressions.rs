@@ -39,7 +39,8 @@ pub enum Recording {
     /// Queued; recorded by the store's recorder within milliseconds
     /// ([`crate::Store::flush_impressions`] waits for it).
     Queued,
-    /// Not recorded, and why (the queue was full, or the ask's user is not a valid id).
+    /// Not recorded, and why (the queue was full, the store is closed, or the ask's user is
+    /// not a valid id).
     Dropped {
         /// Why.
         reason: String,
@@ -53,7 +54,9 @@ pub struct ImpressionCounts {
     pub queued: u64,
     /// Written to the store.
     pub recorded: u64,
-    /// Not queued: the queue was full, or the ask's user id was not valid.
+    /// Not written, each counted once: the queue was full, the store was closing, the ask's
+    /// user id was not valid, or the user was deleted after the answer (or the event's time
+    /// no longer passes the clock check when written).
     pub dropped: u64,
     /// Queued, but their batch failed to write (logged): lost.
     pub failed: u64,
@@ -75,6 +78,9 @@ pub(crate) struct Queue {
     /// once every impression queued before it is written, whoever took it.
     draining: Mutex<()>,
     closing: AtomicBool,
+    /// Set when the store turns out to be a replica's: it records nothing, and its answers
+    /// say nothing of an impression.
+    off: AtomicBool,
 }
 
 impl Default for Queue {
@@ -89,6 +95,7 @@ impl Default for Queue {
             wake: Condvar::new(),
             draining: Mutex::new(()),
             closing: AtomicBool::new(false),
+            off: AtomicBool::new(false),
         }
     }
 }
@@ -134,11 +141,24 @@ impl Queue {
     /// waited for empty would never end. Failed batches are counted and logged; they are not
     /// retried (a write that failed once, on a full disk say, would block every later
     /// impression).
-    pub(crate) fn drain(
+    pub(crate) fn drain(&self, write: impl FnMut(&[(Event, u64)]) -> crate::error::Result<usize>) {
+        let one = lock(&self.draining);
+        self.drain_locked(&one, write);
+    }
+
+    /// Stop every drain (the recorder's and flushes) until the guard is dropped: a deletion
+    /// holds it from its own flush to its write, so that no impression served before it is
+    /// written in between.
+    pub(crate) fn pause(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.draining)
+    }
+
+    /// [`Queue::drain`] by the holder of [`Queue::pause`]'s guard.
+    pub(crate) fn drain_locked(
         &self,
+        _paused: &std::sync::MutexGuard<'_, ()>,
         mut write: impl FnMut(&[(Event, u64)]) -> crate::error::Result<usize>,
     ) {
-        let _one = lock(&self.draining);
         // FIFO: the first `left` popped are those queued before this call (or a few pushed
         // since, in place of ones another drainer took before the lock was ours).
         let mut left = self.events.len();
@@ -179,6 +199,24 @@ impl Queue {
         }
         *p = false;
         !self.closing.load(Relaxed)
+    }
+
+    /// Whether answers are recorded (false for a replica's store).
+    pub(crate) fn is_recording(&self) -> bool {
+        !self.off.load(Relaxed)
+    }
+
+    /// Record nothing from now on (the store is a replica's), and stop the recorder.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub(crate) fn turn_off(&self) {
+        self.off.store(true, Relaxed);
+        self.close();
+    }
+
+    /// Count `n` impressions taken off the queue and not written (see
+    /// [`ImpressionCounts::dropped`]).
+    pub(crate) fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Relaxed);
     }
 
     /// Wake the recorder to stop.

@@ -33,6 +33,9 @@ use crate::search::Recommendation;
 struct Paged {
     /// The asking user: deleting the user drops their cursors.
     user: Option<String>,
+    /// Whether the store knew the user when the list was ranked: if it no longer does, the
+    /// user was deleted since (and the list was ranked from their history).
+    user_known: bool,
     /// Which ask it answers (every field but the paging ones and `k`).
     fingerprint: u64,
     items: Vec<Recommendation>,
@@ -74,17 +77,21 @@ impl<K: std::hash::Hash + Eq + Clone, T> Table<K, T> {
 
     /// Drop the expired entries, then, while the table is full, the oldest that nobody
     /// holds now (a page view being asked is held: dropping it would let its next row repeat
-    /// items), then insert. Entries in use can take the table past `max`, by at most one per
-    /// thread asking.
+    /// items), then insert. Entries are in creation order with one lifetime, so the expired
+    /// ones are at the front and the work is in proportion to what goes. Entries in use can
+    /// take the table past `max`, by at most one per thread asking.
     fn insert(&mut self, k: K, value: Arc<T>, ttl: Duration, max: usize) {
-        let by_key = &mut self.by_key;
-        self.order.retain(|old| {
-            let expired = by_key.get(old).is_none_or(|e| e.created.elapsed() >= ttl);
-            if expired {
-                by_key.remove(old);
+        let now = Instant::now();
+        while let Some(old) = self.order.front() {
+            match self.by_key.get(old) {
+                Some(e) if now.duration_since(e.created) < ttl => break,
+                _ => {
+                    if let Some(old) = self.order.pop_front() {
+                        self.by_key.remove(&old);
+                    }
+                }
             }
-            !expired
-        });
+        }
         let mut i = 0;
         while self.by_key.len() >= max.max(1) && i < self.order.len() {
             let held = self
@@ -102,7 +109,7 @@ impl<K: std::hash::Hash + Eq + Clone, T> Table<K, T> {
             k,
             Entry {
                 value,
-                created: Instant::now(),
+                created: now,
             },
         );
     }
@@ -187,8 +194,15 @@ impl Pages {
         }
     }
 
-    /// Keep `items` (ranked for `ask`) and cut its first page of `k`.
-    pub(crate) fn start(&self, ask: &Ask, items: Vec<Recommendation>, ranked_by: RankedBy) -> Page {
+    /// Keep `items` (ranked for `ask`, whose user the store knew if `user_known`) and cut
+    /// its first page of `k`.
+    pub(crate) fn start(
+        &self,
+        ask: &Ask,
+        user_known: bool,
+        items: Vec<Recommendation>,
+        ranked_by: RankedBy,
+    ) -> Page {
         let k = ask.k;
         // k = 0 shows nothing, and its cursor would never move.
         if items.len() <= k || k == 0 {
@@ -209,6 +223,7 @@ impl Pages {
         };
         let paged = Arc::new(Paged {
             user: ask.user.clone(),
+            user_known,
             fingerprint: fingerprint(ask),
             items,
             ranked_by,
@@ -223,8 +238,9 @@ impl Pages {
         }
     }
 
-    /// The page `cursor` points at, `ask.k` long.
-    pub(crate) fn next(&self, ask: &Ask, cursor: &str) -> Result<Page> {
+    /// The page `cursor` points at, `ask.k` long; `user_known`: whether the store knows the
+    /// ask's user now.
+    pub(crate) fn next(&self, ask: &Ask, cursor: &str, user_known: bool) -> Result<Page> {
         let bad = |reason: String| Error::InvalidQuery { reason };
         let (id, offset) = parse_cursor(cursor).ok_or_else(|| {
             bad(format!(
@@ -241,6 +257,11 @@ impl Pages {
                 self.max
             ))
         })?;
+        if paged.user_known && !user_known {
+            return Err(bad(format!(
+                "cursor {id:016x} ranked a user who has been deleted since; ask again"
+            )));
+        }
         if paged.fingerprint != fingerprint(ask) {
             return Err(bad(
                 "the cursor belongs to a different ask: pages must repeat the first page's \
@@ -320,35 +341,38 @@ mod tests {
         let pages = Pages::new(Duration::from_secs(60), 2);
         let ask = Ask::new(crate::scenario::Scenario::Trending).k(2);
         let list: Vec<Recommendation> = ["a", "b", "c", "d", "e"].map(rec).into();
-        let first = pages.start(&ask, list.clone(), RankedBy::builtin());
+        let first = pages.start(&ask, false, list.clone(), RankedBy::builtin());
         let c = first.next_cursor.expect("more pages");
-        let p2 = pages.next(&ask, &c).expect("page 2");
+        let p2 = pages.next(&ask, &c, false).expect("page 2");
         assert_eq!(
             p2.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             ["c", "d"]
         );
         let p3 = pages
-            .next(&ask.clone().k(5), &p2.next_cursor.expect("page 3"))
+            .next(&ask.clone().k(5), &p2.next_cursor.expect("page 3"), false)
             .expect("p3");
         assert_eq!(p3.items.len(), 1);
         assert!(p3.next_cursor.is_none());
         let other = Ask::new(crate::scenario::Scenario::Trending).user("x");
-        assert!(pages.next(&other, &c).is_err(), "another ask");
-        assert!(pages.next(&ask, "zz").is_err());
+        assert!(pages.next(&other, &c, false).is_err(), "another ask");
+        assert!(pages.next(&ask, "zz", false).is_err());
         // Two more cursors push the first out.
-        pages.start(&ask, list.clone(), RankedBy::builtin());
-        pages.start(&ask, list.clone(), RankedBy::builtin());
+        pages.start(&ask, false, list.clone(), RankedBy::builtin());
+        pages.start(&ask, false, list.clone(), RankedBy::builtin());
         let e = pages
-            .next(&ask, &c)
+            .next(&ask, &c, false)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("expired"), "{e}");
         let quick = Pages::new(Duration::ZERO, 10);
         let c = quick
-            .start(&ask, list, RankedBy::builtin())
+            .start(&ask, false, list, RankedBy::builtin())
             .next_cursor
             .expect("c");
-        assert!(quick.next(&ask, &c).is_err(), "a ttl of 0 expires at once");
+        assert!(
+            quick.next(&ask, &c, false).is_err(),
+            "a ttl of 0 expires at once"
+        );
     }
 }

@@ -428,25 +428,26 @@ impl Store {
 
     /// Delete many users in one batch. Returns how many existed. See [`Store::delete_user`].
     pub fn delete_users(&self, ids: &[&str]) -> Result<usize> {
-        // An impression still queued would bring a forgotten user back once written.
-        self.flush_impressions();
-        let mut n = 0;
+        // Impressions of answers served before this deletion must not bring a user back: the
+        // recorder is paused from the flush of what is queued to the end of the write.
         let tree = &self.inner.tree;
-        self.write(|p| {
-            for id in ids {
-                let uid = p.user_id(id);
-                if p.delete(Kind::User, id) {
-                    n += 1;
-                    if let Some(uid) = uid {
-                        p.forget_activity(uid, tree)?;
+        let n = self.deleting(ids, || {
+            let mut n = 0;
+            self.write(|p| {
+                for id in ids {
+                    let uid = p.user_id(id);
+                    if p.delete(Kind::User, id) {
+                        n += 1;
+                        if let Some(uid) = uid {
+                            p.forget_activity(uid, tree)?;
+                        }
                     }
                 }
-            }
-            Ok(())
+                Ok(())
+            })?;
+            Ok(n)
         })?;
-        // Impressions served before this write and queued since the flush above, and the
-        // lists paged from their history, go with them.
-        self.note_deleted(ids, self.snapshot().seq);
+        // The lists paged from their history go with them.
         self.inner.shared.pages.forget_users(ids);
         if n > 0 {
             // A deleted user must leave the segment files: a fold, not a save.

@@ -167,8 +167,13 @@ impl View {
         // Before any table is touched: an invalid page view id must not take a place.
         ask.validate()?;
         ask.validate_with(&self.shared.config)?;
+        let user_known = ask
+            .user
+            .as_deref()
+            .and_then(|u| self.snap.user_id(u))
+            .is_some_and(|id| self.snap.user_row(id).is_some());
         if let Some(cursor) = &ask.cursor {
-            let page = pages.next(ask, cursor)?;
+            let page = pages.next(ask, cursor, user_known)?;
             return Ok(Served {
                 items: page.items,
                 ranked_by: page.ranked_by,
@@ -200,7 +205,7 @@ impl View {
         }
         let (mut served, shadows) = scenario::run_with_shadows(&env, &self.snap, &asked)?;
         if ask.paged {
-            let page = pages.start(ask, served.items, served.ranked_by);
+            let page = pages.start(ask, user_known, served.items, served.ranked_by);
             served.items = page.items;
             served.ranked_by = page.ranked_by;
             served.next_cursor = page.next_cursor;
@@ -230,6 +235,9 @@ impl View {
         else {
             return None;
         };
+        if !q.is_recording() {
+            return None;
+        }
         let items: Vec<String> = served
             .items
             .iter()

@@ -306,6 +306,14 @@ fn a_deleted_users_cursors_go_with_them() {
         store.serve(&other.clone().cursor(d)).is_ok(),
         "another user's cursor stays"
     );
+    // A list ranked from a view taken before the deletion, its cursor made after it.
+    let before = store.view();
+    assert!(store.delete_user("user4").unwrap());
+    let late = before.serve(&other.clone().paged()).unwrap();
+    let e = store
+        .serve(&other.clone().cursor(late.next_cursor.unwrap()))
+        .unwrap_err();
+    assert!(e.to_string().contains("deleted"), "{e}");
 }
 
 /// A paged home page that names a user and a slot records each page as its own impression,

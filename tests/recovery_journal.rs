@@ -30,7 +30,8 @@ fn item(i: u64, variant: u64) -> Item {
     .price(3.0 + (i * 7 % 40) as f32)
 }
 
-/// Batch `n`: a mix of every interest kind, sessions spanning batches, out-of-order times.
+/// Batch `n`: a mix of every interest kind and impressions, sessions spanning batches,
+/// out-of-order times.
 fn batch(n: u64) -> Vec<Event> {
     (0..PER_BATCH)
         .map(|i| {
@@ -41,6 +42,11 @@ fn batch(n: u64) -> Vec<Event> {
                 0 => Event::purchase(user, it, 1 + (i % 2) as u32, 9.5, ts),
                 1 => Event::cart(user, it, ts),
                 2 => Event::rating(user, it, 1.0 + (i % 5) as f32, ts),
+                // What the user was shown: the exposure memory is replayed too.
+                3 => {
+                    let next = format!("it-{}", (n * 3 + i * 7 + 1) % ITEMS);
+                    Event::impression(user, "home", "builtin", vec![it, next], ts)
+                }
                 _ => Event::view(user, it, ts),
             };
             e.session(format!("s{}", n / 2))
@@ -101,7 +107,13 @@ fn state(store: &Store) -> String {
     let name = |u: u32| snap.user_name(u).unwrap_or_else(|| format!("#{u}"));
     let mut users: Vec<_> = act
         .users()
-        .map(|(id, u)| format!("{}: {u:?}", name(id)))
+        .map(|(id, u)| {
+            let shown: Vec<(u32, u64)> = act
+                .exposure(id)
+                .map(|e| e.shows().collect())
+                .unwrap_or_default();
+            format!("{}: {u:?} shown {shown:?}", name(id))
+        })
         .collect();
     users.sort();
     let mut items: Vec<_> = act.items().map(|(id, s)| format!("{id}: {s:?}")).collect();
@@ -145,6 +157,7 @@ fn journal_replay_restores_the_exact_state() {
     }
     let reference = Store::open(clean.path()).expect("reopen reference");
     let want = state(&reference);
+    assert!(want.contains("shown [("), "the history shows users items");
 
     let recovered = Store::open_with(crashed.path(), config(100)).expect("reopen after SIGKILL");
     assert_eq!(state(&recovered), want, "replayed state differs");

@@ -48,6 +48,11 @@ fn a_replica_serves_the_leaders_plugins_and_slots_and_refuses_to_change_them() {
     assert_eq!(got.ranked_by.strategy, "reverse");
     assert_eq!(got.ranked_by, want.ranked_by);
     assert_eq!(got.items, want.items);
+    // The leader records its answer's impression; a replica records nothing, and says so by
+    // saying nothing.
+    assert_eq!(want.impression, Some(recostore::Recording::Queued));
+    assert_eq!(got.impression, None);
+    assert_eq!(r.stats().served_impressions, Default::default());
     assert_eq!(r.plugins().list().len(), 1);
     assert_eq!(r.plugins().slots(), leader.plugins().slots());
 

@@ -91,6 +91,9 @@ pub(crate) struct ItemRecordRef<'a> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Touched {
     pub users: HashSet<u32>,
+    /// Users whose exposure memory changed (an impression, a deletion): only theirs is
+    /// written again, not that of every user an event touched.
+    pub exposures: HashSet<u32>,
     /// Items whose statistics changed (one record each).
     pub items: HashSet<u32>,
     /// Basket-index chunks that changed or were dropped.
@@ -108,12 +111,16 @@ fn absorb_set<T: std::hash::Hash + Eq>(mine: &mut HashSet<T>, theirs: HashSet<T>
 impl Touched {
     /// Whether nothing is in it.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.items.is_empty() && self.chunks.is_empty()
+        self.users.is_empty()
+            && self.exposures.is_empty()
+            && self.items.is_empty()
+            && self.chunks.is_empty()
     }
 
     /// Add `other`'s ids.
     pub fn absorb(&mut self, other: Touched) {
         absorb_set(&mut self.users, other.users);
+        absorb_set(&mut self.exposures, other.exposures);
         absorb_set(&mut self.items, other.items);
         absorb_set(&mut self.chunks, other.chunks);
     }
@@ -165,7 +172,8 @@ pub(crate) fn write(
             Some(s) => batch.insert(k, codec::encode(&k, &**s)?),
             None => batch.remove(k),
         }
-        // A user's shows change only with their events, so they are written with the user.
+    }
+    for u in ids([&touched.exposures, &old.exposures]) {
         let k = id_key(EXPOSURE_PREFIX, u);
         match act.exposures.get(&u).filter(|e| !e.is_empty()) {
             Some(e) => batch.insert(k, codec::encode(&k, &**e)?),

@@ -40,6 +40,11 @@ fn session_key(session: Option<&str>) -> u64 {
 }
 
 impl<'c> Ingest<'c> {
+    /// The configuration events are applied under.
+    pub fn config(&self) -> &'c Config {
+        self.cfg
+    }
+
     pub fn new(base: &Activity, cfg: &'c Config) -> Ingest<'c> {
         let mut act = base.clone();
         act.rfm = Arc::default();
@@ -139,6 +144,7 @@ impl<'c> Ingest<'c> {
                         ts,
                         cfg.exposure_memory,
                     );
+                    self.touched.exposures.insert(user);
                 }
                 steps.push(Step {
                     item: 0,
@@ -220,6 +226,7 @@ impl<'c> Ingest<'c> {
         self.act.exposures.remove(&user);
         self.act.forgotten += 1;
         self.touched.users.insert(user);
+        self.touched.exposures.insert(user);
     }
 
     /// Copy the basket and session counts of the items this batch touched into the dense

@@ -50,8 +50,12 @@ pub(crate) fn load(tree: &crate::durable::Db, cfg: &Config) -> Result<Activity> 
         }
         act.items.insert(id, Arc::new(record.stats));
     }
-    if tree.get(META_EXPOSURE)?.is_none() {
-        derive_exposures(tree, cfg, &mut act)?;
+    match (tree.get(META_EXPOSURE)?.is_some(), cfg.exposure_memory > 0) {
+        (false, true) => derive_exposures(tree, cfg, &mut act)?,
+        // Impressions recorded with the memory off are in no memory: the mark goes, so that
+        // the next open with a memory derives it from the whole log.
+        (true, false) if !tree.is_read_only() => tree.remove(META_EXPOSURE)?,
+        _ => {}
     }
     act.bought = load_baskets(tree, Relation::Bought)?;
     act.viewed = load_baskets(tree, Relation::Viewed)?;
@@ -60,37 +64,58 @@ pub(crate) fn load(tree: &crate::durable::Db, cfg: &Config) -> Result<Activity> 
 }
 
 /// Derive every user's exposure memory from the impressions in the event log, for a store
-/// written before the memory existed, and write it with the mark that it was done (one batch;
-/// a crash before it derives again at the next open). The journal's batches are left out:
-/// replaying them after this adds theirs. A replica's read-only state derives it in memory
-/// only. Events already pruned from the log ([`crate::retention`]) are not in it.
+/// written before the memory existed (or while it was off), replacing whatever `X` keys it
+/// has, and write it with the mark that it was done (one batch; a crash before it derives
+/// again at the next open). The journal's batches are left out: replaying them after this
+/// adds theirs. One user's log at a time (the log is keyed by user), so the whole log is
+/// never in memory. Events already pruned from the log ([`crate::retention`]) are not in it.
+/// A replica's durable layer keeps the writes of its open in memory.
 fn derive_exposures(tree: &crate::durable::Db, cfg: &Config, act: &mut Activity) -> Result<()> {
     let (journaled, _) = log::read_journal(tree)?;
     let journaled: std::collections::HashSet<u64> = journaled.iter().map(|(_, e)| e.seq).collect();
+    let mut batch = crate::durable::Batch::default();
+    for kv in tree.scan_prefix([EXPOSURE_PREFIX]) {
+        batch.remove(kv?.0);
+    }
+    act.exposures = Default::default();
     let mut shown = 0u64;
-    if cfg.exposure_memory > 0 {
-        for (user, e) in whole_log(tree)? {
+    // One user's impressions: (seq, ts, items).
+    let mut user: Option<u32> = None;
+    let mut theirs: Vec<(u64, u64, Vec<u32>)> = Vec::new();
+    let mut finish = |user: Option<u32>, theirs: &mut Vec<(u64, u64, Vec<u32>)>| {
+        let Some(u) = user else { return };
+        // Arrival order, as ingest applied them (two chunks of a user can interleave).
+        theirs.sort_by_key(|e| e.0);
+        for (_, ts, items) in theirs.drain(..) {
+            shown += 1;
+            Arc::make_mut(act.exposures.entry(u).or_default()).record(
+                &items,
+                ts,
+                cfg.exposure_memory,
+            );
+        }
+    };
+    for kv in tree.scan_prefix(log::LOG_PREFIX) {
+        let (k, v) = kv?;
+        let (u, chunk) = log::decode_entry(&k, &v)?;
+        if user != Some(u) {
+            finish(user, &mut theirs);
+            user = Some(u);
+        }
+        for e in chunk {
             if journaled.contains(&e.seq) {
                 continue;
             }
-            if let crate::event::StoredKind::Impression { items, .. } = &e.event.kind {
+            if let crate::event::StoredKind::Impression { items, .. } = e.event.kind {
                 if !items.is_empty() {
-                    shown += 1;
-                    Arc::make_mut(act.exposures.entry(user).or_default()).record(
-                        items,
-                        e.ts,
-                        cfg.exposure_memory,
-                    );
+                    theirs.push((e.seq, e.ts, items));
                 }
             }
         }
     }
-    if tree.is_read_only() {
-        return Ok(());
-    }
-    let mut batch = crate::durable::Batch::default();
-    for (&user, memory) in &act.exposures {
-        let k = id_key(EXPOSURE_PREFIX, user);
+    finish(user, &mut theirs);
+    for (&u, memory) in &act.exposures {
+        let k = id_key(EXPOSURE_PREFIX, u);
         batch.insert(k, codec::encode(&k, &**memory)?);
     }
     batch.insert(META_EXPOSURE, [1u8]);
@@ -99,7 +124,7 @@ fn derive_exposures(tree: &crate::durable::Db, cfg: &Config, act: &mut Activity)
         tracing::info!(
             impressions = shown,
             users = act.exposures.len(),
-            "exposure memory derived from the event log (a store written before it)"
+            "exposure memory derived from the event log (a store written before it, or with it off)"
         );
     }
     Ok(())

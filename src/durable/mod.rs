@@ -346,7 +346,6 @@ impl Db {
     }
 
     /// Remove one key (a batch of one).
-    #[cfg(test)]
     pub(crate) fn remove(&self, key: impl AsRef<[u8]>) -> Result<()> {
         let mut b = Batch::default();
         b.remove(key);

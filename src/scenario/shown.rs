@@ -45,7 +45,8 @@ pub(crate) fn read(snap: &Snapshot, ask: &Ask, user: Option<u32>, half_life_secs
     if ask.demote_shown {
         for (item, s) in memory.weights(now, None, half_life) {
             let factor = crate::narrow::f32_from(1.0 / (1.0 + s.weight));
-            // Shows decayed to nothing (about 150 half-lives) demote nothing: no reason then.
+            // Shows decayed to nothing (the f32 factor rounds to 1 after about 25 half-lives)
+            // demote nothing: no reason then.
             if factor >= 1.0 {
                 continue;
             }

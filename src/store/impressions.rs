@@ -6,8 +6,10 @@ use std::sync::Arc;
 use super::{lock, Inner, Store};
 use crate::impressions::ImpressionCounts;
 
-/// How long a deletion is remembered against impressions still queued from before it.
-const DELETED_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long a deletion is remembered against impressions served before it: a `View` taken
+/// before the deletion can still serve (and queue) answers for the user until it is dropped,
+/// so this is a day, not the milliseconds a queued impression waits.
+const DELETED_KEPT: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 impl Store {
     /// Write every impression of a served answer queued so far
@@ -53,18 +55,56 @@ impl Store {
     /// Record a batch of served impressions, less those of users deleted after the answer
     /// was served (each carries the write sequence of its snapshot): written, they would
     /// bring the user back.
+    /// Each event is checked against the clock here, one by one: one that no longer passes
+    /// (the clock stepped back) is dropped alone, not with the batch.
     fn record_served(&self, batch: &[(crate::event::Event, u64)]) -> crate::error::Result<usize> {
+        let latest = crate::event::latest_event_time(self.config().future_tolerance_secs);
         let deleted = lock(&self.inner.deleted_users);
         let events: Vec<crate::event::Event> = batch
             .iter()
             .filter(|(e, seq)| deleted.get(&e.user).is_none_or(|d| d.0 <= *seq))
+            .filter(|(e, _)| e.validate(0, latest).is_ok())
             .map(|(e, _)| e.clone())
             .collect();
         drop(deleted);
+        let skipped = (batch.len() - events.len()) as u64;
+        if let (Some(q), true) = (&self.inner.shared.impressions, skipped > 0) {
+            q.count_dropped(skipped);
+        }
         if events.is_empty() {
             return Ok(0);
         }
         self.record_events(&events)
+    }
+
+    /// Run `delete` (a deletion of `users`) with the recorder paused: what was queued before
+    /// is written first (and so deleted with the rest), nothing is written while `delete`
+    /// runs, and afterwards impressions served before the deletion are skipped.
+    pub(crate) fn deleting<T>(
+        &self,
+        users: &[&str],
+        delete: impl FnOnce() -> crate::error::Result<T>,
+    ) -> crate::error::Result<T> {
+        let Some(q) = &self.inner.shared.impressions else {
+            return delete();
+        };
+        let paused = q.pause();
+        q.drain_locked(&paused, |events| self.record_served(events));
+        let out = delete()?;
+        self.note_deleted(users, self.snapshot().seq);
+        Ok(out)
+    }
+
+    /// Stop recording served impressions for good: this store is a replica's.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub(crate) fn stop_recording(&self) {
+        if let Some(q) = &self.inner.shared.impressions {
+            q.turn_off();
+            let running = lock(&self.inner.recorder_thread).take();
+            if let Some(h) = running {
+                let _ = h.join();
+            }
+        }
     }
 
     /// Note that `users` were deleted as of write `seq`, for [`Store::record_served`]. Kept for
@@ -168,5 +208,40 @@ mod tests {
         drop(tree);
         let store = Store::open(tmp.path()).expect("reopen");
         assert_eq!(memory(&store, "ann"), want, "read back");
+        store.close().expect("close");
+        // The mark gone but the keys kept (an upgrade left them): derived again from the log
+        // in place of the keys, not on top of them.
+        let tree = crate::durable::open_sled(tmp.path(), &Config::default()).expect("sled");
+        tree.remove(META_EXPOSURE).expect("remove");
+        tree.flush().expect("flush");
+        drop(tree);
+        let store = Store::open(tmp.path()).expect("reopen");
+        assert_eq!(memory(&store, "ann"), want, "not counted twice");
+        store.close().expect("close");
+        // With the memory off, impressions go into no memory, and the mark goes: the next
+        // open with a memory derives it from the whole log again.
+        let off = Config::default().exposure_memory(0);
+        let store = Store::open_with(tmp.path(), off).expect("open without memory");
+        store
+            .record_event(&Event::impression(
+                "ann",
+                "home",
+                "builtin",
+                vec!["i5".into()],
+                200,
+            ))
+            .expect("event");
+        store.close().expect("close");
+        let store = Store::open(tmp.path()).expect("reopen");
+        let got = memory(&store, "ann");
+        assert_eq!(
+            got.len(),
+            11,
+            "the ten shows, and the one recorded with the memory off"
+        );
+        assert_eq!(
+            got.last(),
+            Some(&(store.snapshot().item_id("i5").expect("i5"), 200))
+        );
     }
 }

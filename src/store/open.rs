@@ -61,11 +61,14 @@ fn store_id(tree: &crate::durable::Db) -> Result<u32> {
 
 /// Check the store's format mark: write it on a new store, refuse a newer one. Returns the
 /// format of an older store, whose behaviour state [`Store::upgrade_activity`] derives again.
-fn check_format(tree: &crate::durable::Db, dir: &Path) -> Result<Option<u32>> {
+fn check_format(tree: &crate::durable::Db, dir: &Path, cfg: &Config) -> Result<Option<u32>> {
     match tree.get(codec::META_FORMAT)? {
         None => {
-            // A new store: its exposure memory covers its (empty) log from the start.
-            tree.insert(crate::activity::checkpoint::META_EXPOSURE, [1u8])?;
+            // A new store: its exposure memory covers its (empty) log from the start, if it
+            // keeps one (see `activity::reload::load`).
+            if cfg.exposure_memory > 0 {
+                tree.insert(crate::activity::checkpoint::META_EXPOSURE, [1u8])?;
+            }
             tree.insert(codec::META_FORMAT, codec::STORE_FORMAT.to_be_bytes())?;
             Ok(None)
         }
@@ -156,7 +159,7 @@ impl Store {
         std::fs::create_dir_all(&seg_dir)
             .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
 
-        let older = check_format(&tree, &dir)?;
+        let older = check_format(&tree, &dir, &config)?;
         let counters = Counters {
             next_item: meta_u32(&tree, codec::META_NEXT_ITEM)?,
             next_user: meta_u32(&tree, codec::META_NEXT_USER)?,

@@ -138,6 +138,8 @@ impl Store {
     /// Refuse every write from now on, naming `dir` in the refusal; nothing is saved on close.
     pub(crate) fn set_read_only(&self, dir: &Path) {
         self.inner.tree.set_read_only(dir.to_path_buf());
+        // A replica's answers are the leader's state: it records no impressions.
+        self.stop_recording();
         self.inner
             .save_on_close
             .store(false, std::sync::atomic::Ordering::Release);
