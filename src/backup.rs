@@ -229,7 +229,10 @@ pub(crate) fn copy(
                 // After the copied metadata, so these values win: every packed chunk lies
                 // below the bound, which the copy would otherwise take for uncommitted.
                 batch.insert(codec::META_CHUNKED, pack.chunked.to_be_bytes());
-                batch.insert(codec::META_FORMAT, codec::CHUNKED_FORMAT.to_be_bytes());
+                batch.insert(
+                    codec::META_FORMAT,
+                    codec::raised_format(tree, codec::CHUNKED_FORMAT)?,
+                );
             }
         }
         copy.apply_batch(batch)?;
@@ -246,6 +249,91 @@ pub(crate) fn copy(
             packed_records,
         })
     }
+}
+
+/// Copy every named namespace of the store in `store_dir` into the backup being written in
+/// `work` (whose sled this opens again): their sled pairs as they are (prefixes and all), with
+/// every write of every namespace held off so each namespace's records are those of one
+/// moment, their plugin modules, and the segment and neighbour files of the generation the
+/// copied records name. Returns the pairs copied.
+pub(crate) fn copy_namespaces(
+    tree: &crate::durable::Db,
+    store_dir: &Path,
+    work: &Path,
+) -> Result<u64> {
+    let copy = crate::durable::open_sled(work, &crate::config::Config::default())?;
+    let mut keys = 0u64;
+    // The modules inside the hold too: a plugin change writes its module before the record
+    // naming it and deletes it after the record that dropped it, so with the records held
+    // every module a copied record names is on disk.
+    tree.with_writes_held(|| -> Result<()> {
+        let mut batch = crate::durable::Batch::default();
+        for kv in tree.namespace_pairs() {
+            let (k, v) = kv?;
+            batch.insert(k, v);
+            keys += 1;
+            if keys.is_multiple_of(10_000) {
+                copy.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        copy.apply_batch(batch)?;
+        for name in tree.namespace_names()? {
+            let rel = Path::new(crate::namespace::DIR).join(&name);
+            copy_dir_files(
+                &store_dir.join(&rel).join(crate::plugin::MODULES_DIR),
+                &work.join(&rel).join(crate::plugin::MODULES_DIR),
+                |file| file.ends_with(".wasm"),
+            )?;
+            // The segment the copied records name (a rebuild publishes its generation with
+            // a write, which waits): the restored namespace opens on it instead of building
+            // it again.
+            let generation = match tree.namespace(&name).get(codec::META_GENERATION)? {
+                Some(v) => codec::decode_u64(codec::META_GENERATION, &v)?,
+                None => 0,
+            };
+            if generation > 0 {
+                let names = [
+                    segment::file::file_name(generation),
+                    segment::neighbours::file_name(generation),
+                ];
+                copy_dir_files(
+                    &store_dir.join(&rel).join("segments"),
+                    &work.join(&rel).join("segments"),
+                    |file| names.iter().any(|n| n == file),
+                )?;
+            }
+        }
+        Ok(())
+    })?;
+    copy.flush()?;
+    Ok(keys)
+}
+
+/// Copy the files of `from` whose names `wanted` picks into `to` (created), syncing each
+/// and `to`. A missing `from` copies nothing; any other failure to read it is an error, not
+/// a backup that silently lacks a file.
+fn copy_dir_files(from: &Path, to: &Path, wanted: impl Fn(&str) -> bool) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io("creating backup directory", to, e))?;
+    let entries = match std::fs::read_dir(from) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return sync(to),
+        Err(e) => return Err(Error::io("reading", from, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("reading", from, e))?;
+        let name = entry.file_name();
+        if wanted(&name.to_string_lossy()) {
+            let dest = to.join(&name);
+            match std::fs::copy(entry.path(), &dest) {
+                Ok(_) => sync(&dest)?,
+                // Gone since the listing: a plugin module whose dropping record came before
+                // the hold, which no copied record names.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("copying into the backup", entry.path(), e)),
+            }
+        }
+    }
+    sync(to)
 }
 
 /// Copy `snap`'s segment (and neighbour) files from `seg_dir` into `seg_to`, and every plugin

@@ -55,6 +55,20 @@ pub(crate) const STORE_FORMAT: u32 = 4;
 /// The same layout once a bulk load has written `L` chunks and `I` tombstones, which older
 /// binaries would misread: the bulk load raises the mark to this, so they refuse the store.
 pub(crate) const CHUNKED_FORMAT: u32 = 5;
+/// The layout once a store holds a named namespace (keys starting with 0x00, FORMAT.md
+/// "Namespaces"), raised on the store's own mark when the first one is created: older
+/// binaries would keep those keys in a compaction but drop the namespaces' plugin files.
+pub(crate) const NAMESPACED_FORMAT: u32 = 6;
+
+/// The format mark to write for a change that needs at least `to`: never lower than the
+/// mark the store has (a bulk load into a store with namespaces keeps 6).
+pub(crate) fn raised_format(tree: &crate::durable::Db, to: u32) -> crate::error::Result<[u8; 4]> {
+    let now = match tree.get(META_FORMAT)? {
+        Some(v) => decode_u32(META_FORMAT, Some(&v))?,
+        None => 0,
+    };
+    Ok(now.max(to).to_be_bytes())
+}
 
 /// What an `I` key holds for an item deleted while a bulk chunk still holds an older record
 /// of it: the key's presence shadows the chunk, and this value says "no record". Stores with

@@ -256,10 +256,26 @@ pub struct Config {
     /// taken as 1). A cursor holds its whole list in memory: up to [`Config::page_depth`]
     /// results with their titles and explanations. Default: 1,024.
     pub max_cursors: usize,
+    /// Most items a bulk load ([`crate::Store::bulk_load_items`]) may update that the store
+    /// already holds: they are written a key each in the load's one atomic batch, and sled's
+    /// batches grow slow and large past about this many. Default:
+    /// [`crate::BULK_LOAD_MAX_UPDATES`] (100,000).
+    pub bulk_load_max_updates: usize,
     /// Lifecycle stage boundaries. See [`LifecycleDays`].
     pub lifecycle: LifecycleDays,
     /// Limits every ranking plugin runs under. See [`PluginLimits`].
     pub plugins: PluginLimits,
+    /// The quota of the store opened with this configuration, and of every namespace
+    /// [`Config::namespaces`] does not list. Default: no limits. See [`crate::Quota`].
+    #[serde(skip_serializing_if = "is_unlimited")]
+    pub quota: crate::Quota,
+    /// Quotas of named namespaces ([`crate::Store::namespace`]), by name. Default: none.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub namespaces: std::collections::BTreeMap<String, crate::Quota>,
+}
+
+fn is_unlimited(q: &crate::Quota) -> bool {
+    *q == crate::Quota::default()
 }
 
 impl Default for Config {
@@ -296,8 +312,11 @@ impl Default for Config {
             page_depth: 100,
             cursor_ttl_secs: 900,
             max_cursors: 1_024,
+            bulk_load_max_updates: crate::BULK_LOAD_MAX_UPDATES,
             lifecycle: LifecycleDays::default(),
             plugins: PluginLimits::default(),
+            quota: crate::Quota::default(),
+            namespaces: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -353,6 +372,30 @@ impl Config {
         self.cursor_ttl_secs = secs;
         self
     }
+    /// Set [`Config::bulk_load_max_updates`].
+    pub fn bulk_load_max_updates(mut self, n: usize) -> Self {
+        self.bulk_load_max_updates = n;
+        self
+    }
+
+    /// Set [`Config::quota`].
+    pub fn quota(mut self, quota: crate::Quota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// Set the quota of namespace `name` ([`Config::namespaces`]).
+    pub fn namespace_quota(mut self, name: impl Into<String>, quota: crate::Quota) -> Self {
+        self.namespaces.insert(name.into(), quota);
+        self
+    }
+
+    /// The quota namespace `name` opens with: its entry in [`Config::namespaces`], or
+    /// [`Config::quota`].
+    pub(crate) fn quota_of(&self, name: &str) -> &crate::Quota {
+        self.namespaces.get(name).unwrap_or(&self.quota)
+    }
+
     /// Set [`Config::max_cursors`].
     pub fn max_cursors(mut self, cursors: usize) -> Self {
         self.max_cursors = cursors;

@@ -133,6 +133,30 @@ pub enum Error {
         reason: String,
     },
 
+    /// A namespace cannot be opened or used as asked (a bad name, an unknown one, a quota
+    /// that cannot work, an operation namespaces do not support).
+    #[error("namespace `{name}`: {reason}")]
+    Namespace {
+        /// The name asked for (shortened if long).
+        name: String,
+        /// What is wrong, and what to do instead.
+        reason: String,
+    },
+
+    /// A write was refused because it would take a namespace past one of its quotas
+    /// ([`crate::Quota`]); nothing of it was stored.
+    #[error("namespace `{namespace}` is at its {quota} quota of {limit}: {detail}")]
+    QuotaExceeded {
+        /// The namespace (`default` for the store's own).
+        namespace: String,
+        /// Which quota: `max_records` or `events_per_sec`.
+        quota: &'static str,
+        /// The quota's value.
+        limit: u64,
+        /// What happened and what to do.
+        detail: String,
+    },
+
     /// An id space is exhausted (more than `u32::MAX - 1` items, users or tags).
     #[error(
         "too many {0}: the dense id space (u32) is exhausted; shard the catalogue across stores"
@@ -147,7 +171,7 @@ pub enum Error {
     BulkLoadTooManyUpdates {
         /// Items in the call that the store already holds.
         updates: usize,
-        /// [`crate::BULK_LOAD_MAX_UPDATES`].
+        /// [`crate::Config::bulk_load_max_updates`].
         limit: usize,
     },
 

@@ -179,7 +179,8 @@ impl Queue {
             }
             let n = batch.len() as u64;
             match write(&batch) {
-                Ok(_) => self.recorded.fetch_add(n, Relaxed),
+                // What the writer recorded; what it left out it counted as dropped.
+                Ok(k) => self.recorded.fetch_add(k as u64, Relaxed),
                 Err(e) => {
                     tracing::error!(error = %e, impressions = n, "recording served impressions failed; they are lost");
                     self.failed.fetch_add(n, Relaxed)

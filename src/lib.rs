@@ -63,6 +63,7 @@ mod manifest;
 mod metrics;
 mod model;
 mod name_table;
+mod namespace;
 mod narrow;
 mod pages;
 #[cfg_attr(not(feature = "replication"), allow(dead_code))]
@@ -101,6 +102,7 @@ pub use export::ExportSummary;
 pub use impressions::{ImpressionCounts, Recording, QUEUE_CAPACITY as IMPRESSION_QUEUE};
 pub use metrics::Latency;
 pub use model::{price_band, Item, Tag, User, MAX_ID_BYTES, MAX_TAG_BYTES, MAX_TEXT_BYTES};
+pub use namespace::{Quota, MAX_NAME_BYTES as MAX_NAMESPACE_BYTES};
 pub use plugin::{PluginLimits, Plugins};
 pub use progress::{Progress, ProgressUpdate};
 pub use reclaim::ReclaimReport;

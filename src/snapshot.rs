@@ -229,38 +229,12 @@ impl Snapshot {
 
     /// Count live items (segment minus shadowed, plus live delta rows).
     pub fn live_items(&self) -> usize {
-        let t = &self.seg().items;
-        let seg_live: usize = t
-            .live
-            .iter()
-            .map(|w| w.to_native().count_ones() as usize)
-            .sum();
-        let shadowed_live = self.delta.items.keys().filter(|&&id| t.is_live(id)).count();
-        let delta_live = self
-            .delta
-            .items
-            .values()
-            .filter(|e| e.row.is_some())
-            .count();
-        seg_live - shadowed_live + delta_live
+        live_items(self.seg(), &self.delta)
     }
 
     /// Count live users.
     pub fn live_users(&self) -> usize {
-        let t = &self.seg().users;
-        let seg_live: usize = t
-            .live
-            .iter()
-            .map(|w| w.to_native().count_ones() as usize)
-            .sum();
-        let shadowed_live = self.delta.users.keys().filter(|&&id| t.is_live(id)).count();
-        let delta_live = self
-            .delta
-            .users
-            .values()
-            .filter(|e| e.row.is_some())
-            .count();
-        seg_live - shadowed_live + delta_live
+        live_users(self.seg(), &self.delta)
     }
 
     /// Tag ids with a name that no live item, no live user and no user's derived profile
@@ -294,4 +268,32 @@ impl Snapshot {
             .filter(|&t| self.tag_name(t).is_some_and(|n| !n.is_empty()))
             .collect()
     }
+}
+
+/// Live items of a segment with a delta over it: the segment's, less those the delta
+/// shadows, plus the delta's live rows. Also what a write call's private copy of the delta
+/// holds (the records quota, `store/namespace.rs`).
+pub(crate) fn live_items(seg: &ArchivedSegmentData, delta: &crate::delta::Delta) -> usize {
+    let t = &seg.items;
+    let seg_live: usize = t
+        .live
+        .iter()
+        .map(|w| w.to_native().count_ones() as usize)
+        .sum();
+    let shadowed_live = delta.items.keys().filter(|&&id| t.is_live(id)).count();
+    let delta_live = delta.items.values().filter(|e| e.row.is_some()).count();
+    seg_live - shadowed_live + delta_live
+}
+
+/// Live users; see [`live_items`].
+pub(crate) fn live_users(seg: &ArchivedSegmentData, delta: &crate::delta::Delta) -> usize {
+    let t = &seg.users;
+    let seg_live: usize = t
+        .live
+        .iter()
+        .map(|w| w.to_native().count_ones() as usize)
+        .sum();
+    let shadowed_live = delta.users.keys().filter(|&&id| t.is_live(id)).count();
+    let delta_live = delta.users.values().filter(|e| e.row.is_some()).count();
+    seg_live - shadowed_live + delta_live
 }

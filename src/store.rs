@@ -6,6 +6,7 @@ mod crash_tests;
 mod events;
 mod impressions;
 mod maintenance;
+mod namespace;
 pub(crate) mod open;
 mod read;
 #[cfg(feature = "replication")]
@@ -75,10 +76,12 @@ pub(crate) struct Inner {
     index_running: AtomicBool,
     index_thread: Mutex<Option<JoinHandle<()>>>,
     /// The background reclaim of sled's space ([`crate::reclaim`]): one at a time.
-    reclaim_running: AtomicBool,
+    /// Shared by every namespace of one store: a reclaim rewrites their one sled, so one at a
+    /// time, paced once.
+    reclaim_running: Arc<AtomicBool>,
     reclaim_thread: Mutex<Option<JoinHandle<()>>>,
     /// When the next background reclaim is due.
-    reclaim_pacer: crate::reclaim::Pacer,
+    reclaim_pacer: Arc<crate::reclaim::Pacer>,
     /// The background prune of the event log ([`crate::retention`]): one at a time.
     prune_running: AtomicBool,
     prune_thread: Mutex<Option<JoinHandle<()>>>,
@@ -108,6 +111,13 @@ pub(crate) struct Inner {
     /// Users deleted lately, with the write sequence of their deletion: impressions served
     /// before it and still queued are not written (see `store/impressions.rs`).
     deleted_users: Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
+    /// This store's namespace name (`None`: the default namespace, the store opened).
+    namespace: Option<String>,
+    /// The namespaces opened through this store, so that each name gives the same store
+    /// (only the default namespace's store has any; see `store/namespace.rs`).
+    namespaces: Mutex<std::collections::HashMap<String, Store>>,
+    /// The events-per-second quota, if [`Config::quota`] sets one.
+    pace: Option<crate::namespace::Pace>,
 }
 
 /// What the writer lock guards: the id and sequence counters, and what event batches have
@@ -360,7 +370,7 @@ impl Store {
     ///
     /// For loading a catalogue, not for the steady trickle of updates: each call writes a
     /// whole new segment, so it costs about as much as a rebuild. Items the store already
-    /// holds are written a key each in the same batch, at most [`BULK_LOAD_MAX_UPDATES`] of
+    /// holds are written a key each in the same batch, at most [`Config::bulk_load_max_updates`] of
     /// them ([`crate::Error::BulkLoadTooManyUpdates`] past that, with nothing stored): reload
     /// an existing catalogue's known items with [`Store::upsert_items`] in batches, as
     /// `import jsonl` does. Validation runs first, and
@@ -765,6 +775,10 @@ impl Inner {
             let mut p = Pending::new(&base, w.counters, &inner.shared.config);
             p.carried = std::mem::take(&mut w.carried);
             stage(&mut p)?;
+            if !p.replayed {
+                // The journal's replay re-applies what was admitted before.
+                inner.check_records_quota(&base, &p)?;
+            }
             if p.must_checkpoint() {
                 // An older checkpoint must land first, or its values would overwrite newer ones.
                 w.background.settle(&mut w.unsaved);
@@ -821,6 +835,21 @@ impl Inner {
     /// The closing work: wait for the background rebuild, checkpoint, flush. Safe to run more
     /// than once (a second run finds nothing to checkpoint and nothing to flush).
     fn close(&self) -> Result<()> {
+        let mut namespace_error = None;
+        if self.handles.load(Ordering::Acquire) == 0 {
+            // The namespaces opened through this store close with it, unless an app still
+            // holds a handle of one: that one stays usable (on the same sled) and closes
+            // when that handle goes. The first error of a namespace's close is this close's.
+            let open: Vec<Store> = lock(&self.namespaces).drain().map(|(_, s)| s).collect();
+            for ns in open {
+                if ns.inner.handles.load(Ordering::Acquire) == 1 {
+                    if let Err(e) = ns.close() {
+                        tracing::error!(error = %e, "closing a namespace failed: its next open replays its journal");
+                        namespace_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
         for job in [Job::Rebuild, Job::Index, Job::Reclaim, Job::Prune] {
             let running = lock(self.job_thread(job)).take();
             if let Some(h) = running {
@@ -856,7 +885,10 @@ impl Inner {
                 tracing::warn!(error = %e, "could not save the delta on close; the next open reads it from the dirty log");
             }
         }
-        Ok(())
+        match namespace_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The pressure at which the background work is due: `threshold` past what the last save
@@ -1112,10 +1144,20 @@ impl Inner {
             new_tags,
         } = p.bulk_items(items, tags)?;
         let fresh = rows.partition_point(|(id, _)| *id < first_fresh);
-        if fresh > BULK_LOAD_MAX_UPDATES {
+        // New to the store, or named before and deleted since: both add a record.
+        let revived = rows[..fresh]
+            .iter()
+            .filter(|(id, _)| match base.delta.items.get(id) {
+                Some(e) => e.row.is_none(),
+                None => !base.seg().items.is_live(*id),
+            })
+            .count();
+        self.check_bulk_records_quota(&base, rows.len() - fresh + revived)?;
+        let limit = self.shared.config.bulk_load_max_updates;
+        if fresh > limit {
             return Err(crate::error::Error::BulkLoadTooManyUpdates {
                 updates: fresh,
-                limit: BULK_LOAD_MAX_UPDATES,
+                limit,
             });
         }
         let (written, new_items) = (rows.len(), rows.len() - fresh);
@@ -1131,8 +1173,10 @@ impl Inner {
                 p.counters.chunked = p.counters.chunked.max(last + 1);
                 p.batch
                     .insert(codec::META_CHUNKED, p.counters.chunked.to_be_bytes());
-                p.batch
-                    .insert(codec::META_FORMAT, codec::CHUNKED_FORMAT.to_be_bytes());
+                p.batch.insert(
+                    codec::META_FORMAT,
+                    codec::raised_format(&self.tree, codec::CHUNKED_FORMAT)?,
+                );
             }
         }
         let mut staged = p.finish(&w.unsaved, false)?;
@@ -1158,7 +1202,10 @@ impl Inner {
                     // Binaries from before the format mark 5 would take tag names past the
                     // committed counter for real ones, so a load that crashes before its
                     // commit still leaves a store that only this format's readers open.
-                    batch.insert(codec::META_FORMAT, codec::CHUNKED_FORMAT.to_be_bytes());
+                    batch.insert(
+                        codec::META_FORMAT,
+                        codec::raised_format(&tree, codec::CHUNKED_FORMAT)?,
+                    );
                 }
                 for (k, v) in chunks.into_iter().chain(new_tags) {
                     batch.insert(k, v);

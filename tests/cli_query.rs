@@ -156,3 +156,71 @@ fn errors_say_what_to_do_and_use_distinct_exit_codes() {
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("name=weight"));
 }
+
+/// `--ns`: every command runs in the namespace it names. An import creates it, reads find
+/// only its records, a read of an unknown namespace fails with the names there are and
+/// creates nothing, and whole-store commands refuse it.
+#[test]
+fn ns_runs_each_command_in_its_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    shop(dir.path());
+    let items = dir.path().join("items.jsonl");
+    std::fs::write(
+        &items,
+        "{\"id\": \"mug-red\", \"tags\": {\"type:mug\": 1.0, \"colour:teal\": 0.6}}\n\
+         {\"id\": \"mug-teal\", \"tags\": {\"type:mug\": 1.0, \"colour:teal\": 0.9}}\n",
+    )
+    .unwrap();
+    let import = cli(
+        dir.path(),
+        &[
+            "import",
+            "jsonl",
+            "--items",
+            items.to_str().unwrap(),
+            "--ns",
+            "shop-b",
+        ],
+    );
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    // The same id, another record; the default namespace is as it was.
+    let b = cli(
+        dir.path(),
+        &["--ns", "shop-b", "get", "item", "mug-red", "--json"],
+    );
+    let text = String::from_utf8_lossy(&b.stdout);
+    assert!(
+        b.status.success() && text.contains("colour:teal") && !text.contains("colour:red"),
+        "{text}"
+    );
+    let a = cli(dir.path(), &["get", "item", "mug-red", "--json"]);
+    assert!(String::from_utf8_lossy(&a.stdout).contains("colour:red"));
+    assert_eq!(
+        ids(&cli(
+            dir.path(),
+            &["query", "similar", "mug-red", "--json", "--ns", "shop-b"]
+        )),
+        vec!["mug-teal"]
+    );
+    let stats = cli(dir.path(), &["stats", "--json", "--ns", "shop-b"]);
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("json");
+    assert_eq!(v["items"], 2);
+    // An unknown namespace: exit 1, the names, nothing created.
+    let typo = cli(dir.path(), &["stats", "--ns", "shop-c"]);
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert_eq!(typo.status.code(), Some(1), "{err}");
+    assert!(err.contains("`shop-b`"), "{err}");
+    let bad = cli(dir.path(), &["stats", "--ns", "../x"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        Store::open(dir.path()).unwrap().namespaces().unwrap(),
+        vec!["shop-b"]
+    );
+    let compact = cli(dir.path(), &["compact", "--ns", "shop-b"]);
+    assert!(!compact.status.success());
+    assert!(String::from_utf8_lossy(&compact.stderr).contains("without --ns"));
+}

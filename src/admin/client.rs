@@ -16,9 +16,16 @@ pub struct AdminClient {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     next_id: u64,
+    ns: Option<String>,
 }
 
 impl AdminClient {
+    /// Send every later request to namespace `ns` (`None`: the default one); see
+    /// `Request::ns`.
+    pub fn set_namespace(&mut self, ns: Option<String>) {
+        self.ns = ns;
+    }
+
     /// Connect to the socket at `path`, with `timeout` on every read and write.
     pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<AdminClient> {
         let path = path.as_ref();
@@ -36,6 +43,7 @@ impl AdminClient {
             reader: BufReader::new(stream.try_clone().map_err(io)?),
             writer: stream,
             next_id: 1,
+            ns: None,
         })
     }
 
@@ -45,6 +53,7 @@ impl AdminClient {
             id: Some(Value::from(self.next_id)),
             cmd: cmd.to_string(),
             args,
+            ns: self.ns.clone(),
         };
         self.next_id += 1;
         let mut line = serde_json::to_vec(&req).map_err(|e| Error::InvalidQuery {

@@ -52,6 +52,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("backup", "consistent copy of the store while serving: {\"path\"}"),
     ("export", "items, users and events as JSON lines into a directory: {\"path\"}"),
     ("log.level", "change log verbosity live: {\"filter\": \"info,recostore=debug\"}"),
+    ("ns.list", "the store's namespaces besides `default` (every command takes a top-level \"ns\" to run in one)"),
 ];
 
 /// What the handlers share.
@@ -63,6 +64,8 @@ pub(crate) struct Ctx {
     pub replica: Option<crate::Replica>,
     pub started: Instant,
     pub log_level: Option<LogLevelHook>,
+    /// The namespace of requests that name none ([`super::AdminOptions::namespace`]).
+    pub namespace: Option<String>,
     pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -105,7 +108,8 @@ fn args<T: DeserializeOwned>(v: &Value) -> Result<T, Failure> {
 fn failed(e: Error) -> Failure {
     let code = match e {
         Error::NotFound { .. } | Error::PluginNotFound { .. } => Code::NotFound,
-        Error::InvalidQuery { .. } => Code::BadArgs,
+        Error::InvalidQuery { .. } | Error::Namespace { .. } => Code::BadArgs,
+        Error::QuotaExceeded { .. } => Code::Quota,
         Error::ReadOnlyReplica { .. } => Code::ReadOnly,
         _ => Code::Failed,
     };
@@ -300,6 +304,7 @@ fn refused(e: Error) -> Failure {
     let code = match e {
         Error::InvalidRecord { .. } | Error::InvalidEvent { .. } => Code::BadArgs,
         Error::ReadOnlyReplica { .. } => Code::ReadOnly,
+        Error::QuotaExceeded { .. } => Code::Quota,
         _ => Code::Failed,
     };
     (code, e.to_string())
@@ -362,11 +367,10 @@ fn read_module_arg(path: &std::path::Path, max: usize) -> Result<Vec<u8>, Failur
     })
 }
 
-fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
-    let max = ctx.store().plugins().limits().max_module_bytes;
+fn load_plugin(store: &Store, a: Load, swap: bool) -> Result<Value, Failure> {
+    let max = store.plugins().limits().max_module_bytes;
     let wasm = read_module_arg(&a.path, max)?;
     let config = config_bytes(a.config.as_ref());
-    let store = ctx.store();
     let plugins = store.plugins();
     if swap && plugins.info(&a.name).is_err() {
         return Err((
@@ -385,7 +389,7 @@ fn load_plugin(ctx: &Ctx, a: Load, swap: bool) -> Result<Value, Failure> {
 
 /// Replay a module against the serving store's history. It reads a snapshot and a log scan,
 /// so writes and queries go on; the connection waits for the answer (seconds on a large log).
-fn replay(ctx: &Ctx, a: Replay) -> Result<Value, Failure> {
+fn replay(store: &Store, a: Replay) -> Result<Value, Failure> {
     use crate::eval::replay::{ReplayOptions, Split};
     // One replay at a time per process: each holds the whole event log and a wasm engine.
     static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -402,7 +406,7 @@ fn replay(ctx: &Ctx, a: Replay) -> Result<Value, Failure> {
         ));
     }
     let _running = Running;
-    let max = ctx.store().plugins().limits().max_module_bytes;
+    let max = store.plugins().limits().max_module_bytes;
     let wasm = read_module_arg(&a.path, max)?;
     let config = config_bytes(a.config.as_ref());
     let defaults = ReplayOptions::default();
@@ -425,8 +429,7 @@ fn replay(ctx: &Ctx, a: Replay) -> Result<Value, Failure> {
         resamples: a.resamples.unwrap_or(defaults.resamples),
         progress: None,
     };
-    let report =
-        crate::eval::replay::replay(&ctx.store(), &wasm, &config, &opts).map_err(failed)?;
+    let report = crate::eval::replay::replay(store, &wasm, &config, &opts).map_err(failed)?;
     to_value(&report)
 }
 
@@ -440,9 +443,9 @@ fn config_bytes(config: Option<&Value>) -> Vec<u8> {
     }
 }
 
-fn stats(ctx: &Ctx) -> Result<Value, Failure> {
-    let s = ctx.store().stats();
-    let plugins = ctx.store().plugins().list();
+fn stats(ctx: &Ctx, store: &Store) -> Result<Value, Failure> {
+    let s = store.stats();
+    let plugins = store.plugins().list();
     let faults: u64 = plugins.iter().map(|p| p.faults.total()).sum();
     #[cfg(feature = "replication")]
     let replica = match &ctx.replica {
@@ -452,6 +455,7 @@ fn stats(ctx: &Ctx) -> Result<Value, Failure> {
     #[cfg(not(feature = "replication"))]
     let replica = Value::Null;
     Ok(json!({
+        "namespace": store.namespace_name().unwrap_or(crate::namespace::DEFAULT),
         "replica": replica,
         "items": s.items,
         "users": s.users,
@@ -463,7 +467,7 @@ fn stats(ctx: &Ctx) -> Result<Value, Failure> {
         "attribute_overlay": s.attribute_overlay,
         "delta_index": {"runs": s.delta_runs, "unindexed": s.delta_unindexed, "bytes": s.delta_index_bytes},
         "cooccurrence": {"bought_lines": s.bought_lines, "viewed_lines": s.viewed_lines, "approx_bytes": s.cooccurrence_bytes},
-        "queries": to_value(&ctx.store().latency_stats())?,
+        "queries": to_value(&store.latency_stats())?,
         "plugins": {
             "loaded": plugins.len(),
             "disabled": plugins.iter().filter(|p| p.disabled.is_some()).count(),
@@ -475,10 +479,31 @@ fn stats(ctx: &Ctx) -> Result<Value, Failure> {
     }))
 }
 
-fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
-    let store = &ctx.store();
+/// Commands that create the namespace they name at its first use; the others refuse an
+/// unknown one, so a mistyped name reads nothing rather than making an empty namespace.
+const CREATING: &[&str] = &[
+    "item.upsert",
+    "user.upsert",
+    "events.record",
+    "plugin.load",
+    "plugin.promote",
+    "slot.route",
+];
+
+/// The store a request runs on: its namespace's, when it names one.
+fn store_for(ctx: &Ctx, req: &Request) -> Result<Store, Failure> {
+    let store = ctx.store();
+    match req.ns.as_ref().or(ctx.namespace.as_ref()) {
+        None => Ok(store),
+        Some(ns) if CREATING.contains(&req.cmd.as_str()) => store.namespace(ns).map_err(failed),
+        Some(ns) => store.existing_namespace(ns).map_err(failed),
+    }
+}
+
+fn run(ctx: &Ctx, store: &Store, cmd: &str, a: &Value) -> Result<Value, Failure> {
     match cmd {
         "ping" => Ok(json!({"pong": true, "version": env!("CARGO_PKG_VERSION")})),
+        "ns.list" => Ok(json!({"namespaces": store.namespaces().map_err(failed)?})),
         "help" => Ok(COMMANDS
             .iter()
             .map(|(c, d)| json!({"cmd": c, "about": d}))
@@ -486,10 +511,11 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
         "stats" => {
             let StatsArg { format } = args(a)?;
             match format.as_deref() {
-                None | Some("json") => stats(ctx),
-                Some("prometheus") => Ok(
-                    json!({"format": "prometheus", "text": ctx.metrics_text()}),
-                ),
+                None | Some("json") => stats(ctx, store),
+                Some("prometheus") => Ok(json!({"format": "prometheus", "text": match store.namespace_name() {
+                    None => ctx.metrics_text(),
+                    Some(_) => super::prometheus::text(store),
+                }})),
                 Some(other) => Err((
                     Code::BadArgs,
                     format!("bad arguments: format `{other}`: the formats are `json` (the default) and `prometheus`"),
@@ -534,9 +560,9 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
             to_value(&store.segment_users(&name).map_err(failed)?)
         }
         "plugin.list" => to_value(&store.plugins().list()),
-        "plugin.load" => load_plugin(ctx, args(a)?, false),
-        "plugin.swap" => load_plugin(ctx, args(a)?, true),
-        "plugin.replay" => replay(ctx, args(a)?),
+        "plugin.load" => load_plugin(store, args(a)?, false),
+        "plugin.swap" => load_plugin(store, args(a)?, true),
+        "plugin.replay" => replay(store, args(a)?),
         "plugin.promote" => {
             let p: Promote = args(a)?;
             p.guardrails
@@ -666,7 +692,7 @@ fn run(ctx: &Ctx, cmd: &str, a: &Value) -> Result<Value, Failure> {
 /// Answer one parsed request.
 pub(crate) fn handle(ctx: &Ctx, req: Request) -> Response {
     let started = Instant::now();
-    let out = run(ctx, &req.cmd, &req.args);
+    let out = store_for(ctx, &req).and_then(|store| run(ctx, &store, &req.cmd, &req.args));
     tracing::debug!(cmd = %req.cmd, ok = out.is_ok(), micros = crate::narrow::u64_from(started.elapsed().as_micros()), "admin request");
     match out {
         Ok(v) => Response::ok(req.id, v),

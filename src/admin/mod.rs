@@ -51,6 +51,9 @@ pub struct AdminOptions {
     pub request_timeout: Duration,
     /// The `log.level` command's hook; without one the command answers `failed`.
     pub log_level: Option<LogLevelHook>,
+    /// The namespace of requests that name none (`None`: the default one). Set by
+    /// `recostore serve --ns`.
+    pub namespace: Option<String>,
 }
 
 impl Default for AdminOptions {
@@ -61,6 +64,7 @@ impl Default for AdminOptions {
             idle_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             log_level: None,
+            namespace: None,
         }
     }
 }
@@ -73,6 +77,7 @@ impl std::fmt::Debug for AdminOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("log_level", &self.log_level.is_some())
+            .field("namespace", &self.namespace)
             .finish()
     }
 }
@@ -152,6 +157,7 @@ impl AdminServer {
             replica,
             started: Instant::now(),
             log_level: opts.log_level.clone(),
+            namespace: opts.namespace.clone(),
             connections: connections.clone(),
         });
         let thread_stop = stop.clone();
@@ -272,6 +278,7 @@ pub(crate) fn respond_line(store: &Store, line: &[u8]) -> protocol::Response {
         replica: None,
         started: std::time::Instant::now(),
         log_level: None,
+        namespace: None,
         connections: Arc::new(AtomicUsize::new(1)),
     };
     conn::respond(&ctx, line)

@@ -17,6 +17,11 @@ pub struct Request {
     /// The command's arguments, an object.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub args: Value,
+    /// The namespace the command runs in (`Store::namespace`); absent: the default one.
+    /// Commands that write create the namespace at its first use; the others refuse an
+    /// unknown one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns: Option<String>,
 }
 
 /// Why a request failed, as a stable code clients can branch on.
@@ -44,6 +49,9 @@ pub enum Code {
     /// The server follows a leader (`recostore serve --follow`) and is read-only: write to
     /// the leader.
     ReadOnly,
+    /// A namespace quota refused the write, and nothing of it was stored; the message says
+    /// which quota, and when an events quota has room again.
+    Quota,
 }
 
 /// An error response's body.

@@ -108,6 +108,28 @@ impl Deref for Value {
     }
 }
 
+impl Value {
+    /// The bytes from `n` on (a namespaced key without its prefix); sled's buffer is shared,
+    /// not copied.
+    fn tail(self, n: usize) -> Value {
+        let n = n.min(self.len());
+        match self.0 {
+            Repr::Sled(v) => {
+                let len = v.len() - n;
+                Value(Repr::Sled(v.subslice(n, len)))
+            }
+            #[cfg(any(test, feature = "replication"))]
+            Repr::Shared(v) => Value(Repr::Shared(Arc::from(&v[n..]))),
+            #[cfg(feature = "replication")]
+            Repr::Mapped { map, start, end } => Value(Repr::Mapped {
+                map,
+                start: start + n,
+                end,
+            }),
+        }
+    }
+}
+
 impl std::borrow::Borrow<[u8]> for Value {
     fn borrow(&self) -> &[u8] {
         self
@@ -232,8 +254,34 @@ pub(crate) trait Backend: Send + Sync {
 
 /// The handle every module holds: a shared [`Backend`] plus the conveniences built on its five
 /// operations.
+///
+/// A handle may be narrowed to a *namespace* ([`Db::namespace`]): every key it reads or writes
+/// is then the namespace's prefix plus the key its caller names, and what it hands back has
+/// the prefix taken off. The store code above never knows which it holds, which is how one
+/// sled carries several shops whose same ids never meet (FORMAT.md, "Namespaces").
 #[derive(Clone)]
-pub(crate) struct Db(Arc<Shared>);
+pub(crate) struct Db {
+    shared: Arc<Shared>,
+    /// Prepended to every key: empty for the default namespace, [`namespace_prefix`] for the
+    /// others.
+    prefix: Arc<[u8]>,
+}
+
+/// The first byte of every key of a named namespace. No key of the default namespace starts
+/// with it (they all start with an ASCII letter), so the default namespace's scans skip the
+/// named ones by starting past it.
+pub(crate) const NAMESPACE_BYTE: u8 = 0x00;
+
+/// The key prefix of namespace `name`: [`NAMESPACE_BYTE`], the name, and a zero byte. Names
+/// hold no zero byte ([`crate::namespace::validate_name`]), so no prefix is the start of
+/// another (`shop` and `shop-a` differ at the byte after `shop`).
+pub(crate) fn namespace_prefix(name: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(name.len() + 2);
+    p.push(NAMESPACE_BYTE);
+    p.extend_from_slice(name.as_bytes());
+    p.push(0);
+    p
+}
 
 struct Shared {
     /// The backend now; replaced whole by [`Db::reclaim`].
@@ -257,28 +305,94 @@ impl fmt::Debug for Db {
 impl Db {
     /// Wrap a backend.
     pub(crate) fn new(backend: Box<dyn Backend>) -> Db {
-        Db(Arc::new(Shared {
-            backend: ArcSwap::from_pointee(backend),
-            writes: RwLock::new(()),
-            read_only: std::sync::OnceLock::new(),
-        }))
+        Db {
+            shared: Arc::new(Shared {
+                backend: ArcSwap::from_pointee(backend),
+                writes: RwLock::new(()),
+                read_only: std::sync::OnceLock::new(),
+            }),
+            prefix: Arc::from(&[][..]),
+        }
+    }
+
+    /// The same records narrowed to namespace `name` (see the type's docs). Only from the
+    /// default namespace's handle: namespaces do not nest.
+    pub(crate) fn namespace(&self, name: &str) -> Db {
+        debug_assert!(self.prefix.is_empty(), "namespaces do not nest");
+        Db {
+            shared: self.shared.clone(),
+            prefix: Arc::from(namespace_prefix(name)),
+        }
+    }
+
+    /// Whether this handle is narrowed to a named namespace.
+    pub(crate) fn is_namespace(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
+    /// The names of the namespaces that have written a key, in byte order: one seek per name,
+    /// not a scan of their keys.
+    pub(crate) fn namespace_names(&self) -> Result<Vec<String>> {
+        let backend = self.shared.backend.load_full();
+        let mut names = Vec::new();
+        let mut from = vec![NAMESPACE_BYTE];
+        let end = [NAMESPACE_BYTE + 1];
+        while let Some(kv) = backend.range(&from, Some(&end)).next() {
+            let (k, _) = kv?;
+            let Some(len) = k[1..].iter().position(|&b| b == 0) else {
+                return Err(failed(std::io::Error::other(
+                    "a namespace key without the zero byte that ends its name",
+                )));
+            };
+            let name = String::from_utf8_lossy(&k[1..1 + len]).into_owned();
+            // Past every key of this namespace: its prefix with the zero byte raised to one.
+            from = k[..=len].to_vec();
+            from.push(1);
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// Every pair of every named namespace, keys whole (prefix included): what a backup of
+    /// the whole store copies besides the default namespace's [`Db::iter`].
+    pub(crate) fn namespace_pairs(&self) -> Iter<'_> {
+        self.range_raw(&[NAMESPACE_BYTE], Some(&[NAMESPACE_BYTE + 1]))
+    }
+
+    /// Run `f` with every write call of every namespace held off (a consistent copy of
+    /// several namespaces' keys).
+    pub(crate) fn with_writes_held<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _all = self.all_writes_held();
+        f()
+    }
+
+    /// `key` with this handle's prefix.
+    fn full_key<'k>(&self, key: &'k [u8]) -> std::borrow::Cow<'k, [u8]> {
+        if self.prefix.is_empty() {
+            std::borrow::Cow::Borrowed(key)
+        } else {
+            let mut k = Vec::with_capacity(self.prefix.len() + key.len());
+            k.extend_from_slice(&self.prefix);
+            k.extend_from_slice(key);
+            std::borrow::Cow::Owned(k)
+        }
     }
 
     /// Refuse every write from now on (a replica's store, see `crate::replica`); `dir` is
     /// the directory the refusal names.
     #[cfg(feature = "replication")]
     pub(crate) fn set_read_only(&self, dir: std::path::PathBuf) {
-        let _ = self.0.read_only.set(dir);
+        let _ = self.shared.read_only.set(dir);
     }
 
     /// Whether writes are refused (see [`Db::set_read_only`]).
     pub(crate) fn is_read_only(&self) -> bool {
-        self.0.read_only.get().is_some()
+        self.shared.read_only.get().is_some()
     }
 
     /// `Err` on a read-only store.
     fn writable(&self) -> Result<()> {
-        match self.0.read_only.get() {
+        match self.shared.read_only.get() {
             Some(dir) => Err(Error::ReadOnlyReplica { dir: dir.clone() }),
             None => Ok(()),
         }
@@ -287,15 +401,19 @@ impl Db {
     /// Shared hold on writes: held for one backend call. A panic elsewhere cannot have left
     /// the unit value behind the lock in a bad state, so a poisoned lock is taken as it is.
     fn writing(&self) -> RwLockReadGuard<'_, ()> {
-        self.0.writes.read().unwrap_or_else(|p| p.into_inner())
+        self.shared.writes.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn all_writes_held(&self) -> RwLockWriteGuard<'_, ()> {
-        self.0.writes.write().unwrap_or_else(|p| p.into_inner())
+        self.shared
+            .writes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn range_owned(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'static> {
-        let backend = self.0.backend.load_full();
+    /// Pairs with `start <= key < end` of the whole backend, keys as stored.
+    fn range_raw(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'static> {
+        let backend = self.shared.backend.load_full();
         let pairs = backend.range(start, end);
         // The scan holds the backend it reads, so a reclaim that swaps it meanwhile does not
         // remove its files before the scan is done.
@@ -304,9 +422,35 @@ impl Db {
         }))
     }
 
+    /// Pairs with `start <= key < end` of this handle's namespace (`end` `None`: to its last
+    /// key), keys without the prefix.
+    fn range_owned(&self, start: &[u8], end: Option<&[u8]>) -> Iter<'static> {
+        if self.prefix.is_empty() {
+            // The default namespace's keys all lie past the named namespaces' (see
+            // `NAMESPACE_BYTE`).
+            let floor = [NAMESPACE_BYTE + 1];
+            let start = if start < &floor[..] {
+                &floor[..]
+            } else {
+                start
+            };
+            return self.range_raw(start, end);
+        }
+        let start = self.full_key(start);
+        let end = match end {
+            Some(e) => Some(self.full_key(e).into_owned()),
+            None => prefix_end(&self.prefix),
+        };
+        let n = self.prefix.len();
+        Box::new(
+            self.range_raw(&start, end.as_deref())
+                .map(move |kv| kv.map(|(k, v)| (k.tail(n), v))),
+        )
+    }
+
     /// The value of `key`.
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        self.0.backend.load().get(key.as_ref())
+        self.shared.backend.load().get(&self.full_key(key.as_ref()))
     }
 
     /// Whether `key` holds a value.
@@ -332,10 +476,15 @@ impl Db {
     }
 
     /// Apply `batch` atomically.
-    pub(crate) fn apply_batch(&self, batch: Batch) -> Result<()> {
+    pub(crate) fn apply_batch(&self, mut batch: Batch) -> Result<()> {
         self.writable()?;
+        if !self.prefix.is_empty() {
+            for (k, _) in &mut batch.ops {
+                *k = self.full_key(k).into_owned();
+            }
+        }
         let _w = self.writing();
-        self.0.backend.load().apply(batch)
+        self.shared.backend.load().apply(batch)
     }
 
     /// Set one key (a batch of one).
@@ -361,18 +510,21 @@ impl Db {
     ) -> Result<bool> {
         self.writable()?;
         let _w = self.writing();
-        self.0.backend.load().compare_and_swap(key, old, new)
+        self.shared
+            .backend
+            .load()
+            .compare_and_swap(&self.full_key(key), old, new)
     }
 
     /// Make every applied batch durable.
     pub(crate) fn flush(&self) -> Result<()> {
         let _w = self.writing();
-        self.0.backend.load().flush()
+        self.shared.backend.load().flush()
     }
 
     /// Bytes of the files behind the durable records (0: none, as in the tests' simulation).
     pub(crate) fn file_bytes(&self) -> u64 {
-        self.0.backend.load().file_bytes()
+        self.shared.backend.load().file_bytes()
     }
 
     /// Rewrite the live pairs into fresh files and serve from those (see the module docs).
@@ -382,7 +534,7 @@ impl Db {
     pub(crate) fn reclaim(&self) -> Result<Option<Reclaimed>> {
         let _all = self.all_writes_held();
         let held = std::time::Instant::now();
-        let current = self.0.backend.load_full();
+        let current = self.shared.backend.load_full();
         let bytes_before = current.file_bytes();
         let Some(fresh) = current.begin_rewrite()? else {
             return Ok(None);
@@ -403,7 +555,7 @@ impl Db {
         }
         fresh.apply(batch)?;
         let new = fresh.commit()?;
-        self.0.backend.store(Arc::new(new));
+        self.shared.backend.store(Arc::new(new));
         let writes_held = held.elapsed();
         drop(_all);
         // Dropping the old backend (sled's last flush, the removal of its files) after writes

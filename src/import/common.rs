@@ -238,7 +238,7 @@ pub(crate) fn record_events(
     events.sort_by_key(|e| e.ts); // stable: equal times keep file order
     let mut run = store.dedup_run();
     for chunk in events.chunks(EVENT_BATCH) {
-        let (recorded, skipped) = store.record_events_once(chunk, &mut run)?;
+        let (recorded, skipped) = store.record_events_once_paced(chunk, &mut run)?;
         summary.recorded += recorded as u64;
         summary.already_stored += skipped as u64;
     }

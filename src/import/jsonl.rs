@@ -622,7 +622,7 @@ fn store_file(
     let mut run = store.dedup_run();
     let mut group = bulk_group(store);
     let mut flush_events = |events: &mut Vec<Event>, summary: &mut ImportSummary| -> Result<()> {
-        let (recorded, skipped) = store.record_events_once(events, &mut run)?;
+        let (recorded, skipped) = store.record_events_once_paced(events, &mut run)?;
         summary.recorded += recorded as u64;
         summary.already_stored += skipped as u64;
         events.clear();

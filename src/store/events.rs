@@ -19,10 +19,32 @@ impl Store {
     /// Batches are much faster than single events: each user's and item's state is copied
     /// once per batch, and a batch of 2,048 events or more applies its item statistics and
     /// co-occurrence on a second thread.
+    ///
+    /// Under an events-per-second quota ([`crate::Quota::events_per_sec`]) a call that finds
+    /// too little room is refused whole with [`crate::Error::QuotaExceeded`].
     pub fn record_events(&self, events: &[Event]) -> Result<usize> {
+        self.validate_events(events)?;
+        self.admit_events(events.len())?;
+        let recorded = self.record_admitted(events);
+        if recorded.is_err() {
+            // Nothing was stored: the call used none of the quota.
+            self.refund_events(events.len());
+        }
+        recorded
+    }
+
+    fn validate_events(&self, events: &[Event]) -> Result<()> {
         let latest = crate::event::latest_event_time(self.config().future_tolerance_secs);
         for (i, e) in events.iter().enumerate() {
             e.validate(i, latest)?;
+        }
+        Ok(())
+    }
+
+    /// Record validated events the events quota has admitted (or that it does not count).
+    pub(super) fn record_admitted(&self, events: &[Event]) -> Result<usize> {
+        if events.is_empty() {
+            return Ok(0);
         }
         self.write(|p| p.record_all(events))?;
         self.plugins().attribute(events);
@@ -50,6 +72,27 @@ impl Store {
         let fresh = behaviour::unlogged(self.tree(), &self.snapshot(), events, run)?;
         let skipped = events.len() - fresh.len();
         Ok((self.record_events(&fresh)?, skipped))
+    }
+
+    /// [`Store::record_events_once`] that waits for the events quota instead of failing,
+    /// in calls of at most one second's worth: how imports keep to it.
+    pub(crate) fn record_events_once_paced(
+        &self,
+        events: &[Event],
+        run: &mut DedupRun,
+    ) -> Result<(usize, usize)> {
+        let Some(burst) = self.events_burst() else {
+            return self.record_events_once(events, run);
+        };
+        let (mut recorded, mut skipped) = (0, 0);
+        for part in events.chunks(burst.max(1)) {
+            self.validate_events(part)?;
+            let fresh = behaviour::unlogged(self.tree(), &self.snapshot(), part, run)?;
+            skipped += part.len() - fresh.len();
+            self.pace_events(fresh.len());
+            recorded += self.record_admitted(&fresh)?;
+        }
+        Ok((recorded, skipped))
     }
 
     /// Take the events older than `keep_secs` seconds of store time (before the newest event

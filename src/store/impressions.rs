@@ -71,10 +71,24 @@ impl Store {
         if let (Some(q), true) = (&self.inner.shared.impressions, skipped > 0) {
             q.count_dropped(skipped);
         }
-        if events.is_empty() {
-            return Ok(0);
+        // The store's own bookkeeping: validated above, and not counted against an events
+        // quota (`crate::Quota::events_per_sec`), which is the app's budget.
+        match self.record_admitted(&events) {
+            Err(crate::error::Error::QuotaExceeded { .. }) => {
+                // At the records quota, an impression of a user the store has never seen
+                // would create one: those are dropped, the rest of the batch is kept.
+                let snap = self.snapshot();
+                let (known, new): (Vec<_>, Vec<_>) = events
+                    .into_iter()
+                    .partition(|e| snap.user_id(&e.user).is_some());
+                drop(snap);
+                if let Some(q) = &self.inner.shared.impressions {
+                    q.count_dropped(new.len() as u64);
+                }
+                self.record_admitted(&known)
+            }
+            recorded => recorded,
         }
-        self.record_events(&events)
     }
 
     /// Run `delete` (a deletion of `users`) with the recorder paused: what was queued before

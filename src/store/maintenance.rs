@@ -81,7 +81,8 @@ impl Store {
     /// [`Store::backup`], with the item records packed into bulk chunks when `pack` is set.
     fn copy_to(&self, to: &Path, pack: bool) -> Result<BackupReport> {
         let modules_from = self.dir().join(crate::plugin::MODULES_DIR);
-        backup::run(self.dir(), to, |work| {
+        // A namespace's backup must not land inside the store that holds it either.
+        backup::run(self.root_dir(), to, |work| {
             let seg_to = backup::prepare(work)?;
             // Plugin changes wait too: the copied records name exactly the copied modules.
             self.plugins().hold_writes(|| {
@@ -99,6 +100,14 @@ impl Store {
                         &seg_to,
                         pack.as_ref(),
                     )
+                    .and_then(|mut report| {
+                        // A backup of the store takes its namespaces along (compaction
+                        // is a backup too); one of a namespace is that namespace alone.
+                        if !tree.is_namespace() {
+                            report.keys += backup::copy_namespaces(tree, self.dir(), work)?;
+                        }
+                        Ok(report)
+                    })
                 })
             })
         })

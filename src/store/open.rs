@@ -76,13 +76,13 @@ fn check_format(tree: &crate::durable::Db, dir: &Path, cfg: &Config) -> Result<O
             let found = codec::decode_u32(codec::META_FORMAT, Some(&v))?;
             if (1..codec::STORE_FORMAT).contains(&found) {
                 Ok(Some(found))
-            } else if found == codec::STORE_FORMAT || found == codec::CHUNKED_FORMAT {
+            } else if (codec::STORE_FORMAT..=codec::NAMESPACED_FORMAT).contains(&found) {
                 Ok(None)
             } else {
                 Err(Error::IncompatibleStore {
                     dir: dir.to_path_buf(),
                     found,
-                    expected: codec::CHUNKED_FORMAT,
+                    expected: codec::NAMESPACED_FORMAT,
                 })
             }
         }
@@ -132,6 +132,9 @@ impl Store {
         if dir.join(REPLICA_MANIFEST).exists() {
             return Err(Error::ReplicaGeneration { dir });
         }
+        if let Some(err) = namespace_directory(&dir) {
+            return Err(err);
+        }
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)
             .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
@@ -155,6 +158,33 @@ impl Store {
         config: Config,
         tree: crate::durable::Db,
     ) -> Result<Store> {
+        Store::open_in(dir, config, tree, None, None)
+    }
+
+    /// [`Store::open_on`] for namespace `namespace` (`None`: the default one): `tree` is
+    /// narrowed to it and `dir` is its own directory; `config.quota` is its quota.
+    pub(crate) fn open_in(
+        dir: std::path::PathBuf,
+        config: Config,
+        tree: crate::durable::Db,
+        namespace: Option<&str>,
+        parent: Option<&Store>,
+    ) -> Result<Store> {
+        config
+            .quota
+            .validate(namespace.unwrap_or(crate::namespace::DEFAULT))?;
+        // The quotas of every namespace are checked when the store opens, not when each
+        // namespace first does.
+        for (name, quota) in &config.namespaces {
+            if name == crate::namespace::DEFAULT {
+                return Err(Error::Namespace {
+                    name: name.clone(),
+                    reason: "the default namespace's quota is Config::quota (`[store.quota]`), not an entry of Config::namespaces".into(),
+                });
+            }
+            crate::namespace::validate_name(name)?;
+            quota.validate(name)?;
+        }
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir)
             .map_err(|e| Error::io("creating store directory", &seg_dir, e))?;
@@ -235,7 +265,15 @@ impl Store {
             seq: counters.seq,
             activity,
         };
-        let plugins = crate::plugin::Plugins::new(config.plugins.clone());
+        let mut limits = config.plugins.clone();
+        if let Some(b) = config.quota.plugin_memory_bytes {
+            limits.memory_bytes = limits.memory_bytes.min(b);
+        }
+        let plugins = crate::plugin::Plugins::new(limits);
+        let pace = crate::namespace::Pace::new(
+            namespace.unwrap_or(crate::namespace::DEFAULT),
+            &config.quota,
+        );
         plugins.attach(tree.clone(), &dir)?;
         let durable_bytes = tree.file_bytes();
         // A replica's state is the leader's: it records nothing of its own.
@@ -274,9 +312,15 @@ impl Store {
                 rebuild_running: AtomicBool::new(false),
                 rebuild_thread: Mutex::new(None),
                 index_running: AtomicBool::new(false),
-                reclaim_running: AtomicBool::new(false),
+                reclaim_running: parent.map_or_else(
+                    || Arc::new(AtomicBool::new(false)),
+                    |p| p.inner.reclaim_running.clone(),
+                ),
                 reclaim_thread: Mutex::new(None),
-                reclaim_pacer: crate::reclaim::Pacer::new(durable_bytes),
+                reclaim_pacer: parent.map_or_else(
+                    || Arc::new(crate::reclaim::Pacer::new(durable_bytes)),
+                    |p| p.inner.reclaim_pacer.clone(),
+                ),
                 prune_running: AtomicBool::new(false),
                 prune_thread: Mutex::new(None),
                 prune_pacer: crate::retention::Pacer::new(),
@@ -290,6 +334,9 @@ impl Store {
                 shared,
                 recorder_thread: Mutex::new(None),
                 deleted_users: Mutex::new(Default::default()),
+                namespace: namespace.map(str::to_string),
+                namespaces: Mutex::new(Default::default()),
+                pace,
             }),
         };
         match older {
@@ -382,6 +429,26 @@ impl Store {
         );
         self.write(|p| p.replay(events, &entries))
     }
+}
+
+/// `Some` when `dir` is a namespace's directory inside a store (`<store>/ns/<name>`): its
+/// records are in the store's sled, so opening it as a store of its own would make an empty
+/// one beside them.
+fn namespace_directory(dir: &Path) -> Option<Error> {
+    let parent = dir.parent()?;
+    let store = parent.parent()?;
+    let name = dir.file_name()?.to_str()?;
+    (parent.file_name()? == crate::namespace::DIR && crate::durable::sled_exists(store)).then(|| {
+        Error::Namespace {
+            name: name.to_string(),
+            reason: format!(
+                "{} is this namespace's directory inside the store at {}, not a store: open that store and call namespace(\"{name}\") (CLI: --dir {} --ns {name})",
+                dir.display(),
+                store.display(),
+                store.display()
+            ),
+        }
+    })
 }
 
 fn highest_generation_on_disk(seg_dir: &Path) -> u64 {

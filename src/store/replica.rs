@@ -43,6 +43,14 @@ impl Store {
         prefix: &replica::object_store::path::Path,
         opts: &PublishOptions,
     ) -> Result<PublishReport> {
+        if let Some(name) = self.namespace_name() {
+            // A namespace's keys are published by no one yet, and a replica of the store
+            // would not carry them: refused rather than half-done.
+            return Err(crate::Error::Namespace {
+                name: name.to_string(),
+                reason: "publishing a namespace to replicas is not supported yet; publish the default namespace, or serve this one from the leader".into(),
+            });
+        }
         let _one = lock(&self.inner.publishing);
         replica::publish(self, to, prefix, opts)
     }

@@ -128,6 +128,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Some(r) => r.store(),
         None => Store::open_with(&dir, file.store)?,
     };
+    if let Some(ns) = crate::namespace() {
+        // Checked (and created) now, not at the first request.
+        store.namespace(ns)?;
+    }
     let socket = file
         .serve
         .socket
@@ -139,6 +143,7 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let opts = AdminOptions {
         log_level: crate::log_level_hook(),
+        namespace: crate::namespace().map(String::from),
         ..file.serve.admin_options()
     };
     let server = match &replica {
@@ -306,6 +311,7 @@ pub fn admin(a: AdminArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return Ok(ExitCode::from(4));
         }
     };
+    client.set_namespace(crate::namespace().map(String::from));
     if let Some(path) = &a.file {
         if !a.args.is_empty() {
             return Err("give --file or arguments, not both".into());

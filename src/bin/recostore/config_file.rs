@@ -149,6 +149,19 @@ mod tests {
     }
 
     #[test]
+    fn quotas_are_read_per_namespace() {
+        let c = parse(
+            "[store.quota]\nevents_per_sec = 30\n[store.namespaces.shop-a]\nmax_records = 5\n",
+        )
+        .expect("valid");
+        assert_eq!(c.store.quota.events_per_sec, Some(30));
+        assert_eq!(c.store.namespaces["shop-a"].max_records, Some(5));
+        assert_eq!(c.store.namespaces["shop-a"].events_per_sec, None);
+        let e = parse("[store.namespaces.shop-a]\nmax_record = 5\n").unwrap_err();
+        assert!(e.contains("max_record"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_and_wrong_types_are_errors_that_name_them() {
         let e = parse("[store]\ncooccurence_lines = 5\n").unwrap_err();
         assert!(e.contains("cooccurence_lines"), "{e}");

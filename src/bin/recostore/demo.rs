@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recostore::demo::{self, DemoConfig};
 use recostore::{Ask, Scenario};
-use recostore::{Event, Query, Store};
+use recostore::{Event, Query};
 
 use crate::output;
 
@@ -48,7 +48,7 @@ pub fn run(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
 
-    let store = Store::open_with(&a.dir, crate::with_bars(recostore::Config::default(), true))?;
+    let store = crate::open_with(&a.dir, crate::with_bars(recostore::Config::default(), true))?;
     let bar = ProgressBar::with_draw_target(
         Some((cfg.items + cfg.users) as u64),
         ProgressDrawTarget::stderr(),

@@ -47,6 +47,57 @@ struct Cli {
     /// Text carries colour codes only on a terminal.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Run in namespace NAME: one of several shops kept in one store, each with its own
+    /// records, events, plugins and figures. Absent or `default`: the store's own. Commands
+    /// that write create the namespace at its first use; the others refuse an unknown one.
+    /// With `serve`, the namespace of requests that name none; with `admin` and `query
+    /// --socket`, the one the request names.
+    #[arg(long, global = true, value_name = "NAME")]
+    ns: Option<String>,
+}
+
+/// `--ns`, set once before any command runs.
+static NAMESPACE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The namespace `--ns` names (`None`: the default one).
+pub(crate) fn namespace() -> Option<&'static str> {
+    NAMESPACE.get().and_then(|n| n.as_deref())
+}
+
+/// The store in `dir` (created if missing), or its namespace under `--ns` (created too).
+pub(crate) fn open_with(dir: &std::path::Path, config: Config) -> recostore::Result<Store> {
+    let store = Store::open_with(dir, config)?;
+    match namespace() {
+        None => Ok(store),
+        Some(ns) => store.namespace(ns),
+    }
+}
+
+/// The store in `dir`, which must exist, or its namespace under `--ns`, which must too.
+pub(crate) fn open_existing_with(
+    dir: &std::path::Path,
+    config: Config,
+) -> recostore::Result<Store> {
+    let store = Store::open_existing_with(dir, config)?;
+    match namespace() {
+        None => Ok(store),
+        Some(ns) => store.existing_namespace(ns),
+    }
+}
+
+/// `Err` when `--ns` is given to a command that works on the whole store.
+fn no_namespace(cmd: &str, why: &str) -> Result<(), String> {
+    match namespace() {
+        None | Some("default") => Ok(()),
+        Some(ns) => Err(format!(
+            "--ns {ns}: `{cmd}` takes no namespace ({why}); run it without --ns"
+        )),
+    }
+}
+
+/// [`open_existing_with`] with the default configuration.
+pub(crate) fn open_existing(dir: &std::path::Path) -> recostore::Result<Store> {
+    open_existing_with(dir, Config::default())
 }
 
 /// `--log-format`.
@@ -431,7 +482,7 @@ fn import_file(
     path: &std::path::Path,
     a: &ImportArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Store::open_with(&a.dir, with_bars(Config::default(), !a.json))?;
+    let store = crate::open_with(&a.dir, with_bars(Config::default(), !a.json))?;
     let opts = ImportOptions {
         strict: a.strict,
         progress: progress::bars(!a.json),
@@ -457,7 +508,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             if items.is_none() && users.is_none() && events.is_none() {
                 return Err("give at least one of --items, --users and --events".into());
             }
-            let store = Store::open_with(&a.dir, with_bars(Config::default(), !a.json))?;
+            let store = crate::open_with(&a.dir, with_bars(Config::default(), !a.json))?;
             let opts = ImportOptions {
                 strict: a.strict,
                 progress: progress::bars(!a.json),
@@ -475,7 +526,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Import(ImportCmd::Retail { path, args }) => import_file("retail", &path, &args)?,
         Command::Export(ExportCmd::Jsonl { dir, out, json }) => {
-            let store = Store::open_existing(&dir)?;
+            let store = crate::open_existing(&dir)?;
             let s = store.export_jsonl(&out)?;
             if json {
                 output::json(&s)?;
@@ -498,7 +549,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::Bench(a) => {
-            let store = Store::open_existing(&a.dir)?;
+            let store = crate::open_existing(&a.dir)?;
             let threads = a
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -545,7 +596,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Serve(a) => return admin::serve(a),
         Command::Admin(a) => return admin::admin(a),
         Command::Get(GetCmd::Item { id, store: s }) => {
-            let store = Store::open_existing(&s.dir)?;
+            let store = crate::open_existing(&s.dir)?;
             let Some(item) = store.get_item(&id) else {
                 eprintln!("error: {}", Error::NotFound { what: "item", id });
                 return Ok(ExitCode::from(3));
@@ -559,7 +610,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             output::record(&Doc { item, activity }, s.json)?;
         }
         Command::Get(GetCmd::User { id, store: s }) => {
-            let store = Store::open_existing(&s.dir)?;
+            let store = crate::open_existing(&s.dir)?;
             let Some(user) = store.get_user(&id) else {
                 eprintln!("error: {}", Error::NotFound { what: "user", id });
                 return Ok(ExitCode::from(3));
@@ -576,7 +627,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let mut cfg = Config::default();
             cfg.session_gap_secs = a.session_gap_secs;
             cfg.cooccurrence_lines = a.cooccurrence_lines;
-            let store = Store::open_existing_with(&a.dir, cfg)?;
+            let store = crate::open_existing_with(&a.dir, cfg)?;
             let report = recostore::eval::evaluate(
                 &store,
                 &recostore::eval::EvalOptions {
@@ -597,12 +648,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::Stats(s) => {
-            let store = Store::open_existing(&s.dir)?;
+            let store = crate::open_existing(&s.dir)?;
             output::stats(&store.stats(), s.json)?;
         }
         Command::Rebuild(r) => {
             let s = &r.store;
-            let store = Store::open_with(&s.dir, with_bars(Config::default(), !s.json))?;
+            let store = crate::open_with(&s.dir, with_bars(Config::default(), !s.json))?;
             if r.save_delta {
                 // Index every re-tagged row first, so the file holds them as runs (the open
                 // that preceded this one left the indexing to a background thread).
@@ -639,7 +690,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::Verify(v) => {
-            let store = Store::open_existing(&v.store.dir)?;
+            let store = crate::open_existing(&v.store.dir)?;
             if v.quick {
                 store.verify()?;
                 println!(
@@ -674,7 +725,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Publish(p) => {
             let s = &p.store;
             let (to, prefix) = recostore::replica::object_store_from_url(&p.url)?;
-            let store = Store::open_existing(&s.dir)?;
+            let store = crate::open_existing(&s.dir)?;
             let mut opts = recostore::PublishOptions::default();
             opts.take_over = p.take_over;
             let r = store.publish_with(&*to, &prefix, &opts)?;
@@ -695,6 +746,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::Restore(r) => {
+            no_namespace(
+                "restore",
+                "published generations hold the default namespace only",
+            )?;
             let source = recostore::ReplicaSource::from_url(&r.url)?;
             let report = Store::restore_published(&source, &r.dir)?;
             if r.json {
@@ -712,8 +767,18 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 );
             }
         }
-        Command::Build(b) => build(b)?,
+        Command::Build(b) => {
+            no_namespace(
+                "build",
+                "published generations hold the default namespace only",
+            )?;
+            build(b)?
+        }
         Command::Compact(s) => {
+            no_namespace(
+                "compact",
+                "it rewrites the whole store, every namespace included",
+            )?;
             let r = Store::compact(&s.dir, Config::default())?;
             if s.json {
                 output::json(&r)?;
@@ -766,6 +831,7 @@ fn main() -> ExitCode {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let cli = Cli::parse();
+    let _ = NAMESPACE.set(cli.ns.clone());
     let json = cli.log_format == LogFormat::Json;
     // No colour codes in a log file or a pipe.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -239,7 +239,7 @@ fn replay(a: ReplayArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => Vec::new(),
     };
     let wasm = read_wasm(&a.wasm)?;
-    let store = recostore::Store::open_existing(&a.dir)?;
+    let store = crate::open_existing(&a.dir)?;
     let split = match (a.since, a.last) {
         (Some(t), _) => Split::At(t),
         (None, Some(secs)) => Split::Last(secs),

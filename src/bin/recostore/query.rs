@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use recostore::{Error, Method, Query, Similarity, Store, Weighting};
+use recostore::{Error, Method, Query, Similarity, Weighting};
 
 use crate::args::{parse_tag, FilterOpts};
 use crate::output;
@@ -122,7 +122,7 @@ pub fn run(cmd: QueryCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             opts.apply(Query::profile(tags)),
         ),
     };
-    let store = Store::open_existing(&dir)?;
+    let store = crate::open_existing(&dir)?;
     let started = std::time::Instant::now();
     match store.query_with_stats(&q) {
         Ok((recs, stats)) => {

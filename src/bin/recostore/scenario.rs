@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use recostore::Error;
 use recostore::USER_SEGMENTS as SEGMENTS;
 use recostore::{Ask, Scenario};
-use recostore::{Error, Store};
 use serde::Serialize;
 
 use crate::args::FilterOpts;
@@ -250,6 +250,7 @@ fn over_socket(
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut client =
         recostore::admin::AdminClient::connect(socket, std::time::Duration::from_secs(60))?;
+    client.set_namespace(crate::namespace().map(String::from));
     let resp = client.call("query", serde_json::to_value(ask)?)?;
     let Some(result) = resp.result.filter(|_| resp.ok) else {
         let (not_found, message) = resp
@@ -297,7 +298,7 @@ fn not_found_or(e: Error) -> Result<ExitCode, Box<dyn std::error::Error>> {
 pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (mut ask, dir, json, plug) = match cmd {
         ScenarioCmd::UsersLike { user, k, dir, json } => {
-            let store = Store::open_existing(&dir)?;
+            let store = crate::open_existing(&dir)?;
             let started = std::time::Instant::now();
             return match store.users_like(&user, k) {
                 Ok(users) => {
@@ -309,7 +310,7 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
             };
         }
         ScenarioCmd::Segment { name, dir, json } => {
-            let store = Store::open_existing(&dir)?;
+            let store = crate::open_existing(&dir)?;
             let users = store.segment_users(&name)?;
             if json {
                 #[derive(Serialize)]
@@ -353,7 +354,7 @@ pub fn run(cmd: ScenarioCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Target::Socket(socket) => return over_socket(&ask, &socket, json),
         Target::Dir(dir) => dir,
     };
-    let store = Store::open_existing(&dir)?;
+    let store = crate::open_existing(&dir)?;
     if let Some((path, config)) = plug {
         let wasm = crate::plugin::read_wasm(&path)?;
         // A one-off: it ranks this query and is never written into the store.
