@@ -51,6 +51,13 @@ fn main() {
     }
     movielens::import(&films, &data.join("movielens-small"), &opts).expect("import movielens");
     eprintln!("imported in {:.1} s", started.elapsed().as_secs_f64());
+    for (name, s) in [("default", &root), ("films", &films)] {
+        let st = s.stats();
+        eprintln!(
+            "{name}: {} items, {} users, {} events",
+            st.items, st.users, st.events
+        );
+    }
 
     let snap = root.snapshot();
     let users: Vec<String> = (0..snap.user_id_bound())
