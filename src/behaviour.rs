@@ -289,8 +289,13 @@ impl Pending<'_> {
         Ok(())
     }
 
-    /// Drop user `id`'s event log and take their baskets and sessions out of the indexes.
-    pub(crate) fn forget_activity(&mut self, id: u32, tree: &crate::durable::Db) -> Result<()> {
+    /// Drop user `id`'s event log and take their baskets and sessions out of the indexes;
+    /// returns what was taken.
+    pub(crate) fn forget_activity(
+        &mut self,
+        id: u32,
+        tree: &crate::durable::Db,
+    ) -> Result<crate::forget::Taken> {
         let (events, keys) = log::user_log(tree, id, u64::MAX)?;
         for k in keys {
             self.batch.remove(k);
@@ -298,14 +303,17 @@ impl Pending<'_> {
         // Events pruned from the log still count in the totals the user's removal lowers.
         let pruned = crate::retention::pruned(tree, id)?.events;
         self.batch.remove(crate::retention::pruned_key(id));
+        let mut taken = crate::forget::Taken::default();
         if !events.is_empty() || pruned > 0 || self.ingest.act.user(id).is_some() {
             let all = events
                 .len()
                 .saturating_add(crate::narrow::usize_from(pruned));
-            self.ingest.forget_user(id, all);
+            taken = self.ingest.forget_user(id, all);
+            taken.events = events.len() as u64;
+            taken.pruned = pruned;
         }
         self.checkpoint = true;
-        Ok(())
+        Ok(taken)
     }
 }
 

@@ -53,6 +53,7 @@ pub mod eval;
 mod event;
 mod export;
 mod fields;
+mod forget;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -99,6 +100,7 @@ pub use config::{Config, Durability, EventWeights, LifecycleDays, SegmentVerify}
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, MAX_IMPRESSION_ITEMS, MAX_QUANTITY};
 pub use export::ExportSummary;
+pub use forget::{BackupRecord, DeletionReceipt, ForgottenReport, Found};
 pub use impressions::{ImpressionCounts, Recording, QUEUE_CAPACITY as IMPRESSION_QUEUE};
 pub use metrics::Latency;
 pub use model::{price_band, Item, Tag, User, MAX_ID_BYTES, MAX_TAG_BYTES, MAX_TEXT_BYTES};

@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod crash_tests;
 mod events;
+mod forget;
 mod impressions;
 mod maintenance;
 mod namespace;
@@ -431,40 +432,57 @@ impl Store {
     /// disappears at once from every read: user similarity, segments, "bought together". The copy inside the current segment file is erased by a rebuild,
     /// which this call starts in the background; call [`Store::rebuild`] to wait for erasure.
     /// Impressions of served answers still queued are written first, and deleted with the
-    /// rest.
+    /// rest. [`Store::forget_users`] also makes their bytes leave sled's files and returns a
+    /// receipt.
     pub fn delete_user(&self, id: &str) -> Result<bool> {
         Ok(self.delete_users(&[id])? == 1)
     }
 
     /// Delete many users in one batch. Returns how many existed. See [`Store::delete_user`].
     pub fn delete_users(&self, ids: &[&str]) -> Result<usize> {
+        Ok(self.delete_users_with(ids, true)?.0.len())
+    }
+
+    /// [`Store::delete_users`], returning the ids that existed and what their deletion took
+    /// back (the counts of a [`crate::DeletionReceipt`]); with `fold`, the fold that takes
+    /// them out of the segment files starts in the background.
+    pub(crate) fn delete_users_with(
+        &self,
+        ids: &[&str],
+        fold: bool,
+    ) -> Result<(Vec<String>, crate::forget::Taken)> {
         // Impressions of answers served before this deletion must not bring a user back: the
         // recorder is paused from the flush of what is queued to the end of the write.
         let tree = &self.inner.tree;
-        let n = self.deleting(ids, || {
-            let mut n = 0;
+        let (deleted, taken) = self.deleting(ids, || {
+            let mut deleted = Vec::new();
+            let mut taken = crate::forget::Taken::default();
             self.write(|p| {
                 for id in ids {
                     let uid = p.user_id(id);
                     if p.delete(Kind::User, id) {
-                        n += 1;
+                        deleted.push((*id).to_string());
                         if let Some(uid) = uid {
-                            p.forget_activity(uid, tree)?;
+                            taken.add(&p.forget_activity(uid, tree)?);
                         }
                     }
                 }
                 Ok(())
             })?;
-            Ok(n)
+            Ok((deleted, taken))
         })?;
+        let n = deleted.len();
         // The lists paged from their history go with them.
         self.inner.shared.pages.forget_users(ids);
         if n > 0 {
-            // A deleted user must leave the segment files: a fold, not a save.
+            // A deleted user must leave the segment files: a fold, not a save (the next
+            // upkeep's, if the caller's own fold fails).
             self.inner.fold_wanted.store(true, Ordering::Release);
-            self.rebuild_in_background();
+            if fold {
+                self.rebuild_in_background();
+            }
         }
-        Ok(n)
+        Ok((deleted, taken))
     }
 
     /// Write the behaviour state that event batches have left in the journal (see

@@ -336,6 +336,14 @@ fn an_ab_slot_through_serve_end_to_end_and_its_figures_survive_a_restart() {
         &["user.delete", "--json", r#"{"ids": ["17850"]}"#],
     ));
     assert_eq!(del["deleted"], 1);
+    // With its receipt: the customer's events, baskets and the moment their bytes were gone.
+    let receipt = &del["receipt"];
+    assert!(receipt["events_removed"].as_u64() > Some(0), "{receipt}");
+    assert!(
+        receipt["baskets_taken_back"].as_u64() > Some(0),
+        "{receipt}"
+    );
+    assert!(receipt["bytes_gone_at_ms"].is_u64(), "{receipt}");
     assert_eq!(
         admin(&sock, &["user.get", "id=17850"]).status.code(),
         Some(3)

@@ -154,7 +154,8 @@ fn check(store: &Store, o: &Oracle, scenario: impl Fn(String) -> Scenario, what:
 
 /// Online Retail invoices, read and filtered here: no cancellations (`C…`), quantity above 0,
 /// a customer. One basket per (customer, invoice).
-fn retail_baskets(file: &Path) -> Vec<BTreeSet<String>> {
+/// Each customer's baskets: (customer, the invoice's item codes).
+fn retail_baskets(file: &Path) -> Vec<(String, BTreeSet<String>)> {
     let mut raw = Vec::new();
     flate2::read::MultiGzDecoder::new(std::fs::File::open(file).expect("open"))
         .read_to_end(&mut raw)
@@ -171,13 +172,14 @@ fn retail_baskets(file: &Path) -> Vec<BTreeSet<String>> {
         }
         baskets.entry((customer, invoice)).or_default().insert(code);
     }
-    baskets.into_values().collect()
+    baskets.into_iter().map(|((c, _), b)| (c, b)).collect()
 }
 
 #[test]
 fn bought_together_on_online_retail_is_exact() {
     let file = data("online-retail").join("online-retail.csv.gz");
-    let oracle = Oracle::new(retail_baskets(&file));
+    let by_customer = retail_baskets(&file);
+    let oracle = Oracle::new(by_customer.iter().map(|(_, b)| b.clone()).collect());
     assert_eq!(
         oracle.baskets.len(),
         18_536,
@@ -213,6 +215,38 @@ fn bought_together_on_online_retail_is_exact() {
         }))
         .unwrap();
     assert!(viewed.is_empty(), "{viewed:?}");
+
+    // Forgetting a customer takes back exactly their baskets: the receipt's counts are the
+    // raw file's, and every figure afterwards is the oracle's without them.
+    // The file writes customer ids as floats (`17850.0`); the store's ids are the integers.
+    let gone = "17850";
+    let theirs: Vec<&BTreeSet<String>> = by_customer
+        .iter()
+        .filter(|(c, _)| c == "17850.0")
+        .map(|(_, b)| b)
+        .collect();
+    assert!(theirs.len() > 10);
+    let receipt = store.forget_user(gone).unwrap();
+    assert_eq!(receipt.baskets_taken_back, theirs.len() as u64);
+    assert_eq!(
+        receipt.cooccurrence_lines,
+        theirs.iter().map(|b| b.len() as u64).sum::<u64>()
+    );
+    assert!(receipt.events_removed >= receipt.cooccurrence_lines);
+    assert!(receipt.bytes_gone_at_ms.is_some(), "{receipt:?}");
+    let without = Oracle::new(
+        by_customer
+            .into_iter()
+            .filter(|(c, _)| c != "17850.0")
+            .map(|(_, b)| b)
+            .collect(),
+    );
+    check(
+        &store,
+        &without,
+        |item| Scenario::Together { item },
+        "together, after forgetting a customer",
+    );
 }
 
 /// MovieLens sessions, made here: each user's ratings and tag applications (only those of a

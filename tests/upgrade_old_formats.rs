@@ -148,3 +148,25 @@ fn a_format_3_store_is_upgraded_to_exact_baskets() {
     let again = Store::open(old.path()).expect("reopen");
     assert_eq!(answers(&again), want);
 }
+
+/// A store from before namespaces is the default namespace: adding a namespace that holds
+/// the same item ids changes none of its answers, before or after a reopen.
+#[test]
+fn an_old_store_is_the_default_namespace_when_namespaces_are_added() {
+    let old = fixture("format-2-shop");
+    let want = reference();
+    let store = Store::open(old.path()).expect("open");
+    let shop = store.namespace("second-shop").expect("namespace");
+    shop.upsert_item(&recostore::Item::new("tent-2p", [("colour:pink", 1.0)]))
+        .expect("same id, other shop");
+    assert_eq!(answers(&store), want);
+    assert_eq!(shop.stats().items, 1);
+    drop(shop);
+    drop(store);
+    let again = Store::open(old.path()).expect("reopen");
+    assert_eq!(answers(&again), want);
+    assert_eq!(again.namespaces().expect("names"), vec!["second-shop"]);
+    let shop = again.existing_namespace("second-shop").expect("namespace");
+    let tent = shop.get_item("tent-2p").expect("tent");
+    assert_eq!(tent.tags, vec![("colour:pink".to_string(), 1.0)]);
+}

@@ -198,13 +198,25 @@ impl<'c> Ingest<'c> {
     /// sessions out of the indexes: exactly the lines they added, and one basket (or session)
     /// each from the counts of their items and the totals. Item counters (views, sales,
     /// popularity) are shop figures, not personal data, and stay.
-    pub fn forget_user(&mut self, user: u32, events: usize) {
+    pub fn forget_user(&mut self, user: u32, events: usize) -> crate::forget::Taken {
+        let mut taken = crate::forget::Taken::default();
+        if let Some(state) = self.act.user(user) {
+            taken.derived_tags = state.derived.len() as u64;
+        }
+        if let Some(shown) = self.act.exposures.get(&user) {
+            taken.shows = shown.len() as u64;
+        }
         let mut side = self.item_parts();
         for rel in [Relation::Bought, Relation::Viewed] {
             let (removed, chunks) = side.index(rel).forget(user);
             side.touched_chunks
                 .extend(chunks.into_iter().map(|n| (rel, n)));
             for items in removed.iter().filter(|b| !b.is_empty()) {
+                match rel {
+                    Relation::Bought => taken.baskets += 1,
+                    Relation::Viewed => taken.sessions += 1,
+                }
+                taken.lines += items.len() as u64;
                 let total = match rel {
                     Relation::Bought => &mut *side.baskets,
                     Relation::Viewed => &mut *side.sessions,
@@ -227,6 +239,7 @@ impl<'c> Ingest<'c> {
         self.act.forgotten += 1;
         self.touched.users.insert(user);
         self.touched.exposures.insert(user);
+        taken
     }
 
     /// Copy the basket and session counts of the items this batch touched into the dense

@@ -39,7 +39,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("item.upsert", "insert or replace items, all or none: {\"items\": [item lines as in FORMAT.md]}"),
     ("user.upsert", "insert or replace users, all or none: {\"users\": [user lines as in FORMAT.md]}"),
     ("item.delete", "delete items: {\"ids\": [...]}"),
-    ("user.delete", "delete users and everything they did (\"forget me\"): {\"ids\": [...]}"),
+    ("user.delete", "delete users and everything they did (\"forget me\"), make their bytes leave the store's files, and return the receipt: {\"ids\": [...]}"),
     ("segment.rebuild", "fold recent writes into a new segment now"),
     (
         "segment.save_delta",
@@ -342,16 +342,23 @@ fn write_command(store: &Store, cmd: &str, a: &Value) -> Result<Value, Failure> 
             let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
             Ok(json!({"upserted": users.len(), "ids": ids}))
         }
-        "item.delete" | "user.delete" => {
+        "item.delete" => {
             let Ids { ids } = args(a)?;
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let n = if cmd == "item.delete" {
-                store.delete_items(&refs)
-            } else {
-                store.delete_users(&refs)
-            }
-            .map_err(refused)?;
+            let n = store.delete_items(&refs).map_err(refused)?;
             Ok(json!({"deleted": n, "not_found": ids.len() - n}))
+        }
+        "user.delete" => {
+            // Forgotten with a receipt: a fold and a reclaim, so the connection waits
+            // (seconds on a large store).
+            let Ids { ids } = args(a)?;
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let receipt = store.forget_users(&refs).map_err(refused)?;
+            Ok(json!({
+                "deleted": receipt.deleted.len(),
+                "not_found": receipt.not_found.len(),
+                "receipt": to_value(&receipt)?,
+            }))
         }
         other => Err((Code::UnknownCommand, format!("unknown command `{other}`"))),
     }

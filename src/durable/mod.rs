@@ -52,7 +52,7 @@ use arc_swap::ArcSwap;
 
 use crate::error::{Error, Result};
 
-pub(crate) use sled_backend::{exists as sled_exists, open as open_sled};
+pub(crate) use sled_backend::{exists as sled_exists, open as open_sled, replaced_dirs};
 
 /// A stored value or key handed out by a backend. Cheap to clone; sled's own buffers are kept
 /// as they are (no copy on read).
@@ -322,6 +322,15 @@ impl Db {
         Db {
             shared: self.shared.clone(),
             prefix: Arc::from(namespace_prefix(name)),
+        }
+    }
+
+    /// The same records seen from the default namespace (the whole store's own keys): for
+    /// what belongs to the store rather than to one namespace, such as its backup log.
+    pub(crate) fn root(&self) -> Db {
+        Db {
+            shared: self.shared.clone(),
+            prefix: Arc::from(&[][..]),
         }
     }
 

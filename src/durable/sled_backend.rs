@@ -153,6 +153,27 @@ pub(crate) fn exists(dir: &Path) -> bool {
     dir.join(CURRENT).is_file() || dir.join("db").is_dir()
 }
 
+/// sled's directories under the store directory `dir` other than the current one: those a
+/// reclaim replaced, until their last reader lets go (then they are removed).
+pub(crate) fn replaced_dirs(dir: &Path) -> Vec<PathBuf> {
+    let keep = current_generation(dir).unwrap_or(0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(parse_dir_name)
+                .is_some_and(|g| g != keep)
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
 /// Remove sled directories other than generation `keep`: what a reclaim killed before or
 /// after its commit left behind.
 fn remove_others(dir: &Path, keep: u64) {

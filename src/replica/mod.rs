@@ -13,9 +13,9 @@
 //! flight finish on the old generation, new ones run on the new.
 //!
 //! All object-store traffic goes through the `object_store` crate (S3, GCS, Azure, a local
-//! directory, memory), whose futures run here on a private current-thread runtime on a thread
-//! of their own (`block_on`), so the calls are plain blocking functions whether or not the
-//! app runs a tokio runtime itself.
+//! directory, memory), whose futures run here on one private runtime of the process, entered
+//! from a thread of their own (`block_on`), so the calls are plain blocking functions whether
+//! or not the app runs a tokio runtime itself.
 //!
 //! What a generation costs: the pairs are walked whole (writes held meanwhile), but only pair
 //! files whose bytes changed are uploaded, and a replica reads only those. Segment files are
@@ -47,23 +47,48 @@ pub use restore::RestoreReport;
 use crate::error::{Error, Result};
 use crate::manifest;
 
-/// Run `work` to completion on a private current-thread tokio runtime on a thread of its own.
-/// A runtime cannot be started inside another one's worker, and an app that embeds the store
-/// may well be running one; a thread of our own sidesteps both that and any deadlock with the
-/// app's executor.
+/// The one runtime every object-store call of the process runs on. One, and never dropped:
+/// an `ObjectStore` client keeps HTTP connections in a pool, and each connection's task lives
+/// on the runtime that opened it. With a runtime per call (as before 2026-12-06), a call that
+/// reused a connection the previous call had opened found its task gone with that runtime
+/// ("runtime dropped the dispatch task"): two leaders publishing at once through one client
+/// failed that way about one run in five.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            // Two workers drive the connections, so calls from several threads (a
+            // publisher, a replica's poll, an app's own publish) make progress at once.
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("recostore-object-store")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| {
+            Error::io(
+                "starting the object-store runtime",
+                "",
+                std::io::Error::other(e.clone()),
+            )
+        })
+}
+
+/// Run `work` to completion on the process's object-store runtime ([`runtime`]), from a
+/// thread of its own. A runtime cannot be entered from inside another one's worker, and an app
+/// that embeds the store may well be running one; a thread of our own sidesteps both that and
+/// any deadlock with the app's executor.
 pub(crate) fn block_on<F>(work: F) -> Result<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
 {
+    let rt = runtime()?;
     std::thread::scope(|s| {
-        let handle = s.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::io("starting the object-store runtime", "", e))?;
-            Ok(rt.block_on(work))
-        });
+        let handle = s.spawn(move || Ok(rt.block_on(work)));
         handle.join().unwrap_or_else(|panic| {
             Err(Error::ObjectStore {
                 action: "running",

@@ -74,6 +74,9 @@ impl Store {
     /// interrupted at any moment leaves no directory at `to`, and its leftover refuses to open
     /// as a store. Of several backups to one new path at once, one wins and the others fail.
     /// A path inside the live store (however spelled: `..`, symlinks) is refused.
+    ///
+    /// Each backup is remembered in the store (the last 1,000, [`Store::backups`]), so that a
+    /// later [`Store::forget_users`] can list the backups that still hold the users.
     pub fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport> {
         self.copy_to(to.as_ref(), false)
     }
@@ -106,11 +109,31 @@ impl Store {
                         if !tree.is_namespace() {
                             report.keys += backup::copy_namespaces(tree, self.dir(), work)?;
                         }
+                        if pack.is_none() {
+                            self.log_backup(to)?;
+                        }
                         Ok(report)
                     })
                 })
             })
         })
+    }
+
+    /// Remember a backup to `to` ([`Store::backups`]), still under the paused writer and
+    /// rebuild lock: a deletion's receipt reads the log after its fold, and so lists every
+    /// backup that could have copied the segment from before it. A backup that then fails to
+    /// land stays listed, which errs on the side of the receipt. A replica remembers none (it
+    /// writes nothing).
+    fn log_backup(&self, to: &Path) -> Result<()> {
+        if self.tree().is_read_only() {
+            return Ok(());
+        }
+        let path = match to.parent().map(std::fs::canonicalize) {
+            Some(Ok(dir)) => to.file_name().map_or_else(|| dir.clone(), |n| dir.join(n)),
+            _ => std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf()),
+        };
+        crate::forget::log_backup(self.tree(), &path, self.namespace_name())?;
+        self.tree().flush()
     }
 
     /// What packing needs to know, read under the paused writer: the items the dirty log

@@ -144,6 +144,11 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Counts and sizes of a store.
     Stats(StoreArg),
+    /// Delete users and everything they did ("forget me"), make their bytes leave every file
+    /// of the store (a fold and a rewrite of sled's files), and print the receipt: what was
+    /// taken back, from when no file held them, and the backups that still do. Check it with
+    /// `recostore verify --forgotten USER`.
+    Forget(ForgetArgs),
     /// Fold recent writes into a new segment now (every item is written again: seconds at a
     /// million items). With --save-delta, save the recent writes to the delta file instead,
     /// in proportion to what changed, so the next open reads them back in one piece.
@@ -248,8 +253,23 @@ struct VerifyArgs {
     #[command(flatten)]
     store: StoreArg,
     /// Only recompute the segment checksum (reads one file; the check before 0.2).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "forgotten")]
     quick: bool,
+    /// Instead, look for user ID's bytes in every file of the store (sled's files are
+    /// rewritten with their live pairs first) and list where they remain. Exits 1 if any do.
+    /// An item, a tag or another namespace's user of the same name is found too: the scan
+    /// reads bytes, not records.
+    #[arg(long, value_name = "ID")]
+    forgotten: Option<String>,
+}
+
+#[derive(Args)]
+struct ForgetArgs {
+    /// The users to forget.
+    #[arg(required = true)]
+    users: Vec<String>,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(Args)]
@@ -689,8 +709,22 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
             }
         }
+        Command::Forget(f) => {
+            let store = crate::open_existing(&f.store.dir)?;
+            let ids: Vec<&str> = f.users.iter().map(String::as_str).collect();
+            let r = store.forget_users(&ids)?;
+            output::receipt(&r, f.store.json)?;
+            if r.deleted.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
+        }
         Command::Verify(v) => {
             let store = crate::open_existing(&v.store.dir)?;
+            if let Some(id) = &v.forgotten {
+                let r = store.verify_forgotten(id)?;
+                output::forgotten(&r, v.store.json)?;
+                return Ok(ExitCode::from(u8::from(!r.clean())));
+            }
             if v.quick {
                 store.verify()?;
                 println!(

@@ -257,3 +257,155 @@ pub fn import_summary(s: &ImportSummary, as_json: bool) -> Out {
     }
     Ok(())
 }
+
+/// A time in milliseconds since the Unix epoch, as UTC `YYYY-MM-DD HH:MM:SS.mmm`.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms % 1000
+    )
+}
+
+/// Print a deletion receipt.
+pub fn receipt(r: &recostore::DeletionReceipt, as_json: bool) -> Out {
+    if as_json {
+        return json(r);
+    }
+    println!("deleted            {}", r.deleted.join(", "));
+    if !r.not_found.is_empty() {
+        println!("not found          {}", r.not_found.join(", "));
+    }
+    println!("events removed     {}", r.events_removed);
+    if r.events_pruned_earlier > 0 {
+        println!(
+            "pruned before      {} events (gone from the log then, from the totals now)",
+            r.events_pruned_earlier
+        );
+    }
+    println!(
+        "taken back         {} baskets and {} sessions ({} item lines of co-occurrence)",
+        r.baskets_taken_back, r.sessions_taken_back, r.cooccurrence_lines
+    );
+    println!(
+        "purged             {} derived tags, {} remembered shows",
+        r.derived_tags_purged, r.shows_purged
+    );
+    if r.deleted.is_empty() {
+        println!("nothing deleted: no file was rewritten");
+        return Ok(());
+    }
+    let retired: Vec<String> = r.generations_retired.iter().map(u64::to_string).collect();
+    println!(
+        "segment            generation {} written without them; retired: {}",
+        r.generation,
+        if retired.is_empty() {
+            "none".into()
+        } else {
+            retired.join(", ")
+        }
+    );
+    println!(
+        "sled files         rewritten with live pairs only: {} bytes before, {} after",
+        r.sled_bytes_before, r.sled_bytes_after
+    );
+    if r.own_tag_names_kept > 0 {
+        println!(
+            "tag names          {} that only they had stay until `recostore compact`",
+            r.own_tag_names_kept
+        );
+    }
+    match r.bytes_gone_at_ms {
+        Some(ms) => println!("no file holds them since {}", utc(ms)),
+        None => {
+            println!("files still open by a reader (unlinked when it lets go):");
+            for f in &r.files_held {
+                println!("  {}", f.display());
+            }
+        }
+    }
+    if r.backups_before.is_empty() {
+        println!("backups before     none recorded");
+    } else {
+        println!("backups taken before, which still hold them:");
+        for b in &r.backups_before {
+            println!("  {} ({})", b.path.display(), utc(b.at_ms));
+        }
+    }
+    Ok(())
+}
+
+/// Print what `verify --forgotten` found.
+pub fn forgotten(r: &recostore::ForgottenReport, as_json: bool) -> Out {
+    if as_json {
+        return json(r);
+    }
+    if r.found.is_empty() {
+        println!(
+            "`{}`: not found in {} files ({} bytes)",
+            r.id, r.files, r.bytes
+        );
+    } else {
+        println!(
+            "`{}`: found {}{} times in {} files ({} bytes); an item, a tag or another namespace's user of the same name is found too:",
+            r.id,
+            r.found.len(),
+            if r.more { "+" } else { "" },
+            r.files,
+            r.bytes
+        );
+        for f in &r.found {
+            println!(
+                "  {} at byte {}{}",
+                f.path.display(),
+                f.offset,
+                if f.whole_token {
+                    ""
+                } else {
+                    " (inside a longer string)"
+                }
+            );
+        }
+    }
+    for p in &r.not_read {
+        println!("  not a regular file, not read: {}", p.display());
+    }
+    if r.problems.is_empty() {
+        println!("the event log and the behaviour state agree (verify_deep)");
+    } else {
+        println!("verify_deep found damage:");
+        for p in &r.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_matches_the_calendar() {
+        for (ms, want) in [
+            (0, "1970-01-01 00:00:00.000"),
+            (1_764_921_600_000, "2025-12-05 08:00:00.000"),
+            (951_782_400_123, "2000-02-29 00:00:00.123"),
+            (4_102_444_799_999, "2099-12-31 23:59:59.999"),
+        ] {
+            assert_eq!(super::utc(ms), format!("{want} UTC"));
+        }
+    }
+}
